@@ -1,0 +1,1 @@
+//! The otf BPF runtime object, its map layout, loading and event decoding.

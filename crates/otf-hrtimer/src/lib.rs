@@ -1,0 +1,1 @@
+//! On-the-fly timer.* probes on perf cpu-clock events.

@@ -1,0 +1,1 @@
+//! On-the-fly kprobes: kernel.function(NAME).

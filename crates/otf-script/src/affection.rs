@@ -1,0 +1,1 @@
+//! Affection analysis: which probes can affect the condition of which.

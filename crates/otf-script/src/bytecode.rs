@@ -1,0 +1,277 @@
+//! The otf bytecode: what a compiled probe body or condition is, in user space (the reference
+//! VM, [`crate::vm`]) and in the kernel (the BPF VM in `bpf/otf_vm.h`).
+//!
+//! This file is a contract shared with C: `bpf/otf_insn.h` mirrors every number here, and a
+//! test in `otf-bpf` checks that the two agree. Change both or neither.
+//!
+//! The machine is a stack machine over signed 64-bit integers with wrapping (two's-complement)
+//! arithmetic:
+//! - an operand stack of at most [`MAX_STACK`] values (depth checked at compile time);
+//! - [`MAX_LOCALS`] local slots per probe hit (zeroed at the start of each hit);
+//! - the script's globals (at most [`MAX_GLOBALS`]), shared by all probes;
+//! - a step budget: at most [`MAX_STEPS`] instructions per hit (SystemTap's MAXACTION).
+//!
+//! Instructions are fixed-size ([`Insn`], 16 bytes). Jumps are relative to the next
+//! instruction: `pc = pc + 1 + arg`. See `docs/bytecode.md` for the opcode table.
+
+/// Maximum operand stack depth; the compiler refuses deeper expressions.
+pub const MAX_STACK: usize = 32;
+/// Number of local slots per probe hit (locals, parameters and temporaries of inlined calls).
+pub const MAX_LOCALS: usize = 64;
+/// Maximum number of globals in one script.
+pub const MAX_GLOBALS: usize = 1024;
+/// Maximum number of integer arguments of one output record (`printf`, `println`, ...).
+pub const MAX_OUT_ARGS: usize = 16;
+/// Maximum number of `@entry(E)` values saved for one return probe.
+pub const MAX_ENTRY_SLOTS: usize = 8;
+/// Step budget: instructions executed per probe hit before the hit is aborted with
+/// "MAXACTION exceeded".
+pub const MAX_STEPS: u32 = 20_000;
+/// Maximum total code size of a script, in instructions.
+pub const MAX_CODE: usize = 65_536;
+/// Number of lock stripes: global `g` is protected by bit `g % LOCK_STRIPES` of a body's
+/// lock mask.
+pub const LOCK_STRIPES: usize = 64;
+
+/// One instruction: 16 bytes, `#[repr(C)]`, identical to `struct otf_insn` in C.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Insn {
+    /// The opcode ([`Op`] as `u8`).
+    pub op: u8,
+    /// Reserved, zero.
+    pub pad: [u8; 3],
+    /// Small operand: a slot, a global index, a relative jump, a format id, a context id.
+    pub arg: i32,
+    /// Wide operand: an immediate value or an argument count.
+    pub imm: i64,
+}
+
+impl Insn {
+    /// An instruction with both operands zero.
+    pub const fn op(op: Op) -> Insn {
+        Insn {
+            op: op as u8,
+            pad: [0; 3],
+            arg: 0,
+            imm: 0,
+        }
+    }
+
+    /// An instruction with a small operand.
+    pub const fn with_arg(op: Op, arg: i32) -> Insn {
+        Insn {
+            op: op as u8,
+            pad: [0; 3],
+            arg,
+            imm: 0,
+        }
+    }
+
+    /// An instruction with both operands.
+    pub const fn new(op: Op, arg: i32, imm: i64) -> Insn {
+        Insn {
+            op: op as u8,
+            pad: [0; 3],
+            arg,
+            imm,
+        }
+    }
+
+    /// The opcode, if it is a known one.
+    pub fn opcode(&self) -> Option<Op> {
+        Op::from_u8(self.op)
+    }
+}
+
+macro_rules! ops {
+    ($( $(#[$m:meta])* $name:ident = $val:expr ),* $(,)?) => {
+        /// Opcodes. `S` is the operand stack; `a` is [`Insn::arg`], `i` is [`Insn::imm`].
+        #[repr(u8)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Op { $( $(#[$m])* $name = $val ),* }
+
+        impl Op {
+            /// Every opcode, in numeric order.
+            pub const ALL: &'static [Op] = &[$(Op::$name),*];
+
+            /// The opcode with this number, if any.
+            pub fn from_u8(v: u8) -> Option<Op> {
+                match v { $( $val => Some(Op::$name), )* _ => None }
+            }
+        }
+    };
+}
+
+ops! {
+    /// Do nothing.
+    Nop = 0,
+    /// Push `i`.
+    Push = 1,
+    /// Push `globals[a]`.
+    LdG = 2,
+    /// Pop `v`; `globals[a] = v`.
+    StG = 3,
+    /// Push `locals[a]`.
+    LdL = 4,
+    /// Pop `v`; `locals[a] = v`.
+    StL = 5,
+    /// Push a copy of the top of the stack.
+    Dup = 6,
+    /// Drop the top of the stack.
+    Pop = 7,
+    /// Pop `b`, pop `a`, push `a + b` (wrapping). Likewise for the binary operators below.
+    Add = 8,
+    /// `a - b` (wrapping).
+    Sub = 9,
+    /// `a * b` (wrapping).
+    Mul = 10,
+    /// `a / b`, truncating toward zero; `b == 0` is the run-time error "division by zero";
+    /// `i64::MIN / -1` wraps to `i64::MIN`.
+    Div = 11,
+    /// `a % b`, sign of `a`; `b == 0` is "division by zero"; `i64::MIN % -1` is 0.
+    Mod = 12,
+    /// `a << (b & 63)`.
+    Shl = 13,
+    /// `a >> (b & 63)`, arithmetic.
+    Shr = 14,
+    /// `a & b`.
+    And = 15,
+    /// `a | b`.
+    Or = 16,
+    /// `a ^ b`.
+    Xor = 17,
+    /// `a < b` as 0 or 1 (signed).
+    Lt = 18,
+    /// `a <= b`.
+    Le = 19,
+    /// `a > b`.
+    Gt = 20,
+    /// `a >= b`.
+    Ge = 21,
+    /// `a == b`.
+    Eq = 22,
+    /// `a != b`.
+    Ne = 23,
+    /// Pop `a`, push `-a` (wrapping).
+    Neg = 24,
+    /// Pop `a`, push `a == 0`.
+    LNot = 25,
+    /// Pop `a`, push `!a` (bitwise).
+    BNot = 26,
+    /// `pc += a`.
+    Jmp = 27,
+    /// Pop `v`; if `v == 0`, `pc += a`.
+    Jz = 28,
+    /// Pop `v`; if `v != 0`, `pc += a`.
+    Jnz = 29,
+    /// End this probe hit normally (`next`, or the end of a body).
+    Next = 30,
+    /// Pop `v` and end the program with result `v` (conditions and entry programs).
+    Ret = 31,
+    /// Push the context value `a` ([`Ctx`]), with parameter `i` (the argument number for
+    /// [`Ctx::IntArg`] and [`Ctx::LongArg`]).
+    Ctx = 32,
+    /// Pop `n`; push a uniform random value in `[0, n)`; `n <= 0` is the run-time error
+    /// "invalid randint range".
+    RandInt = 33,
+    /// Pop `i` values (the last-pushed is the last argument) and emit output record with
+    /// format id `a` ([`Format`]).
+    Out = 34,
+    /// Request the end of the run (`exit()`); the body goes on.
+    Exit = 35,
+    /// Pop `v`; save it as `@entry` slot `a` for the matching return (entry programs only).
+    EntrySave = 36,
+    /// Push `@entry` slot `a` saved at the matching function entry (0 if none).
+    EntryLoad = 37,
+}
+
+/// Context values pushed by [`Op::Ctx`].
+#[repr(i32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Ctx {
+    /// `pid()`: the thread group id.
+    Pid = 0,
+    /// `tid()`: the thread id.
+    Tid = 1,
+    /// `ppid()`: the parent's thread group id.
+    Ppid = 2,
+    /// `uid()`: the real user id.
+    Uid = 3,
+    /// `cpu()`: the current CPU.
+    Cpu = 4,
+    /// `gettimeofday_ns()`: wall-clock nanoseconds since the epoch.
+    TimeNs = 5,
+    /// `target()`: the pid given by `-x` or started by `-c`, else 0.
+    Target = 6,
+    /// `returnval()`: the return value (return probes).
+    RetVal = 7,
+    /// `int_arg(i)`: argument `i` (1-based) truncated to a signed 32-bit value.
+    IntArg = 8,
+    /// `long_arg(i)`, `ulong_arg(i)`, `pointer_arg(i)`: argument `i` as 64 bits.
+    LongArg = 9,
+}
+
+impl Ctx {
+    /// The context id with this number, if any.
+    pub fn from_i32(v: i32) -> Option<Ctx> {
+        Some(match v {
+            0 => Ctx::Pid,
+            1 => Ctx::Tid,
+            2 => Ctx::Ppid,
+            3 => Ctx::Uid,
+            4 => Ctx::Cpu,
+            5 => Ctx::TimeNs,
+            6 => Ctx::Target,
+            7 => Ctx::RetVal,
+            8 => Ctx::IntArg,
+            9 => Ctx::LongArg,
+            _ => return None,
+        })
+    }
+}
+
+/// An output format: what one [`Op::Out`] record means. Integer arguments come from the
+/// record; everything else is known at compile time or from the record's header.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Format {
+    /// The pieces in order.
+    pub pieces: Vec<Piece>,
+    /// The number of integer arguments the record carries.
+    pub nargs: usize,
+}
+
+/// A piece of an output format.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Piece {
+    /// Literal text (format text, string literals, separators, the final newline).
+    Text(String),
+    /// The `n`th integer argument of the record, formatted by `spec`.
+    Int {
+        /// Index into the record's arguments.
+        arg: usize,
+        /// How to format it.
+        spec: Spec,
+    },
+    /// The string `execname()` of the hit, formatted by `spec` (width and `-` only).
+    Execname(Spec),
+    /// `pp()`: the probe point of the hit.
+    Pp(Spec),
+    /// `probefunc()`: the function name of the hit.
+    Probefunc(Spec),
+    /// A string literal argument formatted by a `%s` with width.
+    Str(String, Spec),
+}
+
+/// A printf conversion: `%[-][0][width]conv`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Spec {
+    /// The conversion character: one of `d i u x X o s c`.
+    pub conv: u8,
+    /// Minimum field width.
+    pub width: u32,
+    /// `-`: left-justify.
+    pub left: bool,
+    /// `0`: pad with zeros.
+    pub zero: bool,
+}

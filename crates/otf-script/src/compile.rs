@@ -1,0 +1,1 @@
+//! The compiler from the checked syntax tree to [`crate::bytecode`].

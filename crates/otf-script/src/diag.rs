@@ -1,0 +1,1 @@
+//! Diagnostics: source files, spans to line:col, and rendering errors as rustc does.

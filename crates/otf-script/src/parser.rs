@@ -1,0 +1,1 @@
+//! The parser: tokens to the syntax tree in [`crate::ast`].

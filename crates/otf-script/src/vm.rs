@@ -1,0 +1,1 @@
+//! The reference VM: executes [`crate::bytecode`] over a store of globals.

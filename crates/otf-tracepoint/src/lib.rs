@@ -1,0 +1,1 @@
+//! On-the-fly kernel.trace probes.

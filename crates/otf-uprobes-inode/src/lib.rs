@@ -1,0 +1,1 @@
+//! On-the-fly inode uprobes: process(PATH).function(NAME).

@@ -1,0 +1,3 @@
+//! The `otf` command.
+
+fn main() {}
