@@ -184,6 +184,9 @@ ops! {
     EntrySave = 36,
     /// Push `@entry` slot `a` saved at the matching function entry (0 if none).
     EntryLoad = 37,
+    /// End this probe hit because the probe's own condition is false (the inlined
+    /// `if (!C) next`); counted as "skipped by condition", not as a body run.
+    Skip = 38,
 }
 
 /// Context values pushed by [`Op::Ctx`].
