@@ -1,0 +1,151 @@
+//! The [`ProbeGroup`] trait: one implementation per probe type.
+
+use serde::Serialize;
+
+use crate::armed::ArmedSet;
+use crate::ids::{CondId, Flavor, Pidx};
+use crate::plan::{self, ApplyReport, Plan, PlanInput};
+
+/// One kernel attachment of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProbeEntry {
+    /// Its index (0-based, script order, unique across groups).
+    pub pidx: Pidx,
+    /// The condition that gates it, or `None` for a probe without `if (...)` (always armed).
+    pub cond: Option<CondId>,
+    /// Its flavor, which picks the debug vocabulary.
+    pub flavor: Flavor,
+    /// A human description, e.g. `process("/bin/app").function("foo")` or
+    /// `kernel.trace("sched:sched_process_fork")`.
+    pub description: String,
+}
+
+impl ProbeEntry {
+    /// A new entry.
+    pub fn new(
+        pidx: Pidx,
+        cond: Option<CondId>,
+        flavor: Flavor,
+        description: impl Into<String>,
+    ) -> ProbeEntry {
+        ProbeEntry {
+            pidx,
+            cond,
+            flavor,
+            description: description.into(),
+        }
+    }
+}
+
+/// Whether a probe may wake user space itself when it flips a condition (DESIGN.md, "The
+/// model", 3), with the reason written down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SafeContext {
+    /// True if the probe's body may send the notification record.
+    pub safe: bool,
+    /// Why, in one sentence (printed by `otf check`).
+    pub reason: &'static str,
+}
+
+impl SafeContext {
+    /// A context from which notifying user space is safe.
+    pub const fn safe(reason: &'static str) -> SafeContext {
+        SafeContext { safe: true, reason }
+    }
+
+    /// A context from which notifying is not safe (e.g. it may run in NMI): the background timer
+    /// picks up the change instead.
+    pub const fn not_safe(reason: &'static str) -> SafeContext {
+        SafeContext {
+            safe: false,
+            reason,
+        }
+    }
+}
+
+/// A set of kernel attachments of one probe type, armed and disarmed on the fly.
+///
+/// Deciding is separated from doing: `plan_*` are pure and return a [`Plan`] (the provided
+/// defaults implement the policy of DESIGN.md, and most groups keep them); [`apply`] is the only
+/// method that touches the kernel. The trait is object safe: the scheduler holds
+/// `Box<dyn ProbeGroup>`.
+///
+/// [`apply`]: ProbeGroup::apply
+pub trait ProbeGroup {
+    /// The group's name: `hrtimer`, `tracepoint`, `uprobes`, `kprobes`, …
+    fn name(&self) -> &'static str;
+
+    /// The group's attachments, ascending `pidx`. Must not change after the session starts.
+    fn probes(&self) -> &[ProbeEntry];
+
+    /// Whether this group can disarm probes in the kernel. If false, every probe is armed at
+    /// start and stays armed; conditions then only gate bodies.
+    fn otf_supported(&self) -> bool;
+
+    /// Whether bodies of this group's probes may notify user space (group-wide default).
+    fn otf_safe_context(&self) -> SafeContext;
+
+    /// Per-probe override of [`otf_safe_context`](ProbeGroup::otf_safe_context) (e.g. a
+    /// tracepoint glob matching an NMI tracepoint). Defaults to the group's value.
+    fn probe_safe_context(&self, pidx: Pidx) -> SafeContext {
+        let _ = pidx;
+        self.otf_safe_context()
+    }
+
+    /// Plan session start. Pure. Default: [`plan::plan_start`].
+    fn plan_start(&self, input: &PlanInput<'_>) -> Plan {
+        plan::plan_start(self.probes(), self.otf_supported(), input)
+    }
+
+    /// Plan a refresh. Pure. Default: [`plan::plan_refresh`].
+    fn plan_refresh(&self, input: &PlanInput<'_>) -> Plan {
+        plan::plan_refresh(self.probes(), self.otf_supported(), input)
+    }
+
+    /// Plan shutdown. Pure. Default: [`plan::plan_release`] (release every probe).
+    fn plan_release(&self, armed: &ArmedSet) -> Plan {
+        let _ = armed;
+        plan::plan_release(self.probes())
+    }
+
+    /// Carry out `plan` in the kernel and report one outcome per action.
+    ///
+    /// Apply every action it can: a failure of one action must not stop the others. Batching
+    /// and overlapping (uprobe_multi, detaching on worker threads) are welcome, as long as every
+    /// action has its outcome when `apply` returns. `plan.phase` tells whether kernel objects
+    /// from an earlier phase exist.
+    fn apply(&mut self, plan: &Plan) -> ApplyReport;
+}
+
+/// Forwarding impl, so that `Box<dyn ProbeGroup>` (or `Box<dyn ProbeGroup + Send>`) is itself
+/// a `ProbeGroup` and a `&mut [Box<dyn ProbeGroup>]` can be passed to
+/// [`Scheduler::handle`](crate::Scheduler::handle). Every method forwards, overrides included.
+impl<G: ProbeGroup + ?Sized> ProbeGroup for Box<G> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn probes(&self) -> &[ProbeEntry] {
+        (**self).probes()
+    }
+    fn otf_supported(&self) -> bool {
+        (**self).otf_supported()
+    }
+    fn otf_safe_context(&self) -> SafeContext {
+        (**self).otf_safe_context()
+    }
+    fn probe_safe_context(&self, pidx: Pidx) -> SafeContext {
+        (**self).probe_safe_context(pidx)
+    }
+    fn plan_start(&self, input: &PlanInput<'_>) -> Plan {
+        (**self).plan_start(input)
+    }
+    fn plan_refresh(&self, input: &PlanInput<'_>) -> Plan {
+        (**self).plan_refresh(input)
+    }
+    fn plan_release(&self, armed: &ArmedSet) -> Plan {
+        (**self).plan_release(armed)
+    }
+    fn apply(&mut self, plan: &Plan) -> ApplyReport {
+        (**self).apply(plan)
+    }
+}
