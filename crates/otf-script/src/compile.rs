@@ -1,1 +1,963 @@
 //! The compiler from the checked syntax tree to [`crate::bytecode`].
+//!
+//! One [`Unit`] per (probe statement, component). Its programs live in one shared code
+//! array ([`CompiledScript::code`]):
+//!
+//! - `body`: the unit's own condition inlined first (`<cond>; Jnz +1; Skip`), then the
+//!   statement body, then `Next`;
+//! - `cond`: the condition alone, normalised to 0 or 1 and ending in `Ret` (for
+//!   re-evaluation after a writer runs);
+//! - `entry`: for `.return` units using `@entry(E)`: each `E` evaluated and saved with
+//!   `EntrySave` to slots `0..n`, then `Next` (run at the matching function entry).
+//!
+//! Script functions are inlined at every call site with fresh local slots. Every program
+//! is checked with [`crate::vm::verify`]; limits ([`MAX_STACK`], [`MAX_LOCALS`],
+//! [`MAX_CODE`], [`MAX_OUT_ARGS`]) are compile errors, never panics.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::ops::Range;
+
+use crate::affection::Affection;
+use crate::ast::{BinOp, Block, Expr, ExprKind, Ident, Span, Stmt, StmtKind, UnOp};
+use crate::bytecode::{
+    Ctx, Format, Insn, Op, Piece, Spec, LOCK_STRIPES, MAX_CODE, MAX_LOCALS, MAX_OUT_ARGS, MAX_STACK,
+};
+use crate::diag::Diagnostic;
+use crate::format::{parse_printf, FmtItem};
+use crate::point::PointKind;
+use crate::sema::{builtin, Builtin, Checked, GlobalInfo, Scope, VarRef};
+use crate::vm;
+
+/// A compiled script: all programs in one code array, and what each unit runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CompiledScript {
+    /// The code of every program.
+    pub code: Vec<Insn>,
+    /// One unit per (probe statement, component), in script order.
+    pub units: Vec<Unit>,
+    /// Output formats, indexed by the `Out` instruction's format id.
+    pub formats: Vec<Format>,
+    /// The globals with their initial values, by index.
+    pub globals: Vec<GlobalInfo>,
+}
+
+/// One (probe statement, component) pair, compiled.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Unit {
+    /// Index of the probe statement.
+    pub probe: usize,
+    /// Index of the component in the statement.
+    pub component: usize,
+    /// The probe point.
+    pub point: PointKind,
+    /// Where the point was written.
+    pub point_span: Span,
+    /// Written with `?`.
+    pub optional: bool,
+    /// The body program (condition inlined first), ending in `Next`.
+    pub body: Range<u32>,
+    /// The condition alone, ending in `Ret`; `None` without a condition.
+    pub cond: Option<Range<u32>>,
+    /// The `@entry` program of a `.return` unit, ending in `Next`; `None` if unused.
+    pub entry: Option<Range<u32>>,
+    /// Units whose condition this unit re-evaluates after its body.
+    pub reeval: Vec<usize>,
+    /// Bit `g % LOCK_STRIPES` for every global the body (with its inlined condition and
+    /// called functions) reads or writes, and every global read by the conditions in
+    /// `reeval`.
+    pub lock_mask: u64,
+    /// Globals read by the body, its inlined condition and called functions (sorted).
+    pub globals_read: Vec<u32>,
+    /// Globals written by the body and called functions (sorted).
+    pub globals_written: Vec<u32>,
+    /// Local slots used by the body (including inlined calls).
+    pub nlocals: u32,
+}
+
+impl CompiledScript {
+    /// The instructions of a program range.
+    pub fn program(&self, r: &Range<u32>) -> &[Insn] {
+        &self.code[r.start as usize..r.end as usize]
+    }
+}
+
+/// Render code as text, one instruction per line: `index: Op operands`; jumps show their
+/// absolute target.
+pub fn disassemble(code: &[Insn]) -> String {
+    let mut s = String::new();
+    for (pc, i) in code.iter().enumerate() {
+        let _ = write!(s, "{pc:4}: ");
+        match i.opcode() {
+            None => {
+                let _ = writeln!(s, "?{} {} {}", i.op, i.arg, i.imm);
+            }
+            Some(op) => {
+                let name = format!("{op:?}");
+                let _ = match op {
+                    Op::Push => writeln!(s, "{name} {}", i.imm),
+                    Op::LdG | Op::StG => writeln!(s, "{name} g{}", i.arg),
+                    Op::LdL | Op::StL => writeln!(s, "{name} l{}", i.arg),
+                    Op::EntrySave | Op::EntryLoad => writeln!(s, "{name} e{}", i.arg),
+                    Op::Jmp | Op::Jz | Op::Jnz => {
+                        writeln!(s, "{name} -> {}", pc as i64 + 1 + i.arg as i64)
+                    }
+                    Op::Ctx => match Ctx::from_i32(i.arg) {
+                        Some(c) if i.imm != 0 => writeln!(s, "{name} {c:?}({})", i.imm),
+                        Some(c) => writeln!(s, "{name} {c:?}"),
+                        None => writeln!(s, "{name} ?{}", i.arg),
+                    },
+                    Op::Out => writeln!(s, "{name} fmt{} n={}", i.arg, i.imm),
+                    _ => writeln!(s, "{name}"),
+                };
+            }
+        }
+    }
+    s
+}
+
+/// An inlined function call being compiled.
+struct Frame {
+    func: usize,
+    base: u32,
+    /// `Jmp` instructions of `return` statements, patched to the end of the call.
+    returns: Vec<usize>,
+    /// Stack depth at statement boundaries inside the call.
+    stmt_depth: usize,
+}
+
+/// The deepest nesting of statements and expressions, counted through inlined function
+/// calls, that the compiler accepts (it recurses over the tree).
+pub const MAX_NEST: usize = 1000;
+
+struct Loop {
+    breaks: Vec<usize>,
+    continues: Vec<usize>,
+}
+
+struct Compiler<'a> {
+    checked: &'a Checked,
+    code: Vec<Insn>,
+    formats: Vec<Format>,
+    format_ids: HashMap<Format, u32>,
+    errors: Vec<Diagnostic>,
+    /// Emission stopped because the code is too large.
+    too_big: bool,
+    // Per program:
+    depth: usize,
+    span: Span,
+    deep_reported: bool,
+    probe: usize,
+    frames: Vec<Frame>,
+    loops: Vec<Loop>,
+    top: u32,
+    max_top: u32,
+    locals_reported: bool,
+    nest: usize,
+    entries: Vec<&'a Expr>,
+    /// `Some` while compiling an entry program (no entry loads).
+    stmt_depth: usize,
+}
+
+impl<'a> Compiler<'a> {
+    fn emit(&mut self, insn: Insn) -> usize {
+        if self.code.len() >= MAX_CODE {
+            if !self.too_big {
+                self.too_big = true;
+                self.errors.push(Diagnostic::error(
+                    format!(
+                        "the script compiles to more than {MAX_CODE} instructions (functions are inlined at every call)"
+                    ),
+                    self.span,
+                ));
+            }
+            return self.code.len();
+        }
+        if let Some((pops, pushes)) = vm::stack_effect(&insn) {
+            self.depth = self.depth.saturating_sub(pops) + pushes;
+            if self.depth > MAX_STACK && !self.deep_reported {
+                self.deep_reported = true;
+                self.errors.push(
+                    Diagnostic::error(
+                        format!(
+                            "expression too complex: it needs more than {MAX_STACK} operand stack slots"
+                        ),
+                        self.span,
+                    )
+                    .with_hint("split it into several statements using local variables"),
+                );
+            }
+        }
+        self.code.push(insn);
+        self.code.len() - 1
+    }
+
+    fn op(&mut self, op: Op) -> usize {
+        self.emit(Insn::op(op))
+    }
+
+    /// Emit a jump to be patched later.
+    fn jump(&mut self, op: Op) -> usize {
+        self.emit(Insn::with_arg(op, 0))
+    }
+
+    /// Emit a jump to an earlier instruction.
+    fn jump_back(&mut self, op: Op, target: usize) {
+        let at = self.code.len();
+        self.emit(Insn::with_arg(op, target as i32 - at as i32 - 1));
+    }
+
+    /// Make the jump at `at` go to the next instruction emitted.
+    fn patch(&mut self, at: usize) {
+        let target = self.code.len();
+        if let Some(i) = self.code.get_mut(at) {
+            i.arg = target as i32 - at as i32 - 1;
+        }
+    }
+
+    fn begin_program(&mut self) -> usize {
+        self.depth = 0;
+        self.stmt_depth = 0;
+        self.deep_reported = false;
+        self.frames.clear();
+        self.loops.clear();
+        self.code.len()
+    }
+
+    fn end_program(&mut self, start: usize) -> Range<u32> {
+        let r = start as u32..self.code.len() as u32;
+        if !self.too_big && !self.deep_reported {
+            if let Err(e) = vm::verify(&self.code, start..self.code.len()) {
+                self.errors.push(Diagnostic::error(
+                    format!("internal compiler error: generated code does not verify: {e}"),
+                    self.span,
+                ));
+            }
+        }
+        r
+    }
+
+    fn resolve(&self, name: &str) -> VarRef {
+        let (scope, base) = match self.frames.last() {
+            Some(f) => (Scope::Function(f.func), f.base),
+            None => (Scope::Probe(self.probe), 0),
+        };
+        match self.checked.resolve(scope, name) {
+            Some(VarRef::Local(s)) => VarRef::Local(base + s),
+            Some(g) => g,
+            // Unreachable after sema; a fresh zero local is the safe reading.
+            None => VarRef::Local(base + MAX_LOCALS as u32),
+        }
+    }
+
+    fn load(&mut self, id: &Ident) {
+        match self.resolve(&id.name) {
+            VarRef::Global(g) => self.emit(Insn::with_arg(Op::LdG, g as i32)),
+            VarRef::Local(s) if (s as usize) < MAX_LOCALS => {
+                self.emit(Insn::with_arg(Op::LdL, s as i32))
+            }
+            VarRef::Local(_) => self.emit(Insn::new(Op::Push, 0, 0)),
+        };
+    }
+
+    fn store(&mut self, id: &Ident) {
+        match self.resolve(&id.name) {
+            VarRef::Global(g) => self.emit(Insn::with_arg(Op::StG, g as i32)),
+            VarRef::Local(s) if (s as usize) < MAX_LOCALS => {
+                self.emit(Insn::with_arg(Op::StL, s as i32))
+            }
+            VarRef::Local(_) => self.op(Op::Pop),
+        };
+    }
+
+    fn block(&mut self, b: &'a Block) {
+        for s in &b.stmts {
+            if self.too_big {
+                return;
+            }
+            self.stmt(s);
+        }
+    }
+
+    fn stmt(&mut self, s: &'a Stmt) {
+        if self.enter(s.span) {
+            self.stmt_inner(s);
+        }
+        self.nest -= 1;
+        self.depth = self.stmt_depth;
+    }
+
+    fn stmt_inner(&mut self, s: &'a Stmt) {
+        self.span = s.span;
+        match &s.kind {
+            StmtKind::Block(b) => self.block(b),
+            StmtKind::If { cond, then, els } => {
+                self.expr(cond, true);
+                let jz = self.jump(Op::Jz);
+                self.stmt(then);
+                match els {
+                    None => self.patch(jz),
+                    Some(e) => {
+                        let j = self.jump(Op::Jmp);
+                        self.patch(jz);
+                        self.stmt(e);
+                        self.patch(j);
+                    }
+                }
+            }
+            StmtKind::While { cond, body } => {
+                let top = self.code.len();
+                self.expr(cond, true);
+                let jz = self.jump(Op::Jz);
+                self.loops.push(Loop {
+                    breaks: vec![],
+                    continues: vec![],
+                });
+                self.stmt(body);
+                let l = self.loops.pop().unwrap_or(Loop {
+                    breaks: vec![],
+                    continues: vec![],
+                });
+                for c in l.continues {
+                    self.patch_to(c, top);
+                }
+                self.jump_back(Op::Jmp, top);
+                self.patch(jz);
+                for b in l.breaks {
+                    self.patch(b);
+                }
+            }
+            StmtKind::For {
+                init,
+                cond,
+                step,
+                body,
+            } => {
+                if let Some(e) = init {
+                    self.expr(e, false);
+                }
+                let top = self.code.len();
+                let jz = cond.as_ref().map(|c| {
+                    self.expr(c, true);
+                    self.jump(Op::Jz)
+                });
+                self.loops.push(Loop {
+                    breaks: vec![],
+                    continues: vec![],
+                });
+                self.stmt(body);
+                let l = self.loops.pop().unwrap_or(Loop {
+                    breaks: vec![],
+                    continues: vec![],
+                });
+                for c in l.continues {
+                    self.patch(c);
+                }
+                if let Some(e) = step {
+                    self.expr(e, false);
+                }
+                self.jump_back(Op::Jmp, top);
+                if let Some(j) = jz {
+                    self.patch(j);
+                }
+                for b in l.breaks {
+                    self.patch(b);
+                }
+            }
+            StmtKind::Break => {
+                let j = self.jump(Op::Jmp);
+                if let Some(l) = self.loops.last_mut() {
+                    l.breaks.push(j);
+                }
+            }
+            StmtKind::Continue => {
+                let j = self.jump(Op::Jmp);
+                if let Some(l) = self.loops.last_mut() {
+                    l.continues.push(j);
+                }
+            }
+            StmtKind::Next => {
+                self.op(Op::Next);
+            }
+            StmtKind::Return(e) => {
+                match e {
+                    Some(e) => self.expr(e, true),
+                    None => {
+                        self.emit(Insn::new(Op::Push, 0, 0));
+                    }
+                }
+                let j = self.jump(Op::Jmp);
+                if let Some(f) = self.frames.last_mut() {
+                    f.returns.push(j);
+                }
+            }
+            StmtKind::Expr(e) => self.expr(e, false),
+            StmtKind::Empty => {}
+        }
+        // Every statement leaves the stack as it found it.
+        self.depth = self.stmt_depth;
+    }
+
+    fn patch_to(&mut self, at: usize, target: usize) {
+        if let Some(i) = self.code.get_mut(at) {
+            i.arg = target as i32 - at as i32 - 1;
+        }
+    }
+
+    fn binop(op: BinOp) -> Op {
+        match op {
+            BinOp::Mul => Op::Mul,
+            BinOp::Div => Op::Div,
+            BinOp::Mod => Op::Mod,
+            BinOp::Add => Op::Add,
+            BinOp::Sub => Op::Sub,
+            BinOp::Shl => Op::Shl,
+            BinOp::Shr => Op::Shr,
+            BinOp::Lt => Op::Lt,
+            BinOp::Le => Op::Le,
+            BinOp::Gt => Op::Gt,
+            BinOp::Ge => Op::Ge,
+            BinOp::Eq => Op::Eq,
+            BinOp::Ne => Op::Ne,
+            BinOp::BitAnd => Op::And,
+            BinOp::BitXor => Op::Xor,
+            BinOp::BitOr => Op::Or,
+            // Short-circuit operators are compiled with jumps, never through here.
+            BinOp::And => Op::And,
+            BinOp::Or => Op::Or,
+        }
+    }
+
+    /// Compile an expression; leave its value on the stack iff `want`.
+    /// Count one level of nesting (statements and expressions, through inlined calls);
+    /// `false` when the limit is exceeded (compilation is then abandoned).
+    fn enter(&mut self, span: Span) -> bool {
+        self.nest += 1;
+        if self.nest > MAX_NEST && !self.too_big {
+            self.too_big = true;
+            self.errors.push(
+                Diagnostic::error(
+                    format!(
+                        "the script nests more than {MAX_NEST} levels deep once its functions are inlined"
+                    ),
+                    span,
+                )
+                .with_hint("split deeply nested expressions or chains of function calls"),
+            );
+        }
+        !self.too_big
+    }
+
+    fn expr(&mut self, e: &'a Expr, want: bool) {
+        let d0 = self.depth;
+        if self.enter(e.span) {
+            self.expr_inner(e, want);
+        }
+        self.nest -= 1;
+        self.depth = d0 + usize::from(want);
+    }
+
+    fn expr_inner(&mut self, e: &'a Expr, want: bool) {
+        self.span = e.span;
+        let d0 = self.depth;
+        match &e.kind {
+            ExprKind::Int(n) => {
+                if want {
+                    self.emit(Insn::new(Op::Push, 0, *n));
+                }
+            }
+            ExprKind::Str(_) => {
+                // Only valid as an output argument (sema); a string statement does nothing.
+                if want {
+                    self.emit(Insn::new(Op::Push, 0, 0));
+                }
+            }
+            ExprKind::Var(id) => {
+                if want {
+                    self.load(id);
+                }
+            }
+            ExprKind::Assign { op, target, value } => {
+                if let Some(op) = op {
+                    self.load(target);
+                    self.expr(value, true);
+                    self.span = e.span;
+                    self.op(Self::binop(*op));
+                } else {
+                    self.expr(value, true);
+                    self.span = e.span;
+                }
+                if want {
+                    self.op(Op::Dup);
+                }
+                self.store(target);
+            }
+            ExprKind::IncDec {
+                prefix,
+                inc,
+                target,
+            } => {
+                let arith = if *inc { Op::Add } else { Op::Sub };
+                self.load(target);
+                if want && !*prefix {
+                    self.op(Op::Dup);
+                }
+                self.emit(Insn::new(Op::Push, 0, 1));
+                self.op(arith);
+                if want && *prefix {
+                    self.op(Op::Dup);
+                }
+                self.store(target);
+            }
+            ExprKind::Binary { op, lhs, rhs } => match op {
+                BinOp::And | BinOp::Or => {
+                    // a && b: a; Jz F; b; Jz F; Push 1; Jmp E; F: Push 0; E:
+                    // a || b: a; Jnz T; b; Jnz T; Push 0; Jmp E; T: Push 1; E:
+                    let (jop, fall, taken) = if *op == BinOp::And {
+                        (Op::Jz, 1, 0)
+                    } else {
+                        (Op::Jnz, 0, 1)
+                    };
+                    self.expr(lhs, true);
+                    let j1 = self.jump(jop);
+                    self.expr(rhs, true);
+                    let j2 = self.jump(jop);
+                    self.emit(Insn::new(Op::Push, 0, fall));
+                    let je = self.jump(Op::Jmp);
+                    self.patch(j1);
+                    self.patch(j2);
+                    self.depth = d0;
+                    self.emit(Insn::new(Op::Push, 0, taken));
+                    self.patch(je);
+                    if !want {
+                        self.op(Op::Pop);
+                    }
+                }
+                _ => {
+                    self.expr(lhs, true);
+                    self.expr(rhs, true);
+                    self.span = e.span;
+                    self.op(Self::binop(*op));
+                    if !want {
+                        self.op(Op::Pop);
+                    }
+                }
+            },
+            ExprKind::Unary { op, expr } => {
+                self.expr(expr, true);
+                self.span = e.span;
+                match op {
+                    UnOp::Neg => {
+                        self.op(Op::Neg);
+                    }
+                    UnOp::Not => {
+                        self.op(Op::LNot);
+                    }
+                    UnOp::BitNot => {
+                        self.op(Op::BNot);
+                    }
+                    UnOp::Plus => {}
+                }
+                if !want {
+                    self.op(Op::Pop);
+                }
+            }
+            ExprKind::Ternary { cond, then, els } => {
+                self.expr(cond, true);
+                let jz = self.jump(Op::Jz);
+                self.expr(then, want);
+                let je = self.jump(Op::Jmp);
+                self.patch(jz);
+                self.depth = d0;
+                self.expr(els, want);
+                self.patch(je);
+            }
+            ExprKind::Entry(inner) => {
+                let slot = self.entries.len();
+                self.entries.push(inner);
+                if want {
+                    self.emit(Insn::with_arg(Op::EntryLoad, slot as i32));
+                }
+            }
+            ExprKind::Call { name, args } => self.call(e, name, args, want),
+        }
+        self.depth = d0 + usize::from(want);
+    }
+
+    fn call(&mut self, e: &'a Expr, name: &'a Ident, args: &'a [Expr], want: bool) {
+        if let Some(f) = self.checked.function(&name.name) {
+            self.inline(e, f, args, want);
+            return;
+        }
+        let Some((b, _, _)) = builtin(&name.name) else {
+            if want {
+                self.emit(Insn::new(Op::Push, 0, 0));
+            }
+            return;
+        };
+        match b {
+            Builtin::Printf | Builtin::Print | Builtin::Println => self.output(e, b, args),
+            Builtin::Exit => {
+                self.op(Op::Exit);
+            }
+            Builtin::Randint => {
+                self.expr(&args[0], true);
+                self.span = e.span;
+                self.op(Op::RandInt);
+            }
+            Builtin::Ctx(c) => {
+                self.emit(Insn::new(Op::Ctx, c as i32, 0));
+            }
+            Builtin::TimeDiv(d) => {
+                self.emit(Insn::new(Op::Ctx, Ctx::TimeNs as i32, 0));
+                self.emit(Insn::new(Op::Push, 0, d));
+                self.op(Op::Div);
+            }
+            Builtin::Arg(c) => {
+                let n = match args.first().map(|a| &a.kind) {
+                    Some(ExprKind::Int(n)) => *n,
+                    _ => 0,
+                };
+                self.emit(Insn::new(Op::Ctx, c as i32, n));
+            }
+            Builtin::Execname | Builtin::Pp | Builtin::Probefunc => {
+                // Strings only appear as output arguments (sema); as a value they are 0.
+                self.emit(Insn::new(Op::Push, 0, 0));
+            }
+        }
+        if b.is_void() {
+            if want {
+                self.emit(Insn::new(Op::Push, 0, 0));
+            }
+        } else if !want {
+            self.op(Op::Pop);
+        }
+    }
+
+    fn inline(&mut self, e: &'a Expr, f: usize, args: &'a [Expr], want: bool) {
+        let func = &self.checked.script.functions[f];
+        let nparams = func.params.len();
+        let frame_size = self.checked.function_locals[f].len() as u32;
+        for a in args {
+            self.expr(a, true);
+        }
+        self.span = e.span;
+        let base = self.top;
+        let new_top = base + frame_size;
+        if new_top as usize > MAX_LOCALS {
+            if !self.locals_reported {
+                self.locals_reported = true;
+                self.errors.push(
+                    Diagnostic::error(
+                        format!(
+                            "too many local variables: inlining `{}` here needs more than {MAX_LOCALS} local slots",
+                            func.name.name
+                        ),
+                        e.span,
+                    )
+                    .with_hint("use fewer locals or fewer nested function calls"),
+                );
+            }
+            // Drop the arguments and yield 0 so that code generation can go on.
+            for _ in args {
+                self.op(Op::Pop);
+            }
+            if want {
+                self.emit(Insn::new(Op::Push, 0, 0));
+            }
+            return;
+        }
+        self.top = new_top;
+        self.max_top = self.max_top.max(new_top);
+        for i in (0..nparams.min(args.len())).rev() {
+            self.emit(Insn::with_arg(Op::StL, (base + i as u32) as i32));
+        }
+        // Function locals start at 0 on every call (slots are reused between calls).
+        for s in nparams as u32..frame_size {
+            self.emit(Insn::new(Op::Push, 0, 0));
+            self.emit(Insn::with_arg(Op::StL, (base + s) as i32));
+        }
+        let saved_stmt_depth = self.stmt_depth;
+        let saved_loops = std::mem::take(&mut self.loops);
+        self.stmt_depth = self.depth;
+        self.frames.push(Frame {
+            func: f,
+            base,
+            returns: Vec::new(),
+            stmt_depth: self.depth,
+        });
+        self.block(&func.body);
+        let frame = self.frames.pop();
+        let sd = frame.as_ref().map_or(self.depth, |f| f.stmt_depth);
+        let mut returns = frame.map(|f| f.returns).unwrap_or_default();
+        let ends_in_return = matches!(
+            func.body.stmts.last().map(|s| &s.kind),
+            Some(StmtKind::Return(_))
+        );
+        if ends_in_return
+            && !self.too_big
+            && returns.last().is_some()
+            && returns.last().copied() == self.code.len().checked_sub(1)
+        {
+            // The final `return` falls through to the end of the call: no jump needed, and
+            // no implicit `return 0`.
+            returns.pop();
+            self.code.pop();
+        } else {
+            self.depth = sd;
+            // Falling off the end returns 0.
+            self.emit(Insn::new(Op::Push, 0, 0));
+        }
+        for r in returns {
+            self.patch(r);
+        }
+        self.depth = sd + 1;
+        self.stmt_depth = saved_stmt_depth;
+        self.loops = saved_loops;
+        self.top = base;
+        if !want {
+            self.op(Op::Pop);
+        }
+    }
+
+    fn format_id(&mut self, mut pieces: Vec<Piece>, nargs: usize) -> u32 {
+        // Merge adjacent text pieces.
+        let mut merged: Vec<Piece> = Vec::with_capacity(pieces.len());
+        for p in pieces.drain(..) {
+            match (merged.last_mut(), p) {
+                (Some(Piece::Text(a)), Piece::Text(b)) => a.push_str(&b),
+                (_, Piece::Text(b)) if b.is_empty() => {}
+                (_, p) => merged.push(p),
+            }
+        }
+        let f = Format {
+            pieces: merged,
+            nargs,
+        };
+        if let Some(&id) = self.format_ids.get(&f) {
+            return id;
+        }
+        let id = self.formats.len() as u32;
+        self.format_ids.insert(f.clone(), id);
+        self.formats.push(f);
+        id
+    }
+
+    /// A string-valued output argument as a piece, or `None` for an integer argument.
+    fn string_piece(a: &Expr, spec: Spec) -> Option<Piece> {
+        match &a.kind {
+            ExprKind::Str(s) => Some(if spec.width == 0 {
+                Piece::Text(s.clone())
+            } else {
+                Piece::Str(s.clone(), spec)
+            }),
+            ExprKind::Call { name, args } if args.is_empty() => match name.name.as_str() {
+                "execname" => Some(Piece::Execname(spec)),
+                "pp" => Some(Piece::Pp(spec)),
+                "probefunc" => Some(Piece::Probefunc(spec)),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    fn output(&mut self, e: &'a Expr, b: Builtin, args: &'a [Expr]) {
+        let plain = Spec {
+            conv: b's',
+            ..Spec::default()
+        };
+        let int_spec = Spec {
+            conv: b'd',
+            ..Spec::default()
+        };
+        let mut pieces = Vec::new();
+        let mut ints: Vec<&'a Expr> = Vec::new();
+        let mut int_piece = |a: &'a Expr, spec: Spec, pieces: &mut Vec<Piece>| {
+            pieces.push(Piece::Int {
+                arg: ints.len(),
+                spec,
+            });
+            ints.push(a);
+        };
+        if b == Builtin::Printf {
+            let fmt = match args.first().map(|a| &a.kind) {
+                Some(ExprKind::Str(s)) => s.as_str(),
+                _ => "",
+            };
+            let items = parse_printf(fmt).unwrap_or_default();
+            let mut rest = args[1..].iter();
+            for it in items {
+                match it {
+                    FmtItem::Text(t) => pieces.push(Piece::Text(t)),
+                    FmtItem::Conv { spec, .. } => {
+                        let Some(a) = rest.next() else { break };
+                        match Self::string_piece(a, spec) {
+                            Some(p) => pieces.push(p),
+                            None => int_piece(a, spec, &mut pieces),
+                        }
+                    }
+                }
+            }
+        } else {
+            for a in args {
+                match Self::string_piece(a, plain) {
+                    Some(p) => pieces.push(p),
+                    None => int_piece(a, int_spec, &mut pieces),
+                }
+            }
+            if b == Builtin::Println {
+                pieces.push(Piece::Text("\n".into()));
+            }
+        }
+        if ints.len() > MAX_OUT_ARGS {
+            self.errors.push(Diagnostic::error(
+                format!(
+                    "too many integer arguments in one output call: {} (at most {MAX_OUT_ARGS})",
+                    ints.len()
+                ),
+                e.span,
+            ));
+            return;
+        }
+        let n = ints.len();
+        for a in ints {
+            self.expr(a, true);
+        }
+        self.span = e.span;
+        let id = self.format_id(pieces, n);
+        self.emit(Insn::new(Op::Out, id as i32, n as i64));
+    }
+}
+
+/// Compile a checked script. `aff` gives each unit's re-evaluation list. Returns every
+/// compile error (the checked script must have no errors: if it has, they are returned).
+pub fn compile(checked: &Checked, aff: &Affection) -> Result<CompiledScript, Vec<Diagnostic>> {
+    if checked.has_errors() {
+        return Err(checked
+            .diags
+            .iter()
+            .filter(|d| d.is_error())
+            .cloned()
+            .collect());
+    }
+    let mut c = Compiler {
+        checked,
+        code: Vec::new(),
+        formats: Vec::new(),
+        format_ids: HashMap::new(),
+        errors: Vec::new(),
+        too_big: false,
+        depth: 0,
+        span: Span::default(),
+        deep_reported: false,
+        probe: 0,
+        frames: Vec::new(),
+        loops: Vec::new(),
+        top: 0,
+        max_top: 0,
+        locals_reported: false,
+        nest: 0,
+        entries: Vec::new(),
+        stmt_depth: 0,
+    };
+    let mut units = Vec::new();
+    for (ui, u) in checked.units.iter().enumerate() {
+        let probe = &checked.script.probes[u.probe];
+        let spec = &probe.points[u.component];
+        c.probe = u.probe;
+        let nprobe_locals = checked.probe_locals[u.probe].len() as u32;
+        c.top = nprobe_locals;
+        c.max_top = nprobe_locals;
+        c.locals_reported = false;
+        c.entries.clear();
+        if nprobe_locals as usize > MAX_LOCALS {
+            c.errors.push(Diagnostic::error(
+                format!("too many local variables in this probe (at most {MAX_LOCALS})"),
+                probe.span,
+            ));
+        }
+
+        // The body, with the condition inlined first.
+        let start = c.begin_program();
+        if let Some(cond) = &spec.cond {
+            c.expr(cond, true);
+            c.emit(Insn::with_arg(Op::Jnz, 1));
+            c.op(Op::Skip);
+        }
+        c.block(&probe.body);
+        c.span = probe.body.span;
+        c.op(Op::Next);
+        let body = c.end_program(start);
+
+        // The condition alone.
+        let cond = spec.cond.as_ref().map(|cond| {
+            let start = c.begin_program();
+            c.expr(cond, true);
+            // Normalise to 0 or 1, so that runtimes can compare results as booleans.
+            c.op(Op::LNot);
+            c.op(Op::LNot);
+            c.op(Op::Ret);
+            c.end_program(start)
+        });
+
+        // The @entry program.
+        let entry = if !c.entries.is_empty() && u.point.is_return() {
+            let entries = std::mem::take(&mut c.entries);
+            let start = c.begin_program();
+            for (slot, e) in entries.iter().enumerate() {
+                c.expr(e, true);
+                c.emit(Insn::with_arg(Op::EntrySave, slot as i32));
+            }
+            c.op(Op::Next);
+            Some(c.end_program(start))
+        } else {
+            None
+        };
+
+        let access = &checked.probe_access[u.probe];
+        let mut read: Vec<u32> = access
+            .reads
+            .iter()
+            .chain(u.cond_reads.iter())
+            .copied()
+            .collect();
+        read.sort_unstable();
+        read.dedup();
+        let written: Vec<u32> = access.writes.iter().copied().collect();
+        let reeval = aff.reeval.get(ui).cloned().unwrap_or_default();
+        let mut lock_mask = 0u64;
+        let stripe = |g: u32| 1u64 << (g as usize % LOCK_STRIPES);
+        for &g in read.iter().chain(written.iter()) {
+            lock_mask |= stripe(g);
+        }
+        for &p in &reeval {
+            for &g in &checked.units[p].cond_reads {
+                lock_mask |= stripe(g);
+            }
+        }
+        units.push(Unit {
+            probe: u.probe,
+            component: u.component,
+            point: u.point.clone(),
+            point_span: u.point_span,
+            optional: u.optional,
+            body,
+            cond,
+            entry,
+            reeval,
+            lock_mask,
+            globals_read: read,
+            globals_written: written,
+            nlocals: c.max_top.min(MAX_LOCALS as u32),
+        });
+    }
+    if !c.errors.is_empty() {
+        return Err(c.errors);
+    }
+    Ok(CompiledScript {
+        code: c.code,
+        units,
+        formats: c.formats,
+        globals: checked.globals.clone(),
+    })
+}

@@ -1,1 +1,1195 @@
 //! Semantic passes: name resolution, implicit locals, condition rules, context rules, probe point checks.
+//!
+//! [`check`] takes a parsed script and returns a [`Checked`]: the script with its probe
+//! points interpreted (one [`UnitInfo`] per probe component), its globals and their initial
+//! values, the locals of every probe and function (slot = position), the globals each body
+//! and condition reads and writes (through called functions too), and every diagnostic.
+//! Later passes ([`crate::affection`], [`crate::compile`]) run only when there is no error.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use crate::ast::{Block, Expr, ExprKind, Ident, Script, Span, Stmt, StmtKind, UnOp};
+use crate::bytecode::{Ctx, MAX_ENTRY_SLOTS, MAX_GLOBALS};
+use crate::diag::{Diagnostic, SourceFile};
+use crate::format::{parse_printf, FmtItem};
+use crate::point::{interpret, PointKind};
+
+/// A built-in function, as the compiler sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Builtin {
+    /// `printf(FMT, ...)`.
+    Printf,
+    /// `println(...)`.
+    Println,
+    /// `print(...)`.
+    Print,
+    /// `exit()`.
+    Exit,
+    /// `randint(N)`.
+    Randint,
+    /// A context value without parameter: `pid()`, `tid()`, `ppid()`, `uid()`, `cpu()`,
+    /// `gettimeofday_ns()`, `target()`, `returnval()`.
+    Ctx(Ctx),
+    /// `gettimeofday_us/ms/s()`: nanoseconds divided by this.
+    TimeDiv(i64),
+    /// A function argument: `int_arg(N)` ([`Ctx::IntArg`]) or `long_arg(N)`,
+    /// `ulong_arg(N)`, `pointer_arg(N)` ([`Ctx::LongArg`]).
+    Arg(Ctx),
+    /// `execname()` (a string).
+    Execname,
+    /// `pp()` (a string).
+    Pp,
+    /// `probefunc()` (a string).
+    Probefunc,
+}
+
+impl Builtin {
+    /// `true` for the built-ins whose value is a string (usable only as output arguments).
+    pub fn is_string(self) -> bool {
+        matches!(self, Builtin::Execname | Builtin::Pp | Builtin::Probefunc)
+    }
+
+    /// `true` for the built-ins without a value (output and `exit`).
+    pub fn is_void(self) -> bool {
+        matches!(
+            self,
+            Builtin::Printf | Builtin::Println | Builtin::Print | Builtin::Exit
+        )
+    }
+}
+
+/// The built-in function called `name`, with its minimum and maximum argument counts
+/// (`None`: any number).
+pub fn builtin(name: &str) -> Option<(Builtin, usize, Option<usize>)> {
+    use Builtin as B;
+    Some(match name {
+        "printf" => (B::Printf, 1, None),
+        "println" => (B::Println, 0, None),
+        "print" => (B::Print, 1, None),
+        "exit" => (B::Exit, 0, Some(0)),
+        "randint" => (B::Randint, 1, Some(1)),
+        "pid" => (B::Ctx(Ctx::Pid), 0, Some(0)),
+        "tid" => (B::Ctx(Ctx::Tid), 0, Some(0)),
+        "ppid" => (B::Ctx(Ctx::Ppid), 0, Some(0)),
+        "uid" => (B::Ctx(Ctx::Uid), 0, Some(0)),
+        "cpu" => (B::Ctx(Ctx::Cpu), 0, Some(0)),
+        "gettimeofday_ns" => (B::Ctx(Ctx::TimeNs), 0, Some(0)),
+        "gettimeofday_us" => (B::TimeDiv(1_000), 0, Some(0)),
+        "gettimeofday_ms" => (B::TimeDiv(1_000_000), 0, Some(0)),
+        "gettimeofday_s" => (B::TimeDiv(1_000_000_000), 0, Some(0)),
+        "target" => (B::Ctx(Ctx::Target), 0, Some(0)),
+        "returnval" => (B::Ctx(Ctx::RetVal), 0, Some(0)),
+        "execname" => (B::Execname, 0, Some(0)),
+        "pp" => (B::Pp, 0, Some(0)),
+        "probefunc" => (B::Probefunc, 0, Some(0)),
+        "int_arg" => (B::Arg(Ctx::IntArg), 1, Some(1)),
+        "long_arg" | "ulong_arg" | "pointer_arg" => (B::Arg(Ctx::LongArg), 1, Some(1)),
+        _ => return None,
+    })
+}
+
+/// The highest argument number accepted by `int_arg(N)` and friends (the registers that
+/// carry arguments on x86-64).
+pub const MAX_ARG_NUMBER: i64 = 6;
+
+/// A declared global.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GlobalInfo {
+    /// The name.
+    pub name: String,
+    /// The initial value (0 when not initialised).
+    pub init: i64,
+    /// The declaration.
+    pub span: Span,
+}
+
+/// Globals read and written by a body or condition.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Access {
+    /// Global indexes read.
+    pub reads: BTreeSet<u32>,
+    /// Global indexes written.
+    pub writes: BTreeSet<u32>,
+}
+
+impl Access {
+    fn merge(&mut self, other: &Access) {
+        self.reads.extend(other.reads.iter().copied());
+        self.writes.extend(other.writes.iter().copied());
+    }
+}
+
+/// One (probe statement, component) pair: the unit of arming and of compilation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UnitInfo {
+    /// Index of the probe statement in [`Script::probes`].
+    pub probe: usize,
+    /// Index of the component in its [`crate::ast::Probe::points`].
+    pub component: usize,
+    /// The interpreted point.
+    pub point: PointKind,
+    /// Where the point was written.
+    pub point_span: Span,
+    /// Written with `?`.
+    pub optional: bool,
+    /// Whether the component has a condition.
+    pub has_cond: bool,
+    /// Globals read by the condition (empty without one).
+    pub cond_reads: BTreeSet<u32>,
+}
+
+/// Where a name is looked up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// The body (or condition) of probe statement `n`.
+    Probe(usize),
+    /// The body of function `n`.
+    Function(usize),
+}
+
+/// What a name refers to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VarRef {
+    /// Global index.
+    Global(u32),
+    /// Local slot within the probe, or within the function's frame (parameters first).
+    Local(u32),
+}
+
+/// The result of [`check`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checked {
+    /// The script as parsed.
+    pub script: Script,
+    /// The globals, by index (declaration order).
+    pub globals: Vec<GlobalInfo>,
+    /// Every (probe, component) pair whose point could be interpreted, in script order.
+    pub units: Vec<UnitInfo>,
+    /// Per probe statement: its locals; the slot of a local is its position.
+    pub probe_locals: Vec<Vec<String>>,
+    /// Per function: its parameters then its locals; slot = position.
+    pub function_locals: Vec<Vec<String>>,
+    /// Per probe statement: globals its body reads and writes, through called functions
+    /// too (not its conditions).
+    pub probe_access: Vec<Access>,
+    /// Per function: globals it reads and writes, through nested calls too.
+    pub function_access: Vec<Access>,
+    /// All errors and warnings, in the order found.
+    pub diags: Vec<Diagnostic>,
+    global_index: HashMap<String, u32>,
+    function_index: HashMap<String, usize>,
+}
+
+impl Checked {
+    /// `true` if any diagnostic is an error.
+    pub fn has_errors(&self) -> bool {
+        self.diags.iter().any(Diagnostic::is_error)
+    }
+
+    /// The index of global `name`.
+    pub fn global(&self, name: &str) -> Option<u32> {
+        self.global_index.get(name).copied()
+    }
+
+    /// The index of script function `name`.
+    pub fn function(&self, name: &str) -> Option<usize> {
+        self.function_index.get(name).copied()
+    }
+
+    /// Resolve a variable name in `scope`: in a function, parameters first, then globals,
+    /// then the function's locals; in a probe, globals, then the probe's locals.
+    pub fn resolve(&self, scope: Scope, name: &str) -> Option<VarRef> {
+        let (locals, nparams) = match scope {
+            Scope::Probe(p) => (self.probe_locals.get(p)?, 0),
+            Scope::Function(f) => (
+                self.function_locals.get(f)?,
+                self.script.functions.get(f)?.params.len(),
+            ),
+        };
+        let pos = |n: &str| locals.iter().position(|l| l == n).map(|i| i as u32);
+        if let Some(i) = pos(name).filter(|&i| (i as usize) < nparams) {
+            return Some(VarRef::Local(i));
+        }
+        if let Some(g) = self.global(name) {
+            return Some(VarRef::Global(g));
+        }
+        pos(name).map(VarRef::Local)
+    }
+
+    /// Units of probe statement `probe`.
+    pub fn units_of(&self, probe: usize) -> impl Iterator<Item = (usize, &UnitInfo)> {
+        self.units
+            .iter()
+            .enumerate()
+            .filter(move |(_, u)| u.probe == probe)
+    }
+}
+
+/// The type of an expression.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ty {
+    Int,
+    Str,
+    Void,
+}
+
+/// Context-dependent things a body uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Use {
+    /// `returnval()`: `.return` function probes only.
+    RetVal,
+    /// `int_arg(N)` etc. and `probefunc()`: function probes only.
+    FuncCtx(&'static str),
+}
+
+/// What kind of expression context the walker is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Body,
+    Cond,
+    Entry,
+}
+
+#[derive(Default)]
+struct BodyInfo {
+    locals: Vec<String>,
+    access: Access,
+    calls: Vec<(usize, Span)>,
+    uses: Vec<(Use, Span)>,
+    entries: usize,
+}
+
+struct Walker<'a> {
+    file: &'a SourceFile,
+    globals: &'a HashMap<String, u32>,
+    functions: &'a HashMap<String, usize>,
+    script: &'a Script,
+    diags: &'a mut Vec<Diagnostic>,
+    in_function: bool,
+    loops: u32,
+    mode: Mode,
+    /// Names assigned somewhere in this body (implicit locals).
+    assigned: HashSet<String>,
+    /// Locals already warned about.
+    warned: HashSet<String>,
+    info: BodyInfo,
+    /// Parameters of the function being walked.
+    param_names: Vec<String>,
+}
+
+fn walker<'a>(
+    file: &'a SourceFile,
+    globals: &'a HashMap<String, u32>,
+    functions: &'a HashMap<String, usize>,
+    script: &'a Script,
+    diags: &'a mut Vec<Diagnostic>,
+) -> Walker<'a> {
+    Walker {
+        file,
+        globals,
+        functions,
+        script,
+        diags,
+        in_function: false,
+        loops: 0,
+        mode: Mode::Body,
+        assigned: HashSet::new(),
+        warned: HashSet::new(),
+        info: BodyInfo::default(),
+        param_names: Vec::new(),
+    }
+}
+
+fn collect_assigned_stmt(s: &Stmt, out: &mut HashSet<String>) {
+    match &s.kind {
+        StmtKind::Block(b) => b.stmts.iter().for_each(|s| collect_assigned_stmt(s, out)),
+        StmtKind::If { cond, then, els } => {
+            collect_assigned_expr(cond, out);
+            collect_assigned_stmt(then, out);
+            if let Some(e) = els {
+                collect_assigned_stmt(e, out);
+            }
+        }
+        StmtKind::While { cond, body } => {
+            collect_assigned_expr(cond, out);
+            collect_assigned_stmt(body, out);
+        }
+        StmtKind::For {
+            init,
+            cond,
+            step,
+            body,
+        } => {
+            for e in [init, cond, step].into_iter().flatten() {
+                collect_assigned_expr(e, out);
+            }
+            collect_assigned_stmt(body, out);
+        }
+        StmtKind::Return(Some(e)) | StmtKind::Expr(e) => collect_assigned_expr(e, out),
+        StmtKind::Return(None)
+        | StmtKind::Break
+        | StmtKind::Continue
+        | StmtKind::Next
+        | StmtKind::Empty => {}
+    }
+}
+
+fn collect_assigned_expr(e: &Expr, out: &mut HashSet<String>) {
+    match &e.kind {
+        ExprKind::Int(_) | ExprKind::Str(_) | ExprKind::Var(_) => {}
+        ExprKind::Assign { target, value, .. } => {
+            out.insert(target.name.clone());
+            collect_assigned_expr(value, out);
+        }
+        ExprKind::IncDec { target, .. } => {
+            out.insert(target.name.clone());
+        }
+        ExprKind::Binary { lhs, rhs, .. } => {
+            collect_assigned_expr(lhs, out);
+            collect_assigned_expr(rhs, out);
+        }
+        ExprKind::Unary { expr, .. } | ExprKind::Entry(expr) => collect_assigned_expr(expr, out),
+        ExprKind::Ternary { cond, then, els } => {
+            collect_assigned_expr(cond, out);
+            collect_assigned_expr(then, out);
+            collect_assigned_expr(els, out);
+        }
+        ExprKind::Call { args, .. } => args.iter().for_each(|a| collect_assigned_expr(a, out)),
+    }
+}
+
+fn describe(e: &Expr) -> String {
+    match &e.kind {
+        ExprKind::Str(_) => "a string literal".to_string(),
+        ExprKind::Call { name, .. } => format!("`{}()`", name.name),
+        _ => "this expression".to_string(),
+    }
+}
+
+impl<'a> Walker<'a> {
+    fn err(&mut self, msg: impl Into<String>, span: Span) {
+        self.diags.push(Diagnostic::error(msg, span));
+    }
+
+    fn err_hint(&mut self, msg: impl Into<String>, span: Span, hint: impl Into<String>) {
+        self.diags
+            .push(Diagnostic::error(msg, span).with_hint(hint));
+    }
+
+    fn local_slot(&mut self, name: &str) -> u32 {
+        if let Some(i) = self.info.locals.iter().position(|l| l == name) {
+            return i as u32;
+        }
+        self.info.locals.push(name.to_string());
+        (self.info.locals.len() - 1) as u32
+    }
+
+    /// Resolve a name for a read or write (params first in functions, then globals).
+    fn resolve(&mut self, name: &str) -> VarRef {
+        // Parameters are the first locals and shadow globals.
+        if self.in_function && self.is_param(name) {
+            return VarRef::Local(self.local_slot(name));
+        }
+        if let Some(&g) = self.globals.get(name) {
+            return VarRef::Global(g);
+        }
+        VarRef::Local(self.local_slot(name))
+    }
+
+    fn is_param(&self, name: &str) -> bool {
+        self.param_names.iter().any(|p| p == name)
+    }
+
+    fn is_callable(&self, name: &str) -> bool {
+        builtin(name).is_some() || self.functions.contains_key(name)
+    }
+
+    fn check_target(&mut self, target: &Ident, span: Span) -> bool {
+        if self.mode == Mode::Cond {
+            self.err("probe condition must not modify any variables", span);
+            return false;
+        }
+        if self.mode == Mode::Entry {
+            self.err("@entry expression must not modify any variables", span);
+            return false;
+        }
+        let is_var = self.globals.contains_key(&target.name) || self.is_param(&target.name);
+        if !is_var && self.is_callable(&target.name) {
+            let what = if builtin(&target.name).is_some() {
+                "a built-in function"
+            } else {
+                "a function"
+            };
+            self.err(
+                format!("cannot assign to `{}`: it is {what}", target.name),
+                target.span,
+            );
+            return false;
+        }
+        true
+    }
+
+    fn write(&mut self, target: &Ident, also_read: bool) {
+        match self.resolve(&target.name) {
+            VarRef::Global(g) => {
+                self.info.access.writes.insert(g);
+                if also_read {
+                    self.info.access.reads.insert(g);
+                }
+            }
+            VarRef::Local(_) => {}
+        }
+    }
+
+    fn stmt(&mut self, s: &Stmt) {
+        match &s.kind {
+            StmtKind::Block(b) => self.block(b),
+            StmtKind::If { cond, then, els } => {
+                self.int(cond);
+                self.stmt(then);
+                if let Some(e) = els {
+                    self.stmt(e);
+                }
+            }
+            StmtKind::While { cond, body } => {
+                self.int(cond);
+                self.loops += 1;
+                self.stmt(body);
+                self.loops -= 1;
+            }
+            StmtKind::For {
+                init,
+                cond,
+                step,
+                body,
+            } => {
+                if let Some(e) = init {
+                    self.effect(e);
+                }
+                if let Some(e) = cond {
+                    self.int(e);
+                }
+                if let Some(e) = step {
+                    self.effect(e);
+                }
+                self.loops += 1;
+                self.stmt(body);
+                self.loops -= 1;
+            }
+            StmtKind::Break | StmtKind::Continue => {
+                if self.loops == 0 {
+                    let w = if s.kind == StmtKind::Break {
+                        "break"
+                    } else {
+                        "continue"
+                    };
+                    self.err(format!("`{w}` outside a loop"), s.span);
+                }
+            }
+            StmtKind::Next => {}
+            StmtKind::Return(e) => {
+                if !self.in_function {
+                    self.err_hint(
+                        "`return` outside a function",
+                        s.span,
+                        "use `next` to leave a probe body",
+                    );
+                }
+                if let Some(e) = e {
+                    self.int(e);
+                }
+            }
+            StmtKind::Expr(e) => self.effect(e),
+            StmtKind::Empty => {}
+        }
+    }
+
+    fn block(&mut self, b: &Block) {
+        for s in &b.stmts {
+            self.stmt(s);
+        }
+    }
+
+    /// An expression evaluated for its effect: an integer or no value.
+    fn effect(&mut self, e: &Expr) {
+        if self.expr(e) == Ty::Str {
+            self.err_hint(
+                format!("{} is a string and is not used", describe(e)),
+                e.span,
+                "strings can only be printed: print, println, printf",
+            );
+        }
+    }
+
+    /// An expression whose integer value is needed.
+    fn int(&mut self, e: &Expr) {
+        match self.expr(e) {
+            Ty::Int => {}
+            Ty::Str => self.err_hint(
+                format!("{} is a string, but an integer is needed here", describe(e)),
+                e.span,
+                "strings can only be used as arguments of print, println and printf",
+            ),
+            Ty::Void => self.err(format!("{} has no value", describe(e)), e.span),
+        }
+    }
+
+    fn expr(&mut self, e: &Expr) -> Ty {
+        match &e.kind {
+            ExprKind::Int(_) => Ty::Int,
+            ExprKind::Str(_) => Ty::Str,
+            ExprKind::Var(id) => {
+                self.read_var(id);
+                Ty::Int
+            }
+            ExprKind::Assign { op, target, value } => {
+                self.int(value);
+                if self.check_target(target, e.span) {
+                    self.write(target, op.is_some());
+                }
+                Ty::Int
+            }
+            ExprKind::IncDec { target, .. } => {
+                if self.check_target(target, e.span) {
+                    self.write(target, true);
+                }
+                Ty::Int
+            }
+            ExprKind::Binary { lhs, rhs, .. } => {
+                self.int(lhs);
+                self.int(rhs);
+                Ty::Int
+            }
+            ExprKind::Unary { expr, .. } => {
+                self.int(expr);
+                Ty::Int
+            }
+            ExprKind::Ternary { cond, then, els } => {
+                self.int(cond);
+                self.int(then);
+                self.int(els);
+                Ty::Int
+            }
+            ExprKind::Entry(inner) => {
+                match self.mode {
+                    Mode::Cond => {
+                        self.err(
+                            "probe condition may only reference global variables",
+                            e.span,
+                        );
+                        return Ty::Int;
+                    }
+                    Mode::Entry => {
+                        self.err("@entry cannot be nested", e.span);
+                        return Ty::Int;
+                    }
+                    Mode::Body => {}
+                }
+                if self.in_function {
+                    self.err_hint(
+                        "@entry is not supported inside functions",
+                        e.span,
+                        "use @entry directly in the .return probe body",
+                    );
+                    return Ty::Int;
+                }
+                self.info.entries += 1;
+                if self.info.entries == MAX_ENTRY_SLOTS + 1 {
+                    self.err(
+                        format!("more than {MAX_ENTRY_SLOTS} @entry expressions in one probe"),
+                        e.span,
+                    );
+                }
+                self.info.uses.push((Use::RetVal, e.span));
+                self.mode = Mode::Entry;
+                self.int(inner);
+                self.mode = Mode::Body;
+                Ty::Int
+            }
+            ExprKind::Call { name, args } => self.call(e, name, args),
+        }
+    }
+
+    fn read_var(&mut self, id: &Ident) {
+        let name = &id.name;
+        let is_global = self.globals.contains_key(name);
+        if is_global && !(self.in_function && self.is_param(name)) {
+            let g = self.globals[name];
+            self.info.access.reads.insert(g);
+            return;
+        }
+        match self.mode {
+            Mode::Cond => {
+                self.err(
+                    format!(
+                        "probe condition may only reference global variables (`{name}` is not a global)"
+                    ),
+                    id.span,
+                );
+                return;
+            }
+            Mode::Entry => {
+                self.err(
+                    format!("@entry may only use globals, constants and context functions (`{name}` is a local)"),
+                    id.span,
+                );
+                return;
+            }
+            Mode::Body => {}
+        }
+        if self.in_function && self.is_param(name) {
+            return;
+        }
+        if !self.assigned.contains(name) {
+            if self.is_callable(name) {
+                self.err_hint(
+                    format!("`{name}` is a function, not a variable"),
+                    id.span,
+                    format!("call it as `{name}(...)`"),
+                );
+                return;
+            }
+            if self.warned.insert(name.clone()) {
+                self.diags.push(
+                    Diagnostic::warning(
+                        format!("variable `{name}` is read but never assigned; it reads as 0"),
+                        id.span,
+                    )
+                    .with_hint(format!(
+                        "declare it with `global {name}` if it should be shared between probes"
+                    )),
+                );
+            }
+        }
+        self.local_slot(name);
+    }
+
+    fn call(&mut self, e: &Expr, name: &Ident, args: &[Expr]) -> Ty {
+        if self.mode == Mode::Cond {
+            self.err(
+                format!(
+                    "probe condition may only reference global variables (found a call of `{}()`)",
+                    name.name
+                ),
+                e.span,
+            );
+            return Ty::Int;
+        }
+        if let Some(&f) = self.functions.get(&name.name) {
+            if self.mode == Mode::Entry {
+                self.err("@entry may not call script functions", e.span);
+                return Ty::Int;
+            }
+            let want = self.script.functions[f].params.len();
+            if args.len() != want {
+                self.err(
+                    format!(
+                        "function `{}` takes {want} argument{}, got {}",
+                        name.name,
+                        if want == 1 { "" } else { "s" },
+                        args.len()
+                    ),
+                    e.span,
+                );
+            }
+            for a in args {
+                self.int(a);
+            }
+            self.info.calls.push((f, e.span));
+            return Ty::Int;
+        }
+        let Some((b, min, max)) = builtin(&name.name) else {
+            self.err(format!("unknown function `{}`", name.name), name.span);
+            for a in args {
+                self.expr(a);
+            }
+            return Ty::Int;
+        };
+        if args.len() < min || max.is_some_and(|m| args.len() > m) {
+            let want = match max {
+                Some(m) if m == min => format!("{m} argument{}", if m == 1 { "" } else { "s" }),
+                Some(m) => format!("{min} to {m} arguments"),
+                None => format!("at least {min} argument{}", if min == 1 { "" } else { "s" }),
+            };
+            self.err(
+                format!("`{}` takes {want}, got {}", name.name, args.len()),
+                e.span,
+            );
+            for a in args {
+                self.expr(a);
+            }
+            return if b.is_void() { Ty::Void } else { Ty::Int };
+        }
+        if self.mode == Mode::Entry && (b.is_void() || b == Builtin::Ctx(Ctx::RetVal)) {
+            self.err(
+                format!("`{}()` cannot be used inside @entry", name.name),
+                e.span,
+            );
+            return Ty::Int;
+        }
+        match b {
+            Builtin::Printf => {
+                self.printf(e, args);
+                Ty::Void
+            }
+            Builtin::Print | Builtin::Println => {
+                for a in args {
+                    if self.expr(a) == Ty::Void {
+                        self.err(format!("{} has no value to print", describe(a)), a.span);
+                    }
+                }
+                Ty::Void
+            }
+            Builtin::Exit => Ty::Void,
+            Builtin::Randint => {
+                self.int(&args[0]);
+                Ty::Int
+            }
+            Builtin::Ctx(c) => {
+                if c == Ctx::RetVal {
+                    self.info.uses.push((Use::RetVal, e.span));
+                }
+                Ty::Int
+            }
+            Builtin::TimeDiv(_) => Ty::Int,
+            Builtin::Arg(_) => {
+                match args[0].kind {
+                    ExprKind::Int(n) if (1..=MAX_ARG_NUMBER).contains(&n) => {}
+                    _ => self.err(
+                        format!(
+                            "the argument of `{}` must be an integer constant from 1 to {MAX_ARG_NUMBER}",
+                            name.name
+                        ),
+                        args[0].span,
+                    ),
+                }
+                self.info.uses.push((
+                    Use::FuncCtx("int_arg/long_arg/ulong_arg/pointer_arg"),
+                    e.span,
+                ));
+                Ty::Int
+            }
+            Builtin::Probefunc => {
+                self.info.uses.push((Use::FuncCtx("probefunc()"), e.span));
+                Ty::Str
+            }
+            Builtin::Execname | Builtin::Pp => Ty::Str,
+        }
+    }
+
+    /// The source span of bytes `off..off+len` of a string literal's decoded text (escapes
+    /// mapped back to the source); the whole literal if the mapping fails.
+    fn in_literal(&self, lit: &Expr, s: &str, off: usize, len: usize) -> Span {
+        let src = self
+            .file
+            .text()
+            .get(lit.span.lo as usize..lit.span.hi as usize)
+            .unwrap_or("");
+        let Some(inner) = src.strip_prefix('"').and_then(|x| x.strip_suffix('"')) else {
+            return lit.span;
+        };
+        // Source offset (within `inner`) of every decoded byte offset, plus the end.
+        let b = inner.as_bytes();
+        let mut map = Vec::with_capacity(s.len() + 1);
+        let mut i = 0;
+        while i < b.len() {
+            let start = i;
+            let decoded_len = if b[i] == b'\\' {
+                i += 1;
+                match b.get(i) {
+                    Some(b'0'..=b'7') => {
+                        let mut k = 0;
+                        while k < 3 && matches!(b.get(i), Some(b'0'..=b'7')) {
+                            i += 1;
+                            k += 1;
+                        }
+                    }
+                    Some(b'x') => {
+                        i += 1;
+                        let mut k = 0;
+                        while k < 2 && b.get(i).is_some_and(u8::is_ascii_hexdigit) {
+                            i += 1;
+                            k += 1;
+                        }
+                    }
+                    Some(_) => i += 1,
+                    None => return lit.span,
+                }
+                1
+            } else {
+                let ch = inner[i..].chars().next().map_or(1, char::len_utf8);
+                i += ch;
+                ch
+            };
+            for _ in 0..decoded_len {
+                map.push(start);
+            }
+        }
+        map.push(b.len());
+        if map.len() != s.len() + 1 {
+            return lit.span;
+        }
+        let base = lit.span.lo as usize + 1;
+        let lo = map.get(off).copied().unwrap_or(0);
+        let hi = map.get(off + len).copied().unwrap_or(b.len()).max(lo + 1);
+        Span::new(base + lo, base + hi.min(b.len()))
+    }
+
+    fn printf(&mut self, call: &Expr, args: &[Expr]) {
+        let fmt_arg = &args[0];
+        let ExprKind::Str(fmt) = &fmt_arg.kind else {
+            self.err_hint(
+                "the first argument of `printf` must be a string literal (the format)",
+                fmt_arg.span,
+                "e.g. printf(\"%d\\n\", x)",
+            );
+            for a in &args[1..] {
+                self.expr(a);
+            }
+            return;
+        };
+        let items = match parse_printf(fmt) {
+            Ok(items) => items,
+            Err(err) => {
+                let len = err.message.len().min(2);
+                let span = self.in_literal(fmt_arg, fmt, err.offset, len.max(2));
+                self.err(err.message, span);
+                for a in &args[1..] {
+                    self.expr(a);
+                }
+                return;
+            }
+        };
+        let convs: Vec<&FmtItem> = items
+            .iter()
+            .filter(|i| matches!(i, FmtItem::Conv { .. }))
+            .collect();
+        let rest = &args[1..];
+        for (k, a) in rest.iter().enumerate() {
+            let ty = self.expr(a);
+            let Some(FmtItem::Conv { spec, text, .. }) = convs.get(k) else {
+                if k == convs.len() {
+                    self.err(
+                        format!(
+                            "too many arguments for printf: the format has {} conversion{}",
+                            convs.len(),
+                            if convs.len() == 1 { "" } else { "s" }
+                        ),
+                        a.span,
+                    );
+                }
+                continue;
+            };
+            match (spec.conv == b's', ty) {
+                (_, Ty::Void) => self.err(format!("{} has no value to print", describe(a)), a.span),
+                (true, Ty::Int) => self.err(
+                    format!(
+                        "`{text}` needs a string argument, but {} is an integer",
+                        describe(a)
+                    ),
+                    a.span,
+                ),
+                (false, Ty::Str) => self.err_hint(
+                    format!(
+                        "`{text}` needs an integer argument, but {} is a string",
+                        describe(a)
+                    ),
+                    a.span,
+                    "use %s to print a string",
+                ),
+                _ => {}
+            }
+        }
+        if rest.len() < convs.len() {
+            let FmtItem::Conv { offset, text, .. } = convs[rest.len()] else {
+                return;
+            };
+            let span = self.in_literal(fmt_arg, fmt, *offset, text.len());
+            let _ = call;
+            self.err(
+                format!(
+                    "printf format has {} conversion{} but {} argument{} given: nothing for `{text}`",
+                    convs.len(),
+                    if convs.len() == 1 { "" } else { "s" },
+                    rest.len(),
+                    if rest.len() == 1 { " is" } else { "s are" },
+                ),
+                span,
+            );
+        }
+    }
+}
+
+/// Check a parsed script: see the module documentation.
+pub fn check(file: &SourceFile, script: &Script) -> Checked {
+    let mut diags = Vec::new();
+
+    // Globals.
+    let mut globals = Vec::new();
+    let mut global_index = HashMap::new();
+    for g in &script.globals {
+        if global_index.contains_key(&g.name.name) {
+            diags.push(Diagnostic::error(
+                format!("duplicate global `{}`", g.name.name),
+                g.name.span,
+            ));
+            continue;
+        }
+        let init = match &g.init {
+            None => 0,
+            Some(e) => match &e.kind {
+                ExprKind::Int(n) => *n,
+                ExprKind::Unary {
+                    op: UnOp::Neg,
+                    expr,
+                } if matches!(expr.kind, ExprKind::Int(_)) => match expr.kind {
+                    ExprKind::Int(n) => n.wrapping_neg(),
+                    _ => 0,
+                },
+                ExprKind::Unary {
+                    op: UnOp::Plus,
+                    expr,
+                } if matches!(expr.kind, ExprKind::Int(_)) => match expr.kind {
+                    ExprKind::Int(n) => n,
+                    _ => 0,
+                },
+                _ => {
+                    diags.push(
+                        Diagnostic::error(
+                            format!(
+                                "the initialiser of global `{}` must be an integer constant",
+                                g.name.name
+                            ),
+                            e.span,
+                        )
+                        .with_hint("write a literal such as `5` or `-1`"),
+                    );
+                    0
+                }
+            },
+        };
+        if globals.len() == MAX_GLOBALS {
+            diags.push(Diagnostic::error(
+                format!("more than {MAX_GLOBALS} globals"),
+                g.name.span,
+            ));
+        }
+        global_index.insert(g.name.name.clone(), globals.len() as u32);
+        globals.push(GlobalInfo {
+            name: g.name.name.clone(),
+            init,
+            span: g.span,
+        });
+    }
+
+    // Functions.
+    let mut function_index = HashMap::new();
+    for (i, f) in script.functions.iter().enumerate() {
+        if builtin(&f.name.name).is_some() {
+            diags.push(Diagnostic::error(
+                format!(
+                    "function `{}` has the name of a built-in function",
+                    f.name.name
+                ),
+                f.name.span,
+            ));
+            continue;
+        }
+        if function_index.contains_key(&f.name.name) {
+            diags.push(Diagnostic::error(
+                format!("duplicate function `{}`", f.name.name),
+                f.name.span,
+            ));
+            continue;
+        }
+        function_index.insert(f.name.name.clone(), i);
+    }
+
+    let mut fn_infos = Vec::new();
+    for f in &script.functions {
+        let mut w = walker(file, &global_index, &function_index, script, &mut diags);
+        w.in_function = true;
+        let mut seen = HashSet::new();
+        for p in &f.params {
+            if !seen.insert(p.name.clone()) {
+                w.err(
+                    format!(
+                        "duplicate parameter `{}` of function `{}`",
+                        p.name, f.name.name
+                    ),
+                    p.span,
+                );
+            }
+            w.info.locals.push(p.name.clone());
+            w.param_names.push(p.name.clone());
+        }
+        f.body
+            .stmts
+            .iter()
+            .for_each(|s| collect_assigned_stmt(s, &mut w.assigned));
+        w.block(&f.body);
+        fn_infos.push(w.info);
+    }
+
+    // Recursion and transitive summaries.
+    let nf = script.functions.len();
+    // Colours: 0 unvisited, 1 on the current path, 2 done. A call to a function on the path
+    // closes a cycle; each cycle is reported once, at the call that closes it.
+    let mut colour = vec![0u8; nf];
+    let mut post_order = Vec::with_capacity(nf);
+    for start in 0..nf {
+        if colour[start] != 0 {
+            continue;
+        }
+        let mut path: Vec<(usize, usize)> = vec![(start, 0)];
+        colour[start] = 1;
+        while let Some(&mut (f, ref mut k)) = path.last_mut() {
+            if let Some(&(g, span)) = fn_infos[f].calls.get(*k) {
+                *k += 1;
+                match colour[g] {
+                    0 => {
+                        colour[g] = 1;
+                        path.push((g, 0));
+                    }
+                    1 => diags.push(Diagnostic::error(
+                        format!(
+                            "recursive function call `{}` is not supported (functions are inlined)",
+                            script.functions[g].name.name
+                        ),
+                        span,
+                    )),
+                    _ => {}
+                }
+            } else {
+                colour[f] = 2;
+                post_order.push(f);
+                path.pop();
+            }
+        }
+    }
+    // Transitive summaries, callees first (post-order of the DFS above; on a cycle, already
+    // reported, a summary may be partial).
+    let mut function_access: Vec<Access> = vec![Access::default(); nf];
+    let mut function_uses: Vec<Vec<Use>> = vec![Vec::new(); nf];
+    for &f in &post_order {
+        let mut acc = fn_infos[f].access.clone();
+        let mut uses: Vec<Use> = Vec::new();
+        let callee_uses = fn_infos[f]
+            .calls
+            .iter()
+            .flat_map(|&(g, _)| &function_uses[g]);
+        for &u in fn_infos[f].uses.iter().map(|(u, _)| u).chain(callee_uses) {
+            if !uses.contains(&u) {
+                uses.push(u);
+            }
+        }
+        for &(g, _) in &fn_infos[f].calls {
+            acc.merge(&function_access[g]);
+        }
+        function_access[f] = acc;
+        function_uses[f] = uses;
+    }
+    let closure = |direct: &BodyInfo| -> (Access, Vec<(Use, Span, Option<String>)>) {
+        let mut acc = direct.access.clone();
+        let mut uses: Vec<(Use, Span, Option<String>)> =
+            direct.uses.iter().map(|&(u, s)| (u, s, None)).collect();
+        for &(g, site) in &direct.calls {
+            acc.merge(&function_access[g]);
+            for &u in &function_uses[g] {
+                uses.push((u, site, Some(script.functions[g].name.name.clone())));
+            }
+        }
+        (acc, uses)
+    };
+
+    // Probes.
+    let mut units = Vec::new();
+    let mut probe_locals = Vec::new();
+    let mut probe_access = Vec::new();
+    for (pi, p) in script.probes.iter().enumerate() {
+        let mut kinds = Vec::new();
+        for (ci, spec) in p.points.iter().enumerate() {
+            let point = match interpret(&spec.point) {
+                Ok(k) => k,
+                Err(d) => {
+                    diags.push(d);
+                    continue;
+                }
+            };
+            let mut cond_reads = BTreeSet::new();
+            if let Some(c) = &spec.cond {
+                let mut w = walker(file, &global_index, &function_index, script, &mut diags);
+                w.mode = Mode::Cond;
+                w.int(c);
+                cond_reads = w.info.access.reads;
+            }
+            kinds.push(point.clone());
+            units.push(UnitInfo {
+                probe: pi,
+                component: ci,
+                point,
+                point_span: spec.point.span,
+                optional: spec.optional,
+                has_cond: spec.cond.is_some(),
+                cond_reads,
+            });
+        }
+        let mut w = walker(file, &global_index, &function_index, script, &mut diags);
+        p.body
+            .stmts
+            .iter()
+            .for_each(|s| collect_assigned_stmt(s, &mut w.assigned));
+        w.block(&p.body);
+        let info = w.info;
+        let (access, uses) = closure(&info);
+        let mut reported_uses = HashSet::new();
+        for (u, span, via) in uses {
+            let (ok, what, need) = match u {
+                Use::RetVal => (
+                    kinds.iter().all(PointKind::is_return),
+                    "`returnval()` and `@entry`",
+                    "`.return` probes of kernel.function or process.function",
+                ),
+                Use::FuncCtx(what) => (
+                    kinds.iter().all(PointKind::is_function_probe),
+                    what,
+                    "function probes (kernel.function, process.function)",
+                ),
+            };
+            if ok || !reported_uses.insert((span, what)) {
+                continue;
+            }
+            let msg = match via {
+                None => format!("{what}: only available in {need}"),
+                Some(f) => format!("function `{f}` uses {what}, which is only available in {need}"),
+            };
+            let bad = kinds
+                .iter()
+                .find(|k| match u {
+                    Use::RetVal => !k.is_return(),
+                    Use::FuncCtx(_) => !k.is_function_probe(),
+                })
+                .map(|k| format!("this probe includes `{k}`"));
+            let mut d = Diagnostic::error(msg, span);
+            if let Some(h) = bad {
+                d = d.with_hint(h);
+            }
+            diags.push(d);
+        }
+        probe_locals.push(info.locals);
+        probe_access.push(access);
+    }
+
+    Checked {
+        script: script.clone(),
+        globals,
+        units,
+        probe_locals,
+        function_locals: fn_infos.into_iter().map(|i| i.locals).collect(),
+        probe_access,
+        function_access,
+        diags,
+        global_index,
+        function_index,
+    }
+}

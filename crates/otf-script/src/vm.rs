@@ -1,1 +1,830 @@
 //! The reference VM: executes [`crate::bytecode`] over a store of globals.
+//!
+//! This interpreter defines what the bytecode means; the BPF VM (`bpf/otf_vm.h`) must agree
+//! with it, and tests run the same programs on both. It never panics, whatever the code:
+//! malformed programs (unknown opcodes, stack underflow, jumps out of range, ...) are
+//! reported as [`VmError`] values. [`verify`] checks a program statically, as the compiler
+//! does for everything it emits.
+
+use std::fmt;
+use std::ops::Range;
+
+use crate::bytecode::{
+    Ctx, Insn, Op, MAX_ENTRY_SLOTS, MAX_GLOBALS, MAX_LOCALS, MAX_OUT_ARGS, MAX_STACK, MAX_STEPS,
+};
+
+/// The script's globals, as the VM sees them: 64-bit integers by index.
+///
+/// Implemented here for `[i64]` and `Vec<i64>`; the orchestrator implements it over the BPF
+/// runtime's mmapped globals.
+pub trait GlobalStore {
+    /// The value of global `idx` (`idx < self.len()`; the VM checks it first).
+    fn load(&self, idx: u32) -> i64;
+    /// Set global `idx` to `v` (`idx < self.len()`; the VM checks it first).
+    fn store(&mut self, idx: u32, v: i64);
+    /// The number of globals in the store: an access at or beyond it is the run-time error
+    /// [`VmError::GlobalOutOfRange`]. Defaults to [`MAX_GLOBALS`].
+    fn len(&self) -> usize {
+        MAX_GLOBALS
+    }
+    /// `true` when the store holds no globals.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl GlobalStore for [i64] {
+    fn load(&self, idx: u32) -> i64 {
+        self.get(idx as usize).copied().unwrap_or(0)
+    }
+    fn store(&mut self, idx: u32, v: i64) {
+        if let Some(g) = self.get_mut(idx as usize) {
+            *g = v;
+        }
+    }
+    fn len(&self) -> usize {
+        <[i64]>::len(self)
+    }
+}
+
+/// A mutable slice reference is a store too, so that `&mut &mut [i64]` can be passed as
+/// `&mut dyn GlobalStore` (a bare `[i64]` is unsized and cannot be).
+impl GlobalStore for &mut [i64] {
+    fn load(&self, idx: u32) -> i64 {
+        (**self).load(idx)
+    }
+    fn store(&mut self, idx: u32, v: i64) {
+        (**self).store(idx, v)
+    }
+    fn len(&self) -> usize {
+        <[i64]>::len(self)
+    }
+}
+
+impl GlobalStore for Vec<i64> {
+    fn load(&self, idx: u32) -> i64 {
+        self.as_slice().load(idx)
+    }
+    fn store(&mut self, idx: u32, v: i64) {
+        self.as_mut_slice().store(idx, v)
+    }
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+}
+
+/// What a probe hit knows about itself: context values, randomness and `@entry` slots.
+pub trait HitContext {
+    /// The context value `id` ([`Op::Ctx`]); `param` is the argument number (1-based) for
+    /// [`Ctx::IntArg`] and [`Ctx::LongArg`], else 0.
+    fn ctx(&mut self, id: Ctx, param: i64) -> i64;
+    /// A uniform random value in `[0, n)`; the VM only calls it with `n > 0`.
+    fn randint(&mut self, n: i64) -> i64;
+    /// Save `v` as `@entry` slot `slot` (`slot < MAX_ENTRY_SLOTS`) for the matching return.
+    /// The default forgets it.
+    fn entry_save(&mut self, slot: u32, v: i64) {
+        let _ = (slot, v);
+    }
+    /// The `@entry` slot `slot` saved at the matching entry, or 0 if none. The default
+    /// returns 0.
+    fn entry_load(&mut self, slot: u32) -> i64 {
+        let _ = slot;
+        0
+    }
+}
+
+/// A simple deterministic [`HitContext`] for tests and for `begin`/`end` bodies run in user
+/// space: fixed context values, a seeded xorshift generator and an in-memory `@entry` table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FixedHit {
+    /// `pid()`.
+    pub pid: i64,
+    /// `tid()`.
+    pub tid: i64,
+    /// `ppid()`.
+    pub ppid: i64,
+    /// `uid()`.
+    pub uid: i64,
+    /// `cpu()`.
+    pub cpu: i64,
+    /// `gettimeofday_ns()`.
+    pub time_ns: i64,
+    /// `target()`.
+    pub target: i64,
+    /// `returnval()`.
+    pub retval: i64,
+    /// Function arguments; `args[0]` is argument 1. Missing arguments read 0.
+    pub args: Vec<i64>,
+    /// The random generator's state (never 0).
+    pub seed: u64,
+    /// `@entry` slots.
+    pub entry: [i64; MAX_ENTRY_SLOTS],
+}
+
+impl Default for FixedHit {
+    fn default() -> Self {
+        FixedHit {
+            pid: 0,
+            tid: 0,
+            ppid: 0,
+            uid: 0,
+            cpu: 0,
+            time_ns: 0,
+            target: 0,
+            retval: 0,
+            args: Vec::new(),
+            seed: 0x9e37_79b9_7f4a_7c15,
+            entry: [0; MAX_ENTRY_SLOTS],
+        }
+    }
+}
+
+impl HitContext for FixedHit {
+    fn ctx(&mut self, id: Ctx, param: i64) -> i64 {
+        let arg = |args: &[i64]| -> i64 {
+            if param >= 1 {
+                args.get((param - 1) as usize).copied().unwrap_or(0)
+            } else {
+                0
+            }
+        };
+        match id {
+            Ctx::Pid => self.pid,
+            Ctx::Tid => self.tid,
+            Ctx::Ppid => self.ppid,
+            Ctx::Uid => self.uid,
+            Ctx::Cpu => self.cpu,
+            Ctx::TimeNs => self.time_ns,
+            Ctx::Target => self.target,
+            Ctx::RetVal => self.retval,
+            Ctx::IntArg => arg(&self.args) as i32 as i64,
+            Ctx::LongArg => arg(&self.args),
+        }
+    }
+
+    fn randint(&mut self, n: i64) -> i64 {
+        // xorshift64
+        let mut x = if self.seed == 0 { 1 } else { self.seed };
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.seed = x;
+        if n <= 0 {
+            0
+        } else {
+            (x % n as u64) as i64
+        }
+    }
+
+    fn entry_save(&mut self, slot: u32, v: i64) {
+        if let Some(e) = self.entry.get_mut(slot as usize) {
+            *e = v;
+        }
+    }
+
+    fn entry_load(&mut self, slot: u32) -> i64 {
+        self.entry.get(slot as usize).copied().unwrap_or(0)
+    }
+}
+
+/// One output record: a format id (index into the script's formats) and its integer
+/// arguments.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutRecord {
+    /// The format id ([`Insn::arg`] of the [`Op::Out`]).
+    pub fmt: u32,
+    /// The integer arguments, first argument first.
+    pub args: Vec<i64>,
+}
+
+/// How a program ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// [`Op::Next`]: the hit ended normally (a body ran).
+    Next,
+    /// [`Op::Skip`]: the probe's own condition was false; the body did not run.
+    Skip,
+    /// [`Op::Ret`]: a condition or value program returned this value.
+    Ret(i64),
+}
+
+/// The result of a successful [`run`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// How the program ended.
+    pub end: End,
+    /// `exit()` was executed during this hit.
+    pub exit_requested: bool,
+    /// Instructions executed.
+    pub steps: u32,
+}
+
+/// A run-time error of the VM. The first three are errors of correct programs; the others
+/// only happen with malformed code (which [`verify`] and the compiler rule out).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VmError {
+    /// Division or modulo by zero.
+    DivisionByZero {
+        /// The instruction.
+        pc: usize,
+    },
+    /// More than [`MAX_STEPS`] instructions in one hit (SystemTap's MAXACTION).
+    MaxAction {
+        /// The instruction that would have exceeded the budget.
+        pc: usize,
+    },
+    /// `randint(n)` with `n <= 0`.
+    InvalidRandint {
+        /// The instruction.
+        pc: usize,
+        /// The requested range.
+        n: i64,
+    },
+    /// An unknown opcode.
+    BadOpcode {
+        /// The instruction.
+        pc: usize,
+        /// Its opcode byte.
+        op: u8,
+    },
+    /// An unknown [`Ctx`] id.
+    BadContext {
+        /// The instruction.
+        pc: usize,
+        /// The id.
+        id: i32,
+    },
+    /// Popping an empty stack.
+    StackUnderflow {
+        /// The instruction.
+        pc: usize,
+    },
+    /// Pushing onto a full stack ([`MAX_STACK`]).
+    StackOverflow {
+        /// The instruction.
+        pc: usize,
+    },
+    /// A jump to outside the code, or running past its end.
+    JumpOutOfRange {
+        /// The instruction.
+        pc: usize,
+        /// The target (may be negative).
+        target: i64,
+    },
+    /// A local slot outside `0..MAX_LOCALS`.
+    LocalOutOfRange {
+        /// The instruction.
+        pc: usize,
+        /// The slot.
+        slot: i32,
+    },
+    /// A global index outside the store.
+    GlobalOutOfRange {
+        /// The instruction.
+        pc: usize,
+        /// The index.
+        idx: i32,
+    },
+    /// An `@entry` slot outside `0..MAX_ENTRY_SLOTS`.
+    EntrySlotOutOfRange {
+        /// The instruction.
+        pc: usize,
+        /// The slot.
+        slot: i32,
+    },
+    /// An output record with a bad argument count (negative or above [`MAX_OUT_ARGS`]).
+    BadOutArgs {
+        /// The instruction.
+        pc: usize,
+        /// The count.
+        n: i64,
+    },
+}
+
+impl VmError {
+    /// The instruction at which the error happened.
+    pub fn pc(&self) -> usize {
+        match *self {
+            VmError::DivisionByZero { pc }
+            | VmError::MaxAction { pc }
+            | VmError::InvalidRandint { pc, .. }
+            | VmError::BadOpcode { pc, .. }
+            | VmError::BadContext { pc, .. }
+            | VmError::StackUnderflow { pc }
+            | VmError::StackOverflow { pc }
+            | VmError::JumpOutOfRange { pc, .. }
+            | VmError::LocalOutOfRange { pc, .. }
+            | VmError::GlobalOutOfRange { pc, .. }
+            | VmError::EntrySlotOutOfRange { pc, .. }
+            | VmError::BadOutArgs { pc, .. } => pc,
+        }
+    }
+}
+
+impl fmt::Display for VmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VmError::DivisionByZero { .. } => f.write_str("division by zero"),
+            VmError::MaxAction { .. } => write!(
+                f,
+                "MAXACTION exceeded: more than {MAX_STEPS} instructions in one probe hit"
+            ),
+            VmError::InvalidRandint { n, .. } => write!(f, "invalid randint range {n}"),
+            VmError::BadOpcode { pc, op } => {
+                write!(f, "malformed code: unknown opcode {op} at {pc}")
+            }
+            VmError::BadContext { pc, id } => {
+                write!(f, "malformed code: unknown context id {id} at {pc}")
+            }
+            VmError::StackUnderflow { pc } => write!(f, "malformed code: stack underflow at {pc}"),
+            VmError::StackOverflow { pc } => write!(f, "malformed code: stack overflow at {pc}"),
+            VmError::JumpOutOfRange { pc, target } => {
+                write!(
+                    f,
+                    "malformed code: jump from {pc} to {target}, outside the program"
+                )
+            }
+            VmError::LocalOutOfRange { pc, slot } => {
+                write!(f, "malformed code: local slot {slot} out of range at {pc}")
+            }
+            VmError::GlobalOutOfRange { pc, idx } => {
+                write!(f, "malformed code: global {idx} out of range at {pc}")
+            }
+            VmError::EntrySlotOutOfRange { pc, slot } => {
+                write!(f, "malformed code: @entry slot {slot} out of range at {pc}")
+            }
+            VmError::BadOutArgs { pc, n } => {
+                write!(
+                    f,
+                    "malformed code: output record with {n} arguments at {pc}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for VmError {}
+
+struct Stack {
+    v: [i64; MAX_STACK],
+    n: usize,
+}
+
+impl Stack {
+    #[inline]
+    fn push(&mut self, x: i64, pc: usize) -> Result<(), VmError> {
+        if self.n >= MAX_STACK {
+            return Err(VmError::StackOverflow { pc });
+        }
+        self.v[self.n] = x;
+        self.n += 1;
+        Ok(())
+    }
+    #[inline]
+    fn pop(&mut self, pc: usize) -> Result<i64, VmError> {
+        if self.n == 0 {
+            return Err(VmError::StackUnderflow { pc });
+        }
+        self.n -= 1;
+        Ok(self.v[self.n])
+    }
+}
+
+/// Apply a binary operator as the bytecode defines it (wrapping, shifts masked by 63,
+/// `>>` arithmetic). `None` for division or modulo by zero, or if `op` is not binary.
+pub fn binop(op: Op, a: i64, b: i64) -> Option<i64> {
+    Some(match op {
+        Op::Add => a.wrapping_add(b),
+        Op::Sub => a.wrapping_sub(b),
+        Op::Mul => a.wrapping_mul(b),
+        Op::Div => {
+            if b == 0 {
+                return None;
+            }
+            a.wrapping_div(b)
+        }
+        Op::Mod => {
+            if b == 0 {
+                return None;
+            }
+            a.wrapping_rem(b)
+        }
+        Op::Shl => a.wrapping_shl((b & 63) as u32),
+        Op::Shr => a.wrapping_shr((b & 63) as u32),
+        Op::And => a & b,
+        Op::Or => a | b,
+        Op::Xor => a ^ b,
+        Op::Lt => (a < b) as i64,
+        Op::Le => (a <= b) as i64,
+        Op::Gt => (a > b) as i64,
+        Op::Ge => (a >= b) as i64,
+        Op::Eq => (a == b) as i64,
+        Op::Ne => (a != b) as i64,
+        _ => return None,
+    })
+}
+
+fn jump_target(code_len: usize, pc: usize, rel: i32) -> Result<usize, VmError> {
+    let t = pc as i64 + 1 + rel as i64;
+    if t < 0 || t >= code_len as i64 {
+        return Err(VmError::JumpOutOfRange { pc, target: t });
+    }
+    Ok(t as usize)
+}
+
+/// Run the program starting at `code[start]` until it ends ([`Op::Next`], [`Op::Skip`],
+/// [`Op::Ret`]) or fails. Locals start at zero. Output records are passed to `out` as they
+/// are emitted (so records emitted before an error are delivered).
+pub fn run(
+    code: &[Insn],
+    start: usize,
+    globals: &mut dyn GlobalStore,
+    hit: &mut dyn HitContext,
+    out: &mut dyn FnMut(OutRecord),
+) -> Result<Outcome, VmError> {
+    let mut st = Stack {
+        v: [0; MAX_STACK],
+        n: 0,
+    };
+    let mut locals = [0i64; MAX_LOCALS];
+    let mut exit_requested = false;
+    let mut steps: u32 = 0;
+    let mut pc = start;
+    let nglobals = globals.len();
+    loop {
+        let Some(insn) = code.get(pc) else {
+            return Err(VmError::JumpOutOfRange {
+                pc,
+                target: pc as i64,
+            });
+        };
+        if steps >= MAX_STEPS {
+            return Err(VmError::MaxAction { pc });
+        }
+        steps += 1;
+        let Some(op) = insn.opcode() else {
+            return Err(VmError::BadOpcode { pc, op: insn.op });
+        };
+        let a = insn.arg;
+        let local = |slot: i32| -> Result<usize, VmError> {
+            if slot < 0 || slot as usize >= MAX_LOCALS {
+                Err(VmError::LocalOutOfRange { pc, slot })
+            } else {
+                Ok(slot as usize)
+            }
+        };
+        let global = |idx: i32| -> Result<u32, VmError> {
+            if idx < 0 || idx as usize >= nglobals {
+                Err(VmError::GlobalOutOfRange { pc, idx })
+            } else {
+                Ok(idx as u32)
+            }
+        };
+        let entry = |slot: i32| -> Result<u32, VmError> {
+            if slot < 0 || slot as usize >= MAX_ENTRY_SLOTS {
+                Err(VmError::EntrySlotOutOfRange { pc, slot })
+            } else {
+                Ok(slot as u32)
+            }
+        };
+        let mut next = pc + 1;
+        match op {
+            Op::Nop => {}
+            Op::Push => st.push(insn.imm, pc)?,
+            Op::LdG => {
+                let g = global(a)?;
+                st.push(globals.load(g), pc)?
+            }
+            Op::StG => {
+                let g = global(a)?;
+                let v = st.pop(pc)?;
+                globals.store(g, v)
+            }
+            Op::LdL => {
+                let s = local(a)?;
+                st.push(locals[s], pc)?
+            }
+            Op::StL => {
+                let s = local(a)?;
+                locals[s] = st.pop(pc)?;
+            }
+            Op::Dup => {
+                let v = st.pop(pc)?;
+                st.push(v, pc)?;
+                st.push(v, pc)?;
+            }
+            Op::Pop => {
+                st.pop(pc)?;
+            }
+            Op::Add
+            | Op::Sub
+            | Op::Mul
+            | Op::Div
+            | Op::Mod
+            | Op::Shl
+            | Op::Shr
+            | Op::And
+            | Op::Or
+            | Op::Xor
+            | Op::Lt
+            | Op::Le
+            | Op::Gt
+            | Op::Ge
+            | Op::Eq
+            | Op::Ne => {
+                let b = st.pop(pc)?;
+                let x = st.pop(pc)?;
+                let r = binop(op, x, b).ok_or(VmError::DivisionByZero { pc })?;
+                st.push(r, pc)?;
+            }
+            Op::Neg => {
+                let v = st.pop(pc)?;
+                st.push(v.wrapping_neg(), pc)?
+            }
+            Op::LNot => {
+                let v = st.pop(pc)?;
+                st.push((v == 0) as i64, pc)?
+            }
+            Op::BNot => {
+                let v = st.pop(pc)?;
+                st.push(!v, pc)?
+            }
+            Op::Jmp => next = jump_target(code.len(), pc, a)?,
+            Op::Jz => {
+                let v = st.pop(pc)?;
+                if v == 0 {
+                    next = jump_target(code.len(), pc, a)?;
+                }
+            }
+            Op::Jnz => {
+                let v = st.pop(pc)?;
+                if v != 0 {
+                    next = jump_target(code.len(), pc, a)?;
+                }
+            }
+            Op::Next => {
+                return Ok(Outcome {
+                    end: End::Next,
+                    exit_requested,
+                    steps,
+                })
+            }
+            Op::Skip => {
+                return Ok(Outcome {
+                    end: End::Skip,
+                    exit_requested,
+                    steps,
+                })
+            }
+            Op::Ret => {
+                let v = st.pop(pc)?;
+                return Ok(Outcome {
+                    end: End::Ret(v),
+                    exit_requested,
+                    steps,
+                });
+            }
+            Op::Ctx => {
+                let id = Ctx::from_i32(a).ok_or(VmError::BadContext { pc, id: a })?;
+                let v = hit.ctx(id, insn.imm);
+                st.push(v, pc)?
+            }
+            Op::RandInt => {
+                let n = st.pop(pc)?;
+                if n <= 0 {
+                    return Err(VmError::InvalidRandint { pc, n });
+                }
+                let v = hit.randint(n);
+                st.push(v, pc)?
+            }
+            Op::Out => {
+                let n = insn.imm;
+                if n < 0 || n as usize > MAX_OUT_ARGS {
+                    return Err(VmError::BadOutArgs { pc, n });
+                }
+                let n = n as usize;
+                if st.n < n {
+                    return Err(VmError::StackUnderflow { pc });
+                }
+                let args = st.v[st.n - n..st.n].to_vec();
+                st.n -= n;
+                out(OutRecord {
+                    fmt: a as u32,
+                    args,
+                });
+            }
+            Op::Exit => exit_requested = true,
+            Op::EntrySave => {
+                let s = entry(a)?;
+                let v = st.pop(pc)?;
+                hit.entry_save(s, v)
+            }
+            Op::EntryLoad => {
+                let s = entry(a)?;
+                let v = hit.entry_load(s);
+                st.push(v, pc)?
+            }
+        }
+        pc = next;
+    }
+}
+
+/// Why [`verify`] refused a program.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VerifyError {
+    /// The range is empty or not inside the code.
+    BadRange {
+        /// The range given.
+        range: Range<usize>,
+        /// The code length.
+        len: usize,
+    },
+    /// An unknown opcode.
+    BadOpcode {
+        /// The instruction.
+        pc: usize,
+        /// Its opcode byte.
+        op: u8,
+    },
+    /// A jump leaves the program's range.
+    JumpOutOfRange {
+        /// The instruction.
+        pc: usize,
+        /// The target.
+        target: i64,
+    },
+    /// Execution can run past the end of the range.
+    FallsOffEnd {
+        /// The last instruction.
+        pc: usize,
+    },
+    /// A local, global or `@entry` slot, a context id or an argument count out of range.
+    OperandOutOfRange {
+        /// The instruction.
+        pc: usize,
+    },
+    /// An instruction can pop an empty stack.
+    StackUnderflow {
+        /// The instruction.
+        pc: usize,
+    },
+    /// The stack can grow beyond [`MAX_STACK`].
+    StackOverflow {
+        /// The instruction.
+        pc: usize,
+    },
+    /// Two paths reach an instruction with different stack depths.
+    InconsistentStack {
+        /// The instruction.
+        pc: usize,
+        /// One depth.
+        a: usize,
+        /// The other.
+        b: usize,
+    },
+}
+
+impl fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VerifyError::BadRange { range, len } => {
+                write!(
+                    f,
+                    "program range {range:?} is not inside code of length {len}"
+                )
+            }
+            VerifyError::BadOpcode { pc, op } => write!(f, "unknown opcode {op} at {pc}"),
+            VerifyError::JumpOutOfRange { pc, target } => {
+                write!(f, "jump from {pc} to {target} leaves the program")
+            }
+            VerifyError::FallsOffEnd { pc } => write!(f, "execution runs past the end at {pc}"),
+            VerifyError::OperandOutOfRange { pc } => write!(f, "operand out of range at {pc}"),
+            VerifyError::StackUnderflow { pc } => write!(f, "stack underflow at {pc}"),
+            VerifyError::StackOverflow { pc } => {
+                write!(f, "stack deeper than {MAX_STACK} at {pc}")
+            }
+            VerifyError::InconsistentStack { pc, a, b } => {
+                write!(f, "stack depth {a} or {b} at {pc} depending on the path")
+            }
+        }
+    }
+}
+
+impl std::error::Error for VerifyError {}
+
+/// The stack effect of an instruction: (values popped, values pushed).
+pub fn stack_effect(insn: &Insn) -> Option<(usize, usize)> {
+    let op = insn.opcode()?;
+    Some(match op {
+        Op::Nop | Op::Jmp | Op::Next | Op::Skip | Op::Exit => (0, 0),
+        Op::Push | Op::LdG | Op::LdL | Op::Ctx | Op::EntryLoad => (0, 1),
+        Op::StG | Op::StL | Op::Pop | Op::Jz | Op::Jnz | Op::Ret | Op::EntrySave => (1, 0),
+        Op::Dup => (1, 2),
+        Op::Neg | Op::LNot | Op::BNot | Op::RandInt => (1, 1),
+        Op::Add
+        | Op::Sub
+        | Op::Mul
+        | Op::Div
+        | Op::Mod
+        | Op::Shl
+        | Op::Shr
+        | Op::And
+        | Op::Or
+        | Op::Xor
+        | Op::Lt
+        | Op::Le
+        | Op::Gt
+        | Op::Ge
+        | Op::Eq
+        | Op::Ne => (2, 1),
+        Op::Out => (usize::try_from(insn.imm).ok()?, 0),
+    })
+}
+
+/// Check the program `code[range]` statically: every opcode known, every jump inside the
+/// range, no path running past its end, every slot and id in range (globals below
+/// [`MAX_GLOBALS`]), and the stack depth consistent, never negative and at most
+/// [`MAX_STACK`] along all paths. Returns the maximum stack depth.
+pub fn verify(code: &[Insn], range: Range<usize>) -> Result<usize, VerifyError> {
+    if range.start >= range.end || range.end > code.len() {
+        return Err(VerifyError::BadRange {
+            range,
+            len: code.len(),
+        });
+    }
+    let base = range.start;
+    let n = range.end - range.start;
+    let mut depth: Vec<Option<usize>> = vec![None; n];
+    let mut work = vec![0usize];
+    depth[0] = Some(0);
+    let mut max = 0usize;
+    while let Some(i) = work.pop() {
+        let pc = base + i;
+        let insn = &code[pc];
+        let Some(op) = insn.opcode() else {
+            return Err(VerifyError::BadOpcode { pc, op: insn.op });
+        };
+        let a = insn.arg;
+        let bad = Err(VerifyError::OperandOutOfRange { pc });
+        match op {
+            Op::LdL | Op::StL if a < 0 || a as usize >= MAX_LOCALS => return bad,
+            Op::LdG | Op::StG if a < 0 || a as usize >= MAX_GLOBALS => return bad,
+            Op::EntrySave | Op::EntryLoad if a < 0 || a as usize >= MAX_ENTRY_SLOTS => return bad,
+            Op::Ctx if Ctx::from_i32(a).is_none() => return bad,
+            Op::Out if insn.imm < 0 || insn.imm as usize > MAX_OUT_ARGS || a < 0 => return bad,
+            _ => {}
+        }
+        let (pops, pushes) = stack_effect(insn).ok_or(VerifyError::OperandOutOfRange { pc })?;
+        let d = depth[i].unwrap_or(0);
+        if d < pops {
+            return Err(VerifyError::StackUnderflow { pc });
+        }
+        let nd = d - pops + pushes;
+        if nd > MAX_STACK {
+            return Err(VerifyError::StackOverflow { pc });
+        }
+        max = max.max(nd);
+        let mut succ: [Option<i64>; 2] = [None, None];
+        let fall = i as i64 + 1;
+        let jump = i as i64 + 1 + a as i64;
+        match op {
+            Op::Next | Op::Skip | Op::Ret => {}
+            Op::Jmp => succ[0] = Some(jump),
+            Op::Jz | Op::Jnz => {
+                succ[0] = Some(fall);
+                succ[1] = Some(jump);
+            }
+            _ => succ[0] = Some(fall),
+        }
+        for (k, s) in succ.into_iter().enumerate() {
+            let Some(t) = s else { continue };
+            if t < 0 || t >= n as i64 {
+                let is_fall = k == 0 && !matches!(op, Op::Jmp);
+                return Err(if is_fall {
+                    VerifyError::FallsOffEnd { pc }
+                } else {
+                    VerifyError::JumpOutOfRange {
+                        pc,
+                        target: base as i64 + t,
+                    }
+                });
+            }
+            let t = t as usize;
+            match depth[t] {
+                None => {
+                    depth[t] = Some(nd);
+                    work.push(t);
+                }
+                Some(old) if old != nd => {
+                    return Err(VerifyError::InconsistentStack {
+                        pc: base + t,
+                        a: old,
+                        b: nd,
+                    })
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(max)
+}
