@@ -14,7 +14,6 @@ fn front_end(file: &SourceFile) -> Vec<Diagnostic> {
     otf_script::check_source(file)
 }
 
-
 struct Expect {
     line: usize,
     col: usize,
@@ -85,11 +84,6 @@ fn malformed_scripts_report_the_expected_first_error() {
     let mut failures = Vec::new();
     let mut checked = 0;
     for path in cases() {
-        let name = path
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
         checked += 1;
         if let Err(e) = check(&path) {
             failures.push(e);
