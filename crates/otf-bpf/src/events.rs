@@ -1,0 +1,219 @@
+//! Decoding of ring-buffer records into [`Event`]s.
+
+use crate::layout::{ERR_BAD_CODE, ERR_DIV_ZERO, ERR_MAXACTION, ERR_RANDINT};
+use crate::layout::{REC_ERROR, REC_EXIT, REC_HDR_SIZE, REC_NOTIFY, REC_OUT};
+
+/// A run-time error kind, as reported by the BPF VM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RuntimeErrorKind {
+    /// Division or modulo by zero.
+    DivisionByZero,
+    /// More than `MAX_STEPS` instructions in one program run.
+    MaxAction,
+    /// `randint(n)` with `n <= 0`.
+    InvalidRandint,
+    /// Malformed code: bad opcode, operand, jump or stack depth.
+    BadCode,
+    /// A kind this version does not know.
+    Unknown(u32),
+}
+
+impl RuntimeErrorKind {
+    /// The kind with this number.
+    pub fn from_u32(v: u32) -> Self {
+        match v {
+            ERR_DIV_ZERO => Self::DivisionByZero,
+            ERR_MAXACTION => Self::MaxAction,
+            ERR_RANDINT => Self::InvalidRandint,
+            ERR_BAD_CODE => Self::BadCode,
+            v => Self::Unknown(v),
+        }
+    }
+
+    /// The message SystemTap prints for it (`ERROR: <message> near ...`).
+    pub fn message(&self) -> &'static str {
+        match self {
+            Self::DivisionByZero => "division by zero",
+            Self::MaxAction => "MAXACTION exceeded",
+            Self::InvalidRandint => "invalid randint range",
+            Self::BadCode => "malformed bytecode",
+            Self::Unknown(_) => "unknown run-time error",
+        }
+    }
+}
+
+impl std::fmt::Display for RuntimeErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+/// One record from the runtime's ring buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// An output record (`printf`, `println`, ...).
+    Output {
+        /// The probe hit that produced it.
+        pidx: u32,
+        /// The format id.
+        fmt: u32,
+        /// The integer arguments, first argument first.
+        args: Vec<i64>,
+        /// The CPU of the hit.
+        cpu: u32,
+        /// The thread group id of the hit.
+        pid: u32,
+        /// The thread id of the hit.
+        tid: u32,
+        /// The task's comm (`execname()`), NUL-padded.
+        comm: [u8; 16],
+    },
+    /// `exit()` was called by a hit of `pidx`.
+    Exit {
+        /// The probe.
+        pidx: u32,
+    },
+    /// A run-time error in a hit of `pidx` (its body, or a condition it re-evaluated).
+    Error {
+        /// The probe.
+        pidx: u32,
+        /// What went wrong.
+        kind: RuntimeErrorKind,
+        /// The absolute code offset of the failing instruction.
+        pc: u32,
+    },
+    /// `need_refresh` went 0 → 1 in a hit of `pidx` running in a safe context.
+    Notification {
+        /// The probe whose body changed a condition.
+        pidx: u32,
+    },
+}
+
+impl Event {
+    /// `execname()` of an [`Event::Output`] as text (lossy), else `None`.
+    pub fn comm_str(&self) -> Option<String> {
+        match self {
+            Event::Output { comm, .. } => {
+                let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+                Some(String::from_utf8_lossy(&comm[..end]).into_owned())
+            }
+            _ => None,
+        }
+    }
+}
+
+fn u32_at(b: &[u8], off: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[off..off + 4]);
+    u32::from_ne_bytes(a)
+}
+
+/// Decode one raw record. `None` if it is too short or of an unknown kind.
+pub fn decode(b: &[u8]) -> Option<Event> {
+    if b.len() < REC_HDR_SIZE {
+        return None;
+    }
+    let kind = u32_at(b, 0);
+    let pidx = u32_at(b, 4);
+    let code = u32_at(b, 8);
+    let aux = u32_at(b, 12);
+    match kind {
+        REC_OUT => {
+            let n = aux as usize;
+            if b.len() < REC_HDR_SIZE + 8 * n {
+                return None;
+            }
+            let args = (0..n)
+                .map(|k| {
+                    let off = REC_HDR_SIZE + 8 * k;
+                    let mut a = [0u8; 8];
+                    a.copy_from_slice(&b[off..off + 8]);
+                    i64::from_ne_bytes(a)
+                })
+                .collect();
+            let mut comm = [0u8; 16];
+            comm.copy_from_slice(&b[32..48]);
+            Some(Event::Output {
+                pidx,
+                fmt: code,
+                args,
+                cpu: u32_at(b, 16),
+                pid: u32_at(b, 20),
+                tid: u32_at(b, 24),
+                comm,
+            })
+        }
+        REC_EXIT => Some(Event::Exit { pidx }),
+        REC_ERROR => Some(Event::Error {
+            pidx,
+            kind: RuntimeErrorKind::from_u32(code),
+            pc: aux,
+        }),
+        REC_NOTIFY => Some(Event::Notification { pidx }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hdr(kind: u32, pidx: u32, code: u32, aux: u32) -> Vec<u8> {
+        let mut v = Vec::new();
+        for x in [kind, pidx, code, aux, 1, 2, 3, 0] {
+            v.extend_from_slice(&x.to_ne_bytes());
+        }
+        let mut comm = [0u8; 16];
+        comm[..3].copy_from_slice(b"abc");
+        v.extend_from_slice(&comm);
+        v
+    }
+
+    #[test]
+    fn decodes_every_kind() {
+        let mut out = hdr(REC_OUT, 7, 3, 2);
+        out.extend_from_slice(&(-5i64).to_ne_bytes());
+        out.extend_from_slice(&i64::MAX.to_ne_bytes());
+        let e = decode(&out).unwrap();
+        assert_eq!(e.comm_str().as_deref(), Some("abc"));
+        match e {
+            Event::Output {
+                pidx,
+                fmt,
+                args,
+                cpu,
+                pid,
+                tid,
+                ..
+            } => {
+                assert_eq!((pidx, fmt, cpu, pid, tid), (7, 3, 1, 2, 3));
+                assert_eq!(args, vec![-5, i64::MAX]);
+            }
+            e => panic!("{e:?}"),
+        }
+        assert_eq!(
+            decode(&hdr(REC_EXIT, 4, 0, 0)),
+            Some(Event::Exit { pidx: 4 })
+        );
+        assert_eq!(
+            decode(&hdr(REC_ERROR, 4, ERR_DIV_ZERO, 17)),
+            Some(Event::Error {
+                pidx: 4,
+                kind: RuntimeErrorKind::DivisionByZero,
+                pc: 17
+            })
+        );
+        assert_eq!(
+            decode(&hdr(REC_NOTIFY, 9, 0, 0)),
+            Some(Event::Notification { pidx: 9 })
+        );
+    }
+
+    #[test]
+    fn refuses_short_or_unknown_records() {
+        assert_eq!(decode(&[0u8; 10]), None);
+        assert_eq!(decode(&hdr(99, 0, 0, 0)), None);
+        // Claims 2 arguments but carries none.
+        assert_eq!(decode(&hdr(REC_OUT, 0, 0, 2)), None);
+    }
+}

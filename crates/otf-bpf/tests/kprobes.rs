@@ -1,0 +1,107 @@
+//! kprobe, kretprobe, kprobe.multi and kretprobe.multi handlers. This machine's kernel has no
+//! kprobes: attaching fails and the test says so and passes, unless `OTF_REQUIRE_KPROBES=1`
+//! (set in the kprobe VM, kernel 6.12), where every attachment must work.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use libbpf_rs::{KprobeMultiOpts, KprobeOpts};
+use otf_bpf::{cookie, Event, ProbeSlot, ProgKind, Runtime};
+use otf_script::bytecode::{Ctx, Op};
+
+const FUNC: &str = "__x64_sys_getppid";
+
+fn required() -> bool {
+    std::env::var("OTF_REQUIRE_KPROBES").is_ok_and(|v| v == "1")
+}
+
+#[test]
+fn kprobe_handlers_count_and_see_return_values() {
+    let mut b = Builder::new(4);
+    let count = |g: i32, b: &mut Builder| {
+        let mut body = only_me();
+        body.extend([
+            a(Op::LdG, g),
+            push(1),
+            i(Op::Add),
+            a(Op::StG, g),
+            i(Op::Next),
+        ]);
+        b.probe(&body, ProbeSlot::default())
+    };
+    let kp = count(0, &mut b);
+    let kpm = count(1, &mut b);
+    let kretm = count(2, &mut b);
+    let mut body = only_me();
+    body.extend([ctx(Ctx::RetVal, 0), out(0, 1), i(Op::Next)]);
+    let kret = b.probe(
+        &body,
+        ProbeSlot {
+            is_return: true,
+            ..Default::default()
+        },
+    );
+    let rt = Runtime::load(&b.image).expect("load (kprobe programs verify on any kernel)");
+    let mut ev = rt.events().expect("events");
+
+    let single = |kind: ProgKind, p: u32, ret: bool| {
+        rt.program(kind).unwrap().attach_kprobe_with_opts(
+            ret,
+            FUNC,
+            KprobeOpts {
+                cookie: cookie(p),
+                ..Default::default()
+            },
+        )
+    };
+    let multi = |kind: ProgKind, p: u32, ret: bool| {
+        rt.program(kind)
+            .unwrap()
+            .attach_kprobe_multi_with_opts(KprobeMultiOpts {
+                symbols: vec![FUNC.into()],
+                cookies: vec![cookie(p)],
+                retprobe: ret,
+                ..Default::default()
+            })
+    };
+    let links = (|| -> Result<Vec<libbpf_rs::Link>, libbpf_rs::Error> {
+        Ok(vec![
+            single(ProgKind::Kprobe, kp, false)?,
+            single(ProgKind::Kretprobe, kret, true)?,
+            multi(ProgKind::KprobeMulti, kpm, false)?,
+            multi(ProgKind::KretprobeMulti, kretm, true)?,
+        ])
+    })();
+    let links = match links {
+        Ok(l) => l,
+        Err(e) if !required() => {
+            eprintln!("kprobes unavailable on this kernel ({e}); set OTF_REQUIRE_KPROBES=1 to require them");
+            return;
+        }
+        Err(e) => panic!("attaching kprobes: {e}"),
+    };
+    for _ in 0..10 {
+        // SAFETY: no preconditions.
+        unsafe { libc::getppid() };
+    }
+    drop(links);
+    let g = rt.globals();
+    assert_eq!(
+        (g.get(0), g.get(1), g.get(2)),
+        (Some(10), Some(10), Some(10))
+    );
+    // SAFETY: no preconditions.
+    let ppid = unsafe { libc::getppid() } as i64;
+    let rets: Vec<_> = ev
+        .poll(Duration::from_millis(100))
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Output { pidx, args, .. } if pidx == kret => Some(args[0]),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rets, vec![ppid; 10]);
+}
