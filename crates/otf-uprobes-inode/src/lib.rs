@@ -1,1 +1,19 @@
-//! On-the-fly inode uprobes: process(PATH).function(NAME).
+//! On-the-fly inode uprobes: `process(PATH).function(NAME)`.
+//!
+//! - [`resolve_path`] / [`resolve`]: ELF symbol resolution to file offsets (no privilege).
+//! - [`UprobeGroup`]: the [`otf_core::ProbeGroup`] that arms probes by attaching them and
+//!   disarms them by closing their links, batching with uprobe_multi.
+//! - [`sys`]: raw uprobe / uprobe_multi / kprobe / kprobe_multi links on file descriptors, and a
+//!   tiny counting BPF program for tests and examples.
+//! - [`table`]: the link table and apply algorithm shared with `otf-kprobes`.
+
+pub mod glob;
+mod group;
+mod resolve;
+pub mod sys;
+pub mod table;
+
+pub use group::{
+    GroupError, UprobeGroup, UprobeKey, UprobePrograms, UprobeSpec, UPROBE_SAFE_CONTEXT,
+};
+pub use resolve::{list_functions, resolve, resolve_path, ElfFunction, ResolveError, UprobeTarget};

@@ -1,0 +1,348 @@
+//! Resolution of `kernel.function(GLOB)` against the running kernel's probeable functions, and
+//! detection of kprobe support. Pure user space (reads /sys and /proc).
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::glob::{glob_match, has_wildcard, suggestions};
+
+/// One kernel attachment point: a kernel function at its entry or its return.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KprobeTarget {
+    /// The function's name, as the kernel knows it (e.g. `vfs_read`, `foo.isra.0`).
+    pub symbol: String,
+    /// The module that defines it, or `None` for vmlinux.
+    pub module: Option<String>,
+    /// `true` for a `.return` probe (kretprobe).
+    pub ret: bool,
+}
+
+/// Where the list of probeable functions came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SymbolSource {
+    /// `available_filter_functions` (tracefs): exactly what ftrace, hence kprobe_multi, can probe.
+    AvailableFilterFunctions,
+    /// `/proc/kallsyms` text symbols minus the kprobe blacklist.
+    Kallsyms,
+}
+
+/// A resolution with the bookkeeping that `-v` prints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KprobeResolution {
+    /// The targets, sorted by name, one per name.
+    pub targets: Vec<KprobeTarget>,
+    /// How many matching kernel text symbols were skipped because the kernel refuses to probe
+    /// them (blacklisted or not traceable).
+    pub skipped: usize,
+    /// Where the probeable list came from.
+    pub source: SymbolSource,
+}
+
+/// Why a `kernel.function(...)` could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// Neither tracefs nor `/proc/kallsyms` could be read.
+    #[error("cannot read the kernel's function list ({detail}); mount tracefs on /sys/kernel/tracing or run as root")]
+    NoSymbolList {
+        /// What was tried and how it failed.
+        detail: String,
+    },
+    /// No probeable function matched.
+    #[error("kernel.function(\"{pattern}\"): no probeable kernel function matches{}{}", skipped_note(*.skipped), did_you_mean(.suggestions))]
+    FunctionNotFound {
+        /// The name or glob.
+        pattern: String,
+        /// Matching symbols the kernel refuses to probe.
+        skipped: usize,
+        /// Close names, best first.
+        suggestions: Vec<String>,
+    },
+    /// An empty function name.
+    #[error("kernel.function(\"\"): empty function name")]
+    EmptyPattern,
+}
+
+fn skipped_note(n: usize) -> String {
+    if n == 0 {
+        String::new()
+    } else {
+        format!(" ({n} matching symbol(s) cannot be probed: blacklisted or not traceable)")
+    }
+}
+
+fn did_you_mean(s: &[String]) -> String {
+    if s.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; did you mean {}?",
+            s.iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
+/// The kernel's function lists, loaded once and resolved against many globs.
+#[derive(Clone, Debug, Default)]
+pub struct KernelSymbols {
+    /// Probeable functions (name, module), sorted and deduplicated.
+    probeable: Vec<(String, Option<String>)>,
+    /// All text symbols of /proc/kallsyms (names, sorted, deduplicated), when readable: used to
+    /// count what is skipped.
+    text: Vec<String>,
+    /// Where `probeable` came from.
+    source: Option<SymbolSource>,
+}
+
+const TRACEFS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+
+fn read(path: &Path) -> io::Result<String> {
+    fs::read_to_string(path)
+}
+
+impl KernelSymbols {
+    /// Loads the running kernel's lists: `available_filter_functions` when present, else
+    /// `/proc/kallsyms` text symbols minus `/sys/kernel/debug/kprobes/blacklist` (when readable).
+    pub fn load() -> Result<KernelSymbols, ResolveError> {
+        let kallsyms = read(Path::new("/proc/kallsyms"));
+        let blacklist = read(Path::new("/sys/kernel/debug/kprobes/blacklist")).unwrap_or_default();
+        let mut errors = Vec::new();
+        for dir in TRACEFS {
+            let p = PathBuf::from(dir).join("available_filter_functions");
+            match read(&p) {
+                Ok(afs) => {
+                    return Ok(KernelSymbols::from_lists(
+                        Some(&afs),
+                        kallsyms.as_deref().ok(),
+                        &blacklist,
+                    ))
+                }
+                Err(e) => errors.push(format!("{}: {e}", p.display())),
+            }
+        }
+        match kallsyms {
+            Ok(k) => Ok(KernelSymbols::from_lists(None, Some(&k), &blacklist)),
+            Err(e) => {
+                errors.push(format!("/proc/kallsyms: {e}"));
+                Err(ResolveError::NoSymbolList {
+                    detail: errors.join("; "),
+                })
+            }
+        }
+    }
+
+    /// Builds the lists from file contents (for tests and for callers that cache them):
+    /// `afs` = `available_filter_functions` (`name` or `name [module]` per line), `kallsyms` =
+    /// `/proc/kallsyms`, `blacklist` = kprobes blacklist (`0xstart-0xend\tname` per line).
+    /// With `afs`, it defines what is probeable; otherwise kallsyms text symbols are.
+    pub fn from_lists(afs: Option<&str>, kallsyms: Option<&str>, blacklist: &str) -> KernelSymbols {
+        let black: BTreeSet<&str> = blacklist
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .collect();
+        let mut text = Vec::new();
+        let mut from_kallsyms = Vec::new();
+        for line in kallsyms.unwrap_or_default().lines() {
+            let mut it = line.split_whitespace();
+            let (_addr, Some(kind), Some(name)) = (it.next(), it.next(), it.next()) else {
+                continue;
+            };
+            if !matches!(kind, "t" | "T") {
+                continue;
+            }
+            let module = it.next().map(|m| m.trim_matches(['[', ']']).to_string());
+            text.push(name.to_string());
+            from_kallsyms.push((name.to_string(), module));
+        }
+        let (mut probeable, source) = match afs {
+            Some(afs) => {
+                let list = afs
+                    .lines()
+                    .filter_map(|l| {
+                        let mut it = l.split_whitespace();
+                        let name = it.next()?;
+                        let module = it.next().map(|m| m.trim_matches(['[', ']']).to_string());
+                        Some((name.to_string(), module))
+                    })
+                    .collect::<Vec<_>>();
+                (list, SymbolSource::AvailableFilterFunctions)
+            }
+            None => (from_kallsyms, SymbolSource::Kallsyms),
+        };
+        text.sort_unstable();
+        text.dedup();
+        probeable.retain(|(n, _)| !black.contains(n.as_str()));
+        probeable.sort();
+        probeable.dedup_by(|a, b| a.0 == b.0);
+        KernelSymbols {
+            probeable,
+            text,
+            source: Some(source),
+        }
+    }
+
+    /// Number of probeable functions.
+    pub fn len(&self) -> usize {
+        self.probeable.len()
+    }
+
+    /// Whether no function is probeable.
+    pub fn is_empty(&self) -> bool {
+        self.probeable.is_empty()
+    }
+
+    /// Resolves one glob against these lists.
+    pub fn resolve(&self, glob: &str, ret: bool) -> Result<KprobeResolution, ResolveError> {
+        if glob.is_empty() {
+            return Err(ResolveError::EmptyPattern);
+        }
+        let targets: Vec<KprobeTarget> = self
+            .probeable
+            .iter()
+            .filter(|(n, _)| glob_match(glob, n))
+            .map(|(n, m)| KprobeTarget {
+                symbol: n.clone(),
+                module: m.clone(),
+                ret,
+            })
+            .collect();
+        let probeable_names: BTreeSet<&str> = targets.iter().map(|t| t.symbol.as_str()).collect();
+        let skipped = self
+            .text
+            .iter()
+            .filter(|n| glob_match(glob, n) && !probeable_names.contains(n.as_str()))
+            .count();
+        if targets.is_empty() {
+            let sugg = if has_wildcard(glob) {
+                Vec::new()
+            } else {
+                suggestions(glob, self.probeable.iter().map(|(n, _)| n.as_str()), 3)
+            };
+            return Err(ResolveError::FunctionNotFound {
+                pattern: glob.to_string(),
+                skipped,
+                suggestions: sugg,
+            });
+        }
+        Ok(KprobeResolution {
+            targets,
+            skipped,
+            source: self.source.unwrap_or(SymbolSource::Kallsyms),
+        })
+    }
+}
+
+/// Resolves `kernel.function(glob)` (`.return` when `ret`) on the running kernel, with the
+/// count of skipped symbols. Loads the lists each call: use [`KernelSymbols`] for many globs.
+pub fn resolve_verbose(glob: &str, ret: bool) -> Result<KprobeResolution, ResolveError> {
+    KernelSymbols::load()?.resolve(glob, ret)
+}
+
+/// Resolves `kernel.function(glob)` (`.return` when `ret`) on the running kernel: the probeable
+/// functions matching `glob` (`*`, `?`), sorted by name. Functions the kernel refuses to probe
+/// are skipped; [`resolve_verbose`] counts them.
+pub fn resolve(glob: &str, ret: bool) -> Result<Vec<KprobeTarget>, ResolveError> {
+    resolve_verbose(glob, ret).map(|r| r.targets)
+}
+
+/// The message printed when `kernel.function` probes cannot work on this kernel.
+pub const NO_KPROBES: &str = "kernel.function probes need a kernel built with CONFIG_KPROBES=y";
+
+/// Whether this kernel supports kprobes (CONFIG_KPROBES). `Err` carries the message to print,
+/// naming what was checked. Looks for the `kprobe` perf PMU (what libbpf attaches through),
+/// then tracefs `kprobe_events`, then `/boot/config-$(uname -r)`.
+pub fn kprobes_available() -> Result<(), String> {
+    let pmu = Path::new("/sys/bus/event_source/devices/kprobe");
+    if pmu.exists() {
+        return Ok(());
+    }
+    if TRACEFS
+        .iter()
+        .any(|d| Path::new(d).join("kprobe_events").exists())
+    {
+        return Ok(());
+    }
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let release = release.trim();
+    let config = PathBuf::from(format!("/boot/config-{release}"));
+    if let Ok(c) = fs::read_to_string(&config) {
+        if c.lines().any(|l| l.trim() == "CONFIG_KPROBES=y") {
+            return Ok(());
+        }
+    }
+    Err(format!(
+        "{NO_KPROBES}; this kernel ({release}) has none (no {}, no kprobe_events in tracefs). \
+         Run kprobe scripts on another kernel, e.g. `cargo xtask vm -- ...`",
+        pmu.display()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KALLSYMS: &str = "\
+ffffffff81000000 T _stext
+ffffffff81001000 T vfs_read
+ffffffff81002000 t vfs_readv.isra.0
+ffffffff81003000 T vfs_write
+ffffffff81004000 T do_int3
+ffffffff81005000 D some_data
+ffffffff81006000 t nf_hook_slow\t[nf_tables]
+";
+    const AFS: &str =
+        "vfs_read\nvfs_readv.isra.0\nvfs_write\nvfs_write\nnf_hook_slow [nf_tables]\n";
+    const BLACK: &str = "0xffffffff81004000-0xffffffff81004100\tdo_int3\n";
+
+    #[test]
+    fn afs_defines_what_is_probeable_and_counts_skipped() {
+        let k = KernelSymbols::from_lists(Some(AFS), Some(KALLSYMS), BLACK);
+        assert_eq!(k.len(), 4);
+        let r = k.resolve("vfs_*", false).unwrap();
+        let names: Vec<_> = r.targets.iter().map(|t| t.symbol.as_str()).collect();
+        assert_eq!(names, ["vfs_read", "vfs_readv.isra.0", "vfs_write"]);
+        assert_eq!(r.skipped, 0);
+        assert_eq!(r.source, SymbolSource::AvailableFilterFunctions);
+        let r = k.resolve("*", true).unwrap();
+        assert!(r.targets.iter().all(|t| t.ret));
+        assert_eq!(
+            r.skipped, 2,
+            "_stext and do_int3 are text but not probeable"
+        );
+        let nf = k.resolve("nf_hook_slow", false).unwrap();
+        assert_eq!(nf.targets[0].module.as_deref(), Some("nf_tables"));
+    }
+
+    #[test]
+    fn kallsyms_fallback_subtracts_the_blacklist() {
+        let k = KernelSymbols::from_lists(None, Some(KALLSYMS), BLACK);
+        let r = k.resolve("do_*", false);
+        match r {
+            Err(ResolveError::FunctionNotFound { skipped, .. }) => assert_eq!(skipped, 1),
+            other => panic!("{other:?}"),
+        }
+        let err = k.resolve("do_int3", false).unwrap_err().to_string();
+        assert!(err.contains("cannot be probed"), "{err}");
+        let r = k.resolve("vfs_read", false).unwrap();
+        assert_eq!(r.source, SymbolSource::Kallsyms);
+        assert!(
+            k.resolve("some_data", false).is_err(),
+            "data symbols are not functions"
+        );
+    }
+
+    #[test]
+    fn not_found_suggests() {
+        let k = KernelSymbols::from_lists(Some(AFS), Some(KALLSYMS), "");
+        let err = k.resolve("vfs_raed", false).unwrap_err();
+        assert!(err.to_string().contains("did you mean `vfs_read`"), "{err}");
+        assert!(matches!(
+            k.resolve("", false),
+            Err(ResolveError::EmptyPattern)
+        ));
+    }
+}

@@ -1,0 +1,349 @@
+//! Raw kernel attachment of BPF programs: uprobe, uprobe_multi, kprobe and kprobe_multi links
+//! created with `perf_event_open(2)` and `bpf(BPF_LINK_CREATE)`, owned as file descriptors.
+//!
+//! Working on file descriptors (aya-style) instead of libbpf objects keeps links `'static` and
+//! `Send`: a [`Link`] can be kept in a table keyed by id, and closed on any thread. Closing the
+//! descriptor detaches the probe; for uprobes that close blocks for an RCU grace period
+//! (~0.1 s here, see KERNEL-FACTS.md), which is why callers close many links concurrently.
+
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+/// `bpf(2)` commands and constants used here (from `linux/bpf.h`).
+mod c {
+    pub const BPF_MAP_CREATE: i64 = 0;
+    pub const BPF_MAP_LOOKUP_ELEM: i64 = 1;
+    pub const BPF_PROG_LOAD: i64 = 5;
+    pub const BPF_LINK_CREATE: i64 = 28;
+    pub const BPF_PERF_EVENT: u32 = 41;
+    pub const BPF_TRACE_KPROBE_MULTI: u32 = 42;
+    pub const BPF_TRACE_UPROBE_MULTI: u32 = 48;
+    pub const BPF_F_RETURN: u32 = 1; // BPF_F_UPROBE_MULTI_RETURN / BPF_F_KPROBE_MULTI_RETURN
+    pub const PERF_FLAG_FD_CLOEXEC: u64 = 1 << 3;
+}
+
+/// A `union bpf_attr`, zeroed, written field by field at the kernel's offsets.
+#[repr(C, align(8))]
+struct BpfAttr([u8; 144]);
+
+impl BpfAttr {
+    fn new() -> BpfAttr {
+        BpfAttr([0; 144])
+    }
+    fn u32(&mut self, off: usize, v: u32) -> &mut Self {
+        self.0[off..off + 4].copy_from_slice(&v.to_ne_bytes());
+        self
+    }
+    fn u64(&mut self, off: usize, v: u64) -> &mut Self {
+        self.0[off..off + 8].copy_from_slice(&v.to_ne_bytes());
+        self
+    }
+}
+
+fn sys_bpf(cmd: i64, attr: &mut BpfAttr) -> io::Result<i64> {
+    // SAFETY: `attr` is a valid, writable 144-byte `union bpf_attr` whose pointer fields point
+    // to buffers that the caller keeps alive for the duration of the call.
+    let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.0.as_mut_ptr(), attr.0.len()) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+fn bpf_fd(cmd: i64, attr: &mut BpfAttr) -> io::Result<OwnedFd> {
+    let fd = sys_bpf(cmd, attr)?;
+    // SAFETY: on success these bpf commands return a new file descriptor that we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// One kernel attachment. Dropping it detaches the probe (and blocks for the kernel's grace
+/// period, ~0.1 s for a uprobe link: drop many on worker threads).
+#[derive(Debug)]
+pub struct Link {
+    fd: OwnedFd,
+    /// The perf event behind a single kprobe/uprobe link (closed after the link).
+    _perf: Option<OwnedFd>,
+}
+
+impl Link {
+    /// A link owning `fd` (any descriptor): for the link table's tests without a kernel.
+    #[cfg(test)]
+    pub(crate) fn from_fd(fd: OwnedFd) -> Link {
+        Link { fd, _perf: None }
+    }
+
+    /// The link's file descriptor.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.fd.as_fd()
+    }
+}
+
+fn pmu(kind: &str) -> io::Result<(u32, u32)> {
+    let base = format!("/sys/bus/event_source/devices/{kind}");
+    let ty = fs::read_to_string(format!("{base}/type")).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("{base}/type: {e} (kernel without {kind} support?)"),
+        )
+    })?;
+    let ty: u32 = ty
+        .trim()
+        .parse()
+        .map_err(|_| io::Error::other(format!("{base}/type: not a number")))?;
+    // format/retprobe reads `config:N`.
+    let bit = fs::read_to_string(format!("{base}/format/retprobe"))
+        .ok()
+        .and_then(|s| {
+            s.trim()
+                .strip_prefix("config:")
+                .and_then(|b| b.parse().ok())
+        })
+        .unwrap_or(0);
+    Ok((ty, bit))
+}
+
+/// `perf_event_open` of a uprobe/kprobe PMU event: `name` is the path (uprobe) or the function
+/// (kprobe), `offset` the file offset (uprobe) or the offset in the function (kprobe).
+fn perf_probe(kind: &str, name: &CString, offset: u64, ret: bool) -> io::Result<OwnedFd> {
+    let (ty, bit) = pmu(kind)?;
+    // struct perf_event_attr, PERF_ATTR_SIZE_VER7 = 128 bytes.
+    #[repr(C, align(8))]
+    struct Attr([u8; 128]);
+    let mut a = Attr([0; 128]);
+    a.0[0..4].copy_from_slice(&ty.to_ne_bytes()); // type
+    a.0[4..8].copy_from_slice(&128u32.to_ne_bytes()); // size
+    let config: u64 = if ret { 1 << bit } else { 0 };
+    a.0[8..16].copy_from_slice(&config.to_ne_bytes()); // config
+    a.0[56..64].copy_from_slice(&(name.as_ptr() as u64).to_ne_bytes()); // config1: path / func
+    a.0[64..72].copy_from_slice(&offset.to_ne_bytes()); // config2: offset
+                                                        // SAFETY: `a` is a valid perf_event_attr of the size it declares; `name` outlives the call.
+                                                        // pid = -1, cpu = 0: every process (what libbpf does for system-wide uprobes and kprobes).
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_perf_event_open,
+            a.0.as_ptr(),
+            -1i32,
+            0i32,
+            -1i32,
+            c::PERF_FLAG_FD_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: perf_event_open returned a new descriptor that we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+fn perf_link(prog: BorrowedFd<'_>, perf: OwnedFd, cookie: u64) -> io::Result<Link> {
+    let mut attr = BpfAttr::new();
+    attr.u32(0, prog.as_raw_fd() as u32)
+        .u32(4, perf.as_raw_fd() as u32)
+        .u32(8, c::BPF_PERF_EVENT)
+        .u64(16, cookie);
+    let fd = bpf_fd(c::BPF_LINK_CREATE, &mut attr)?;
+    Ok(Link {
+        fd,
+        _perf: Some(perf),
+    })
+}
+
+fn cstring(s: &str) -> io::Result<CString> {
+    CString::new(s)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name contains a NUL byte"))
+}
+
+/// Attaches `prog` (a `SEC("uprobe")` / `SEC("uretprobe")` program) at `offset` of the file at
+/// `path`, for every process, with `cookie` as its attach cookie.
+pub fn attach_uprobe(
+    prog: BorrowedFd<'_>,
+    path: &str,
+    offset: u64,
+    ret: bool,
+    cookie: u64,
+) -> io::Result<Link> {
+    let p = cstring(path)?;
+    let perf = perf_probe("uprobe", &p, offset, ret)?;
+    perf_link(prog, perf, cookie)
+}
+
+/// Attaches `prog` (a `SEC("uprobe.multi")` / `SEC("uretprobe.multi")` program, i.e. loaded
+/// with expected attach type `BPF_TRACE_UPROBE_MULTI`) at every `offsets[i]` of the file at
+/// `path` with cookie `cookies[i]`: one link, one detach grace period for all of them.
+pub fn attach_uprobe_multi(
+    prog: BorrowedFd<'_>,
+    path: &str,
+    offsets: &[u64],
+    cookies: &[u64],
+    ret: bool,
+) -> io::Result<Link> {
+    if offsets.is_empty() || offsets.len() != cookies.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "uprobe_multi: offsets and cookies must be non-empty and of equal length",
+        ));
+    }
+    let p = cstring(path)?;
+    let mut attr = BpfAttr::new();
+    attr.u32(0, prog.as_raw_fd() as u32)
+        .u32(8, c::BPF_TRACE_UPROBE_MULTI)
+        .u64(16, p.as_ptr() as u64)
+        .u64(24, offsets.as_ptr() as u64)
+        .u64(40, cookies.as_ptr() as u64)
+        .u32(48, offsets.len() as u32)
+        .u32(52, if ret { c::BPF_F_RETURN } else { 0 });
+    let fd = bpf_fd(c::BPF_LINK_CREATE, &mut attr)?;
+    Ok(Link { fd, _perf: None })
+}
+
+/// Attaches `prog` (a `SEC("kprobe")` / `SEC("kretprobe")` program) to kernel function `func`.
+pub fn attach_kprobe(prog: BorrowedFd<'_>, func: &str, ret: bool, cookie: u64) -> io::Result<Link> {
+    let f = cstring(func)?;
+    let perf = perf_probe("kprobe", &f, 0, ret)?;
+    perf_link(prog, perf, cookie)
+}
+
+/// Attaches `prog` (loaded with expected attach type `BPF_TRACE_KPROBE_MULTI`) to every kernel
+/// function of `funcs`, with cookie `cookies[i]`: one link for all of them.
+pub fn attach_kprobe_multi(
+    prog: BorrowedFd<'_>,
+    funcs: &[&str],
+    cookies: &[u64],
+    ret: bool,
+) -> io::Result<Link> {
+    if funcs.is_empty() || funcs.len() != cookies.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "kprobe_multi: functions and cookies must be non-empty and of equal length",
+        ));
+    }
+    let names = funcs
+        .iter()
+        .map(|f| cstring(f))
+        .collect::<io::Result<Vec<_>>>()?;
+    let ptrs: Vec<u64> = names.iter().map(|n| n.as_ptr() as u64).collect();
+    let mut attr = BpfAttr::new();
+    attr.u32(0, prog.as_raw_fd() as u32)
+        .u32(8, c::BPF_TRACE_KPROBE_MULTI)
+        .u32(16, if ret { c::BPF_F_RETURN } else { 0 })
+        .u32(20, funcs.len() as u32)
+        .u64(24, ptrs.as_ptr() as u64)
+        .u64(40, cookies.as_ptr() as u64);
+    let fd = bpf_fd(c::BPF_LINK_CREATE, &mut attr)?;
+    Ok(Link { fd, _perf: None })
+}
+
+/// Expected attach type of a program, for [`counting::CountingProgram::load`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgKind {
+    /// `SEC("uprobe")`, `SEC("uretprobe")`, `SEC("kprobe")`, `SEC("kretprobe")`: perf-event links.
+    Perf,
+    /// `SEC("uprobe.multi")` / `SEC("uretprobe.multi")`.
+    UprobeMulti,
+    /// `SEC("kprobe.multi")` / `SEC("kretprobe.multi")`.
+    KprobeMulti,
+}
+
+/// A tiny hand-assembled BPF program that counts hits per attach cookie in an array map. Used by
+/// the tests and the examples to check that attachments fire, without any BPF toolchain.
+pub mod counting {
+    use super::*;
+
+    /// The loaded counting program (`hits[cookie] += 1` on every hit) and its map.
+    #[derive(Debug)]
+    pub struct CountingProgram {
+        prog: OwnedFd,
+        map: OwnedFd,
+        slots: u32,
+    }
+
+    fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> [u8; 8] {
+        let mut b = [0u8; 8];
+        b[0] = code;
+        b[1] = (src << 4) | (dst & 0xf);
+        b[2..4].copy_from_slice(&off.to_ne_bytes());
+        b[4..8].copy_from_slice(&imm.to_ne_bytes());
+        b
+    }
+
+    impl CountingProgram {
+        /// Creates the map (`slots` u64 counters) and loads the program for `kind`.
+        pub fn load(kind: ProgKind, slots: u32) -> io::Result<CountingProgram> {
+            let mut attr = BpfAttr::new();
+            // BPF_MAP_TYPE_ARRAY, key u32, value u64.
+            attr.u32(0, 2).u32(4, 4).u32(8, 8).u32(12, slots.max(1));
+            let map = bpf_fd(c::BPF_MAP_CREATE, &mut attr)?;
+            let m = map.as_raw_fd();
+            let code: Vec<[u8; 8]> = vec![
+                insn(0xbf, 6, 1, 0, 0),   // r6 = r1
+                insn(0x85, 0, 0, 0, 174), // r0 = bpf_get_attach_cookie(ctx)
+                insn(0x63, 10, 0, -4, 0), // *(u32 *)(r10 - 4) = r0
+                insn(0x18, 1, 1, 0, m),   // r1 = map (ld_imm64, BPF_PSEUDO_MAP_FD)
+                insn(0, 0, 0, 0, 0),
+                insn(0xbf, 2, 10, 0, 0), // r2 = r10
+                insn(0x07, 2, 0, 0, -4), // r2 += -4
+                insn(0x85, 0, 0, 0, 1),  // r0 = bpf_map_lookup_elem(r1, r2)
+                insn(0x15, 0, 0, 2, 0),  // if r0 == 0 goto +2
+                insn(0xb7, 1, 0, 0, 1),  // r1 = 1
+                insn(0xdb, 0, 1, 0, 0),  // lock *(u64 *)(r0 + 0) += r1
+                insn(0xb7, 0, 0, 0, 0),  // r0 = 0
+                insn(0x95, 0, 0, 0, 0),  // exit
+            ];
+            let bytes: Vec<u8> = code.concat();
+            let license = b"GPL\0";
+            let mut log = vec![0u8; 16 * 1024];
+            let mut attr = BpfAttr::new();
+            attr.u32(0, 2) // BPF_PROG_TYPE_KPROBE
+                .u32(4, code.len() as u32)
+                .u64(8, bytes.as_ptr() as u64)
+                .u64(16, license.as_ptr() as u64)
+                .u32(24, 1)
+                .u32(28, log.len() as u32)
+                .u64(32, log.as_mut_ptr() as u64)
+                .u32(
+                    68,
+                    match kind {
+                        ProgKind::Perf => 0,
+                        ProgKind::UprobeMulti => c::BPF_TRACE_UPROBE_MULTI,
+                        ProgKind::KprobeMulti => c::BPF_TRACE_KPROBE_MULTI,
+                    },
+                );
+            let prog = bpf_fd(c::BPF_PROG_LOAD, &mut attr).map_err(|e| {
+                let end = log.iter().position(|b| *b == 0).unwrap_or(0);
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "load counting program: {e}: {}",
+                        String::from_utf8_lossy(&log[..end])
+                    ),
+                )
+            })?;
+            Ok(CountingProgram { prog, map, slots })
+        }
+
+        /// The program's descriptor, to attach.
+        pub fn prog(&self) -> BorrowedFd<'_> {
+            use std::os::fd::AsFd;
+            self.prog.as_fd()
+        }
+
+        /// Hits counted for `cookie` so far.
+        pub fn hits(&self, cookie: u32) -> io::Result<u64> {
+            if cookie >= self.slots {
+                return Ok(0);
+            }
+            let key = cookie;
+            let mut value = 0u64;
+            let mut attr = BpfAttr::new();
+            attr.u32(0, self.map.as_raw_fd() as u32)
+                .u64(8, &key as *const u32 as u64)
+                .u64(16, &mut value as *mut u64 as u64);
+            sys_bpf(c::BPF_MAP_LOOKUP_ELEM, &mut attr)?;
+            Ok(value)
+        }
+    }
+}
