@@ -1,0 +1,294 @@
+//! Finding tracepoints: tracefs, glob matching, and the safe-context rule.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// One kernel tracepoint, `SUBSYSTEM:NAME`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Tracepoint {
+    /// The subsystem (tracefs directory), e.g. `sched`.
+    pub subsystem: String,
+    /// The event name, e.g. `sched_switch`.
+    pub name: String,
+}
+
+impl Tracepoint {
+    /// `SUBSYSTEM:NAME`.
+    pub fn new(subsystem: &str, name: &str) -> Tracepoint {
+        Tracepoint {
+            subsystem: subsystem.to_string(),
+            name: name.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Tracepoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.subsystem, self.name)
+    }
+}
+
+/// Why tracepoints could not be resolved.
+#[derive(Debug)]
+pub enum TraceError {
+    /// tracefs is not available (not mounted and we may not mount it, or unreadable).
+    NoTracefs(String),
+    /// Reading tracefs failed.
+    Io(PathBuf, io::Error),
+}
+
+impl fmt::Display for TraceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TraceError::NoTracefs(why) => write!(f, "tracepoints cannot be listed: {why}"),
+            TraceError::Io(p, e) => write!(f, "cannot read {}: {e}", p.display()),
+        }
+    }
+}
+
+impl std::error::Error for TraceError {}
+
+const TRACEFS: &str = "/sys/kernel/tracing";
+const DEBUGFS_TRACING: &str = "/sys/kernel/debug/tracing";
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The tracefs `events` directory. When tracefs is not mounted and we are root, mounts it at
+/// `/sys/kernel/tracing` (as `mount -t tracefs nodev /sys/kernel/tracing` would).
+pub fn events_dir() -> Result<PathBuf, TraceError> {
+    for base in [TRACEFS, DEBUGFS_TRACING] {
+        let ev = Path::new(base).join("events");
+        match std::fs::metadata(&ev) {
+            Ok(m) if m.is_dir() => return Ok(ev),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                return Err(TraceError::NoTracefs(format!(
+                    "{} is not readable (run as root)",
+                    ev.display()
+                )))
+            }
+            _ => {}
+        }
+    }
+    if !is_root() {
+        return Err(TraceError::NoTracefs(format!(
+            "tracefs is not mounted at {TRACEFS} and only root may mount it (run as root)"
+        )));
+    }
+    mount_tracefs()?;
+    let ev = Path::new(TRACEFS).join("events");
+    if ev.is_dir() {
+        Ok(ev)
+    } else {
+        Err(TraceError::NoTracefs(format!(
+            "mounted tracefs at {TRACEFS} but it has no events directory"
+        )))
+    }
+}
+
+fn mount_tracefs() -> Result<(), TraceError> {
+    let src = c"nodev";
+    let target = c"/sys/kernel/tracing";
+    let fstype = c"tracefs";
+    // SAFETY: all pointers are valid NUL-terminated strings; `data` may be null.
+    let r = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if r != 0 {
+        let e = io::Error::last_os_error();
+        return Err(TraceError::NoTracefs(format!(
+            "tracefs is not mounted and mounting it at {TRACEFS} failed: {e}"
+        )));
+    }
+    Ok(())
+}
+
+/// Subsystems of `events/` that are not kernel tracepoints: `ftrace` holds ftrace's own
+/// internal events (`ftrace:function`, `ftrace:print`, ...), which BPF cannot attach to.
+const NOT_TRACEPOINTS: &[&str] = &["ftrace"];
+
+/// Every tracepoint of the running kernel (directories of `events/` that have an `id`, except
+/// ftrace's internal events), sorted.
+pub fn list_all() -> Result<Vec<Tracepoint>, TraceError> {
+    let dir = events_dir()?;
+    list_in(&dir)
+}
+
+/// Every tracepoint below the `events` directory `dir`, sorted.
+pub fn list_in(dir: &Path) -> Result<Vec<Tracepoint>, TraceError> {
+    let rd = |p: &Path| std::fs::read_dir(p).map_err(|e| TraceError::Io(p.to_path_buf(), e));
+    let mut out = Vec::new();
+    for sub in rd(dir)? {
+        let sub = sub.map_err(|e| TraceError::Io(dir.to_path_buf(), e))?;
+        let sub_path = sub.path();
+        if !sub_path.is_dir() {
+            continue;
+        }
+        let subsystem = sub.file_name().to_string_lossy().into_owned();
+        if NOT_TRACEPOINTS.contains(&subsystem.as_str()) {
+            continue;
+        }
+        let Ok(events) = std::fs::read_dir(&sub_path) else {
+            continue;
+        };
+        for ev in events.flatten() {
+            if ev.path().join("id").is_file() {
+                out.push(Tracepoint {
+                    subsystem: subsystem.clone(),
+                    name: ev.file_name().to_string_lossy().into_owned(),
+                });
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The perf event id of a tracepoint (`events/SUBSYS/NAME/id`).
+pub fn tracepoint_id(tp: &Tracepoint) -> Result<u64, TraceError> {
+    let p = events_dir()?.join(&tp.subsystem).join(&tp.name).join("id");
+    let s = std::fs::read_to_string(&p).map_err(|e| TraceError::Io(p.clone(), e))?;
+    s.trim().parse().map_err(|_| {
+        TraceError::Io(
+            p,
+            io::Error::new(io::ErrorKind::InvalidData, "not a tracepoint id"),
+        )
+    })
+}
+
+/// Shell-style glob: `*` matches any run of characters, `?` exactly one.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+/// The tracepoints of `all` matching `pattern`: `NAME` (any subsystem) or `SUBSYS:NAME`, each
+/// part with `*` and `?` globs. The result keeps the order of `all` (sorted).
+pub fn resolve_in(pattern: &str, all: &[Tracepoint]) -> Vec<Tracepoint> {
+    let (sub, name) = match pattern.split_once(':') {
+        Some((s, n)) => (Some(s), n),
+        None => (None, pattern),
+    };
+    all.iter()
+        .filter(|tp| sub.is_none_or(|s| glob_match(s, &tp.subsystem)) && glob_match(name, &tp.name))
+        .cloned()
+        .collect()
+}
+
+/// [`resolve_in`] over this kernel's tracepoints.
+pub fn resolve(pattern: &str) -> Result<Vec<Tracepoint>, TraceError> {
+    Ok(resolve_in(pattern, &list_all()?))
+}
+
+/// Subsystems whose tracepoints may fire with scheduler run-queue locks held, in (or near)
+/// NMI, in interrupt entry, or on the wake-up path itself.
+const UNSAFE_SUBSYSTEMS: &[&str] = &[
+    "sched",
+    "irq",
+    "irq_vectors",
+    "ipi",
+    "nmi",
+    "timer",
+    "hrtimer",
+    "lock",
+    "printk",
+    "rcu",
+    "power",
+    "mce",
+    "csd",
+    "irq_matrix",
+];
+
+/// Whether a probe on `tp` may wake user space from its handler (`otf_safe_context`).
+///
+/// The rule: a tracepoint is unsafe when it can fire while the scheduler's run-queue lock is
+/// held, in NMI or hard-irq entry, or inside the wake-up machinery itself — waking the reader
+/// from there can deadlock. That is every tracepoint of the subsystems `sched`, `irq`,
+/// `irq_vectors`, `ipi`, `nmi`, `timer`, `hrtimer`, `lock`, `printk`, `rcu`, `power`, `mce`, `csd`
+/// and `irq_matrix`, and any tracepoint whose name starts with `sched_` or `irq_`. Everything
+/// else (syscalls, block, net, filesystems, ...) fires in ordinary task or softirq context and
+/// is safe. Unsafe probes leave the refresh to the background timer. Returns the reason when
+/// unsafe.
+pub fn unsafe_reason(tp: &Tracepoint) -> Option<&'static str> {
+    if UNSAFE_SUBSYSTEMS.contains(&tp.subsystem.as_str())
+        || tp.name.starts_with("sched_")
+        || tp.name.starts_with("irq_")
+    {
+        Some("may fire with run-queue locks held or in interrupt/NMI context; refreshes wait for the background timer")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("sched_*", "sched_switch"));
+        assert!(glob_match("*", ""));
+        assert!(glob_match("s?hed", "sched"));
+        assert!(!glob_match("s?hed", "shed"));
+        assert!(glob_match("*_enter_*", "sys_enter_read"));
+        assert!(!glob_match("sched", "sched_switch"));
+        assert!(glob_match("a*b*c", "aXbYbZc"));
+        assert!(!glob_match("a*b*c", "aXbYbZ"));
+    }
+
+    fn all() -> Vec<Tracepoint> {
+        vec![
+            Tracepoint::new("sched", "sched_process_fork"),
+            Tracepoint::new("sched", "sched_switch"),
+            Tracepoint::new("syscalls", "sys_enter_read"),
+            Tracepoint::new("syscalls", "sys_exit_read"),
+        ]
+    }
+
+    #[test]
+    fn bare_name_matches_any_subsystem() {
+        let r = resolve_in("sched_switch", &all());
+        assert_eq!(r, vec![Tracepoint::new("sched", "sched_switch")]);
+        assert_eq!(resolve_in("sys_*_read", &all()).len(), 2);
+        assert_eq!(resolve_in("sched:*", &all()).len(), 2);
+        assert_eq!(resolve_in("s*:sys_exit_read", &all()).len(), 1);
+        assert!(resolve_in("nope", &all()).is_empty());
+    }
+
+    #[test]
+    fn safety_rule() {
+        assert!(unsafe_reason(&Tracepoint::new("sched", "sched_switch")).is_some());
+        assert!(unsafe_reason(&Tracepoint::new("timer", "hrtimer_expire_entry")).is_some());
+        assert!(unsafe_reason(&Tracepoint::new("syscalls", "sys_enter_read")).is_none());
+    }
+}

@@ -1,0 +1,199 @@
+//! Real-kernel tests (root): a tracepoint probe runs its program iff it is armed, and many
+//! links are released concurrently.
+
+#[path = "../examples/common/minprog.rs"]
+mod minprog;
+
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use otf_core::{ArmedSet, Flavor, PlanInput, ProbeEntry, ProbeGroup};
+use otf_tracepoint::{AttachMode, Tracepoint, TracepointGroup, TracepointLink};
+
+fn root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn getppid_n(n: usize) {
+    for _ in 0..n {
+        // SAFETY: getppid has no preconditions.
+        unsafe { libc::getppid() };
+    }
+}
+
+#[test]
+fn syscall_tracepoint_on_the_fly() {
+    if !root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let prog = minprog::load_noop(minprog::PROG_TYPE_TRACEPOINT).expect("load");
+    let _stats = minprog::enable_stats().expect("stats");
+    let tps = otf_tracepoint::resolve("syscalls:sys_enter_getppid").expect("resolve");
+    assert_eq!(tps, vec![Tracepoint::new("syscalls", "sys_enter_getppid")]);
+    let entry = ProbeEntry::new(
+        0,
+        Some(0),
+        Flavor::Tracepoint,
+        "kernel.trace(\"sys_enter_getppid\")",
+    );
+    let mut g =
+        TracepointGroup::new(prog.as_fd(), None, vec![(entry, tps[0].clone())]).expect("group");
+    let mut armed = ArmedSet::new();
+    let runs = || minprog::run_count(prog.as_fd()).expect("run count");
+
+    let plan = g.plan_start(&PlanInput {
+        conditions: &[false],
+        otf: true,
+        armed: &armed,
+    });
+    assert_eq!(
+        plan.decisions().next().map(|d| d.to_string()).as_deref(),
+        Some("otf: not registering (tracepoint) pidx 0")
+    );
+    let r = g.apply(&plan);
+    armed.record(&plan, &r);
+    assert!(!g.is_attached(0));
+    getppid_n(100);
+    assert_eq!(runs(), 0);
+
+    let plan = g.plan_refresh(&PlanInput {
+        conditions: &[true],
+        otf: true,
+        armed: &armed,
+    });
+    let r = g.apply(&plan);
+    assert_eq!(r.failures().count(), 0, "{r:?}");
+    armed.record(&plan, &r);
+    assert!(g.is_attached(0));
+    getppid_n(100);
+    assert!(
+        runs() >= 100,
+        "armed probe ran {} times for 100 calls",
+        runs()
+    );
+
+    let plan = g.plan_refresh(&PlanInput {
+        conditions: &[false],
+        otf: true,
+        armed: &armed,
+    });
+    assert_eq!(
+        plan.decisions().next().map(|d| d.to_string()).as_deref(),
+        Some("otf: unregistering (tracepoint) pidx 0")
+    );
+    let t = Instant::now();
+    let r = g.apply(&plan);
+    let took = t.elapsed();
+    armed.record(&plan, &r);
+    assert!(
+        took < Duration::from_millis(20),
+        "disarm waited {took:?} for the detach"
+    );
+    // The link is released in the background; it stops firing once its close begins.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let before = runs();
+        getppid_n(100);
+        if runs() == before {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "disarmed probe still runs after 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Release waits for everything.
+    let plan = g.plan_release(&armed);
+    let r = g.apply(&plan);
+    assert_eq!(r.failures().count(), 0);
+}
+
+#[test]
+fn raw_tracepoint_with_cookie_and_concurrent_release() {
+    if !root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let perf = minprog::load_noop(minprog::PROG_TYPE_TRACEPOINT).expect("load");
+    let raw = minprog::load_noop(minprog::PROG_TYPE_RAW_TRACEPOINT).expect("load raw");
+    let tp = Tracepoint::new("sched", "sched_process_fork");
+    let l = TracepointLink::attach_raw(raw.as_fd(), &tp, 7).expect("raw_tp with cookie");
+    assert_eq!(l.mode(), AttachMode::Raw);
+    drop(l);
+
+    // Many perf tracepoint links released together: all gone when release_all returns.
+    let tps = otf_tracepoint::resolve("syscalls:sys_enter_get*").expect("resolve");
+    assert!(tps.len() >= 4);
+    let links: Vec<_> = tps
+        .iter()
+        .enumerate()
+        .map(|(i, tp)| TracepointLink::attach_perf(perf.as_fd(), tp, i as u64).expect("attach"))
+        .collect();
+    let n = links.len();
+    let t = Instant::now();
+    otf_tracepoint::release_all(links);
+    let took = t.elapsed();
+    eprintln!("released {n} perf tracepoint links in {took:?}");
+    let _stats = minprog::enable_stats().expect("stats");
+    let before = minprog::run_count(perf.as_fd()).expect("run count");
+    getppid_n(100);
+    assert_eq!(minprog::run_count(perf.as_fd()).expect("run count"), before);
+}
+
+#[test]
+fn probes_on_one_perf_tracepoint_share_an_attachment() {
+    if !root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let prog = minprog::load_noop(minprog::PROG_TYPE_TRACEPOINT).expect("load");
+    let tp = Tracepoint::new("syscalls", "sys_enter_getppid");
+    let chains = otf_tracepoint::perf_chains(&[(4, tp.clone()), (7, tp.clone())], true);
+    assert_eq!(chains, vec![vec![4, 7]]);
+    let e = |p, c| {
+        ProbeEntry::new(
+            p,
+            Some(c),
+            Flavor::Tracepoint,
+            "kernel.trace(\"sys_enter_getppid\")",
+        )
+    };
+    let mut g = TracepointGroup::new(
+        prog.as_fd(),
+        None,
+        vec![(e(4, 0), tp.clone()), (e(7, 1), tp.clone())],
+    )
+    .expect("group");
+    let mut armed = ArmedSet::new();
+    let mut step = |conds: &[bool], start: bool, armed: &mut ArmedSet| {
+        let input = PlanInput {
+            conditions: conds,
+            otf: true,
+            armed,
+        };
+        let plan = if start {
+            g.plan_start(&input)
+        } else {
+            g.plan_refresh(&input)
+        };
+        let r = g.apply(&plan);
+        assert_eq!(r.failures().count(), 0, "{r:?}");
+        armed.record(&plan, &r);
+        (g.is_attached(4), g.is_attached(7))
+    };
+    // Both armed: one attachment (a second would be EEXIST).
+    assert_eq!(step(&[true, true], true, &mut armed), (true, true));
+    // One disarmed: the attachment stays for the other.
+    assert_eq!(step(&[false, true], false, &mut armed), (true, true));
+    // Swap in one refresh: still attached, no kernel operation needed.
+    assert_eq!(step(&[true, false], false, &mut armed), (true, true));
+    // Both off: detached; both on again right away (the old link may still be closing).
+    assert_eq!(step(&[false, false], false, &mut armed), (false, false));
+    assert_eq!(step(&[true, true], false, &mut armed), (true, true));
+    let plan = g.plan_release(&armed);
+    assert_eq!(g.apply(&plan).failures().count(), 0);
+    assert!(!g.is_attached(4));
+}

@@ -1,0 +1,91 @@
+//! `otf check`: compile and resolve without attaching, and print what would be attached.
+//!
+//! Output (stdout), one line per kernel attachment, then one line per affection pair:
+//!
+//! ```text
+//! probe 0 timer.ms(100) group=hrtimer attach="perf cpu-clock cpu 0 period 100000000 ns" otf=yes notify=timer
+//! probe 1 kernel.trace("syscalls:sys_enter_read") group=tracepoint attach="tracepoint syscalls:sys_enter_read" otf=yes notify=immediate
+//! probe 0 can affect condition of probe 1
+//! ```
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+
+use otf_script::diag::{render_all, SourceFile};
+
+use crate::cli::CheckArgs;
+use crate::frontend::{self, Front};
+use crate::resolve::{self, Attach, Resolved};
+use crate::{load_source, Failure};
+
+/// Whether the probe group of `a` supports on-the-fly arming here, and how a condition flip
+/// made by its body reaches user space (`immediate` or `timer`).
+fn otf_support(a: &Attach) -> (&'static str, &'static str) {
+    match a {
+        Attach::Timer(_) => ("yes", "timer"),
+        Attach::Tracepoint(tp) => (
+            "yes",
+            if otf_tracepoint::unsafe_reason(tp).is_some() {
+                "timer"
+            } else {
+                "immediate"
+            },
+        ),
+        Attach::Uprobe(_) => ("yes", "immediate"),
+        Attach::Kprobe(_) => ("yes", "timer"),
+    }
+}
+
+/// Compiles and resolves `src`, rendering diagnostics on failure. Warnings are printed to
+/// stderr.
+pub fn compile_and_resolve(src: &SourceFile) -> Result<(Front, Resolved), Failure> {
+    let front = frontend::compile(src).map_err(|d| Failure::Rendered(render_all(&d, src)))?;
+    let resolved =
+        resolve::resolve(&front.units).map_err(|d| Failure::Rendered(render_all(&d, src)))?;
+    let mut warnings = front.warnings.clone();
+    warnings.extend(resolved.warnings.iter().cloned());
+    if !warnings.is_empty() {
+        eprint!("{}", render_all(&warnings, src));
+    }
+    Ok((front, resolved))
+}
+
+/// The text `otf check` prints for a resolved script.
+pub fn report(front: &Front, res: &Resolved, verbose: bool) -> String {
+    let mut out = String::new();
+    for p in &res.probes {
+        let (otf, notify) = otf_support(&p.attach);
+        let _ = writeln!(
+            out,
+            "probe {} {} group={} attach=\"{}\" otf={} notify={}",
+            p.pidx,
+            p.pp,
+            p.attach.group(),
+            p.attach,
+            otf,
+            notify
+        );
+    }
+    if verbose {
+        for u in &front.units {
+            if !u.kind.is_kernel() {
+                let _ = writeln!(out, "# {} runs in user space (no pidx)", u.kind);
+            }
+        }
+    }
+    for (i, j) in resolve::expand_affection(res, &front.affection) {
+        let _ = writeln!(out, "probe {i} can affect condition of probe {j}");
+    }
+    out
+}
+
+/// Runs `otf check`.
+pub fn check(args: &CheckArgs) -> Result<i32, Failure> {
+    let src = load_source(args.source.file.as_deref(), args.source.expr.as_deref())?;
+    let (front, res) = compile_and_resolve(&src)?;
+    let text = report(&front, &res, args.verbose > 0);
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+    Ok(0)
+}

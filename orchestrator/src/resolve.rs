@@ -1,0 +1,286 @@
+//! Probe resolution: compiled units (probe point components) to kernel attachments with pidx.
+//!
+//! pidx are assigned 0-based in script order: probe statements in order, their
+//! comma-separated components in order, and each component's kernel attachments in the order
+//! its resolver returns them. `begin` and `end` are not kernel attachments and get none.
+
+use std::fmt;
+
+use otf_core::{Flavor, Pidx};
+use otf_hrtimer::{TimerAttachment, TimerKind};
+use otf_script::ast::Span;
+use otf_script::diag::Diagnostic;
+use otf_script::point::PointKind;
+use otf_tracepoint::Tracepoint;
+
+/// One unit to resolve: a component of a probe statement.
+#[derive(Clone, Debug)]
+pub struct UnitIn {
+    /// Index of the unit (its condition id).
+    pub unit: usize,
+    /// The interpreted point.
+    pub kind: PointKind,
+    /// Where the point is written.
+    pub span: Span,
+    /// `?`: dropped with a warning when it resolves to nothing.
+    pub optional: bool,
+    /// Whether the unit has an `if (COND)`.
+    pub has_cond: bool,
+}
+
+/// What a kernel attachment is.
+#[derive(Clone, Debug)]
+pub enum Attach {
+    /// A perf cpu-clock timer.
+    Timer(TimerAttachment),
+    /// A tracepoint.
+    Tracepoint(Tracepoint),
+    /// An inode uprobe.
+    Uprobe(otf_uprobes_inode::UprobeTarget),
+    /// A kprobe.
+    Kprobe(otf_kprobes::KprobeTarget),
+}
+
+impl Attach {
+    /// The probe group name.
+    pub fn group(&self) -> &'static str {
+        match self {
+            Attach::Timer(_) => "hrtimer",
+            Attach::Tracepoint(_) => "tracepoint",
+            Attach::Uprobe(_) => "uprobes",
+            Attach::Kprobe(_) => "kprobes",
+        }
+    }
+
+    /// The flavor (debug vocabulary).
+    pub fn flavor(&self) -> Flavor {
+        match self {
+            Attach::Timer(_) => Flavor::Hrtimer,
+            Attach::Tracepoint(_) => Flavor::Tracepoint,
+            Attach::Uprobe(t) if t.ret => Flavor::Uretprobe,
+            Attach::Uprobe(_) => Flavor::Uprobe,
+            Attach::Kprobe(t) if t.ret => Flavor::Kretprobe,
+            Attach::Kprobe(_) => Flavor::Kprobe,
+        }
+    }
+}
+
+impl fmt::Display for Attach {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Attach::Timer(t) => t.fmt(f),
+            Attach::Tracepoint(t) => write!(f, "tracepoint {t}"),
+            Attach::Uprobe(u) => write!(
+                f,
+                "{} {}:{} (offset {:#x})",
+                if u.ret { "uretprobe" } else { "uprobe" },
+                u.path.display(),
+                u.symbol,
+                u.file_offset
+            ),
+            Attach::Kprobe(k) => write!(
+                f,
+                "{} {}{}",
+                if k.ret { "kretprobe" } else { "kprobe" },
+                k.symbol,
+                k.module
+                    .as_ref()
+                    .map(|m| format!(" [{m}]"))
+                    .unwrap_or_default()
+            ),
+        }
+    }
+}
+
+/// One resolved kernel attachment.
+#[derive(Clone, Debug)]
+pub struct ProbeInfo {
+    /// Its pidx.
+    pub pidx: Pidx,
+    /// The unit it comes from.
+    pub unit: usize,
+    /// Whether its unit has a condition.
+    pub has_cond: bool,
+    /// What to attach.
+    pub attach: Attach,
+    /// `pp()`: the probe point, expanded (`kernel.trace("sched:sched_switch")`).
+    pub pp: String,
+    /// `probefunc()`: the function of a function probe, else empty.
+    pub probefunc: String,
+}
+
+/// The result of resolving a script.
+#[derive(Debug, Default)]
+pub struct Resolved {
+    /// Every kernel attachment, by pidx.
+    pub probes: Vec<ProbeInfo>,
+    /// Warnings (dropped optional points).
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl Resolved {
+    /// The pidx of the attachments of `unit`.
+    pub fn pidx_of_unit(&self, unit: usize) -> impl Iterator<Item = Pidx> + '_ {
+        self.probes
+            .iter()
+            .filter(move |p| p.unit == unit)
+            .map(|p| p.pidx)
+    }
+}
+
+fn quoted(s: &str) -> String {
+    let mut o = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            '\t' => o.push_str("\\t"),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+/// The kernel attachments of one point, as `(attach, pp, probefunc)`, or an error message.
+fn resolve_point(
+    kind: &PointKind,
+    online: &[u32],
+) -> Result<Vec<(Attach, String, String)>, String> {
+    match kind {
+        PointKind::Begin | PointKind::End => Ok(Vec::new()),
+        PointKind::Timer { period_ns, text } => {
+            if *period_ns < otf_hrtimer::MIN_PERIOD_NS {
+                return Err(format!(
+                    "timer period of {period_ns} ns is too short (minimum {} µs)",
+                    otf_hrtimer::MIN_PERIOD_NS / 1000
+                ));
+            }
+            Ok(otf_hrtimer::resolve_on(
+                TimerKind::Periodic {
+                    period_ns: *period_ns,
+                },
+                online,
+            )
+            .into_iter()
+            .map(|a| (Attach::Timer(a), text.clone(), String::new()))
+            .collect())
+        }
+        PointKind::TimerProfile => Ok(otf_hrtimer::resolve_on(TimerKind::Profile, online)
+            .into_iter()
+            .map(|a| (Attach::Timer(a), "timer.profile".to_string(), String::new()))
+            .collect()),
+        PointKind::KernelTrace { pattern } => {
+            let tps = otf_tracepoint::resolve(pattern).map_err(|e| e.to_string())?;
+            if tps.is_empty() {
+                return Err(format!(
+                    "kernel.trace({}): no tracepoint matches (see `otf list 'kernel.trace(\"*\")'`)",
+                    quoted(pattern)
+                ));
+            }
+            Ok(tps
+                .into_iter()
+                .map(|tp| {
+                    let pp = format!("kernel.trace({})", quoted(&tp.to_string()));
+                    (Attach::Tracepoint(tp), pp, String::new())
+                })
+                .collect())
+        }
+        PointKind::KernelFunction { pattern, ret } => {
+            let ts = otf_kprobes::resolve(pattern, *ret).map_err(|e| e.to_string())?;
+            Ok(ts
+                .into_iter()
+                .map(|t| {
+                    let pp = format!(
+                        "kernel.function({}){}",
+                        quoted(&t.symbol),
+                        if t.ret { ".return" } else { "" }
+                    );
+                    let func = t.symbol.clone();
+                    (Attach::Kprobe(t), pp, func)
+                })
+                .collect())
+        }
+        PointKind::ProcessFunction { path, pattern, ret } => {
+            let ts = otf_uprobes_inode::resolve(path, pattern, *ret).map_err(|e| e.to_string())?;
+            Ok(ts
+                .into_iter()
+                .map(|t| {
+                    let pp = format!(
+                        "process({}).function({}){}",
+                        quoted(&t.path.display().to_string()),
+                        quoted(&t.symbol),
+                        if t.ret { ".return" } else { "" }
+                    );
+                    let func = t.symbol.clone();
+                    (Attach::Uprobe(t), pp, func)
+                })
+                .collect())
+        }
+    }
+}
+
+/// Resolves every unit; errors are diagnostics at the unit's point.
+pub fn resolve(units: &[UnitIn]) -> Result<Resolved, Vec<Diagnostic>> {
+    let online = otf_hrtimer::sys::online_cpus();
+    let mut out = Resolved::default();
+    let mut errors = Vec::new();
+    let mut next: Pidx = 0;
+    for u in units {
+        match resolve_point(&u.kind, &online) {
+            Ok(list) if list.is_empty() && u.kind.is_kernel() => {
+                // Resolvers report "no match" as errors; an empty list is the same thing.
+                let msg = format!("probe point `{}` matches nothing", u.kind);
+                if u.optional {
+                    out.warnings.push(Diagnostic::warning(
+                        format!("{msg}; optional point dropped"),
+                        u.span,
+                    ));
+                } else {
+                    errors.push(Diagnostic::error(msg, u.span));
+                }
+            }
+            Ok(list) => {
+                for (attach, pp, probefunc) in list {
+                    out.probes.push(ProbeInfo {
+                        pidx: next,
+                        unit: u.unit,
+                        has_cond: u.has_cond,
+                        attach,
+                        pp,
+                        probefunc,
+                    });
+                    next += 1;
+                }
+            }
+            Err(msg) if u.optional => out.warnings.push(Diagnostic::warning(
+                format!("{msg}; optional point dropped"),
+                u.span,
+            )),
+            Err(msg) => errors.push(Diagnostic::error(msg, u.span)),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Expands unit-level affection pairs `(writer unit, affected unit)` to sorted, deduplicated
+/// `(I, J)` pidx pairs: every pidx of the writer unit by every pidx of the affected unit. (Every
+/// unit of a statement shares its body, so the writers cover all pidx of the statement.)
+pub fn expand_affection(res: &Resolved, pairs: &[(usize, usize)]) -> Vec<(Pidx, Pidx)> {
+    let mut out: Vec<(Pidx, Pidx)> = pairs
+        .iter()
+        .flat_map(|&(writer, unit)| {
+            res.pidx_of_unit(writer)
+                .flat_map(move |i| res.pidx_of_unit(unit).map(move |j| (i, j)))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}

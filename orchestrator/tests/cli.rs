@@ -1,0 +1,298 @@
+//! The `otf` command line without attaching anything: `otf check`, `otf list`, usage errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn otf() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_otf"))
+}
+
+fn run(args: &[&str]) -> Output {
+    otf().args(args).output().expect("otf runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The affection lines of `otf check -e SCRIPT`.
+fn pairs(script: &str) -> Vec<String> {
+    let o = run(&["check", "-e", script]);
+    assert_eq!(o.status.code(), Some(0), "otf check failed: {}", stderr(&o));
+    stdout(&o)
+        .lines()
+        .filter(|l| l.contains("can affect condition of"))
+        .map(str::to_string)
+        .collect()
+}
+
+fn expect_pairs(script: &str, expected: &[(u32, u32)]) {
+    let want: Vec<String> = expected
+        .iter()
+        .map(|(i, j)| format!("probe {i} can affect condition of probe {j}"))
+        .collect();
+    assert_eq!(pairs(script), want, "script:\n{script}");
+}
+
+// The affection cases of SystemTap's affection.exp (ONTHEFLY-SUITE.md).
+
+#[test]
+fn affection_no_condition() {
+    expect_pairs(
+        "global x\nprobe timer.s(1) { x = 1 }\nprobe timer.s(2) { x = 2 }\n",
+        &[],
+    );
+}
+
+#[test]
+fn affection_writer_affects_other() {
+    expect_pairs(
+        "global x\nprobe timer.s(1) { x = !x }\nprobe timer.s(2) if (x) { }\n",
+        &[(0, 1)],
+    );
+}
+
+#[test]
+fn affection_self() {
+    expect_pairs(
+        "global x = 1\nprobe timer.s(1) if (x) { x = 0 }\n",
+        &[(0, 0)],
+    );
+}
+
+#[test]
+fn affection_condition_over_several_globals() {
+    expect_pairs(
+        "global var1, var2\n\
+         probe timer.s(1) { var1 = 1 }\n\
+         probe timer.s(2) { var2 = 1 }\n\
+         probe timer.s(3) if (var1 && var2) { }\n",
+        &[(0, 2), (1, 2)],
+    );
+}
+
+#[test]
+fn affection_several_writers_and_readers() {
+    expect_pairs(
+        "global a, b\n\
+         probe timer.s(1) { a++ }\n\
+         probe timer.s(2) { b++ }\n\
+         probe timer.s(3) if (a) { }\n\
+         probe timer.s(4) if (b) { }\n\
+         probe timer.s(5) if (a || b) { a = 0 }\n\
+         probe timer.s(6) { println(a + b) }\n",
+        &[(0, 2), (0, 4), (1, 3), (1, 4), (4, 2), (4, 4)],
+    );
+}
+
+#[test]
+fn affection_through_functions_and_nested_calls() {
+    expect_pairs(
+        "global x, y\n\
+         function set_x() { x = 1 return 0 }\n\
+         function outer() { return set_x() }\n\
+         function set_y() { y = 1 return 0 }\n\
+         probe timer.s(1) { set_x() }\n\
+         probe timer.s(2) { outer() }\n\
+         probe timer.s(3) if (x) { }\n\
+         probe timer.s(4) if (y) { }\n\
+         probe timer.s(5) { z = set_y() }\n",
+        &[(0, 2), (1, 2), (4, 3)],
+    );
+}
+
+#[test]
+fn affection_expands_to_every_pidx_of_a_statement() {
+    // Two components share one body: both pidx are writers; only the second has a condition.
+    expect_pairs(
+        "global x\nprobe timer.s(1), timer.s(2) if (x) { x = 0 }\n",
+        &[(0, 1), (1, 1)],
+    );
+}
+
+#[test]
+fn check_lists_probes_with_pidx_group_and_attachment() {
+    let o = run(&[
+        "check",
+        "-e",
+        "probe begin { }\nprobe timer.ms(5) { }\nprobe timer.hz(100), timer.us(100) { }\n",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[0].starts_with("probe 0 timer.ms(5) group=hrtimer attach=\"perf cpu-clock cpu "),
+        "{out}"
+    );
+    assert!(
+        lines[0].ends_with(" period 5000000 ns\" otf=yes notify=timer"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with("probe 1 timer.hz(100) group=hrtimer"),
+        "{out}"
+    );
+    assert!(lines[2].contains("period 100000 ns"), "{out}");
+}
+
+#[test]
+fn timer_profile_has_one_pidx_per_cpu() {
+    let o = run(&[
+        "check",
+        "-e",
+        "global x\nprobe timer.profile if (x) { x = 0 }\n",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    let probes = out.lines().filter(|l| l.contains("group=hrtimer")).count();
+    let cpus = std::fs::read_to_string("/sys/devices/system/cpu/online").expect("cpu list");
+    let n: usize = cpus
+        .trim()
+        .split(',')
+        .map(|r| match r.split_once('-') {
+            Some((a, b)) => b.parse::<usize>().unwrap_or(0) - a.parse::<usize>().unwrap_or(0) + 1,
+            None => 1,
+        })
+        .sum();
+    assert_eq!(probes, n, "{out}");
+    // Every pidx of the statement affects every pidx of the unit.
+    let pairs = out.lines().filter(|l| l.contains("can affect")).count();
+    assert_eq!(pairs, n * n, "{out}");
+}
+
+#[test]
+fn unknown_family_is_a_script_error_at_its_column() {
+    let o = run(&[
+        "check",
+        "-e",
+        "global n\nprobe kernel.funtion(\"vfs_read\") { n++ }\n",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("error: unknown probe point family `kernel.funtion`"),
+        "{err}"
+    );
+    assert!(err.contains("--> <command line>:2:7"), "{err}");
+    assert!(err.contains("^^^^^^^^^^^^^^"), "{err}");
+}
+
+#[test]
+fn unknown_family_in_list_is_an_error() {
+    let o = run(&["list", "kernel.funtion(\"x\")"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("unknown probe point family `kernel.funtion`"));
+}
+
+#[test]
+fn list_timers() {
+    let o = run(&["list", "timer"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(
+        stdout(&o),
+        "timer.ns(N)\ntimer.us(N)\ntimer.ms(N)\ntimer.s(N)\ntimer.hz(N)\ntimer.profile\n"
+    );
+}
+
+#[test]
+fn missing_script_file_is_an_error() {
+    let o = run(&["check", "/nonexistent/x.stp"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("cannot read script /nonexistent/x.stp"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &["run"][..],
+        &["run", "-T", "soon", "-e", "probe begin {}"],
+        &["run", "-o", "xml", "-e", "probe begin {}"],
+        &["run", "--otf-interval", "fast", "-e", "probe begin {}"],
+        &["run", "-x", "notapid", "-e", "probe begin {}"],
+        &["run", "--bogus", "-e", "probe begin {}"],
+        &["run", "-e", "probe begin {}", "-c", "true", "-x", "1"],
+        &["check"],
+        &["check", "a.stp", "-e", "probe begin {}"],
+        &["list"],
+        &["frobnicate"],
+        &[],
+    ] {
+        let o = run(args);
+        assert_eq!(o.status.code(), Some(2), "otf {args:?}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn help_and_version_exit_0() {
+    assert_eq!(run(&["--help"]).status.code(), Some(0));
+    assert_eq!(run(&["--version"]).status.code(), Some(0));
+    let o = run(&["run", "--help"]);
+    assert!(stdout(&o).contains("--otf-interval"));
+}
+
+fn malformed_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/otf-script/tests/malformed")
+}
+
+/// Every malformed script of otf-script's suite is refused by `otf check` with status 1 and a
+/// diagnostic at the `# expect: LINE:COL msg` position of its header.
+#[test]
+fn malformed_scripts_are_refused_at_their_position() {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(malformed_dir())
+        .expect("malformed dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "stp"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no malformed scripts found");
+    for f in files {
+        let text = std::fs::read_to_string(&f).expect("read");
+        let Some(expect) = text.lines().find_map(|l| l.strip_prefix("# expect: ")) else {
+            panic!("{}: no `# expect:` header", f.display());
+        };
+        let (pos, msg) = expect.split_once(' ').unwrap_or((expect, ""));
+        let name = f.display().to_string();
+        let o = run(&["check", &name]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{name}: {err}");
+        assert!(
+            err.contains(&format!("--> {name}:{pos}\n")),
+            "{name}: expected {pos}:\n{err}"
+        );
+        assert!(err.contains(msg.trim()), "{name}: expected `{msg}`:\n{err}");
+        assert!(!err.contains("internal error"), "{name}: {err}");
+    }
+}
+
+#[test]
+fn run_without_privilege_says_so() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        let o = run(&["run", "-e", "probe begin { }"]);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(stderr(&o).contains("otf run needs root (or CAP_BPF and CAP_PERFMON)"));
+        return;
+    }
+    // As root: run as `nobody`, without capabilities.
+    use std::os::unix::process::CommandExt;
+    let o = otf()
+        .args(["run", "-e", "probe begin { }"])
+        .uid(65534)
+        .gid(65534)
+        .output();
+    let Ok(o) = o else {
+        eprintln!("skipped: cannot run as nobody");
+        return;
+    };
+    if o.status.code() == Some(126) || stderr(&o).contains("Permission denied") {
+        eprintln!("skipped: the binary is not accessible to nobody");
+        return;
+    }
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("error: otf run needs root (or CAP_BPF and CAP_PERFMON)"));
+}

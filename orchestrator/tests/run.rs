@@ -1,0 +1,397 @@
+//! `otf run` for real (root): begin/end, timers, exit(), -T, -c, -x, JSON output, --stats,
+//! --otf-debug decisions, run-time errors. Skipped (with a note) when not root.
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn otf(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_otf"))
+        .args(args)
+        .output()
+        .expect("otf runs")
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+macro_rules! need_root {
+    () => {
+        if !root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+    };
+}
+
+#[test]
+fn begin_and_end_run_in_order() {
+    need_root!();
+    let o = otf(&[
+        "run",
+        "-e",
+        "probe begin { println(\"hello\") } probe end { println(\"bye\") } probe begin { exit() }",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(out(&o), "hello\nbye\n");
+}
+
+#[test]
+fn timer_fires_and_exit_ends_the_run() {
+    need_root!();
+    let o = otf(&[
+        "run",
+        "-e",
+        "global n\nprobe timer.ms(10) { n++; printf(\"tick %d\\n\", n); if (n == 5) exit() }\n\
+         probe end { printf(\"n=%d %s\\n\", n, pp()) }",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    // Ticks in order from 1; the end body sees the final count. (Hits already under way when
+    // exit() is called may still run, so n may exceed 5 by a few.)
+    let text = out(&o);
+    let lines: Vec<&str> = text.lines().collect();
+    let ticks = lines.len() - 1;
+    assert!(ticks >= 5, "{text}");
+    for (i, l) in lines[..ticks].iter().enumerate() {
+        assert_eq!(*l, format!("tick {}", i + 1), "{text}");
+    }
+    assert_eq!(lines[ticks], format!("n={ticks} end"), "{text}");
+}
+
+#[test]
+fn timeout_ends_the_run_with_status_0() {
+    need_root!();
+    let t = Instant::now();
+    let o = otf(&[
+        "run",
+        "-T",
+        "300ms",
+        "-e",
+        "probe timer.s(100) { } probe end { println(\"end\") }",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(out(&o), "end\n");
+    assert!(t.elapsed() >= Duration::from_millis(300));
+}
+
+#[test]
+fn command_sets_target_and_ends_the_run() {
+    need_root!();
+    let o = otf(&[
+        "run",
+        "-c",
+        "echo child $$",
+        "-e",
+        "probe begin { printf(\"target %d\\n\", target()) } probe end { println(\"end\") }",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let text = out(&o);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    let target = lines[0].strip_prefix("target ").expect("target line");
+    assert!(target.parse::<i64>().is_ok_and(|p| p > 0), "{text}");
+    // The command's pid is target() (sh execs into the command's shell).
+    assert_eq!(lines[1], format!("child {target}"), "{text}");
+    assert_eq!(lines[2], "end");
+}
+
+#[test]
+fn target_option() {
+    need_root!();
+    let o = otf(&[
+        "run",
+        "-x",
+        "4242",
+        "-e",
+        "probe begin { println(target()); exit() }",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(out(&o), "4242\n");
+}
+
+#[test]
+fn json_output_records_and_decisions() {
+    need_root!();
+    let o = otf(&[
+        "run",
+        "-o",
+        "json",
+        "--otf-debug",
+        "-e",
+        "global on\nprobe timer.ms(5) if (on) { println(\"hit\"); exit() }\n\
+         probe begin { println(\"hi\") }\nprobe timer.ms(50) { on = 1 }",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let text = out(&o);
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    let has = |v: serde_json::Value| lines.contains(&v);
+    assert!(
+        has(serde_json::json!({"type":"output","pidx":null,"text":"hi\n"})),
+        "{text}"
+    );
+    assert!(
+        has(
+            serde_json::json!({"type":"otf","decision":"not starting","group":"hrtimer","flavor":"hrtimer","pidx":0})
+        ),
+        "{text}"
+    );
+    assert!(
+        has(
+            serde_json::json!({"type":"otf","decision":"enabling","group":"hrtimer","flavor":"hrtimer","pidx":0})
+        ),
+        "{text}"
+    );
+    assert!(
+        has(serde_json::json!({"type":"output","pidx":0,"text":"hit\n"})),
+        "{text}"
+    );
+}
+
+#[test]
+fn otf_debug_lines_follow_the_toggles() {
+    need_root!();
+    let o = otf(&[
+        "run",
+        "--otf-debug",
+        "--otf-interval",
+        "10ms",
+        "-e",
+        "global on, n\nprobe timer.ms(5) if (on) { }\n\
+         probe timer.ms(200) { if (++n > 4) exit() else { println(\"toggling\"); on = !on } }",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    // As SystemTap's harness: the expected lines must appear in this order (other lines may come
+    // between them). The toggles are 200 ms apart and the refresh interval 10 ms, so each toggle
+    // gets its own refresh.
+    let text = out(&o);
+    let expected = [
+        "otf: not starting (hrtimer) pidx 0",
+        "toggling",
+        "otf: enabling (hrtimer) pidx 0",
+        "toggling",
+        "otf: disabling (hrtimer) pidx 0",
+        "toggling",
+        "otf: enabling (hrtimer) pidx 0",
+        "toggling",
+        "otf: disabling (hrtimer) pidx 0",
+    ];
+    let mut want = expected.iter().peekable();
+    for line in text.lines() {
+        if want.peek().is_some_and(|w| **w == line) {
+            want.next();
+        }
+    }
+    assert!(
+        want.peek().is_none(),
+        "missing {:?} in:\n{text}",
+        want.peek()
+    );
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("otf: ")).count(),
+        5,
+        "{text}"
+    );
+}
+
+#[test]
+fn stats_table() {
+    need_root!();
+    let o = otf(&[
+        "run",
+        "--stats",
+        "-e",
+        "global n\nprobe timer.ms(10) { if (++n == 3) exit() }",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let text = out(&o);
+    let mut lines = text.lines();
+    let header = lines.next().expect("header");
+    for col in [
+        "pidx",
+        "hits",
+        "bodies",
+        "skipped_cond",
+        "skipped_lock",
+        "armed",
+        "disarmed",
+        "point",
+    ] {
+        assert!(header.contains(col), "{header}");
+    }
+    let row: Vec<&str> = lines.next().expect("row").split_whitespace().collect();
+    assert_eq!(row[0], "0");
+    // exit() at the third body; a hit already under way may still run.
+    let bodies: u64 = row[2].parse().expect("bodies");
+    assert!((3..=6).contains(&bodies), "bodies: {text}");
+    assert_eq!(
+        row[1], row[2],
+        "no condition: every hit runs its body: {text}"
+    );
+    assert_eq!(row[5], "1", "armed once: {text}");
+    assert_eq!(row[7], "timer.ms(10)");
+}
+
+#[test]
+fn runtime_error_ends_the_run_with_status_1() {
+    need_root!();
+    let o = otf(&[
+        "run",
+        "-e",
+        "global z\nprobe timer.ms(10) { println(1 / z) }",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err(&o).contains("ERROR: division by zero near timer.ms(10) (pidx 0)"),
+        "{}",
+        err(&o)
+    );
+}
+
+#[test]
+fn suppressed_runtime_errors_keep_running() {
+    need_root!();
+    let o = otf(&[
+        "run",
+        "--suppress-handler-errors",
+        "-T",
+        "250ms",
+        "-e",
+        "global z\nprobe timer.ms(50) { println(1 / z) }",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(
+        err(&o).matches("ERROR: division by zero").count() >= 2,
+        "{}",
+        err(&o)
+    );
+}
+
+#[test]
+fn tracepoint_probe_on_the_fly() {
+    need_root!();
+    let o = otf(&[
+        "run",
+        "--otf-debug",
+        "--stats",
+        "-c",
+        "sleep 0.5; for i in 1 2 3; do /bin/true; done; sleep 0.5",
+        "-e",
+        "global on\nprobe kernel.trace(\"sched_process_fork\") if (on) { }\n\
+         probe timer.ms(200) { on = 1 }",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let text = out(&o);
+    assert!(
+        text.starts_with("otf: not registering (tracepoint) pidx 0\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("otf: registering (tracepoint) pidx 0\n"),
+        "{text}"
+    );
+    let row: Vec<&str> = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("0 "))
+        .expect("stats row")
+        .split_whitespace()
+        .collect();
+    assert!(
+        row[2].parse::<u64>().unwrap_or(0) >= 3,
+        "forks counted: {text}"
+    );
+}
+
+#[test]
+fn no_otf_keeps_everything_armed() {
+    need_root!();
+    let o = otf(&[
+        "run",
+        "--no-otf",
+        "--otf-debug",
+        "--stats",
+        "-T",
+        "200ms",
+        "-e",
+        "global on\nprobe timer.ms(10) if (on) { }",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let text = out(&o);
+    assert!(
+        !text.contains("otf: "),
+        "no decisions under --no-otf: {text}"
+    );
+    let row: Vec<&str> = text
+        .lines()
+        .nth(1)
+        .expect("row")
+        .split_whitespace()
+        .collect();
+    assert!(
+        row[1].parse::<u64>().unwrap_or(0) > 0,
+        "hits while armed: {text}"
+    );
+    assert_eq!(row[2], "0", "no body ran: {text}");
+}
+
+#[test]
+fn safe_context_notification_refreshes_before_the_timer() {
+    need_root!();
+    // The background timer is 30 s away: only the notification sent by the tracepoint body
+    // (a safe context) can arm the timer probe in time.
+    let t = Instant::now();
+    let o = otf(&[
+        "run",
+        "--otf-debug",
+        "--otf-interval",
+        "30s",
+        "-T",
+        "20s",
+        "-c",
+        "sleep 0.2; sh -c true; sleep 10",
+        "-e",
+        "global on\nprobe kernel.trace(\"syscalls:sys_enter_getppid\") if (!on) { on = 1 }\n\
+         probe timer.ms(5) if (on) { println(\"hit\"); exit() }",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let text = out(&o);
+    assert!(
+        text.starts_with("otf: not starting (hrtimer) pidx 1\n"),
+        "{text}"
+    );
+    assert!(text.contains("otf: enabling (hrtimer) pidx 1\n"), "{text}");
+    assert!(text.contains("hit\n"), "{text}");
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn two_probes_on_one_syscall_tracepoint_both_run() {
+    need_root!();
+    let o = otf(&[
+        "run",
+        "--stats",
+        "-c",
+        "sh -c true; sh -c true",
+        "-e",
+        "global a, b\nprobe kernel.trace(\"syscalls:sys_enter_getppid\") { a++ }\n\
+         probe kernel.trace(\"syscalls:sys_enter_getppid\") { b++ }\n\
+         probe end { printf(\"%d %d\\n\", a > 0, a == b) }",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(out(&o).starts_with("1 1\n"), "{}", out(&o));
+}
