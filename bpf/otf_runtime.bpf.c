@@ -29,6 +29,8 @@ __u64 lock_word __attribute__((aligned(64)));
 __u64 need_refresh __attribute__((aligned(64)));
 /* Set by exit(). */
 __u64 exit_requested;
+/* Set by user space when the session stops (timeout, signal, -c command ended). */
+__u64 stopping;
 /* Added to bpf_ktime_get_boot_ns() for gettimeofday_ns() (CLOCK_REALTIME - CLOCK_BOOTTIME). */
 __s64 time_offset;
 /* target() */
@@ -226,6 +228,10 @@ __noinline int otf_hit(__u32 level, __u64 cookie)
 		__sync_fetch_and_add(&stats.bad_cookie, 1);
 		return 0;
 	}
+	/* As SystemTap's STOPPING state: once exit() was called or the session is
+	 * stopping, no body runs any more (end bodies see the final globals). */
+	if (exit_requested || stopping)
+		return 0;
 	cnt = &counters[pidx & (OTF_MAX_PROBES - 1)];
 	f = bpf_map_lookup_elem(&frames, &level);
 	n = bpf_map_lookup_elem(&nest, &zero);

@@ -684,6 +684,22 @@ impl Runtime {
             != 0
     }
 
+    /// Forget an `exit()` request, so that bodies run again (while it is set, no body runs).
+    /// For tools that keep one runtime across runs, such as the differential test.
+    pub fn clear_exit_requested(&self) {
+        // SAFETY: address of a field of the .bss (see `u64_field`).
+        self.u64_field(|b| unsafe { std::ptr::addr_of_mut!((*b).exit_requested) })
+            .store(0, Ordering::SeqCst);
+    }
+
+    /// Enter the STOPPING state: from now on no probe body runs (as after `exit()`), so the
+    /// `end` bodies see the final globals. Called by the orchestrator when the session stops.
+    pub fn set_stopping(&self) {
+        // SAFETY: address of a field of the .bss (see `u64_field`).
+        self.u64_field(|b| unsafe { std::ptr::addr_of_mut!((*b).stopping) })
+            .store(1, Ordering::SeqCst);
+    }
+
     /// Try to take the lock stripes `mask` from user space (as a body does in the kernel),
     /// polling at most `tries` times. Release with [`Runtime::unlock`].
     pub fn try_lock(&self, mask: u64, tries: u32) -> bool {

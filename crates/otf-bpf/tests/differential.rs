@@ -319,6 +319,8 @@ fn bpf_vm_agrees_with_reference_vm() {
             for (g, &v) in init.iter().enumerate() {
                 gv.set(g as u32, v);
             }
+            // A previous program's exit() would keep this one from running.
+            rt.clear_exit_requested();
             let before = rt.counters(pidx as u32);
             rt.test_run_hit(cookie(pidx as u32)).expect("test run");
             let after = rt.counters(pidx as u32);

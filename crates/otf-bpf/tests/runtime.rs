@@ -419,6 +419,21 @@ fn exit_is_recorded_and_unconfigured_cookies_are_counted() {
     );
     assert_eq!(ev.drain().unwrap(), vec![Event::Exit { pidx: p }]);
     assert_eq!(rt.error_counters().bad_cookie, 1);
+
+    // Once exit() was called no body runs any more (SystemTap's STOPPING state).
+    rt.globals().set(0, 0);
+    rt.test_run_hit(cookie(p)).unwrap();
+    assert_eq!(rt.globals().get(0), Some(0), "a body ran after exit()");
+    assert_eq!(rt.counters(p).bodies, 1);
+
+    // Likewise once user space marks the session as stopping.
+    rt.clear_exit_requested();
+    rt.test_run_hit(cookie(p)).unwrap();
+    assert_eq!(rt.counters(p).bodies, 2, "bodies run again after the clear");
+    rt.clear_exit_requested();
+    rt.set_stopping();
+    rt.test_run_hit(cookie(p)).unwrap();
+    assert_eq!(rt.counters(p).bodies, 2, "a body ran while stopping");
 }
 
 /// Several probes on one perf tracepoint: the program attaches once (a second attach fails
