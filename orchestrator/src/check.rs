@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 
 use otf_script::diag::{render_all, SourceFile};
+use otf_script::point::PointKind;
 
 use crate::cli::CheckArgs;
 use crate::frontend::{self, Front};
@@ -67,9 +68,27 @@ pub fn report(front: &Front, res: &Resolved, verbose: bool) -> String {
         );
     }
     if verbose {
+        let mut kprobes = false;
         for u in &front.units {
             if !u.kind.is_kernel() {
                 let _ = writeln!(out, "# {} runs in user space (no pidx)", u.kind);
+            }
+            if let PointKind::KernelFunction { pattern, ret } = &u.kind {
+                kprobes = true;
+                if let Ok(r) = otf_kprobes::resolve_verbose(pattern, *ret) {
+                    let _ = writeln!(
+                        out,
+                        "# {}: {} function(s), {} matching symbol(s) skipped (the kernel refuses to probe them)",
+                        u.kind,
+                        r.targets.len(),
+                        r.skipped
+                    );
+                }
+            }
+        }
+        if kprobes {
+            if let Err(msg) = otf_kprobes::kprobes_available() {
+                let _ = writeln!(out, "# note: {msg}");
             }
         }
     }

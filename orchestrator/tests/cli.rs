@@ -296,3 +296,26 @@ fn run_without_privilege_says_so() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("error: otf run needs root (or CAP_BPF and CAP_PERFMON)"));
 }
+
+/// `otf check -v` says when `kernel.function` probes cannot run on this kernel, and only then.
+#[test]
+fn check_verbose_says_whether_kprobes_are_available() {
+    let o = run(&[
+        "check",
+        "-v",
+        "-e",
+        "probe kernel.function(\"vfs_read\") { }",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("# kernel.function(\"vfs_read\"): 1 function(s)"),
+        "{text}"
+    );
+    let note = text.contains("need a kernel built with CONFIG_KPROBES=y");
+    assert_eq!(
+        note,
+        otf_kprobes::kprobes_available().is_err(),
+        "the CONFIG_KPROBES note must appear exactly when kprobes are missing:\n{text}"
+    );
+}
