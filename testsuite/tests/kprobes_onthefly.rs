@@ -1,0 +1,31 @@
+//! SystemTap's `kprobes_onthefly.exp`: a timer drives a state machine over `vfs_read` and its return. Needs a kernel with kprobes (skipped natively without; must run in the VM).
+//!
+//! One `#[test]` per subtest; the scripts and expected lines come from
+//! `otf_testsuite::onthefly` (see `docs/testing.md`). Run one with e.g.
+//! `cargo test -p otf-testsuite --test kprobes_onthefly -- --exact otf_start_disabled_iter_1`.
+
+use otf_testsuite::onthefly::Suite;
+
+otf_testsuite::onthefly_tests!(Suite::Kprobes;
+    otf_finish_at_start_disabled,
+    otf_finish_at_start_enabled,
+    otf_start_disabled_iter_1,
+    otf_start_enabled_iter_1,
+    otf_start_disabled_iter_2,
+    otf_start_enabled_iter_2,
+    otf_start_disabled_iter_3,
+    otf_start_enabled_iter_3,
+    otf_start_disabled_iter_4,
+    otf_start_enabled_iter_4,
+    otf_start_disabled_iter_5,
+    otf_start_enabled_iter_5,
+    otf_timer_100ms,
+    otf_timer_50ms,
+    otf_timer_10ms,
+    otf_stress_5ms_iter_50,
+    otf_stress_1ms_iter_50,
+    otf_stress_500us_iter_50,
+    otf_stress_100us_iter_50,
+    otf_stress_prof_iter_2000,
+    otf_stress_hard_iter_2000,
+);
