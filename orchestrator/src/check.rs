@@ -3,7 +3,7 @@
 //! Output (stdout), one line per kernel attachment, then one line per affection pair:
 //!
 //! ```text
-//! probe 0 timer.ms(100) group=hrtimer attach="perf cpu-clock cpu 0 period 100000000 ns" otf=yes notify=timer
+//! probe 0 timer.ms(100) group=hrtimer attach="perf cpu-clock cpu 0 period 100000000 ns" otf=yes notify=immediate
 //! probe 1 kernel.trace("syscalls:sys_enter_read") group=tracepoint attach="tracepoint syscalls:sys_enter_read" otf=yes notify=immediate
 //! probe 0 can affect condition of probe 1
 //! ```
@@ -23,7 +23,14 @@ use crate::{load_source, Failure};
 /// made by its body reaches user space (`immediate` or `timer`).
 fn otf_support(a: &Attach) -> (&'static str, &'static str) {
     match a {
-        Attach::Timer(_) => ("yes", "timer"),
+        Attach::Timer(_) => (
+            "yes",
+            if otf_hrtimer::OTF_SAFE_CONTEXT {
+                "immediate"
+            } else {
+                "timer"
+            },
+        ),
         Attach::Tracepoint(tp) => (
             "yes",
             if otf_tracepoint::unsafe_reason(tp).is_some() {

@@ -568,7 +568,7 @@ fn build_image(front: &Front, res: &Resolved, target: i64, raw_tp: bool) -> Runt
         .map(|p| {
             let u = &script.units[p.unit];
             let safe_context = match &p.attach {
-                Attach::Timer(_) => false,
+                Attach::Timer(_) => otf_hrtimer::OTF_SAFE_CONTEXT,
                 Attach::Tracepoint(tp) => otf_tracepoint::unsafe_reason(tp).is_none(),
                 Attach::Uprobe(_) => otf_uprobes_inode::UPROBE_SAFE_CONTEXT.safe,
                 Attach::Kprobe(_) => otf_kprobes::KPROBE_SAFE_CONTEXT.safe,
@@ -852,6 +852,27 @@ fn print_stats(out: &mut Output, rt: &Runtime, res: &Resolved, sched: &Scheduler
     out.flush();
 }
 
+/// Raises the soft limit on open files to the hard limit when many attachments are needed:
+/// each tracepoint or timer attachment holds one or two fds (`kernel.trace("*")` is thousands),
+/// and the default soft limit is often 1024 (as bpftrace does).
+fn raise_fd_limit(attachments: usize) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return;
+    }
+    let want = (attachments as u64 * 2 + 256).min(lim.rlim_max);
+    if lim.rlim_cur < want {
+        lim.rlim_cur = want;
+        // SAFETY: setrlimit reads the struct we own; raising the soft limit up to the hard
+        // limit needs no privilege. Failure leaves the old limit, reported later as EMFILE.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    }
+}
+
 /// Runs `otf run`.
 pub fn run(args: &RunArgs) -> Result<i32, Failure> {
     if !has_privilege() {
@@ -861,6 +882,7 @@ pub fn run(args: &RunArgs) -> Result<i32, Failure> {
     }
     let src = crate::load_source(args.source.file.as_deref(), args.source.expr.as_deref())?;
     let (front, res) = crate::check::compile_and_resolve(&src)?;
+    raise_fd_limit(res.probes.len());
     if args.verbose > 0 {
         eprintln!(
             "otf: {} unit(s), {} kernel attachment(s), {} instruction(s)",

@@ -130,7 +130,7 @@ fn check_lists_probes_with_pidx_group_and_attachment() {
         "{out}"
     );
     assert!(
-        lines[0].ends_with(" period 5000000 ns\" otf=yes notify=timer"),
+        lines[0].ends_with(" period 5000000 ns\" otf=yes notify=immediate"),
         "{out}"
     );
     assert!(

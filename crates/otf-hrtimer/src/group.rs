@@ -116,7 +116,7 @@ impl ProbeGroup for HrtimerGroup {
     }
 
     fn otf_safe_context(&self) -> SafeContext {
-        SafeContext::not_safe(crate::UNSAFE_REASON)
+        SafeContext::safe(crate::SAFE_REASON)
     }
 
     fn apply(&mut self, plan: &Plan) -> ApplyReport {

@@ -18,17 +18,20 @@ pub use timer::{
     MIN_PERIOD_NS, PROFILE_PERIOD_NS,
 };
 
-/// Timer handlers never wake user space themselves.
+/// Timer handlers may wake user space themselves (an immediate refresh, as SystemTap's hrtimer
+/// probes do).
 ///
-/// A cpu-clock sample is delivered from the perf hrtimer interrupt (hard-irq context, NMI-like
-/// for the purpose of locking): waking a user-space reader from there takes scheduler locks that
-/// may already be held by the interrupted code. Timer probes therefore only set the
-/// `need_refresh` flag, and the orchestrator's background timer (`--otf-interval`) picks it up.
-pub const OTF_SAFE_CONTEXT: bool = false;
+/// A cpu-clock sample is delivered from the perf hrtimer interrupt: hard-irq context, never NMI.
+/// The notification is a BPF ring-buffer record with adaptive wakeup, and the ring buffer does
+/// not wake the reader inline: it queues an `irq_work`, which runs the wake-up later from a
+/// context where taking scheduler locks is allowed. So notifying from a timer handler cannot
+/// deadlock, and a timer probe that flips a condition gets the probe re-armed at once instead of
+/// waiting for the background timer (`--otf-interval`).
+pub const OTF_SAFE_CONTEXT: bool = true;
 
 /// The reason for [`OTF_SAFE_CONTEXT`], for `otf check` and documentation.
-pub const UNSAFE_REASON: &str =
-    "perf cpu-clock handlers run in hard-irq context; refreshes wait for the background timer";
+pub const SAFE_REASON: &str =
+    "perf cpu-clock handlers run in hard-irq context (never NMI); ring-buffer wake-ups are deferred through irq_work";
 
 /// The name of this probe group in decision lines (`otf: enabling (hrtimer) pidx N`).
 pub const GROUP_NAME: &str = "hrtimer";
