@@ -1,0 +1,418 @@
+//! `cargo xtask test`: everything CI checks, in order, with a summary.
+//!
+//! 1. `cargo fmt --all --check` and `cargo clippy --workspace --all-targets -- -D warnings`;
+//! 2. `cargo test --workspace --no-fail-fast` on this machine's kernel (kernel tests need root);
+//! 3. the kernel-level test binaries (`otf-testsuite`, `otf-kprobes`) inside one VM boot of
+//!    Debian's 6.12 kernel, which has kprobes (see docs/vm.md).
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::util::{self, cargo, display_cmd, fmt_duration, shell_quote};
+use crate::{deps, vm};
+
+/// The test binaries that run inside the VM: (package, test target or `None` for all of the
+/// package's test binaries).
+pub const VM_TESTS: &[(&str, Option<&str>)] = &[
+    ("otf-testsuite", None),
+    ("otf-kprobes", None),
+    ("otf-bpf", Some("kprobes")),
+];
+
+/// Options of `cargo xtask test`.
+#[derive(Debug, clap::Args)]
+pub struct Options {
+    /// Skip the VM: only fmt, clippy and the native tests.
+    #[arg(long, conflicts_with = "vm_only")]
+    pub no_vm: bool,
+    /// Only the kernel tests in the VM.
+    #[arg(long)]
+    pub vm_only: bool,
+    /// Show the VM's kernel messages.
+    #[arg(long, short)]
+    pub verbose: bool,
+    /// Kill the VM after this many minutes.
+    #[arg(long, value_name = "MINUTES", default_value_t = 25)]
+    pub vm_timeout: u64,
+}
+
+/// How a step ended.
+#[derive(Debug)]
+enum Outcome {
+    Ok,
+    Failed(String),
+    Skipped(String),
+}
+
+struct Step {
+    name: &'static str,
+    outcome: Outcome,
+    took: Duration,
+}
+
+/// Runs the test task; returns 0 only if every step passed.
+pub fn run(o: &Options) -> Result<i32> {
+    let started = Instant::now();
+    deps::ensure("building and testing otf", deps::BUILD)?;
+    if !o.no_vm {
+        deps::ensure("the kernel tests in the VM", deps::VM)?;
+    }
+    let mut steps = Vec::new();
+    let mut step = |name: &'static str, f: &mut dyn FnMut() -> Result<Outcome>| {
+        eprintln!("\nxtask test: ==== {name} ====");
+        let t = Instant::now();
+        let outcome = f().unwrap_or_else(|e| Outcome::Failed(format!("{e:#}")));
+        if let Outcome::Failed(why) = &outcome {
+            eprintln!("xtask test: {name} FAILED: {why}");
+        }
+        steps.push(Step {
+            name,
+            outcome,
+            took: t.elapsed(),
+        });
+    };
+    if !o.vm_only {
+        step("fmt", &mut || {
+            status(cargo().args(["fmt", "--all", "--check"]))
+        });
+        step("clippy", &mut || {
+            status(cargo().args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]))
+        });
+        if !util::is_root() {
+            eprintln!("\n{}", not_root_banner());
+        }
+        step("native tests", &mut || {
+            status(cargo().args(["test", "--workspace", "--no-fail-fast"]))
+        });
+    }
+    if !o.no_vm {
+        step("kernel tests in the VM", &mut || vm_tests(o));
+    }
+    Ok(summary(&steps, started.elapsed()))
+}
+
+fn not_root_banner() -> String {
+    let line = "!".repeat(78);
+    format!(
+        "{line}\n!!! NOT ROOT: the kernel-level tests will SKIP on this machine's kernel.\n\
+         !!! Run `sudo -E cargo xtask test` (or as root) to run them for real.\n{line}"
+    )
+}
+
+/// Runs a command with inherited output; a non-zero exit is a failed step.
+fn status(cmd: &mut std::process::Command) -> Result<Outcome> {
+    let st = util::run_status(cmd)?;
+    Ok(if st.success() {
+        Outcome::Ok
+    } else {
+        Outcome::Failed(format!("`{}` exited with {st}", display_cmd(cmd)))
+    })
+}
+
+/// Builds the kernel test binaries natively and runs them all in one VM boot.
+fn vm_tests(o: &Options) -> Result<Outcome> {
+    let mut tests = Vec::new();
+    for (package, target) in VM_TESTS {
+        let mut cmd = cargo();
+        cmd.args([
+            "test",
+            "--no-run",
+            "--message-format=json-render-diagnostics",
+            "-p",
+            package,
+        ]);
+        if let Some(t) = target {
+            cmd.args(["--test", t]);
+        }
+        eprintln!("$ {}", display_cmd(&cmd));
+        let out = cmd
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .context("cannot run cargo")?;
+        if !out.status.success() {
+            bail!("building the test binaries of {package} failed");
+        }
+        tests.extend(util::executables(
+            &String::from_utf8_lossy(&out.stdout),
+            |_, test| test,
+        ));
+    }
+    tests.sort_by(|a, b| (&a.package, &a.target).cmp(&(&b.package, &b.target)));
+    tests.dedup();
+    if tests.is_empty() {
+        return Ok(Outcome::Skipped(
+            "no kernel test binaries to run in the VM".into(),
+        ));
+    }
+    // The suite runs the `otf` binary; build it here, natively: cargo under emulation is slow.
+    eprintln!("xtask test: building otf natively for the suite ($OTF_BIN in the VM)");
+    let otf = util::cargo_build_bin("otf", "otf", false)?;
+    let dir = vm::cache_dir()?.join("run");
+    std::fs::create_dir_all(&dir)?;
+    let script_path = dir.join(format!("vm-tests-{}.sh", std::process::id()));
+    let progress_path = dir.join(format!("vm-tests-{}.progress", std::process::id()));
+    let opts = vm::Options {
+        verbose: o.verbose,
+        timeout: o.vm_timeout,
+        env: vec![
+            "OTF_IN_VM=1".into(),
+            "OTF_REQUIRE_KPROBES=1".into(),
+            format!("OTF_BIN={}", otf.display()),
+        ],
+        ..vm::Options::default()
+    };
+    // Normally one boot runs everything. If the guest crashes, the binary that was running is
+    // reported as crashed and the rest run in a new boot.
+    let mut results: Vec<(String, Option<i32>)> = Vec::new();
+    let mut remaining = tests;
+    let mut boots = 0;
+    while !remaining.is_empty() {
+        boots += 1;
+        eprintln!(
+            "xtask test: VM boot {boots}: running {} test binaries: {}",
+            remaining.len(),
+            remaining.iter().map(label).collect::<Vec<_>>().join(", ")
+        );
+        std::fs::write(&script_path, vm_script(&remaining, &progress_path)?)?;
+        std::fs::write(&progress_path, "")?;
+        let rc = vm::run(
+            &opts,
+            &[OsString::from("sh"), script_path.clone().into_os_string()],
+        );
+        let progress = std::fs::read_to_string(&progress_path).unwrap_or_default();
+        let (done, running) = parse_progress(&progress);
+        for &(i, code) in &done {
+            if let Some(t) = remaining.get(i) {
+                results.push((label(t), Some(code)));
+            }
+        }
+        match rc {
+            // All finished (a crash while powering off does not matter).
+            _ if done.len() == remaining.len() => break,
+            Ok(rc) => bail!(
+                "the VM's test script exited with {rc} after {} of {} binaries",
+                done.len(),
+                remaining.len()
+            ),
+            Err(e) => {
+                let Some(crashed) = running else {
+                    return Err(e);
+                };
+                eprintln!(
+                    "xtask test: the VM died while running {}: {e:#}",
+                    label(&remaining[crashed])
+                );
+                results.push((label(&remaining[crashed]), None));
+                remaining.drain(..=crashed);
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&script_path);
+    let _ = std::fs::remove_file(&progress_path);
+    eprintln!("xtask test: kernel test binaries in the VM ({boots} boot(s)):");
+    let mut failures = Vec::new();
+    for (name, code) in &results {
+        let word = match code {
+            Some(0) => "ok".to_string(),
+            Some(c) => format!("FAILED (exit status {c})"),
+            None => "VM DIED (crash or timeout)".to_string(),
+        };
+        eprintln!("  {word:<24} {name}");
+        if *code != Some(0) {
+            failures.push(format!("{name}: {word}"));
+        }
+    }
+    Ok(if failures.is_empty() {
+        Outcome::Ok
+    } else {
+        Outcome::Failed(failures.join("; "))
+    })
+}
+
+fn label(t: &util::Artifact) -> String {
+    format!("{}/{}", t.package, t.target)
+}
+
+/// Parses the progress file: the binaries that finished (index, exit status), in order, and
+/// the one that started but did not finish, if any.
+fn parse_progress(text: &str) -> (Vec<(usize, i32)>, Option<usize>) {
+    let mut done = Vec::new();
+    let mut running = None;
+    for line in text.lines() {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        match w.as_slice() {
+            ["start", i] => running = i.parse().ok(),
+            ["done", i, rc] => {
+                if let (Ok(i), Ok(rc)) = (i.parse(), rc.parse()) {
+                    done.push((i, rc));
+                    running = None;
+                }
+            }
+            _ => {}
+        }
+    }
+    (done, running)
+}
+
+/// The shell script that runs each test binary in the VM, in its package's directory (as
+/// `cargo test` does), records its progress in `progress` (a host file, synced, so that a crash
+/// of the guest shows which binary was running), reports each binary's status and exits with the
+/// number of failures.
+fn vm_script(tests: &[util::Artifact], progress: &std::path::Path) -> Result<String> {
+    let mut s = format!(
+        "#!/bin/sh\n\
+         # Generated by cargo xtask test: the kernel-level tests, run inside the VM.\n\
+         progress={}\n\
+         failed=0\n\
+         summary=''\n\
+         t() {{\n\
+         \x20 i=$1; name=$2; dir=$3; shift 3\n\
+         \x20 echo \"start $i\" >> \"$progress\"; sync\n\
+         \x20 echo \"xtask vm-tests: ---- $name ($(uname -r))\"\n\
+         \x20 (cd \"$dir\" && CARGO_MANIFEST_DIR=\"$dir\" \"$@\")\n\
+         \x20 rc=$?\n\
+         \x20 echo \"done $i $rc\" >> \"$progress\"; sync\n\
+         \x20 if [ $rc -eq 0 ]; then r=ok; else r=\"FAILED (exit status $rc)\"; failed=$((failed+1)); fi\n\
+         \x20 summary=\"$summary\nxtask vm-tests: $r: $name\"\n\
+         }}\n",
+        util::shell_quote_os(progress.as_os_str())?
+    );
+    for (i, t) in tests.iter().enumerate() {
+        let dir = t
+            .manifest
+            .parent()
+            .with_context(|| format!("odd manifest path {}", t.manifest.display()))?;
+        writeln!(
+            s,
+            "t {i} {} {} {}",
+            shell_quote(&label(t)),
+            util::shell_quote_os(dir.as_os_str())?,
+            util::shell_quote_os(t.exe.as_os_str())?
+        )?;
+    }
+    s.push_str("printf '%s\\n' \"$summary\"\nexit $failed\n");
+    Ok(s)
+}
+
+/// Prints the summary; returns the process exit status.
+fn summary(steps: &[Step], total: Duration) -> i32 {
+    eprintln!("\nxtask test: summary");
+    let mut failed = 0;
+    for s in steps {
+        let (word, note) = match &s.outcome {
+            Outcome::Ok => ("ok", String::new()),
+            Outcome::Failed(why) => {
+                failed += 1;
+                ("FAILED", format!("  {why}"))
+            }
+            Outcome::Skipped(why) => ("skipped", format!("  {why}")),
+        };
+        eprintln!(
+            "  {word:<8} {:<24} {:>8}{note}",
+            s.name,
+            fmt_duration(s.took)
+        );
+    }
+    if !util::is_root() && steps.iter().any(|s| s.name == "native tests") {
+        eprintln!("  (not root: kernel tests skipped natively)");
+    }
+    if failed == 0 {
+        eprintln!(
+            "xtask test: PASSED ({} steps, {})",
+            steps.len(),
+            fmt_duration(total)
+        );
+        0
+    } else {
+        eprintln!(
+            "xtask test: FAILED ({failed} of {} steps failed, {})",
+            steps.len(),
+            fmt_duration(total)
+        );
+        1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+    use std::process::Command;
+
+    #[test]
+    fn script_reports_each_binary_and_counts_failures() {
+        let art = |target: &str, exe: &str| util::Artifact {
+            manifest: PathBuf::from("/tmp/Cargo.toml"),
+            package: "p".into(),
+            target: target.into(),
+            exe: PathBuf::from(exe),
+        };
+        let progress = std::env::temp_dir().join(format!("xtask-progress-{}", std::process::id()));
+        let script = vm_script(
+            &[
+                art("good", "/bin/true"),
+                art("bad", "/bin/false"),
+                art("cwd", "/bin/pwd"),
+            ],
+            &progress,
+        )
+        .unwrap();
+        let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let log = std::fs::read_to_string(&progress).unwrap();
+        std::fs::remove_file(&progress).unwrap();
+        assert_eq!(parse_progress(&log), (vec![(0, 0), (1, 1), (2, 0)], None));
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(text.contains("xtask vm-tests: ok: p/good"), "{text}");
+        assert!(
+            text.contains("xtask vm-tests: FAILED (exit status 1): p/bad"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\n/tmp\n"),
+            "binaries run in their package directory: {text}"
+        );
+    }
+
+    #[test]
+    fn progress_shows_the_crashed_binary() {
+        assert_eq!(
+            parse_progress("start 0\ndone 0 0\nstart 1\n"),
+            (vec![(0, 0)], Some(1))
+        );
+        assert_eq!(parse_progress(""), (vec![], None));
+    }
+
+    #[test]
+    fn summary_status() {
+        let step = |outcome| Step {
+            name: "x",
+            outcome,
+            took: Duration::ZERO,
+        };
+        assert_eq!(
+            summary(
+                &[step(Outcome::Ok), step(Outcome::Skipped("y".into()))],
+                Duration::ZERO
+            ),
+            0
+        );
+        assert_eq!(
+            summary(
+                &[step(Outcome::Ok), step(Outcome::Failed("z".into()))],
+                Duration::ZERO
+            ),
+            1
+        );
+    }
+}
