@@ -2,8 +2,11 @@
 //!
 //! 1. `cargo fmt --all --check` and `cargo clippy --workspace --all-targets -- -D warnings`;
 //! 2. `cargo test --workspace --no-fail-fast` on this machine's kernel (kernel tests need root);
-//! 3. the kernel-level test binaries (`otf-testsuite`, `otf-kprobes`) inside one VM boot of
-//!    Debian's 6.12 kernel, which has kprobes (see docs/vm.md).
+//! 3. the kprobe tests (`otf-kprobes`, `otf-bpf`'s kprobe attach test and a subset of the
+//!    `kprobes_onthefly` port) inside one VM boot of Debian's 6.12 kernel, which has kprobes
+//!    (see docs/vm.md). Under software emulation each `otf run` takes about a minute, so the
+//!    VM runs what fits in CI's time; `cargo xtask test --vm-only --vm-all` runs every kernel
+//!    test binary there.
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -14,13 +17,67 @@ use anyhow::{bail, Context, Result};
 use crate::util::{self, cargo, display_cmd, fmt_duration, shell_quote};
 use crate::{deps, vm};
 
-/// The test binaries that run inside the VM: (package, test target or `None` for all of the
-/// package's test binaries).
-pub const VM_TESTS: &[(&str, Option<&str>)] = &[
-    ("otf-testsuite", None),
-    ("otf-kprobes", None),
-    ("otf-bpf", Some("kprobes")),
+/// A test binary that runs inside the VM.
+pub struct VmTest {
+    /// The package.
+    pub package: &'static str,
+    /// The test target, or `None` for all of the package's test binaries.
+    pub target: Option<&'static str>,
+    /// Arguments for the test binary (libtest filters: a test runs if it matches any).
+    pub args: &'static [&'static str],
+}
+
+/// What `cargo xtask test` runs inside the VM (about 6 minutes under emulation).
+pub const VM_TESTS: &[VmTest] = &[
+    VmTest {
+        package: "otf-kprobes",
+        target: None,
+        args: &[],
+    },
+    VmTest {
+        package: "otf-bpf",
+        target: Some("kprobes"),
+        args: &[],
+    },
+    VmTest {
+        package: "otf-testsuite",
+        target: Some("kprobes_onthefly"),
+        args: &[
+            "--test-threads=1",
+            "otf_finish_at_start_disabled",
+            "otf_finish_at_start_enabled",
+            "otf_start_disabled_iter_1",
+            "otf_start_enabled_iter_1",
+        ],
+    },
 ];
+
+/// With `--vm-all`: every kernel-level test binary (over 45 minutes under emulation).
+pub const VM_ALL_TESTS: &[VmTest] = &[
+    VmTest {
+        package: "otf-testsuite",
+        target: None,
+        args: &[],
+    },
+    VmTest {
+        package: "otf-kprobes",
+        target: None,
+        args: &[],
+    },
+    VmTest {
+        package: "otf-bpf",
+        target: Some("kprobes"),
+        args: &[],
+    },
+];
+
+/// The arguments for the test binary `t` from `table`.
+fn vm_args(table: &[VmTest], t: &util::Artifact) -> &'static [&'static str] {
+    table
+        .iter()
+        .find(|v| v.package == t.package && v.target.is_none_or(|x| x == t.target))
+        .map_or(&[], |v| v.args)
+}
 
 /// Options of `cargo xtask test`.
 #[derive(Debug, clap::Args)]
@@ -31,6 +88,10 @@ pub struct Options {
     /// Only the kernel tests in the VM.
     #[arg(long)]
     pub vm_only: bool,
+    /// Run every kernel-level test binary in the VM, not only the kprobe set (slow: over 45
+    /// minutes under software emulation).
+    #[arg(long)]
+    pub vm_all: bool,
     /// Show the VM's kernel messages.
     #[arg(long, short)]
     pub verbose: bool,
@@ -122,7 +183,11 @@ fn status(cmd: &mut std::process::Command) -> Result<Outcome> {
 /// Builds the kernel test binaries natively and runs them all in one VM boot.
 fn vm_tests(o: &Options) -> Result<Outcome> {
     let mut tests = Vec::new();
-    for (package, target) in VM_TESTS {
+    let table = if o.vm_all { VM_ALL_TESTS } else { VM_TESTS };
+    for VmTest {
+        package, target, ..
+    } in table
+    {
         let mut cmd = cargo();
         cmd.args([
             "test",
@@ -183,7 +248,7 @@ fn vm_tests(o: &Options) -> Result<Outcome> {
             remaining.len(),
             remaining.iter().map(label).collect::<Vec<_>>().join(", ")
         );
-        std::fs::write(&script_path, vm_script(&remaining, &progress_path)?)?;
+        std::fs::write(&script_path, vm_script(table, &remaining, &progress_path)?)?;
         std::fs::write(&progress_path, "")?;
         let rc = vm::run(
             &opts,
@@ -268,7 +333,11 @@ fn parse_progress(text: &str) -> (Vec<(usize, i32)>, Option<usize>) {
 /// `cargo test` does), records its progress in `progress` (a host file, synced, so that a crash
 /// of the guest shows which binary was running), reports each binary's status and exits with the
 /// number of failures.
-fn vm_script(tests: &[util::Artifact], progress: &std::path::Path) -> Result<String> {
+fn vm_script(
+    table: &[VmTest],
+    tests: &[util::Artifact],
+    progress: &std::path::Path,
+) -> Result<String> {
     let mut s = format!(
         "#!/bin/sh\n\
          # Generated by cargo xtask test: the kernel-level tests, run inside the VM.\n\
@@ -292,13 +361,17 @@ fn vm_script(tests: &[util::Artifact], progress: &std::path::Path) -> Result<Str
             .manifest
             .parent()
             .with_context(|| format!("odd manifest path {}", t.manifest.display()))?;
-        writeln!(
+        write!(
             s,
             "t {i} {} {} {}",
             shell_quote(&label(t)),
             util::shell_quote_os(dir.as_os_str())?,
             util::shell_quote_os(t.exe.as_os_str())?
         )?;
+        for a in vm_args(table, t) {
+            write!(s, " {}", shell_quote(a))?;
+        }
+        s.push('\n');
     }
     s.push_str("printf '%s\\n' \"$summary\"\nexit $failed\n");
     Ok(s)
@@ -358,11 +431,18 @@ mod tests {
             exe: PathBuf::from(exe),
         };
         let progress = std::env::temp_dir().join(format!("xtask-progress-{}", std::process::id()));
+        let table = [VmTest {
+            package: "p",
+            target: Some("args"),
+            args: &["filter one", "two"],
+        }];
         let script = vm_script(
+            &table,
             &[
                 art("good", "/bin/true"),
                 art("bad", "/bin/false"),
                 art("cwd", "/bin/pwd"),
+                art("args", "/bin/echo"),
             ],
             &progress,
         )
@@ -371,7 +451,14 @@ mod tests {
         let text = String::from_utf8_lossy(&out.stdout);
         let log = std::fs::read_to_string(&progress).unwrap();
         std::fs::remove_file(&progress).unwrap();
-        assert_eq!(parse_progress(&log), (vec![(0, 0), (1, 1), (2, 0)], None));
+        assert_eq!(
+            parse_progress(&log),
+            (vec![(0, 0), (1, 1), (2, 0), (3, 0)], None)
+        );
+        assert!(
+            text.contains("\nfilter one two\n"),
+            "a binary gets its table's arguments: {text}"
+        );
         assert_eq!(out.status.code(), Some(1), "{text}");
         assert!(text.contains("xtask vm-tests: ok: p/good"), "{text}");
         assert!(
