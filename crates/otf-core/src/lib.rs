@@ -17,6 +17,7 @@
 
 pub mod armed;
 pub mod decision;
+pub mod glob;
 pub mod group;
 pub mod ids;
 pub mod plan;

@@ -5,7 +5,9 @@
 //! - [`KprobeGroup`]: the [`otf_core::ProbeGroup`] that arms by attaching (kprobe_multi when
 //!   available) and disarms by closing links.
 
-pub mod glob;
+/// Glob matching, shared by every probe type (from `otf-core`).
+pub use otf_core::glob;
+
 mod group;
 mod resolve;
 

@@ -6,7 +6,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::glob::{glob_match, has_wildcard, suggestions};
+use otf_core::glob::{glob_match, has_wildcard, suggestions};
 
 /// One kernel attachment point: a kernel function at its entry or its return.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

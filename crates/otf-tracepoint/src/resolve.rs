@@ -165,32 +165,7 @@ pub fn tracepoint_id(tp: &Tracepoint) -> Result<u64, TraceError> {
     })
 }
 
-/// Shell-style glob: `*` matches any run of characters, `?` exactly one.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    let (mut pi, mut ti) = (0usize, 0usize);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    while pi < p.len() && p[pi] == '*' {
-        pi += 1;
-    }
-    pi == p.len()
-}
+pub use otf_core::glob::glob_match;
 
 /// The tracepoints of `all` matching `pattern`: `NAME` (any subsystem) or `SUBSYS:NAME`, each
 /// part with `*` and `?` globs. The result keeps the order of `all` (sorted).

@@ -7,7 +7,9 @@
 //!   tiny counting BPF program for tests and examples.
 //! - [`table`]: the link table and apply algorithm shared with `otf-kprobes`.
 
-pub mod glob;
+/// Glob matching, shared by every probe type (from `otf-core`).
+pub use otf_core::glob;
+
 mod group;
 mod resolve;
 pub mod sys;

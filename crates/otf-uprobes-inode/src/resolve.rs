@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use object::{Object, ObjectKind, ObjectSegment, ObjectSymbol, SymbolKind, SymbolSection};
 
-use crate::glob::{glob_match, has_wildcard, suggestions};
+use otf_core::glob::{glob_match, has_wildcard, suggestions};
 
 /// One kernel attachment point: a function of an ELF file, at its entry or its return.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -1,4 +1,5 @@
-//! The `*` / `?` wildcard matching used by `process(PATH).function(GLOB)`.
+//! The `*` / `?` wildcard matching of probe point globs (`kernel.function(GLOB)`,
+//! `process(PATH).function(GLOB)`, `kernel.trace(GLOB)`), and close-name suggestions.
 
 /// Whether `pattern` contains a wildcard (`*` or `?`).
 pub fn has_wildcard(pattern: &str) -> bool {
