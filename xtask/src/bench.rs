@@ -16,6 +16,9 @@ use anyhow::{bail, Context, Result};
 use crate::deps;
 use crate::util::{self, display_cmd, which};
 
+mod arming;
+mod cprog;
+
 /// Options of `cargo xtask bench`.
 #[derive(Debug, clap::Args)]
 pub struct Options {
@@ -31,6 +34,18 @@ pub struct Options {
     /// List the benchmarks and exit.
     #[arg(long)]
     pub list: bool,
+    /// Flips per path and edge in flip-latency.
+    #[arg(long, default_value_t = 25)]
+    pub flips: usize,
+    /// Refreshes each way in refresh-500.
+    #[arg(long, default_value_t = 5)]
+    pub refreshes: usize,
+    /// Calls per measurement in uprobes (an armed endbr64 uprobe costs ~10 us per call).
+    #[arg(long, default_value_t = 200_000)]
+    pub uprobe_calls: u64,
+    /// Keep the C programs built for the uprobe benchmarks (their directory is printed).
+    #[arg(long)]
+    pub keep: bool,
     /// Use this otf binary instead of building it.
     #[arg(long, value_name = "PATH")]
     pub otf: Option<PathBuf>,
@@ -51,11 +66,28 @@ pub type Bench = (&'static str, &'static str, fn(&Ctx) -> Result<()>);
 
 /// All benchmarks, in the order they run. Add new ones here (uprobes, kprobes in the VM, flip
 /// latencies, ...).
-pub const BENCHES: &[Bench] = &[(
-    "tracepoint-getppid",
-    "getppid(2) loop with a probe on syscalls:sys_enter_getppid whose condition is false",
-    bench_tracepoint_getppid,
-)];
+pub const BENCHES: &[Bench] = &[
+    (
+        "tracepoint-getppid",
+        "getppid(2) loop with a probe on syscalls:sys_enter_getppid whose condition is false",
+        bench_tracepoint_getppid,
+    ),
+    (
+        "uprobes",
+        "calls of an endbr64 and a push %rbp function with a uprobe whose condition is false",
+        arming::bench_uprobes,
+    ),
+    (
+        "flip-latency",
+        "flip to first hit (on) and last hit (off), p50/p99, immediate and timer paths",
+        arming::bench_flip_latency,
+    ),
+    (
+        "refresh-500",
+        "wall time of a refresh that disarms, and one that re-arms, 500 uprobes",
+        arming::bench_refresh_500,
+    ),
+];
 
 /// Runs the bench task.
 pub fn run(o: &Options) -> Result<i32> {
@@ -70,8 +102,8 @@ pub fn run(o: &Options) -> Result<i32> {
             bail!("no benchmark named {name} (see --list)");
         }
     }
-    if o.reps == 0 || o.iterations == 0 {
-        bail!("--reps and --iterations must be positive");
+    if o.reps == 0 || o.iterations == 0 || o.flips == 0 || o.refreshes == 0 || o.uprobe_calls == 0 {
+        bail!("--reps, --iterations, --flips, --refreshes and --uprobe-calls must be positive");
     }
     if !util::is_root() {
         bail!("the benchmarks attach probes: run them as root");
