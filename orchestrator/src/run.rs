@@ -336,6 +336,34 @@ impl Kernel for Session<'_> {
     }
 }
 
+/// `sh -c CMD` runs a simple command in a child of the shell (dash does not exec it), so
+/// `target()` would be the shell's pid. A simple command — words only, no shell syntax that
+/// `exec` would change — is prefixed with `exec`, so the command keeps the shell's pid, which is
+/// `target()`. Anything else (lists, pipes, redirections, compound commands, assignments) runs as
+/// written, and `target()` is the pid of the shell that runs it.
+fn exec_if_simple(cmd: &str) -> String {
+    const KEYWORDS: &[&str] = &[
+        "if", "then", "else", "elif", "fi", "case", "esac", "for", "while", "until", "do", "done",
+        "!", "{", "}", "exec", "function", "select", "time",
+    ];
+    let trimmed = cmd.trim();
+    let Some(first) = trimmed.split_whitespace().next() else {
+        return cmd.to_string();
+    };
+    let syntax = trimmed.contains("$(")
+        || trimmed.chars().any(|c| {
+            matches!(
+                c,
+                ';' | '&' | '|' | '<' | '>' | '(' | ')' | '`' | '\n' | '#'
+            )
+        });
+    if syntax || first.contains('=') || KEYWORDS.contains(&first) {
+        cmd.to_string()
+    } else {
+        format!("exec {trimmed}")
+    }
+}
+
 /// A `-c` command: started before the probes are attached (so that `target()` is known) but
 /// held at a gate until the session is running.
 struct Child {
@@ -365,7 +393,7 @@ impl Child {
         command
             .arg("-c")
             .arg("read -r _ <&3; exec 3<&-; exec /bin/sh -c \"$0\"")
-            .arg(cmd);
+            .arg(exec_if_simple(cmd));
         // SAFETY: the closure only calls dup2 and close (async-signal-safe) between fork and
         // exec; it never blocks, so spawn() returns once the shell is running.
         unsafe {
@@ -1072,4 +1100,33 @@ pub fn run(args: &RunArgs) -> Result<i32, Failure> {
     let failed =
         reason == StopReason::Error || (session.flags.errors > 0 && !session.suppress_errors);
     Ok(if failed { 1 } else { 0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exec_if_simple;
+
+    #[test]
+    fn simple_commands_are_execed_others_run_as_written() {
+        assert_eq!(exec_if_simple("sleep 1"), "exec sleep 1");
+        assert_eq!(
+            exec_if_simple("  ./prog -x 'a b' $HOME "),
+            "exec ./prog -x 'a b' $HOME"
+        );
+        for cmd in [
+            "sleep 1; echo hi",
+            "a | b",
+            "a && b",
+            "prog > out",
+            "(sub)",
+            "echo $(date)",
+            "X=1 prog",
+            "while true; do :; done",
+            "if x",
+            "",
+            "exec prog",
+        ] {
+            assert_eq!(exec_if_simple(cmd), cmd, "{cmd}");
+        }
+    }
 }

@@ -103,6 +103,25 @@ fn command_sets_target_and_ends_the_run() {
     assert_eq!(lines[2], "end");
 }
 
+/// `target()` is the pid of the command itself, not of a shell around it: a program started by
+/// `-c` (here another shell reporting its own pid) has pid `target()`.
+#[test]
+fn target_is_the_command_s_own_pid() {
+    need_root!();
+    let o = otf(&[
+        "run",
+        "-c",
+        "sh -c 'echo child $$'",
+        "-e",
+        "probe begin { printf(\"target %d\\n\", target()) }",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let text = out(&o);
+    let lines: Vec<&str> = text.lines().collect();
+    let target = lines[0].strip_prefix("target ").expect("target line");
+    assert_eq!(lines[1], format!("child {target}"), "{text}");
+}
+
 #[test]
 fn target_option() {
     need_root!();
