@@ -39,8 +39,9 @@ enum Task {
     },
     /// Build otf (release) and run a script: scripts/default.stp unless told otherwise.
     RunProbes(run_probes::Options),
-    /// Measure what probes cost: a getppid loop without probes, with a disarmed otf probe, with
-    /// otf --no-otf and with bpftrace's false predicate.
+    /// Measure what probes cost, side by side: syscall and uprobe loops without probes, with a
+    /// disarmed otf probe, with otf --no-otf and with bpftrace's false predicate; flip latencies;
+    /// the refresh time for 500 uprobes (docs/performance.md).
     Bench(bench::Options),
     /// Install the build dependencies (and with --vm those of the VM) and exit.
     Deps {
