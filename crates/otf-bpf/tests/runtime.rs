@@ -152,7 +152,12 @@ fn perf_timer_runs_bodies() {
             },
         )
         .expect("attach perf event");
-    std::thread::sleep(Duration::from_millis(200));
+    // More than 10 hits come within ~10 ms at 1 kHz; a loaded (virtual) CPU may take longer, so
+    // wait for them with a generous deadline rather than for a fixed time.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while rt.counters(p).hits <= 10 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     drop(link);
     // SAFETY: our own fd.
     unsafe { libc::close(fd) };

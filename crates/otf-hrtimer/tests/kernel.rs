@@ -63,9 +63,14 @@ fn arm_disarm_on_the_fly() {
     );
     let r = g.apply(&plan);
     armed.record(&plan, &r);
-    wait();
+    // At 1 kHz more than 10 runs come within ~10 ms; a loaded (virtual) CPU may take longer,
+    // so wait for them with a generous deadline rather than for a fixed time.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while runs() <= 10 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let on = runs();
-    assert!(on > 10, "only {on} runs in 100 ms at 1 kHz");
+    assert!(on > 10, "only {on} runs in 10 s at 1 kHz");
 
     // Condition false: disabling; no more runs.
     let plan = g.plan_refresh(&PlanInput {
