@@ -82,7 +82,9 @@ pub fn report(front: &Front, res: &Resolved, verbose: bool) -> String {
             }
             if let PointKind::KernelFunction { pattern, ret } = &u.kind {
                 kprobes = true;
-                if let Ok(r) = otf_kprobes::resolve_verbose(pattern, *ret) {
+                if let Ok(r) = crate::resolve::kernel_symbols()
+                    .and_then(|k| k.resolve(pattern, *ret).map_err(|e| e.to_string()))
+                {
                     let _ = writeln!(
                         out,
                         "# {}: {} function(s), {} matching symbol(s) skipped (the kernel refuses to probe them)",

@@ -5,6 +5,7 @@
 //! its resolver returns them. `begin` and `end` are not kernel attachments and get none.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use otf_core::{Flavor, Pidx};
 use otf_hrtimer::{TimerAttachment, TimerKind};
@@ -12,6 +13,16 @@ use otf_script::ast::Span;
 use otf_script::diag::Diagnostic;
 use otf_script::point::PointKind;
 use otf_tracepoint::Tracepoint;
+
+/// The running kernel's function lists, read once per process: a script with several
+/// `kernel.function` points (or `otf check -v`) reads tracefs once.
+pub fn kernel_symbols() -> Result<&'static otf_kprobes::KernelSymbols, String> {
+    static SYMBOLS: OnceLock<Result<otf_kprobes::KernelSymbols, String>> = OnceLock::new();
+    SYMBOLS
+        .get_or_init(|| otf_kprobes::KernelSymbols::load().map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(Clone::clone)
+}
 
 /// One unit to resolve: a component of a probe statement.
 #[derive(Clone, Debug)]
@@ -188,7 +199,9 @@ fn resolve_point(
                 .collect())
         }
         PointKind::KernelFunction { pattern, ret } => {
-            let ts = otf_kprobes::resolve(pattern, *ret).map_err(|e| e.to_string())?;
+            let ts = kernel_symbols()?
+                .targets(pattern, *ret)
+                .map_err(|e| e.to_string())?;
             Ok(ts
                 .into_iter()
                 .map(|t| {

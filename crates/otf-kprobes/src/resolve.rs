@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use otf_core::glob::{glob_match, has_wildcard, suggestions};
 
@@ -41,7 +42,7 @@ pub struct KprobeResolution {
 }
 
 /// Why a `kernel.function(...)` could not be resolved.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum ResolveError {
     /// Neither tracefs nor `/proc/kallsyms` could be read.
     #[error("cannot read the kernel's function list ({detail}); mount tracefs on /sys/kernel/tracing or run as root")]
@@ -91,9 +92,10 @@ fn did_you_mean(s: &[String]) -> String {
 pub struct KernelSymbols {
     /// Probeable functions (name, module), sorted and deduplicated.
     probeable: Vec<(String, Option<String>)>,
-    /// All text symbols of /proc/kallsyms (names, sorted, deduplicated), when readable: used to
-    /// count what is skipped.
-    text: Vec<String>,
+    /// All text symbols of /proc/kallsyms (names, sorted, deduplicated; empty when unreadable),
+    /// used only to count what is skipped. Loaded on first use when `probeable` came from
+    /// tracefs: formatting 160,000 kallsyms lines costs the kernel ~0.5 s under emulation.
+    text: OnceLock<Vec<String>>,
     /// Where `probeable` came from.
     source: Option<SymbolSource>,
 }
@@ -107,24 +109,25 @@ fn read(path: &Path) -> io::Result<String> {
 impl KernelSymbols {
     /// Loads the running kernel's lists: `available_filter_functions` when present, else
     /// `/proc/kallsyms` text symbols minus `/sys/kernel/debug/kprobes/blacklist` (when readable).
+    /// With tracefs, `/proc/kallsyms` is read later, and only if a skipped count is needed.
     pub fn load() -> Result<KernelSymbols, ResolveError> {
-        let kallsyms = read(Path::new("/proc/kallsyms"));
         let blacklist = read(Path::new("/sys/kernel/debug/kprobes/blacklist")).unwrap_or_default();
         let mut errors = Vec::new();
         for dir in TRACEFS {
             let p = PathBuf::from(dir).join("available_filter_functions");
             match read(&p) {
                 Ok(afs) => {
-                    return Ok(KernelSymbols::from_lists(
-                        Some(&afs),
-                        kallsyms.as_deref().ok(),
-                        &blacklist,
-                    ))
+                    let (probeable, source) = probeable_lists(Some(&afs), None, &blacklist);
+                    return Ok(KernelSymbols {
+                        probeable,
+                        text: OnceLock::new(),
+                        source: Some(source),
+                    });
                 }
                 Err(e) => errors.push(format!("{}: {e}", p.display())),
             }
         }
-        match kallsyms {
+        match read(Path::new("/proc/kallsyms")) {
             Ok(k) => Ok(KernelSymbols::from_lists(None, Some(&k), &blacklist)),
             Err(e) => {
                 errors.push(format!("/proc/kallsyms: {e}"));
@@ -140,49 +143,18 @@ impl KernelSymbols {
     /// `/proc/kallsyms`, `blacklist` = kprobes blacklist (`0xstart-0xend\tname` per line).
     /// With `afs`, it defines what is probeable; otherwise kallsyms text symbols are.
     pub fn from_lists(afs: Option<&str>, kallsyms: Option<&str>, blacklist: &str) -> KernelSymbols {
-        let black: BTreeSet<&str> = blacklist
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(1))
-            .collect();
-        let mut text = Vec::new();
-        let mut from_kallsyms = Vec::new();
-        for line in kallsyms.unwrap_or_default().lines() {
-            let mut it = line.split_whitespace();
-            let (_addr, Some(kind), Some(name)) = (it.next(), it.next(), it.next()) else {
-                continue;
-            };
-            if !matches!(kind, "t" | "T") {
-                continue;
-            }
-            let module = it.next().map(|m| m.trim_matches(['[', ']']).to_string());
-            text.push(name.to_string());
-            from_kallsyms.push((name.to_string(), module));
-        }
-        let (mut probeable, source) = match afs {
-            Some(afs) => {
-                let list = afs
-                    .lines()
-                    .filter_map(|l| {
-                        let mut it = l.split_whitespace();
-                        let name = it.next()?;
-                        let module = it.next().map(|m| m.trim_matches(['[', ']']).to_string());
-                        Some((name.to_string(), module))
-                    })
-                    .collect::<Vec<_>>();
-                (list, SymbolSource::AvailableFilterFunctions)
-            }
-            None => (from_kallsyms, SymbolSource::Kallsyms),
-        };
-        text.sort_unstable();
-        text.dedup();
-        probeable.retain(|(n, _)| !black.contains(n.as_str()));
-        probeable.sort();
-        probeable.dedup_by(|a, b| a.0 == b.0);
+        let (probeable, source) = probeable_lists(afs, kallsyms, blacklist);
         KernelSymbols {
             probeable,
-            text,
+            text: OnceLock::from(text_symbols(kallsyms.unwrap_or_default())),
             source: Some(source),
         }
+    }
+
+    /// The kallsyms text symbol names, read from `/proc/kallsyms` on first use.
+    fn text(&self) -> &[String] {
+        self.text
+            .get_or_init(|| text_symbols(&read(Path::new("/proc/kallsyms")).unwrap_or_default()))
     }
 
     /// Number of probeable functions.
@@ -195,8 +167,9 @@ impl KernelSymbols {
         self.probeable.is_empty()
     }
 
-    /// Resolves one glob against these lists.
-    pub fn resolve(&self, glob: &str, ret: bool) -> Result<KprobeResolution, ResolveError> {
+    /// Resolves one glob against these lists: the probeable functions it names, sorted by
+    /// name. Reads nothing more unless nothing matches (the error counts skipped symbols).
+    pub fn targets(&self, glob: &str, ret: bool) -> Result<Vec<KprobeTarget>, ResolveError> {
         if glob.is_empty() {
             return Err(ResolveError::EmptyPattern);
         }
@@ -210,12 +183,6 @@ impl KernelSymbols {
                 ret,
             })
             .collect();
-        let probeable_names: BTreeSet<&str> = targets.iter().map(|t| t.symbol.as_str()).collect();
-        let skipped = self
-            .text
-            .iter()
-            .filter(|n| glob_match(glob, n) && !probeable_names.contains(n.as_str()))
-            .count();
         if targets.is_empty() {
             let sugg = if has_wildcard(glob) {
                 Vec::new()
@@ -224,16 +191,91 @@ impl KernelSymbols {
             };
             return Err(ResolveError::FunctionNotFound {
                 pattern: glob.to_string(),
-                skipped,
+                skipped: self.skipped(glob, &targets),
                 suggestions: sugg,
             });
         }
+        Ok(targets)
+    }
+
+    /// Resolves one glob against these lists, counting the matching text symbols the kernel
+    /// refuses to probe (what `otf check -v` prints).
+    pub fn resolve(&self, glob: &str, ret: bool) -> Result<KprobeResolution, ResolveError> {
+        let targets = self.targets(glob, ret)?;
         Ok(KprobeResolution {
+            skipped: self.skipped(glob, &targets),
             targets,
-            skipped,
             source: self.source.unwrap_or(SymbolSource::Kallsyms),
         })
     }
+
+    /// How many kallsyms text symbols match `glob` but are not among `targets`.
+    fn skipped(&self, glob: &str, targets: &[KprobeTarget]) -> usize {
+        let probeable_names: BTreeSet<&str> = targets.iter().map(|t| t.symbol.as_str()).collect();
+        self.text()
+            .iter()
+            .filter(|n| glob_match(glob, n) && !probeable_names.contains(n.as_str()))
+            .count()
+    }
+}
+
+/// The probeable list and its source: `afs` when given, else kallsyms text symbols; minus the
+/// blacklist; sorted, one entry per name.
+fn probeable_lists(
+    afs: Option<&str>,
+    kallsyms: Option<&str>,
+    blacklist: &str,
+) -> (Vec<(String, Option<String>)>, SymbolSource) {
+    let black: BTreeSet<&str> = blacklist
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    let (mut probeable, source) = match afs {
+        Some(afs) => (
+            afs.lines()
+                .filter_map(|l| {
+                    let mut it = l.split_whitespace();
+                    let name = it.next()?;
+                    Some((name.to_string(), module_of(it.next())))
+                })
+                .collect::<Vec<_>>(),
+            SymbolSource::AvailableFilterFunctions,
+        ),
+        None => (
+            kallsyms_text(kallsyms.unwrap_or_default())
+                .map(|(name, module)| (name.to_string(), module_of(module)))
+                .collect(),
+            SymbolSource::Kallsyms,
+        ),
+    };
+    probeable.retain(|(n, _)| !black.contains(n.as_str()));
+    probeable.sort();
+    probeable.dedup_by(|a, b| a.0 == b.0);
+    (probeable, source)
+}
+
+/// `[module]` → `module`.
+fn module_of(field: Option<&str>) -> Option<String> {
+    field.map(|m| m.trim_matches(['[', ']']).to_string())
+}
+
+/// The text (`t`/`T`) symbols of a kallsyms listing: (name, `[module]` field).
+fn kallsyms_text(kallsyms: &str) -> impl Iterator<Item = (&str, Option<&str>)> {
+    kallsyms.lines().filter_map(|line| {
+        let mut it = line.split_whitespace();
+        let (_addr, kind, name) = (it.next()?, it.next()?, it.next()?);
+        matches!(kind, "t" | "T").then(|| (name, it.next()))
+    })
+}
+
+/// The sorted, deduplicated text symbol names of a kallsyms listing.
+fn text_symbols(kallsyms: &str) -> Vec<String> {
+    let mut text: Vec<String> = kallsyms_text(kallsyms)
+        .map(|(n, _)| n.to_string())
+        .collect();
+    text.sort_unstable();
+    text.dedup();
+    text
 }
 
 /// Resolves `kernel.function(glob)` (`.return` when `ret`) on the running kernel, with the
@@ -246,7 +288,7 @@ pub fn resolve_verbose(glob: &str, ret: bool) -> Result<KprobeResolution, Resolv
 /// functions matching `glob` (`*`, `?`), sorted by name. Functions the kernel refuses to probe
 /// are skipped; [`resolve_verbose`] counts them.
 pub fn resolve(glob: &str, ret: bool) -> Result<Vec<KprobeTarget>, ResolveError> {
-    resolve_verbose(glob, ret).map(|r| r.targets)
+    KernelSymbols::load()?.targets(glob, ret)
 }
 
 /// The message printed when `kernel.function` probes cannot work on this kernel.
