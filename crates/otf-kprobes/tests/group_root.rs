@@ -173,6 +173,9 @@ fn kprobe_and_kretprobe_arm_and_disarm() {
             "otf: enabling (kretprobe) pidx 1"
         ]
     );
+    // A lone function gets a plain kretprobe, not a one-function kprobe_multi link.
+    let stats = g.last_apply();
+    assert_eq!((stats.single_links, stats.multi_links), (1, 0), "{stats:?}");
     let before = progs.hits(0);
     getppid_times(100);
     assert!(
