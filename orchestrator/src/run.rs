@@ -644,27 +644,17 @@ fn prog_fd(rt: &Runtime, kind: ProgKind) -> Result<OwnedFd, Failure> {
         .map_err(|e| Failure::Message(format!("dup of {}: {e}", kind.name())))
 }
 
-/// One probe group per probe type present in the script, in a fixed order.
+/// One probe group per probe type present in the script, in a fixed order: tracepoints,
+/// uprobes, kprobes, then timers. Start plans are applied in this order, so timers start last:
+/// a timer body that runs at once sees every event probe of the start already armed. (With
+/// timers first, a slow attach, e.g. a tracepoint under emulation, ate into the first window
+/// of a toggling timer.)
 fn build_groups(
     rt: &Runtime,
     front: &Front,
     res: &Resolved,
 ) -> Result<Vec<Box<dyn ProbeGroup>>, Failure> {
     let mut groups: Vec<Box<dyn ProbeGroup>> = Vec::new();
-    let timers: Vec<_> = res
-        .probes
-        .iter()
-        .filter_map(|p| match &p.attach {
-            Attach::Timer(t) => Some((entry_of(p), *t)),
-            _ => None,
-        })
-        .collect();
-    if !timers.is_empty() {
-        let prog = prog_fd(rt, ProgKind::PerfEvent)?;
-        let g = otf_hrtimer::HrtimerGroup::new(prog.as_fd(), timers)
-            .map_err(|e| Failure::Message(format!("timer probes: {e}")))?;
-        groups.push(Box::new(g));
-    }
     let tps: Vec<_> = res
         .probes
         .iter()
@@ -734,6 +724,20 @@ fn build_groups(
         };
         let g = otf_kprobes::KprobeGroup::new(kps, progs)
             .map_err(|e| Failure::Message(format!("kprobes: {e}")))?;
+        groups.push(Box::new(g));
+    }
+    let timers: Vec<_> = res
+        .probes
+        .iter()
+        .filter_map(|p| match &p.attach {
+            Attach::Timer(t) => Some((entry_of(p), *t)),
+            _ => None,
+        })
+        .collect();
+    if !timers.is_empty() {
+        let prog = prog_fd(rt, ProgKind::PerfEvent)?;
+        let g = otf_hrtimer::HrtimerGroup::new(prog.as_fd(), timers)
+            .map_err(|e| Failure::Message(format!("timer probes: {e}")))?;
         groups.push(Box::new(g));
     }
     Ok(groups)
