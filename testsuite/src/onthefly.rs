@@ -589,11 +589,49 @@ pub fn case(suite: Suite, t: &Subtest, attachments: usize) -> Case {
     c
 }
 
+/// The shortest toggle period (µs) of a validated tracepoint, kprobe or uprobe subtest inside
+/// the VM; `$OTF_SUITE_VM_MIN_PERIOD_US` overrides.
+///
+/// Those subtests expect every toggle window to contain the refresh and a hit of the target,
+/// which an outside event (a fork, a `read`, a call in the target program) must cause. Under
+/// the VM's software emulation a refresh takes tens of milliseconds and a fork of the echo
+/// loop about as long, so 10, 50 and 100 ms windows miss lines although otf behaves correctly
+/// (it coalesces toggles that come faster than a refresh, as SystemTap does). The VM runs
+/// them with windows of at least this length; natively they keep SystemTap's periods. Timer
+/// subtests need no outside event and keep their periods everywhere.
+pub const VM_MIN_PERIOD_US: u64 = 250_000;
+
+/// Subtest `t` as it runs on this machine: inside the VM, a validated subtest whose target
+/// needs an outside event toggles no faster than [`VM_MIN_PERIOD_US`].
+pub fn on_this_machine(suite: Suite, t: &Subtest) -> Subtest {
+    if !crate::system::in_vm() {
+        return t.clone();
+    }
+    let floor = std::env::var("OTF_SUITE_VM_MIN_PERIOD_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(VM_MIN_PERIOD_US);
+    with_min_period(suite, t, floor)
+}
+
+/// `t` with its toggle period raised to `floor_us` if it is a validated subtest whose target
+/// needs an outside event (see [`VM_MIN_PERIOD_US`]).
+pub fn with_min_period(suite: Suite, t: &Subtest, floor_us: u64) -> Subtest {
+    let mut t = t.clone();
+    if suite != Suite::Hrtimer && t.kind == Kind::Validated {
+        if let Toggler::Us(us) = t.toggler {
+            t.toggler = Toggler::Us(us.max(floor_us));
+        }
+    }
+    t
+}
+
 /// Run subtest `name` of `suite` as a `#[test]` (skip note or panic with the report).
 pub fn check_subtest(suite: Suite, name: &str) {
     let Some(t) = subtests(suite).into_iter().find(|t| t.name == name) else {
         panic!("{} has no subtest `{name}`", suite.name());
     };
+    let t = on_this_machine(suite, &t);
     crate::runner::check(&case(suite, &t, default_attachments(suite)));
 }
 
@@ -641,6 +679,38 @@ mod tests {
             .into_iter()
             .find(|t| t.name == name)
             .unwrap()
+    }
+
+    #[test]
+    fn vm_floor_widens_only_short_validated_windows_of_event_driven_suites() {
+        let period = |suite, name| match with_min_period(suite, &get(suite, name), 250_000).toggler
+        {
+            Toggler::Us(us) => us,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(period(Suite::Tracepoint, "otf_timer_10ms"), 250_000);
+        assert_eq!(period(Suite::Uprobes, "otf_timer_50ms"), 250_000);
+        assert_eq!(period(Suite::Kprobes, "otf_timer_100ms"), 250_000);
+        assert_eq!(
+            period(Suite::Tracepoint, "otf_start_enabled_iter_3"),
+            500_000
+        );
+        assert_eq!(
+            period(Suite::Hrtimer, "otf_timer_5ms"),
+            5000,
+            "timers need no event"
+        );
+        assert_eq!(
+            period(Suite::Tracepoint, "otf_stress_1ms_iter_50"),
+            1000,
+            "stress subtests only have to survive"
+        );
+        let prof = with_min_period(
+            Suite::Kprobes,
+            &get(Suite::Kprobes, "otf_stress_prof_iter_2000"),
+            250_000,
+        );
+        assert_eq!(prof, get(Suite::Kprobes, "otf_stress_prof_iter_2000"));
     }
 
     #[test]
