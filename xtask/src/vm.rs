@@ -90,6 +90,10 @@ pub struct Options {
     /// Extra environment variable for the command (repeatable).
     #[arg(long = "env", value_name = "NAME=VALUE")]
     pub env: Vec<String>,
+    /// Append the command's output to this file instead of writing it to stdout (for callers
+    /// that run the VM beside other work).
+    #[arg(skip)]
+    pub output: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -102,6 +106,7 @@ impl Default for Options {
             verbose: false,
             accel: Accel::Tcg,
             env: Vec::new(),
+            output: None,
         }
     }
 }
@@ -744,7 +749,16 @@ fn boot(opts: &Options, kernel: &Kernel, initrd: &Path, marker: &str) -> Result<
     let mut command_started = false;
     let mut status: Option<i32> = None;
     let mut failed = false;
-    let out = std::io::stdout();
+    let mut out: Box<dyn Write> = match &opts.output {
+        Some(p) => Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| format!("cannot open {}", p.display()))?,
+        ),
+        None => Box::new(std::io::stdout()),
+    };
     let result = loop {
         let now = Instant::now();
         // After the command reported, give qemu a little time to power off.
@@ -757,7 +771,7 @@ fn boot(opts: &Options, kernel: &Kernel, initrd: &Path, marker: &str) -> Result<
         match rx.recv_timeout(wait) {
             Ok(raw) => {
                 let line = strip_eol(&raw);
-                let mut o = out.lock();
+                let o = &mut out;
                 match classify(line, marker) {
                     Event::Start => {
                         running = true;
