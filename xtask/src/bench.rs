@@ -221,6 +221,17 @@ impl Tracer {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        // A tracer is stopped with SIGINT. When xtask itself was started as a background job of
+        // a non-interactive shell, SIGINT is ignored and children inherit that, and a shell
+        // cannot trap a signal ignored on entry: give the tracer the default disposition.
+        // SAFETY: the closure runs in the child between fork and exec and only calls signal(2),
+        // which is async-signal-safe.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                Ok(())
+            });
+        }
         let mut child = cmd
             .spawn()
             .with_context(|| format!("cannot start {}", display_cmd(&cmd)))?;
