@@ -190,6 +190,28 @@ fn a_condition_gates_bodies_tracepoint() {
     );
 }
 
+/// Whether kprobe variants can run: yes with kprobes; natively without them, a note and no;
+/// inside the VM, whose kernel has kprobes, their absence fails the test.
+fn kprobes_here(test: &str) -> bool {
+    match system::kprobes_available() {
+        Ok(()) => true,
+        Err(why) if system::in_vm() => panic!("OTF_IN_VM=1 but no kprobes: {why}"),
+        Err(why) => {
+            eprintln!("note: invariants/{test} SKIPPED: this kernel has no kprobes ({why})");
+            false
+        }
+    }
+}
+
+#[test]
+fn a_condition_gates_bodies_kprobe() {
+    let test = "a_condition_gates_bodies_kprobe";
+    if !kprobes_here(test) {
+        return;
+    }
+    condition_gates_bodies(test, "kernel.function(\"vfs_read\")", true);
+}
+
 // ---------------------------------------------------------------------------------------------
 // (b) final armed state equals the final condition, within one --otf-interval
 
@@ -201,12 +223,27 @@ fn final_state_matches(test: &str, final_value: u32) {
     let _load = BackgroundProcess::echo_loop().expect("echo loop");
     let tmp = TempDir::new(test).expect("tmp");
     let interval = Duration::from_millis(100);
-    // pidx 0: a timer, pidx 1: a tracepoint, both on `enabled`; random toggling for 150 ticks,
-    // then the final value is written once and left alone for 5 intervals before exit.
+    // pidx 0: a timer, pidx 1: a tracepoint, pidx 2: a kprobe where the kernel has kprobes, all
+    // on `enabled`; random toggling for 150 ticks, then the final value is written once and
+    // left alone for 5 intervals before exit.
+    let kprobe = match system::kprobes_available() {
+        Ok(()) => true,
+        Err(why) if system::in_vm() => panic!("OTF_IN_VM=1 but no kprobes: {why}"),
+        Err(why) => {
+            eprintln!("note: {test}: kprobes not covered natively ({why})");
+            false
+        }
+    };
+    let kprobe_line = if kprobe {
+        "probe kernel.function(\"vfs_read\") if (enabled) { n2++ }"
+    } else {
+        ""
+    };
     let script = format!(
-        r#"global enabled = 0, ticks = 0, n0 = 0, n1 = 0
+        r#"global enabled = 0, ticks = 0, n0 = 0, n1 = 0, n2 = 0
 probe timer.ms(2) if (enabled) {{ n0++ }}
 probe kernel.trace("sched_process_fork") if (enabled) {{ n1++ }}
+{kprobe_line}
 probe timer.ms(7) {{
    ticks++
    if (ticks < 150) enabled = randint(3) == 0 ? 0 : randint(1000) - 500
@@ -234,7 +271,8 @@ probe timer.s(60) {{ println("timed out"); exit() }}
     }
     let want = final_value != 0;
     let fin = final_armed(&lines);
-    for pidx in [0u32, 1] {
+    let pidxs: &[u32] = if kprobe { &[0, 1, 2] } else { &[0, 1] };
+    for &pidx in pidxs {
         // A probe with no decision at all started armed and stayed armed.
         let armed = fin.get(&pidx).copied().unwrap_or(true);
         assert_eq!(

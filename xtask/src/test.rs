@@ -1,7 +1,8 @@
 //! `cargo xtask test`: everything CI checks, with a summary.
 //!
 //! 1. `cargo fmt --all --check` and `cargo clippy --workspace --all-targets -- -D warnings`;
-//! 2. the kernel tests of [`VM_TESTS`] (the kprobe tests and the four on-the-fly suites in full)
+//! 2. the kernel tests of [`VM_TESTS`] (the kprobe tests, the four on-the-fly suites in full and
+//!    the invariants)
 //!    inside one VM boot of Debian's 6.12 kernel, which has kprobes (see docs/vm.md), so that
 //!    otf is shown on a second kernel; their binaries and a release `otf` are built natively
 //!    first, and the VM runs in the background while
@@ -26,40 +27,56 @@ pub struct VmTest {
     pub target: Option<&'static str>,
     /// Arguments for the test binary (libtest filters: a test runs if it matches any).
     pub args: &'static [&'static str],
+    /// Which VM runs it: the VMs of one table boot side by side, each with its share.
+    pub vm: usize,
 }
 
-/// What `cargo xtask test` runs inside the VM: the kprobe tests and the four on-the-fly suites
-/// in full, so that otf is shown on a second kernel (about 17 minutes under emulation).
+/// What `cargo xtask test` runs inside the VM: the kprobe tests, the four on-the-fly suites in
+/// full and the invariants (with their kprobe variants), so that otf is shown on a second
+/// kernel. Two VMs boot side by side, each with single-threaded emulation (one host core at
+/// most): VM 0 runs the kprobe tests and the timer suite, VM 1 the rest (~9 minutes each).
 pub const VM_TESTS: &[VmTest] = &[
     VmTest {
         package: "otf-kprobes",
         target: None,
         args: &[],
+        vm: 0,
     },
     VmTest {
         package: "otf-bpf",
         target: Some("kprobes"),
         args: &[],
+        vm: 0,
     },
     VmTest {
         package: "otf-testsuite",
         target: Some("kprobes_onthefly"),
         args: &[],
+        vm: 0,
     },
     VmTest {
         package: "otf-testsuite",
         target: Some("hrtimer_onthefly"),
         args: &[],
+        vm: 0,
     },
     VmTest {
         package: "otf-testsuite",
         target: Some("tracepoint_onthefly"),
         args: &[],
+        vm: 1,
     },
     VmTest {
         package: "otf-testsuite",
         target: Some("uprobes_onthefly"),
         args: &[],
+        vm: 1,
+    },
+    VmTest {
+        package: "otf-testsuite",
+        target: Some("invariants"),
+        args: &[],
+        vm: 1,
     },
 ];
 
@@ -69,31 +86,37 @@ pub const VM_ALL_TESTS: &[VmTest] = &[
         package: "otf-testsuite",
         target: None,
         args: &[],
+        vm: 0,
     },
     VmTest {
         package: "otf-kprobes",
         target: None,
         args: &[],
+        vm: 0,
     },
     VmTest {
         package: "otf-bpf",
         target: None,
         args: &[],
+        vm: 0,
     },
     VmTest {
         package: "otf-hrtimer",
         target: None,
         args: &[],
+        vm: 0,
     },
     VmTest {
         package: "otf-tracepoint",
         target: None,
         args: &[],
+        vm: 0,
     },
     VmTest {
         package: "otf-uprobes-inode",
         target: None,
         args: &[],
+        vm: 0,
     },
 ];
 
@@ -271,16 +294,20 @@ fn status(cmd: &mut std::process::Command) -> Result<Outcome> {
 /// The VM's test binaries and `otf`, built natively and ready to run in the VM.
 struct PreparedVmTests {
     table: &'static [VmTest],
-    tests: Vec<util::Artifact>,
+    /// The binaries of each VM.
+    groups: Vec<Vec<util::Artifact>>,
     otf: std::path::PathBuf,
 }
 
 /// Builds the kernel test binaries and `otf` natively (cargo under emulation is slow).
 fn prepare_vm_tests(o: &Options) -> Result<PreparedVmTests> {
-    let mut tests = Vec::new();
+    let mut groups: Vec<Vec<util::Artifact>> = Vec::new();
     let table = if o.vm_all { VM_ALL_TESTS } else { VM_TESTS };
     for VmTest {
-        package, target, ..
+        package,
+        target,
+        vm,
+        ..
     } in table
     {
         let mut cmd = cargo();
@@ -302,26 +329,114 @@ fn prepare_vm_tests(o: &Options) -> Result<PreparedVmTests> {
         if !out.status.success() {
             bail!("building the test binaries of {package} failed");
         }
-        tests.extend(util::executables(
+        if groups.len() <= *vm {
+            groups.resize_with(vm + 1, Vec::new);
+        }
+        groups[*vm].extend(util::executables(
             &String::from_utf8_lossy(&out.stdout),
             |_, test| test,
         ));
     }
-    tests.sort_by(|a, b| (&a.package, &a.target).cmp(&(&b.package, &b.target)));
-    tests.dedup();
+    for tests in &mut groups {
+        tests.sort_by(|a, b| (&a.package, &a.target).cmp(&(&b.package, &b.target)));
+        tests.dedup();
+    }
+    groups.retain(|g| !g.is_empty());
     // The suites run the `otf` binary; build it here, natively (cargo under emulation is slow),
     // and optimised: under emulation a debug otf takes twice as long to start (3.7-4.3 s
     // against 2.0 s with a kprobe), and the suites start it about ninety times.
     eprintln!("xtask test: building otf (release) natively for the suites ($OTF_BIN in the VM)");
     let otf = util::cargo_build_bin("otf", "otf", true)?;
-    Ok(PreparedVmTests { table, tests, otf })
+    Ok(PreparedVmTests { table, groups, otf })
 }
 
 impl PreparedVmTests {
-    /// Runs the binaries in one VM boot (a new boot after a guest crash), the guest's output to
-    /// stdout or, with `log`, to that file.
+    /// Runs each group's binaries in its own VM, the VMs side by side; the guests' output goes to
+    /// stdout or, with `log`, to that file (with several VMs, each VM's output in one piece).
     fn run(self, o: &Options, log: Option<&std::path::Path>) -> Result<Outcome> {
-        let PreparedVmTests { table, tests, otf } = self;
+        let PreparedVmTests { table, groups, otf } = self;
+        if groups.is_empty() {
+            return Ok(Outcome::Skipped(
+                "no kernel test binaries to run in the VM".into(),
+            ));
+        }
+        if groups.len() == 1 {
+            let tests = groups.into_iter().next().unwrap_or_default();
+            return run_group(table, 0, tests, &otf, o, log);
+        }
+        let dir = vm::cache_dir()?.join("run");
+        std::fs::create_dir_all(&dir)?;
+        let n = groups.len();
+        let logs: Vec<std::path::PathBuf> = (0..n)
+            .map(|i| dir.join(format!("vm-tests-{}-vm{i}.log", std::process::id())))
+            .collect();
+        if log.is_none() {
+            eprintln!(
+                "xtask test: {n} VMs side by side; their output is printed when each ends \
+                 (follow it in {})",
+                logs.iter()
+                    .map(|l| l.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            for (i, tests) in groups.into_iter().enumerate() {
+                let (tx, vm_log, otf) = (tx.clone(), logs[i].clone(), &otf);
+                let _ = std::fs::remove_file(&vm_log);
+                scope.spawn(move || {
+                    let t = Instant::now();
+                    let outcome = run_group(table, i, tests, otf, o, Some(&vm_log))
+                        .unwrap_or_else(|e| Outcome::Failed(format!("{e:#}")));
+                    let _ = tx.send((i, outcome, t.elapsed()));
+                });
+            }
+            drop(tx);
+            let mut failures = Vec::new();
+            for (i, outcome, took) in rx {
+                let text = std::fs::read_to_string(&logs[i]).unwrap_or_default();
+                let _ = std::fs::remove_file(&logs[i]);
+                let header = format!(
+                    "xtask test: ==== VM {i} of {n} ended after {} ====\n",
+                    fmt_duration(took)
+                );
+                match log {
+                    Some(p) => {
+                        let _ = std::fs::OpenOptions::new()
+                            .create(true)
+                            .append(true)
+                            .open(p)
+                            .and_then(|mut f| {
+                                std::io::Write::write_all(&mut f, header.as_bytes())?;
+                                std::io::Write::write_all(&mut f, text.as_bytes())
+                            });
+                    }
+                    None => print!("{header}{text}"),
+                }
+                if let Outcome::Failed(why) = outcome {
+                    failures.push(format!("VM {i}: {why}"));
+                }
+            }
+            Ok(if failures.is_empty() {
+                Outcome::Ok
+            } else {
+                Outcome::Failed(failures.join("; "))
+            })
+        })
+    }
+}
+
+/// Runs one VM's binaries in one boot (a new boot after a guest crash).
+fn run_group(
+    table: &'static [VmTest],
+    index: usize,
+    tests: Vec<util::Artifact>,
+    otf: &std::path::Path,
+    o: &Options,
+    log: Option<&std::path::Path>,
+) -> Result<Outcome> {
+    {
         // Progress and results go where the guest's output goes.
         let say = |msg: String| match log {
             Some(p) => {
@@ -341,8 +456,11 @@ impl PreparedVmTests {
         }
         let dir = vm::cache_dir()?.join("run");
         std::fs::create_dir_all(&dir)?;
-        let script_path = dir.join(format!("vm-tests-{}.sh", std::process::id()));
-        let progress_path = dir.join(format!("vm-tests-{}.progress", std::process::id()));
+        let script_path = dir.join(format!("vm-tests-{}-vm{index}.sh", std::process::id()));
+        let progress_path = dir.join(format!(
+            "vm-tests-{}-vm{index}.progress",
+            std::process::id()
+        ));
         let opts = vm::Options {
             verbose: o.verbose,
             timeout: o.vm_timeout,
@@ -539,6 +657,33 @@ fn summary(steps: &[Step], total: Duration) -> i32 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn vm_tables_run_everything_once_and_split_the_default_set_in_two() {
+        let vms: std::collections::BTreeSet<usize> = super::VM_TESTS.iter().map(|t| t.vm).collect();
+        assert_eq!(vms.into_iter().collect::<Vec<_>>(), [0, 1]);
+        let kprobes = super::VM_TESTS
+            .iter()
+            .find(|t| t.target == Some("kprobes_onthefly"))
+            .expect("the kprobes suite runs in the VM");
+        for suite in [
+            "hrtimer_onthefly",
+            "tracepoint_onthefly",
+            "uprobes_onthefly",
+            "invariants",
+        ] {
+            assert!(
+                super::VM_TESTS.iter().any(|t| t.target == Some(suite)),
+                "{suite} runs in the VM too"
+            );
+        }
+        let uprobes = super::VM_TESTS
+            .iter()
+            .find(|t| t.target == Some("uprobes_onthefly"))
+            .unwrap();
+        assert_ne!(kprobes.vm, uprobes.vm, "the two longest suites share no VM");
+        assert!(super::VM_ALL_TESTS.iter().all(|t| t.vm == 0));
+    }
+
     use super::*;
     use std::path::PathBuf;
     use std::process::Command;
@@ -556,6 +701,7 @@ mod tests {
             package: "p",
             target: Some("args"),
             args: &["filter one", "two"],
+            vm: 0,
         }];
         let script = vm_script(
             &table,

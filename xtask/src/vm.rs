@@ -677,7 +677,10 @@ pub fn run(opts: &Options, command: &[OsString]) -> Result<i32> {
     let init = init_script(&marker, &modules, &inner_command(&env, &cwd, command)?);
     let runs = cache_dir()?.join("run");
     std::fs::create_dir_all(&runs)?;
-    let initrd = runs.join(format!("initramfs-{}.cpio", std::process::id()));
+    // Unique per boot: a process may run several VMs side by side.
+    static BOOTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let boot_id = BOOTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let initrd = runs.join(format!("initramfs-{}-{boot_id}.cpio", std::process::id()));
     std::fs::write(&initrd, initramfs(&kernel, &init)?)?;
     let result = boot(opts, &kernel, &initrd, &marker);
     let _ = std::fs::remove_file(&initrd);
