@@ -347,6 +347,9 @@ fn prepare_vm_tests(o: &Options) -> Result<PreparedVmTests> {
     // against 2.0 s with a kprobe), and the suites start it about ninety times.
     eprintln!("xtask test: building otf (release) natively for the suites ($OTF_BIN in the VM)");
     let otf = util::cargo_build_bin("otf", "otf", true)?;
+    // Fetch and unpack the VM kernel now (once), not in the VM threads.
+    let kernel = vm::prepare_kernel(None)?;
+    eprintln!("xtask test: VM kernel {} ready", kernel.abi);
     Ok(PreparedVmTests { table, groups, otf })
 }
 

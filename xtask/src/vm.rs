@@ -133,6 +133,10 @@ pub struct Kernel {
 
 /// Downloads (once), checks and unpacks the kernel; returns what is needed to boot it.
 pub fn prepare_kernel(version: Option<&str>) -> Result<Kernel> {
+    // One download and unpack at a time: VMs booted side by side by one process would
+    // otherwise run two apt-gets on the same private lists (seen on a fresh machine).
+    static PREPARING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = PREPARING.lock().unwrap_or_else(|p| p.into_inner());
     let abi = version.unwrap_or(KERNEL_ABI);
     let cache = cache_dir()?;
     let dir = cache.join(format!("kernel-{abi}"));
