@@ -206,6 +206,23 @@ pub struct Variant {
     pub tracer: Option<Tracer>,
 }
 
+impl Variant {
+    /// The variant `name` that runs `otf run EXTRA... -T 3600s -e SCRIPT` alongside the
+    /// workload; `script`'s `begin` must print [`READY`].
+    pub fn otf(name: &str, otf: &std::path::Path, extra: &[&str], script: &str) -> Variant {
+        let mut argv = vec![otf.to_string_lossy().into_owned(), "run".into()];
+        argv.extend(extra.iter().map(|s| s.to_string()));
+        argv.extend(["-T".into(), "3600s".into(), "-e".into(), script.into()]);
+        Variant {
+            name: name.into(),
+            tracer: Some(Tracer {
+                argv,
+                ready: READY.into(),
+            }),
+        }
+    }
+}
+
 /// A running tracer, stopped with SIGINT (then SIGKILL) when dropped.
 struct Running {
     child: Child,
@@ -392,27 +409,18 @@ fn bench_tracepoint_getppid(ctx: &Ctx) -> Result<()> {
         tracer: None,
     }];
     if let Some(otf) = &ctx.otf {
-        let otf = otf.to_string_lossy().into_owned();
-        let argv = |extra: &[&str]| {
-            let mut v = vec![otf.clone(), "run".into()];
-            v.extend(extra.iter().map(|s| s.to_string()));
-            v.extend(["-T".into(), "3600s".into(), "-e".into(), script.clone()]);
-            v
-        };
-        variants.push(Variant {
-            name: "otf, condition false (disarmed)".into(),
-            tracer: Some(Tracer {
-                argv: argv(&[]),
-                ready: READY.into(),
-            }),
-        });
-        variants.push(Variant {
-            name: "otf --no-otf, condition false (armed)".into(),
-            tracer: Some(Tracer {
-                argv: argv(&["--no-otf"]),
-                ready: READY.into(),
-            }),
-        });
+        variants.push(Variant::otf(
+            "otf, condition false (disarmed)",
+            otf,
+            &[],
+            &script,
+        ));
+        variants.push(Variant::otf(
+            "otf --no-otf, condition false (armed)",
+            otf,
+            &["--no-otf"],
+            &script,
+        ));
     }
     if let Some(bt) = &ctx.bpftrace {
         variants.push(Variant {
@@ -458,13 +466,6 @@ fn bench_kprobe_read_vm(ctx: &Ctx) -> Result<()> {
          probe begin {{ println(\"{READY}\") }}\n\
          probe kernel.function(\"{func}\") if (on) {{ n++ }}\n"
     );
-    let otf = otf.to_string_lossy().into_owned();
-    let argv = |extra: &[&str]| {
-        let mut v = vec![otf.clone(), "run".into()];
-        v.extend(extra.iter().map(|s| s.to_string()));
-        v.extend(["-T".into(), "3600s".into(), "-e".into(), script.clone()]);
-        v
-    };
     let variants = [
         Variant {
             name: "no probe".into(),
@@ -472,34 +473,19 @@ fn bench_kprobe_read_vm(ctx: &Ctx) -> Result<()> {
         },
         // The control: otf running with no kprobe at all, to tell otf's own background work
         // from the probe's cost.
-        Variant {
-            name: "otf running, no kprobe in the script".into(),
-            tracer: Some(Tracer {
-                argv: vec![
-                    otf.clone(),
-                    "run".into(),
-                    "-T".into(),
-                    "3600s".into(),
-                    "-e".into(),
-                    format!("probe begin {{ println(\"{READY}\") }}"),
-                ],
-                ready: READY.into(),
-            }),
-        },
-        Variant {
-            name: "otf kprobe, condition false (disarmed)".into(),
-            tracer: Some(Tracer {
-                argv: argv(&[]),
-                ready: READY.into(),
-            }),
-        },
-        Variant {
-            name: "otf --no-otf kprobe, condition false (armed)".into(),
-            tracer: Some(Tracer {
-                argv: argv(&["--no-otf"]),
-                ready: READY.into(),
-            }),
-        },
+        Variant::otf(
+            "otf running, no kprobe in the script",
+            otf,
+            &[],
+            &format!("probe begin {{ println(\"{READY}\") }}"),
+        ),
+        Variant::otf("otf kprobe, condition false (disarmed)", otf, &[], &script),
+        Variant::otf(
+            "otf --no-otf kprobe, condition false (armed)",
+            otf,
+            &["--no-otf"],
+            &script,
+        ),
     ];
     println!(
         "kernel {}, kernel.function(\"{func}\"), {} reads per measurement (emulated: compare \

@@ -321,21 +321,12 @@ fn prepare_vm_tests(o: &Options) -> Result<PreparedVmTests> {
         if let Some(t) = target {
             cmd.args(["--test", t]);
         }
-        eprintln!("$ {}", display_cmd(&cmd));
-        let out = cmd
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .context("cannot run cargo")?;
-        if !out.status.success() {
-            bail!("building the test binaries of {package} failed");
-        }
+        let json = util::cargo_json(&mut cmd)
+            .with_context(|| format!("building the test binaries of {package} failed"))?;
         if groups.len() <= *vm {
             groups.resize_with(vm + 1, Vec::new);
         }
-        groups[*vm].extend(util::executables(
-            &String::from_utf8_lossy(&out.stdout),
-            |_, test| test,
-        ));
+        groups[*vm].extend(util::executables(&json, |_, test| test));
     }
     for tests in &mut groups {
         tests.sort_by(|a, b| (&a.package, &a.target).cmp(&(&b.package, &b.target)));
@@ -405,16 +396,7 @@ impl PreparedVmTests {
                     fmt_duration(took)
                 );
                 match log {
-                    Some(p) => {
-                        let _ = std::fs::OpenOptions::new()
-                            .create(true)
-                            .append(true)
-                            .open(p)
-                            .and_then(|mut f| {
-                                std::io::Write::write_all(&mut f, header.as_bytes())?;
-                                std::io::Write::write_all(&mut f, text.as_bytes())
-                            });
-                    }
+                    Some(p) => append(p, &format!("{header}{text}")),
                     None => print!("{header}{text}"),
                 }
                 if let Outcome::Failed(why) = outcome {
@@ -439,111 +421,107 @@ fn run_group(
     o: &Options,
     log: Option<&std::path::Path>,
 ) -> Result<Outcome> {
-    {
-        // Progress and results go where the guest's output goes.
-        let say = |msg: String| match log {
-            Some(p) => {
-                let line = format!("{msg}\n");
-                let _ = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)
-                    .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
-            }
-            None => eprintln!("{msg}"),
-        };
-        if tests.is_empty() {
-            return Ok(Outcome::Skipped(
-                "no kernel test binaries to run in the VM".into(),
-            ));
-        }
-        let dir = vm::cache_dir()?.join("run");
-        std::fs::create_dir_all(&dir)?;
-        let script_path = dir.join(format!("vm-tests-{}-vm{index}.sh", std::process::id()));
-        let progress_path = dir.join(format!(
-            "vm-tests-{}-vm{index}.progress",
-            std::process::id()
-        ));
-        let opts = vm::Options {
-            verbose: o.verbose,
-            timeout: o.vm_timeout,
-            env: vec![
-                "OTF_IN_VM=1".into(),
-                "OTF_REQUIRE_KPROBES=1".into(),
-                format!("OTF_BIN={}", otf.display()),
-            ],
-            output: log.map(std::path::Path::to_path_buf),
-            ..vm::Options::default()
-        };
-        // Normally one boot runs everything. If the guest crashes, the binary that was running is
-        // reported as crashed and the rest run in a new boot.
-        let mut results: Vec<(String, Option<i32>)> = Vec::new();
-        let mut remaining = tests;
-        let mut boots = 0;
-        while !remaining.is_empty() {
-            boots += 1;
-            say(format!(
-                "xtask test: VM boot {boots}: running {} test binaries: {}",
-                remaining.len(),
-                remaining.iter().map(label).collect::<Vec<_>>().join(", ")
-            ));
-            std::fs::write(&script_path, vm_script(table, &remaining, &progress_path)?)?;
-            std::fs::write(&progress_path, "")?;
-            let rc = vm::run(
-                &opts,
-                &[OsString::from("sh"), script_path.clone().into_os_string()],
-            );
-            let progress = std::fs::read_to_string(&progress_path).unwrap_or_default();
-            let (done, running) = parse_progress(&progress);
-            for &(i, code) in &done {
-                if let Some(t) = remaining.get(i) {
-                    results.push((label(t), Some(code)));
-                }
-            }
-            match rc {
-                // All finished (a crash while powering off does not matter).
-                _ if done.len() == remaining.len() => break,
-                Ok(rc) => bail!(
-                    "the VM's test script exited with {rc} after {} of {} binaries",
-                    done.len(),
-                    remaining.len()
-                ),
-                Err(e) => {
-                    let Some(crashed) = running else {
-                        return Err(e);
-                    };
-                    say(format!(
-                        "xtask test: the VM died while running {}: {e:#}",
-                        label(&remaining[crashed])
-                    ));
-                    results.push((label(&remaining[crashed]), None));
-                    remaining.drain(..=crashed);
-                }
-            }
-        }
-        let _ = std::fs::remove_file(&script_path);
-        let _ = std::fs::remove_file(&progress_path);
+    // Progress and results go where the guest's output goes.
+    let say = |msg: String| match log {
+        Some(p) => append(p, &format!("{msg}\n")),
+        None => eprintln!("{msg}"),
+    };
+    let dir = vm::cache_dir()?.join("run");
+    std::fs::create_dir_all(&dir)?;
+    let script_path = dir.join(format!("vm-tests-{}-vm{index}.sh", std::process::id()));
+    let progress_path = dir.join(format!(
+        "vm-tests-{}-vm{index}.progress",
+        std::process::id()
+    ));
+    let opts = vm::Options {
+        verbose: o.verbose,
+        timeout: o.vm_timeout,
+        env: vec![
+            "OTF_IN_VM=1".into(),
+            "OTF_REQUIRE_KPROBES=1".into(),
+            format!("OTF_BIN={}", otf.display()),
+        ],
+        output: log.map(std::path::Path::to_path_buf),
+        ..vm::Options::default()
+    };
+    // Normally one boot runs everything. If the guest crashes, the binary that was running is
+    // reported as crashed and the rest run in a new boot.
+    let mut results: Vec<(String, Option<i32>)> = Vec::new();
+    let mut remaining = tests;
+    let mut boots = 0;
+    while !remaining.is_empty() {
+        boots += 1;
         say(format!(
-            "xtask test: kernel test binaries in the VM ({boots} boot(s)):"
+            "xtask test: VM boot {boots}: running {} test binaries: {}",
+            remaining.len(),
+            remaining.iter().map(label).collect::<Vec<_>>().join(", ")
         ));
-        let mut failures = Vec::new();
-        for (name, code) in &results {
-            let word = match code {
-                Some(0) => "ok".to_string(),
-                Some(c) => format!("FAILED (exit status {c})"),
-                None => "VM DIED (crash or timeout)".to_string(),
-            };
-            say(format!("  {word:<24} {name}"));
-            if *code != Some(0) {
-                failures.push(format!("{name}: {word}"));
+        std::fs::write(&script_path, vm_script(table, &remaining, &progress_path)?)?;
+        std::fs::write(&progress_path, "")?;
+        let rc = vm::run(
+            &opts,
+            &[OsString::from("sh"), script_path.clone().into_os_string()],
+        );
+        let progress = std::fs::read_to_string(&progress_path).unwrap_or_default();
+        let (done, running) = parse_progress(&progress);
+        for &(i, code) in &done {
+            if let Some(t) = remaining.get(i) {
+                results.push((label(t), Some(code)));
             }
         }
-        Ok(if failures.is_empty() {
-            Outcome::Ok
-        } else {
-            Outcome::Failed(failures.join("; "))
-        })
+        match rc {
+            // All finished (a crash while powering off does not matter).
+            _ if done.len() == remaining.len() => break,
+            Ok(rc) => bail!(
+                "the VM's test script exited with {rc} after {} of {} binaries",
+                done.len(),
+                remaining.len()
+            ),
+            Err(e) => {
+                let Some(crashed) = running else {
+                    return Err(e);
+                };
+                say(format!(
+                    "xtask test: the VM died while running {}: {e:#}",
+                    label(&remaining[crashed])
+                ));
+                results.push((label(&remaining[crashed]), None));
+                remaining.drain(..=crashed);
+            }
+        }
     }
+    let _ = std::fs::remove_file(&script_path);
+    let _ = std::fs::remove_file(&progress_path);
+    say(format!(
+        "xtask test: kernel test binaries in the VM ({boots} boot(s)):"
+    ));
+    let mut failures = Vec::new();
+    for (name, code) in &results {
+        let word = match code {
+            Some(0) => "ok".to_string(),
+            Some(c) => format!("FAILED (exit status {c})"),
+            None => "VM DIED (crash or timeout)".to_string(),
+        };
+        say(format!("  {word:<24} {name}"));
+        if *code != Some(0) {
+            failures.push(format!("{name}: {word}"));
+        }
+    }
+    Ok(if failures.is_empty() {
+        Outcome::Ok
+    } else {
+        Outcome::Failed(failures.join("; "))
+    })
+}
+
+/// Appends `text` to the log file `path` (best effort: a log that cannot be written must not
+/// fail the tests).
+fn append(path: &std::path::Path, text: &str) {
+    let _ = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()));
 }
 
 fn label(t: &util::Artifact) -> String {

@@ -133,6 +133,20 @@ pub fn fmt_bytes(n: u64) -> String {
     }
 }
 
+/// Runs a cargo command given `--message-format=json-render-diagnostics`, its diagnostics on
+/// our stderr; returns the JSON messages (for [`executables`]).
+pub fn cargo_json(cmd: &mut Command) -> Result<String> {
+    eprintln!("$ {}", display_cmd(cmd));
+    let out = cmd
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cannot run cargo")?;
+    if !out.status.success() {
+        bail!("`{}` exited with {}", display_cmd(cmd), out.status);
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// Builds a binary of the workspace with cargo and returns the path of the executable,
 /// taken from cargo's JSON messages (so it honours `CARGO_TARGET_DIR` and profiles).
 pub fn cargo_build_bin(package: &str, bin: &str, release: bool) -> Result<PathBuf> {
@@ -148,15 +162,7 @@ pub fn cargo_build_bin(package: &str, bin: &str, release: bool) -> Result<PathBu
     if release {
         cmd.arg("--release");
     }
-    eprintln!("$ {}", display_cmd(&cmd));
-    let out = cmd
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("cannot run cargo")?;
-    if !out.status.success() {
-        bail!("building {package} failed");
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = cargo_json(&mut cmd).with_context(|| format!("building {package} failed"))?;
     executables(&text, |target_name, _| target_name == bin)
         .into_iter()
         .next()

@@ -204,21 +204,11 @@ pub fn bench_uprobes(ctx: &Ctx) -> Result<()> {
             tracer: None,
         }];
         if let Some(otf) = &ctx.otf {
-            let otf = otf.to_string_lossy().into_owned();
             for (vname, extra) in [
-                ("otf, condition false (disarmed)", None),
-                ("otf --no-otf, condition false (armed)", Some("--no-otf")),
+                ("otf, condition false (disarmed)", &[][..]),
+                ("otf --no-otf, condition false (armed)", &["--no-otf"][..]),
             ] {
-                let mut argv = vec![otf.clone(), "run".into()];
-                argv.extend(extra.map(String::from));
-                argv.extend(["-T".into(), "3600s".into(), "-e".into(), script.clone()]);
-                variants.push(Variant {
-                    name: vname.into(),
-                    tracer: Some(Tracer {
-                        argv,
-                        ready: READY.into(),
-                    }),
-                });
+                variants.push(Variant::otf(vname, otf, extra, &script));
             }
         }
         if let Some(bt) = &ctx.bpftrace {
