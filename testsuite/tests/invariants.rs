@@ -190,14 +190,15 @@ fn a_condition_gates_bodies_tracepoint() {
     );
 }
 
-/// Whether kprobe variants can run: yes with kprobes; natively without them, a note and no;
-/// inside the VM, whose kernel has kprobes, their absence fails the test.
-fn kprobes_here(test: &str) -> bool {
+/// Whether this kernel has kprobes for `test`'s kprobe part: natively without them, a note
+/// (`without` says what is left out) and no; inside the VM, whose kernel has kprobes, their
+/// absence fails the test.
+fn kprobes_here(test: &str, without: &str) -> bool {
     match system::kprobes_available() {
         Ok(()) => true,
         Err(why) if system::in_vm() => panic!("OTF_IN_VM=1 but no kprobes: {why}"),
         Err(why) => {
-            eprintln!("note: invariants/{test} SKIPPED: this kernel has no kprobes ({why})");
+            eprintln!("note: invariants/{test}: {without}: this kernel has no kprobes ({why})");
             false
         }
     }
@@ -206,7 +207,7 @@ fn kprobes_here(test: &str) -> bool {
 #[test]
 fn a_condition_gates_bodies_kprobe() {
     let test = "a_condition_gates_bodies_kprobe";
-    if !kprobes_here(test) {
+    if !kprobes_here(test, "SKIPPED") {
         return;
     }
     condition_gates_bodies(test, "kernel.function(\"vfs_read\")", true);
@@ -226,14 +227,7 @@ fn final_state_matches(test: &str, final_value: u32) {
     // pidx 0: a timer, pidx 1: a tracepoint, pidx 2: a kprobe where the kernel has kprobes, all
     // on `enabled`; random toggling for 150 ticks, then the final value is written once and
     // left alone for 5 intervals before exit.
-    let kprobe = match system::kprobes_available() {
-        Ok(()) => true,
-        Err(why) if system::in_vm() => panic!("OTF_IN_VM=1 but no kprobes: {why}"),
-        Err(why) => {
-            eprintln!("note: {test}: kprobes not covered natively ({why})");
-            false
-        }
-    };
+    let kprobe = kprobes_here(test, "kprobes not covered");
     let kprobe_line = if kprobe {
         "probe kernel.function(\"vfs_read\") if (enabled) { n2++ }"
     } else {
@@ -445,13 +439,9 @@ fn nothing_remains(test: &str, ending: Ending) {
     } else {
         eprintln!("note: {test}: no gcc, uprobes not covered");
     }
-    match system::kprobes_available() {
-        Ok(()) => {
-            points.push(("kernel.function(\"vfs_read\")", "1"));
-            points.push(("kernel.function(\"vfs_read\").return", "never"));
-        }
-        Err(why) if system::in_vm() => panic!("OTF_IN_VM=1 but no kprobes: {why}"),
-        Err(why) => eprintln!("note: {test}: kprobes not covered natively ({why})"),
+    if kprobes_here(test, "kprobes not covered") {
+        points.push(("kernel.function(\"vfs_read\")", "1"));
+        points.push(("kernel.function(\"vfs_read\").return", "never"));
     }
     let mut script = String::from("global never = 0, n = 0, said = 0, ticks = 0\n");
     for (p, cond) in &points {
