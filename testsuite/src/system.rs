@@ -146,13 +146,28 @@ impl BackgroundProcess {
     /// of `/bin/echo` takes ~4 ms, so a 10 ms window (`otf_timer_10ms`) saw no fork about one
     /// time in ten; four subshell forks per iteration bring the fork rate to ~1250/s while
     /// keeping the exec (and its `vfs_read`s) of the original.
+    ///
+    /// Inside the VM ([`in_vm`]) the exec dominates: under emulation on a busy host, forks came
+    /// in bursts of five with gaps of 180–380 ms while `/bin/echo` was exec'd, longer than what
+    /// was left of a toggle window after its refresh. There a second loop in the same process
+    /// group forks a subshell and reads `/proc/self/comm` (a `vfs_read`) without exec; it keeps
+    /// the longest gap between forks at 26–60 ms under the same load (`docs/testing.md`).
     pub fn echo_loop() -> io::Result<Self> {
+        Self::spawn(Self::echo_loop_command(in_vm()), "the /bin/echo loop")
+    }
+
+    /// The shell command of [`Self::echo_loop`]; `steady` adds the loop without exec.
+    fn echo_loop_command(steady: bool) -> Command {
+        const ECHO: &str = "while :; do /bin/echo x >/dev/null; (:); (:); (:); (:); done";
+        const STEADY: &str = "while :; do (:); read -r _ </proc/self/comm; done & ";
         let mut cmd = Command::new("sh");
-        cmd.args([
-            "-c",
-            "while :; do /bin/echo x >/dev/null; (:); (:); (:); (:); done",
-        ]);
-        Self::spawn(cmd, "the /bin/echo loop")
+        cmd.arg("-c");
+        if steady {
+            cmd.arg(format!("{STEADY}{ECHO}"));
+        } else {
+            cmd.arg(ECHO);
+        }
+        cmd
     }
 
     /// The process id (also the process group id).
@@ -276,4 +291,56 @@ pub fn tracefs_events(file: &str) -> Vec<String> {
         }
     }
     Vec::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pids whose process group is `pgid` (from `/proc/*/stat`, field 5).
+    fn group_members(pgid: i32) -> Vec<i32> {
+        let mut v = Vec::new();
+        for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(stat) = fs::read_to_string(e.path().join("stat")) else {
+                continue;
+            };
+            // After the `(comm)` field: state, ppid, pgrp.
+            let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            if fields.get(2).and_then(|s| s.parse::<i32>().ok()) == Some(pgid)
+                && fields.first() != Some(&"Z")
+            {
+                v.push(pid);
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn steady_echo_loop_runs_both_loops_and_dies_with_its_group() {
+        let bg = BackgroundProcess::spawn(BackgroundProcess::echo_loop_command(true), "loop")
+            .expect("spawn sh");
+        let pgid = bg.pid();
+        // The group holds the shell and its background loop (plus short-lived children).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut seen = 0;
+        while std::time::Instant::now() < deadline {
+            seen = seen.max(group_members(pgid).len());
+            if seen >= 2 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(seen >= 2, "expected two loops in group {pgid}, saw {seen}");
+        drop(bg);
+        // killpg reached the background loop too (it is not reparented and left running).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !group_members(pgid).is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(group_members(pgid), Vec::<i32>::new(), "loops left running");
+    }
 }
