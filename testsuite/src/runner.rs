@@ -173,9 +173,14 @@ pub fn run_case(case: &Case) -> Result<Verdict, String> {
     }
     let mut echo = None;
     if case.background.echo_loop {
-        echo = Some(
-            BackgroundProcess::echo_loop().map_err(|e| fail(vec![e.to_string()], None, None))?,
-        );
+        // Inside the VM, validated cases need events in every toggle window (see
+        // `BackgroundProcess::steady_echo_loop`); stress cases only need load.
+        let load = if system::in_vm() && case.kind == Kind::Validated {
+            BackgroundProcess::steady_echo_loop()
+        } else {
+            BackgroundProcess::echo_loop()
+        };
+        echo = Some(load.map_err(|e| fail(vec![e.to_string()], None, None))?);
     }
 
     let mut case = case.clone();
