@@ -303,28 +303,6 @@ pub fn tracefs_events(file: &str) -> Vec<String> {
 mod tests {
     use super::*;
 
-    /// Pids whose process group is `pgid` (from `/proc/*/stat`, field 5).
-    fn group_members(pgid: i32) -> Vec<i32> {
-        let mut v = Vec::new();
-        for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let Ok(stat) = fs::read_to_string(e.path().join("stat")) else {
-                continue;
-            };
-            // After the `(comm)` field: state, ppid, pgrp.
-            let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            if fields.get(2).and_then(|s| s.parse::<i32>().ok()) == Some(pgid)
-                && fields.first() != Some(&"Z")
-            {
-                v.push(pid);
-            }
-        }
-        v
-    }
-
     #[test]
     fn steady_echo_loop_runs_both_loops_and_dies_with_its_group() {
         let bg = BackgroundProcess::spawn(BackgroundProcess::echo_loop_command(true), "loop")
@@ -334,7 +312,7 @@ mod tests {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let mut seen = 0;
         while std::time::Instant::now() < deadline {
-            seen = seen.max(group_members(pgid).len());
+            seen = seen.max(processes_in_group(pgid).len());
             if seen >= 2 {
                 break;
             }
@@ -344,9 +322,13 @@ mod tests {
         drop(bg);
         // killpg reached the background loop too (it is not reparented and left running).
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !group_members(pgid).is_empty() && std::time::Instant::now() < deadline {
+        while !processes_in_group(pgid).is_empty() && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        assert_eq!(group_members(pgid), Vec::<i32>::new(), "loops left running");
+        assert_eq!(
+            processes_in_group(pgid),
+            Vec::<i32>::new(),
+            "loops left running"
+        );
     }
 }
