@@ -21,15 +21,32 @@
  *     ...
  *     otf_request_refresh(&otf_need_refresh, &otf_notify, my_id, safe);
  *
- * The otf runtime (otf_runtime.bpf.c) uses the same function on its own
- * flag and output ring buffer.
+ * The otf runtime's generated handlers (crates/otf-codegen) do the same on
+ * their own flag and ring buffer; the record below is the one they send
+ * (crates/otf-codegen/src/layout.rs, `RecHdr`; a test in otf-bpf checks that
+ * the numbers here agree).
  */
 #ifndef OTF_ARMING_H
 #define OTF_ARMING_H
 
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
-#include "otf_runtime.h"
+
+/* Record kind of a notification (otf's REC_NOTIFY). */
+#define OTF_REC_NOTIFY 4
+
+/* A ring buffer record header, 48 bytes (otf's RecHdr). */
+struct otf_rec_hdr {
+	__u32 kind; /* OTF_REC_NOTIFY */
+	__u32 pidx; /* who asked */
+	__u32 code;
+	__u32 aux;
+	__u32 cpu;
+	__u32 pid;
+	__u32 tid;
+	__u32 pad;
+	char comm[16];
+};
 
 /* Defines the flag and a small ring buffer for notifications. */
 #define OTF_ARMING_DEFINE()                                      \

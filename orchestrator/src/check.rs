@@ -107,11 +107,49 @@ pub fn report(front: &Front, res: &Resolved, verbose: bool) -> String {
     out
 }
 
+/// Generates the handler programs `otf run` would load on this kernel, so that a script
+/// `otf check` accepts is one the code generator compiles. With `listing`, returns each as
+/// `bpftool prog dump xlated` would print it.
+fn generated(
+    src: &SourceFile,
+    front: &Front,
+    res: &Resolved,
+    listing: bool,
+) -> Result<String, Failure> {
+    let kinds = crate::run::needed_kinds(res);
+    let raw = kinds.contains(&otf_bpf::ProgKind::RawTp);
+    let image = crate::run::build_image(src, front, res, 0, raw);
+    let mut out = String::new();
+    for kind in kinds {
+        let prog = otf_codegen::generate(&image, kind, &otf_codegen::KernelInfo::default())
+            .map_err(|e| {
+                Failure::Message(format!("generating the {} handler: {e}", kind.name()))
+            })?;
+        if listing {
+            let _ = writeln!(
+                out,
+                "# handler {} ({} instructions)",
+                kind.name(),
+                prog.insns.len()
+            );
+            out.push_str(&otf_codegen::dump(&prog, &|p| {
+                image
+                    .probes
+                    .get(p as usize)
+                    .map(|s| s.label.clone())
+                    .unwrap_or_default()
+            }));
+        }
+    }
+    Ok(out)
+}
+
 /// Runs `otf check`.
 pub fn check(args: &CheckArgs) -> Result<i32, Failure> {
     let src = load_source(args.source.file.as_deref(), args.source.expr.as_deref())?;
     let (front, res) = compile_and_resolve(&src)?;
-    let text = report(&front, &res, args.verbose > 0);
+    let mut text = report(&front, &res, args.verbose > 0);
+    text.push_str(&generated(&src, &front, &res, args.bpf)?);
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();

@@ -1,4 +1,4 @@
-//! The command line (LANGUAGE.md, "Command line").
+//! The command line (docs/user-guide.md, "Commands").
 
 use std::time::Duration;
 
@@ -110,6 +110,10 @@ pub struct CheckArgs {
     /// More detail.
     #[arg(short = 'v', action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Print the BPF code generated for each handler program, in the format of `bpftool
+    /// prog dump xlated`.
+    #[arg(long)]
+    pub bpf: bool,
 }
 
 /// `otf list`.

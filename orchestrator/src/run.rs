@@ -1,12 +1,12 @@
 //! `otf run`: the session.
 //!
-//! Order of things (DESIGN.md, "The model"): compile, resolve, load the BPF runtime with the
-//! compiled script, build one probe group per probe type, then hand everything to the
-//! otf-core [`Scheduler`]: its `Start` runs the `begin` bodies (here, with the reference VM over
-//! the mmapped globals), evaluates every condition, and arms only the probes whose condition
-//! is true. The event loop then waits on the ring buffer, the background refresh timer, signals,
-//! the `-c` command and the `-T` deadline. At the end, `Stop` runs the `end` bodies and
-//! releases everything.
+//! Order of things (docs/architecture.md, "The model, in the code"): compile, resolve, load
+//! the BPF runtime with the compiled script, build one probe group per probe type, then hand
+//! everything to the otf-core [`Scheduler`]: its `Start` runs the `begin` bodies (here, with
+//! the reference VM over the mmapped globals), evaluates every condition, and arms only the
+//! probes whose condition is true. The event loop then waits on the ring buffer, the
+//! background refresh timer, signals, the `-c` command and the `-T` deadline. At the end,
+//! `Stop` runs the `end` bodies and releases everything.
 
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -17,6 +17,7 @@ use otf_core::{
     DecisionLine, Event, Kernel, Phase, ProbeEntry, ProbeGroup, Scheduler, SchedulerConfig, State,
     Step, StopReason,
 };
+use otf_script::diag::SourceFile;
 use otf_script::point::PointKind;
 use otf_script::vm::{self, End, FixedHit, OutRecord};
 
@@ -125,6 +126,8 @@ struct Session<'a> {
     ncond: usize,
     /// `end` bodies were requested by the scheduler and wait for the probes to be released.
     end_pending: bool,
+    /// The cached condition bits were set from user space (once, at start).
+    conds_synced: bool,
 }
 
 impl Session<'_> {
@@ -321,8 +324,14 @@ impl Kernel for Session<'_> {
             // the body re-checks the condition (and reports the error) in the kernel.
             let v = !matches!(r, Ok(o) if o.end == End::Ret(0));
             vals[cond] = v;
-            self.rt.set_cond_enabled(cond as u32, v);
+            // The cached bits are the kernel's once probes run (bodies keep them current
+            // under the lock, and a hit whose bit is clear is skipped): user space sets them
+            // only at start, after the begin bodies and before anything is attached.
+            if !self.conds_synced {
+                self.rt.set_cond_enabled(cond as u32, v);
+            }
         }
+        self.conds_synced = true;
         vals
     }
 
@@ -571,7 +580,13 @@ fn raw_tp_cookies() -> bool {
 /// The runtime image: code, one probe slot per pidx, condition programs, globals. Probes that
 /// share one perf tracepoint attachment are chained (`raw_tp`: whether raw tracepoint programs
 /// are loaded, which decides which tracepoints use perf).
-fn build_image(front: &Front, res: &Resolved, target: i64, raw_tp: bool) -> RuntimeImage {
+pub(crate) fn build_image(
+    src: &SourceFile,
+    front: &Front,
+    res: &Resolved,
+    target: i64,
+    raw_tp: bool,
+) -> RuntimeImage {
     let script = &front.compiled.script;
     let tps: Vec<_> = res
         .probes
@@ -601,9 +616,12 @@ fn build_image(front: &Front, res: &Resolved, target: i64, raw_tp: bool) -> Runt
                 Attach::Uprobe(_) => otf_uprobes_inode::UPROBE_SAFE_CONTEXT.safe,
                 Attach::Kprobe(_) => otf_kprobes::KPROBE_SAFE_CONTEXT.safe,
             };
+            let (line, col) = src.line_col(u.point_span.lo);
             ProbeSlot {
                 body: Some(u.body.start),
                 entry: u.entry.as_ref().map(|e| e.start),
+                cond: u.cond.as_ref().map(|_| p.unit as u32),
+                label: format!("probe {} at {}:{line}:{col}", p.pp, src.name()),
                 reeval: u.reeval.iter().map(|&c| c as u32).collect(),
                 lock_mask: u.lock_mask,
                 safe_context,
@@ -639,8 +657,7 @@ fn prog_fd(rt: &Runtime, kind: ProgKind) -> Result<OwnedFd, Failure> {
             kind.name()
         ))
     })?;
-    p.as_fd()
-        .try_clone_to_owned()
+    p.try_clone_to_owned()
         .map_err(|e| Failure::Message(format!("dup of {}: {e}", kind.name())))
 }
 
@@ -667,7 +684,7 @@ fn build_groups(
         let perf = prog_fd(rt, ProgKind::Tracepoint)?;
         let raw = rt
             .program(ProgKind::RawTp)
-            .and_then(|p| p.as_fd().try_clone_to_owned().ok());
+            .and_then(|p| p.try_clone_to_owned().ok());
         let g = otf_tracepoint::TracepointGroup::new(
             perf.as_fd(),
             raw.as_ref().map(|r| r.as_fd()),
@@ -744,7 +761,7 @@ fn build_groups(
 }
 
 /// The program kinds the script needs.
-fn needed_kinds(res: &Resolved) -> Vec<ProgKind> {
+pub(crate) fn needed_kinds(res: &Resolved) -> Vec<ProgKind> {
     let mut kinds = Vec::new();
     let mut add = |k: ProgKind| {
         if !kinds.contains(&k) {
@@ -780,10 +797,15 @@ fn needed_kinds(res: &Resolved) -> Vec<ProgKind> {
 /// Loads the runtime with the program kinds the script needs; if optional kinds (multi-link
 /// and raw tracepoint programs) fail to load, retries without them (with the image rebuilt for
 /// that: without raw tracepoints, more probes share perf attachments).
-fn load_runtime(front: &Front, res: &Resolved, target: i64) -> Result<Runtime, Failure> {
+fn load_runtime(
+    src: &SourceFile,
+    front: &Front,
+    res: &Resolved,
+    target: i64,
+) -> Result<Runtime, Failure> {
     let kinds = needed_kinds(res);
     let raw = kinds.contains(&ProgKind::RawTp);
-    let image = build_image(front, res, target, raw);
+    let image = build_image(src, front, res, target, raw);
     let opts = LoadOptions {
         kinds: kinds.clone(),
         ..LoadOptions::default()
@@ -802,7 +824,7 @@ fn load_runtime(front: &Front, res: &Resolved, target: i64) -> Result<Runtime, F
                 .into_iter()
                 .filter(|k| !optional.contains(k))
                 .collect();
-            let image = build_image(front, res, target, false);
+            let image = build_image(src, front, res, target, false);
             let opts = LoadOptions {
                 kinds: fewer,
                 ..LoadOptions::default()
@@ -939,7 +961,7 @@ pub fn run(args: &RunArgs) -> Result<i32, Failure> {
         (None, None) => 0,
     };
 
-    let rt = load_runtime(&front, &res, target)?;
+    let rt = load_runtime(&src, &front, &res, target)?;
     let mut groups = build_groups(&rt, &front, &res)?;
     let events = rt
         .events()
@@ -969,6 +991,7 @@ pub fn run(args: &RunArgs) -> Result<i32, Failure> {
         conds,
         ncond: front.compiled.script.units.len(),
         end_pending: false,
+        conds_synced: false,
     };
 
     let config = SchedulerConfig {

@@ -38,7 +38,7 @@ fn expect_pairs(script: &str, expected: &[(u32, u32)]) {
     assert_eq!(pairs(script), want, "script:\n{script}");
 }
 
-// The affection cases of SystemTap's affection.exp (ONTHEFLY-SUITE.md).
+// The affection cases of SystemTap's affection.exp (docs/testing.md, "Affection").
 
 #[test]
 fn affection_no_condition() {

@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use libbpf_rs::{Link, RawTracepointOpts, TracepointCategory, TracepointOpts};
 use otf_bpf::{cookie, ProbeSlot, ProgKind, Runtime, RuntimeImage};
 use otf_script::bytecode::{Ctx, Insn, Op};
+use otf_tracepoint::{Tracepoint, TracepointLink};
 
 const N: u32 = 200_000;
 
@@ -49,31 +49,22 @@ fn image(bodies: &[Vec<Insn>]) -> RuntimeImage {
     img
 }
 
-fn tp(rt: &Runtime, p: u32) -> Link {
-    rt.program(ProgKind::Tracepoint)
-        .unwrap()
-        .attach_tracepoint_with_opts(
-            TracepointCategory::Syscalls,
-            "sys_enter_getppid",
-            TracepointOpts {
-                cookie: cookie(p),
-                ..Default::default()
-            },
-        )
-        .unwrap()
+fn tp(rt: &Runtime, p: u32) -> TracepointLink {
+    TracepointLink::attach_perf(
+        rt.program(ProgKind::Tracepoint).unwrap(),
+        &Tracepoint::new("syscalls", "sys_enter_getppid"),
+        cookie(p),
+    )
+    .unwrap()
 }
 
-fn raw(rt: &Runtime, p: u32) -> Link {
-    rt.program(ProgKind::RawTp)
-        .unwrap()
-        .attach_raw_tracepoint_with_opts(
-            "sys_enter",
-            RawTracepointOpts {
-                cookie: cookie(p),
-                ..Default::default()
-            },
-        )
-        .unwrap()
+fn raw(rt: &Runtime, p: u32) -> TracepointLink {
+    TracepointLink::attach_raw(
+        rt.program(ProgKind::RawTp).unwrap(),
+        &Tracepoint::new("raw_syscalls", "sys_enter"),
+        cookie(p),
+    )
+    .unwrap()
 }
 
 fn main() {

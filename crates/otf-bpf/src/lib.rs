@@ -1,51 +1,39 @@
-//! The otf BPF runtime: the precompiled BPF object built from `bpf/otf_runtime.bpf.c`, its
-//! map layout, loading, and the decoding of its events.
+//! The otf BPF runtime: the maps a script runs on, its generated handler programs
+//! (otf-codegen), loading, and the decoding of their events.
 //!
 //! The orchestrator fills a [`RuntimeImage`] from the compiler's output, loads it with
-//! [`Runtime::load`], attaches the handler programs ([`Runtime::program`]) with each
-//! attachment's pidx as the attach cookie ([`cookie`], [`entry_cookie`]), and then reads and
-//! writes the script's globals ([`Runtime::globals`]), the cached condition bits
+//! [`Runtime::load`] (which creates the maps, generates one handler per attach kind and
+//! loads it through the kernel's verifier), attaches the handlers ([`Runtime::program`]) with
+//! each attachment's pidx as the attach cookie ([`cookie`], [`entry_cookie`]), and then reads
+//! and writes the script's globals ([`Runtime::globals`]), the cached condition bits
 //! ([`Runtime::cond_enabled`]), the `need_refresh` flag ([`Runtime::take_need_refresh`]) and
-//! the counters through the mmapped `.bss`, without syscalls. Records (output, `exit()`,
+//! the counters through the mmapped shared map, without syscalls. Records (output, `exit()`,
 //! run-time errors, notifications) arrive on a ring buffer ([`Runtime::events`]).
 //!
-//! See `docs/runtime.md` for the hit path, the lock and the limits.
+//! See `docs/runtime.md` for the hit path, the lock and the limits, and `docs/codegen.md` for
+//! the generated code.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
-use std::mem::{ManuallyDrop, MaybeUninit};
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::time::Duration;
 
-use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{MapCore, OpenObject, RingBuffer, RingBufferBuilder};
-use otf_script::bytecode::{Insn, MAX_CODE, MAX_GLOBALS};
+use libbpf_rs::{MapCore, MapHandle, MapType, RingBuffer, RingBufferBuilder};
+use otf_codegen::layout::{CpuState, Shared};
+use otf_script::bytecode::{Ctx, Op, MAX_GLOBALS};
 use otf_script::vm::GlobalStore;
 
+mod btf;
 mod events;
-pub mod layout;
 
 pub use events::{decode, Event, RuntimeErrorKind};
 use layout::*;
 pub use layout::{cookie, entry_cookie};
-
-#[allow(
-    clippy::all,
-    clippy::undocumented_unsafe_blocks,
-    missing_docs,
-    unsafe_op_in_unsafe_fn,
-    unused_imports,
-    non_camel_case_types
-)]
-mod skel {
-    include!(concat!(env!("OUT_DIR"), "/otf_runtime.skel.rs"));
-}
-
-use skel::types;
+pub use otf_codegen::{layout, KernelInfo, ProbeSlot, ProgKind, RuntimeImage};
 
 /// An error of the runtime: what was being done, and the underlying cause.
 #[derive(Debug)]
@@ -98,195 +86,6 @@ impl std::error::Error for Error {
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// One handler program of the runtime, per attach type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ProgKind {
-    /// `SEC("perf_event")`: perf events (cpu-clock timers).
-    PerfEvent,
-    /// `SEC("tracepoint")`: perf tracepoints (`syscalls:*` included).
-    Tracepoint,
-    /// `SEC("raw_tp")`: raw tracepoints (cookies need kernel ≥ 6.10).
-    RawTp,
-    /// `SEC("uprobe")`.
-    Uprobe,
-    /// `SEC("uretprobe")`.
-    Uretprobe,
-    /// `SEC("uprobe.multi")`.
-    UprobeMulti,
-    /// `SEC("uretprobe.multi")`.
-    UretprobeMulti,
-    /// `SEC("kprobe")`.
-    Kprobe,
-    /// `SEC("kretprobe")`.
-    Kretprobe,
-    /// `SEC("kprobe.multi")`.
-    KprobeMulti,
-    /// `SEC("kretprobe.multi")`.
-    KretprobeMulti,
-    /// `SEC("raw_tp")` test entry: `BPF_PROG_TEST_RUN` with the cookie as the context runs
-    /// one hit ([`Runtime::test_run_hit`]).
-    TestEntry,
-}
-
-impl ProgKind {
-    /// Every program kind.
-    pub const ALL: &'static [ProgKind] = &[
-        ProgKind::PerfEvent,
-        ProgKind::Tracepoint,
-        ProgKind::RawTp,
-        ProgKind::Uprobe,
-        ProgKind::Uretprobe,
-        ProgKind::UprobeMulti,
-        ProgKind::UretprobeMulti,
-        ProgKind::Kprobe,
-        ProgKind::Kretprobe,
-        ProgKind::KprobeMulti,
-        ProgKind::KretprobeMulti,
-        ProgKind::TestEntry,
-    ];
-
-    /// The BPF program's name in the object.
-    pub fn name(self) -> &'static str {
-        match self {
-            ProgKind::PerfEvent => "otf_perf_event",
-            ProgKind::Tracepoint => "otf_tracepoint",
-            ProgKind::RawTp => "otf_raw_tp",
-            ProgKind::Uprobe => "otf_uprobe",
-            ProgKind::Uretprobe => "otf_uretprobe",
-            ProgKind::UprobeMulti => "otf_uprobe_multi",
-            ProgKind::UretprobeMulti => "otf_uretprobe_multi",
-            ProgKind::Kprobe => "otf_kprobe",
-            ProgKind::Kretprobe => "otf_kretprobe",
-            ProgKind::KprobeMulti => "otf_kprobe_multi",
-            ProgKind::KretprobeMulti => "otf_kretprobe_multi",
-            ProgKind::TestEntry => "otf_test_entry",
-        }
-    }
-}
-
-/// The kernel-side description of one pidx (one kernel attachment). Many pidx may share one
-/// compiled unit (same offsets).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ProbeSlot {
-    /// Code offset of the body (starts with the inlined condition check, ends with `Next`);
-    /// `None`: hits are only counted.
-    pub body: Option<u32>,
-    /// Code offset of the entry program of a `.return` probe using `@entry` (run by the
-    /// attachment with [`entry_cookie`]); `None` if none.
-    pub entry: Option<u32>,
-    /// Condition ids this body can affect, re-evaluated after it runs
-    /// (at most [`layout::MAX_REEVAL_PER_PROBE`]).
-    pub reeval: Vec<u32>,
-    /// Lock stripes taken around the body and the re-evaluations (bit `g % 64` for global `g`).
-    pub lock_mask: u64,
-    /// The hit runs in a safe context and may wake user space with a notification.
-    pub safe_context: bool,
-    /// A return probe (`returnval()` is meaningful).
-    pub is_return: bool,
-    /// Another pidx whose hit runs right after this one's, from the same attachment (at
-    /// most [`layout::MAX_CHAIN`] in a chain). For attachments that cannot be repeated:
-    /// the kernel attaches one program at most once to one perf tracepoint (EEXIST), so
-    /// several probes on one tracepoint share one attachment and are chained.
-    pub chain: Option<u32>,
-}
-
-/// Everything the runtime needs to run a compiled script, independent of the compiler's
-/// types.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RuntimeImage {
-    /// All code: bodies, conditions and entry programs ([`MAX_CODE`] at most).
-    pub code: Vec<Insn>,
-    /// Probe slots, indexed by pidx ([`layout::MAX_PROBES`] at most).
-    pub probes: Vec<ProbeSlot>,
-    /// Code offset of each condition program (ends with `Ret`), indexed by cond id.
-    pub cond_code: Vec<u32>,
-    /// Initial cached condition bits, indexed by cond id (missing entries: false). The
-    /// orchestrator evaluates every condition before arming anything.
-    pub cond_init: Vec<bool>,
-    /// Initial values of the globals; its length is the number of globals.
-    pub globals_init: Vec<i64>,
-    /// `target()`.
-    pub target_pid: i64,
-}
-
-impl RuntimeImage {
-    /// Check the image against the runtime's capacity and its internal references.
-    pub fn validate(&self) -> Result<()> {
-        let ncode = self.code.len();
-        if ncode > MAX_CODE {
-            return Err(Error::msg(format!(
-                "script too large: {ncode} instructions, the runtime holds {MAX_CODE}"
-            )));
-        }
-        if self.probes.len() > MAX_PROBES {
-            return Err(Error::msg(format!(
-                "too many probe attachments: {}, the runtime holds {MAX_PROBES}",
-                self.probes.len()
-            )));
-        }
-        if self.cond_code.len() > MAX_CONDS || self.cond_init.len() > MAX_CONDS {
-            return Err(Error::msg(format!(
-                "too many probe conditions: {}, the runtime holds {MAX_CONDS}",
-                self.cond_code.len()
-            )));
-        }
-        if self.globals_init.len() > MAX_GLOBALS {
-            return Err(Error::msg(format!(
-                "too many globals: {}, the runtime holds {MAX_GLOBALS}",
-                self.globals_init.len()
-            )));
-        }
-        let in_code = |what: &str, off: u32| -> Result<()> {
-            if (off as usize) < ncode {
-                Ok(())
-            } else {
-                Err(Error::msg(format!(
-                    "{what} starts at {off}, outside the code (length {ncode})"
-                )))
-            }
-        };
-        for (c, &off) in self.cond_code.iter().enumerate() {
-            in_code(&format!("condition {c}"), off)?;
-        }
-        let mut total = 0usize;
-        for (pidx, p) in self.probes.iter().enumerate() {
-            if let Some(b) = p.body {
-                in_code(&format!("body of pidx {pidx}"), b)?;
-            }
-            if let Some(e) = p.entry {
-                in_code(&format!("entry program of pidx {pidx}"), e)?;
-            }
-            if let Some(c) = p.chain {
-                if c as usize >= self.probes.len() {
-                    return Err(Error::msg(format!(
-                        "pidx {pidx} is chained to pidx {c}, which does not exist"
-                    )));
-                }
-            }
-            if p.reeval.len() > MAX_REEVAL_PER_PROBE {
-                return Err(Error::msg(format!(
-                    "pidx {pidx} can affect {} conditions, the runtime re-evaluates at most {MAX_REEVAL_PER_PROBE}",
-                    p.reeval.len()
-                )));
-            }
-            for &c in &p.reeval {
-                if c as usize >= self.cond_code.len() {
-                    return Err(Error::msg(format!(
-                        "pidx {pidx} re-evaluates condition {c}, which does not exist"
-                    )));
-                }
-            }
-            total += p.reeval.len();
-        }
-        if total > MAX_REEVAL {
-            return Err(Error::msg(format!(
-                "{total} condition re-evaluations in all, the runtime holds {MAX_REEVAL}"
-            )));
-        }
-        Ok(())
-    }
-}
-
 /// Per-pidx counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -294,7 +93,7 @@ pub struct Counters {
     pub hits: u64,
     /// Bodies run to their end.
     pub bodies: u64,
-    /// Hits ended by the inlined condition check (`Skip`).
+    /// Hits ended by the condition check (the cached bit or the inlined `Skip`).
     pub skipped_cond: u64,
     /// Hits skipped because the lock could not be taken in time.
     pub skipped_lock: u64,
@@ -335,14 +134,16 @@ pub struct ErrorCounters {
 }
 
 /// Which programs to load.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct LoadOptions {
     /// The program kinds to load (the others are not loaded and [`Runtime::program`] returns
     /// `None` for them). On kernels before 6.10, leave out [`ProgKind::RawTp`] (no cookies).
     pub kinds: Vec<ProgKind>,
     /// Kernel verifier log level for every program (0: only on failure; 4: statistics;
-    /// 1 or 2: full log). libbpf prints the logs through its print callback.
+    /// 1 or 2: full log, printed on stderr).
     pub verifier_log_level: u32,
+    /// For tests of the failure path: changes each generated program before it is loaded.
+    pub tamper: Option<fn(&mut otf_codegen::Program)>,
 }
 
 impl Default for LoadOptions {
@@ -350,47 +151,50 @@ impl Default for LoadOptions {
         LoadOptions {
             kinds: ProgKind::ALL.to_vec(),
             verifier_log_level: 0,
+            tamper: None,
         }
     }
 }
 
-/// The loaded runtime object.
+/// The maps of a runtime.
+struct Maps {
+    shared: MapHandle,
+    events: MapHandle,
+    cpu: MapHandle,
+    entry: MapHandle,
+}
+
+/// The loaded runtime: maps, the mmapped shared value and the handler programs.
 pub struct Runtime {
-    skel: ManuallyDrop<skel::OtfRuntimeSkel<'static>>,
-    /// Storage of the libbpf object the skeleton borrows; freed after `skel`.
-    obj: NonNull<MaybeUninit<OpenObject>>,
-    bss: NonNull<types::bss>,
+    maps: Maps,
+    /// The mmapped [`Shared`] value.
+    bss: NonNull<Shared>,
+    mmap_len: usize,
+    progs: Vec<(ProgKind, OwnedFd)>,
     nglobals: usize,
-    kinds: Vec<ProgKind>,
 }
 
 impl fmt::Debug for Runtime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Runtime")
             .field("nglobals", &self.nglobals)
-            .field("kinds", &self.kinds)
+            .field(
+                "kinds",
+                &self.progs.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
 
-// Compile-time check behind the `Send` impl below: the skeleton itself is `Send`.
-const _: () = {
-    const fn is_send<T: Send>() {}
-    is_send::<skel::OtfRuntimeSkel<'static>>();
-};
-
-// SAFETY: the skeleton is `Send` (checked above); `obj` is the skeleton's own heap storage
-// and `bss` points into a shared mapping owned by it, neither tied to a thread. All `.bss`
-// accesses are atomic. `Sync` is not claimed: `program()` hands out libbpf program handles.
+// SAFETY: every field is an owned fd or a pointer into a shared mapping owned by `self`,
+// neither tied to a thread; all accesses to the mapping are atomic.
 unsafe impl Send for Runtime {}
 
 impl Drop for Runtime {
     fn drop(&mut self) {
-        // SAFETY: `skel` is dropped exactly once, here, before the storage it borrows.
-        unsafe { ManuallyDrop::drop(&mut self.skel) };
-        // SAFETY: `obj` came from `Box::into_raw` in `load_with` and nothing borrows it any
-        // more.
-        drop(unsafe { Box::from_raw(self.obj.as_ptr()) });
+        // SAFETY: `bss` is the start of a mapping of `mmap_len` bytes made in `load_with` and
+        // not unmapped elsewhere; nothing borrows it any more (borrows are tied to `self`).
+        unsafe { libc::munmap(self.bss.as_ptr().cast(), self.mmap_len) };
     }
 }
 
@@ -404,131 +208,206 @@ fn clock_ns(clock: libc::clockid_t) -> i64 {
     ts.tv_sec * 1_000_000_000 + ts.tv_nsec
 }
 
+fn create_map(
+    ty: MapType,
+    name: &str,
+    key: u32,
+    value: u32,
+    entries: u32,
+    flags: u32,
+) -> Result<MapHandle> {
+    let opts = libbpf_sys::bpf_map_create_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as libbpf_sys::size_t,
+        map_flags: flags,
+        ..Default::default()
+    };
+    MapHandle::create(ty, Some(name), key, value, entries, &opts)
+        .map_err(|e| Error::with(format!("creating the BPF map {name}"), e))
+}
+
+/// Whether any program of the image reads `ppid()` (which needs the kernel's BTF).
+fn uses_ppid(image: &RuntimeImage) -> bool {
+    image
+        .code
+        .iter()
+        .any(|i| i.opcode() == Some(Op::Ctx) && Ctx::from_i32(i.arg) == Some(Ctx::Ppid))
+}
+
 impl Runtime {
     /// Load the runtime with every program kind and fill it with `image`.
     pub fn load(image: &RuntimeImage) -> Result<Runtime> {
         Self::load_with(image, &LoadOptions::default())
     }
 
-    /// Load the runtime with the program kinds of `opts` and fill it with `image`.
+    /// Create the maps, fill them with `image`, and generate and load the handlers of the
+    /// kinds in `opts`. A program the verifier refuses is an otf bug: the error names the
+    /// probe and keeps the verifier log in a file.
     pub fn load_with(image: &RuntimeImage, opts: &LoadOptions) -> Result<Runtime> {
-        image.validate()?;
-        let obj = NonNull::from(Box::leak(Box::new(MaybeUninit::<OpenObject>::uninit())));
-        match Self::open_and_load(obj, opts) {
-            Ok((skel, bss)) => {
-                let rt = Runtime {
-                    skel: ManuallyDrop::new(skel),
-                    obj,
-                    bss,
-                    nglobals: image.globals_init.len(),
-                    kinds: opts.kinds.clone(),
-                };
-                rt.fill(image);
-                Ok(rt)
-            }
-            Err(e) => {
-                // SAFETY: the failed open/load dropped whatever it put in the storage
-                // (the skeleton's owned reference drops the object on error); free it.
-                drop(unsafe { Box::from_raw(obj.as_ptr()) });
-                Err(e)
-            }
-        }
-    }
-
-    fn open_and_load(
-        obj: NonNull<MaybeUninit<OpenObject>>,
-        opts: &LoadOptions,
-    ) -> Result<(skel::OtfRuntimeSkel<'static>, NonNull<types::bss>)> {
-        // SAFETY: `obj` is a live heap allocation that outlives the skeleton (see `Drop`),
-        // and nothing else accesses it while the skeleton exists.
-        let storage: &'static mut MaybeUninit<OpenObject> = unsafe { &mut *obj.as_ptr() };
-        let mut open = skel::OtfRuntimeSkelBuilder::default()
-            .open(storage)
-            .map_err(|e| Error::with("opening the otf BPF runtime object", e))?;
-        for &k in ProgKind::ALL {
-            let load = opts.kinds.contains(&k);
-            let p = Self::open_prog(&mut open, k);
-            p.set_autoload(load);
-            p.set_autoattach(false);
-            if opts.verifier_log_level != 0 {
-                p.set_log_level(opts.verifier_log_level);
-            }
-        }
-        let mut skel = open.load().map_err(|e| {
-            Error::with(
-                "loading the otf BPF runtime (libbpf prints the verifier log above)",
-                e,
+        image.validate().map_err(|e| Error::msg(e.to_string()))?;
+        let shared_size = std::mem::size_of::<Shared>();
+        let maps = Maps {
+            shared: create_map(
+                MapType::Array,
+                "otf_shared",
+                4,
+                shared_size as u32,
+                1,
+                libbpf_sys::BPF_F_MMAPABLE,
+            )?,
+            events: create_map(MapType::RingBuf, "otf_events", 0, 0, RINGBUF_SIZE as u32, 0)?,
+            cpu: create_map(
+                MapType::PercpuArray,
+                "otf_cpu",
+                4,
+                std::mem::size_of::<CpuState>() as u32,
+                1,
+                0,
+            )?,
+            entry: create_map(
+                MapType::LruHash,
+                "otf_entry",
+                8,
+                8 * otf_script::bytecode::MAX_ENTRY_SLOTS as u32,
+                ENTRY_MAP_SIZE as u32,
+                0,
+            )?,
+        };
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+        let mmap_len = shared_size.div_ceil(page) * page;
+        // SAFETY: maps `mmap_len` bytes of the mmapable array's fd, which the kernel sized
+        // for one value of `shared_size` bytes (rounded to pages); checked for failure.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                mmap_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                maps.shared.as_fd().as_raw_fd(),
+                0,
             )
-        })?;
-        let bss = skel
-            .maps
-            .bss_data
-            .as_deref_mut()
-            .map(NonNull::from)
-            .ok_or_else(|| Error::msg("the otf BPF runtime's .bss is not mmapped"))?;
-        Ok((skel, bss))
-    }
-
-    fn open_prog<'a>(
-        open: &'a mut skel::OpenOtfRuntimeSkel<'static>,
-        k: ProgKind,
-    ) -> &'a mut libbpf_rs::OpenProgramMut<'static> {
-        let p = &mut open.progs;
-        match k {
-            ProgKind::PerfEvent => &mut p.otf_perf_event,
-            ProgKind::Tracepoint => &mut p.otf_tracepoint,
-            ProgKind::RawTp => &mut p.otf_raw_tp,
-            ProgKind::Uprobe => &mut p.otf_uprobe,
-            ProgKind::Uretprobe => &mut p.otf_uretprobe,
-            ProgKind::UprobeMulti => &mut p.otf_uprobe_multi,
-            ProgKind::UretprobeMulti => &mut p.otf_uretprobe_multi,
-            ProgKind::Kprobe => &mut p.otf_kprobe,
-            ProgKind::Kretprobe => &mut p.otf_kretprobe,
-            ProgKind::KprobeMulti => &mut p.otf_kprobe_multi,
-            ProgKind::KretprobeMulti => &mut p.otf_kretprobe_multi,
-            ProgKind::TestEntry => &mut p.otf_test_entry,
+        };
+        if p == libc::MAP_FAILED {
+            return Err(Error::with(
+                "mapping the shared BPF map",
+                std::io::Error::last_os_error(),
+            ));
         }
+        let mut rt = Runtime {
+            maps,
+            bss: NonNull::new(p.cast()).ok_or_else(|| Error::msg("mmap returned NULL"))?,
+            mmap_len,
+            progs: Vec::new(),
+            nglobals: image.globals_init.len(),
+        };
+        rt.fill(image);
+        let kinfo = if uses_ppid(image) {
+            btf::kernel_info()?
+        } else {
+            KernelInfo::default()
+        };
+        for &kind in &opts.kinds {
+            let mut prog = otf_codegen::generate(image, kind, &kinfo)
+                .map_err(|e| Error::msg(format!("generating the {} handler: {e}", kind.name())))?;
+            if let Some(t) = opts.tamper {
+                t(&mut prog);
+            }
+            let fd = rt.load_program(image, &prog, opts.verifier_log_level)?;
+            rt.progs.push((kind, fd));
+        }
+        Ok(rt)
     }
 
-    fn bss_mut(&self) -> *mut types::bss {
+    fn map_fd(&self, m: otf_codegen::MapId) -> RawFd {
+        let h = match m {
+            otf_codegen::MapId::Shared => &self.maps.shared,
+            otf_codegen::MapId::Events => &self.maps.events,
+            otf_codegen::MapId::Cpu => &self.maps.cpu,
+            otf_codegen::MapId::Entry => &self.maps.entry,
+        };
+        h.as_fd().as_raw_fd()
+    }
+
+    fn load_program(
+        &self,
+        image: &RuntimeImage,
+        prog: &otf_codegen::Program,
+        log_level: u32,
+    ) -> Result<OwnedFd> {
+        let mut insns = prog.insns.clone();
+        for &(at, m) in &prog.map_refs {
+            insns[at].imm = self.map_fd(m);
+        }
+        let bytes: Vec<u8> = insns.iter().flat_map(|i| i.to_bytes()).collect();
+        let mut log = vec![0u8; 16 << 20];
+        let btf = load_btf(&prog.btf)?;
+        let func_info: Vec<u32> = prog
+            .func_info
+            .iter()
+            .flat_map(|&(off, ty)| [off, ty])
+            .collect();
+        let name = std::ffi::CString::new(prog.kind.name()).expect("no NUL in names");
+        let license = c"Dual MIT/GPL";
+        let mut opts = libbpf_sys::bpf_prog_load_opts {
+            sz: std::mem::size_of::<libbpf_sys::bpf_prog_load_opts>() as libbpf_sys::size_t,
+            expected_attach_type: prog.kind.expected_attach_type(),
+            prog_btf_fd: btf.as_raw_fd() as u32,
+            func_info: func_info.as_ptr().cast(),
+            func_info_cnt: prog.func_info.len() as u32,
+            func_info_rec_size: 8,
+            log_level,
+            log_size: log.len() as u32,
+            log_buf: log.as_mut_ptr().cast(),
+            ..Default::default()
+        };
+        // SAFETY: `bytes` holds `insns.len()` encoded `struct bpf_insn`s and outlives the
+        // call; the strings are NUL-terminated; `opts` is a zeroed options struct of the
+        // libbpf version we link, with a log buffer of `log_size` bytes that outlives the
+        // call. libbpf retries with a log on failure when log_level is 0.
+        let fd = unsafe {
+            libbpf_sys::bpf_prog_load(
+                prog.kind.prog_type(),
+                name.as_ptr(),
+                license.as_ptr(),
+                bytes.as_ptr().cast(),
+                insns.len() as libbpf_sys::size_t,
+                &mut opts,
+            )
+        };
+        let text = String::from_utf8_lossy(&log[..log.iter().position(|&b| b == 0).unwrap_or(0)])
+            .into_owned();
+        if fd < 0 {
+            let err = std::io::Error::from_raw_os_error(-fd);
+            return Err(verifier_error(image, prog, &text, err));
+        }
+        if log_level != 0 {
+            eprintln!("{}: verifier log:\n{text}", prog.kind.name());
+        }
+        // SAFETY: `fd` is a new program fd that nothing else owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    fn bss_mut(&self) -> *mut Shared {
         self.bss.as_ptr()
     }
 
-    /// Write the image into the (not yet attached) runtime.
+    /// Write the image into the (not yet attached) maps.
     fn fill(&self, image: &RuntimeImage) {
         let b = self.bss_mut();
-        // SAFETY: `b` points to the mmapped .bss of the loaded object, valid while `self`
-        // lives; nothing is attached yet, and all indices are checked by `validate` and the
-        // array lengths.
+        let variants = otf_codegen::variant_ids(image);
+        // SAFETY: `b` points to the mmapped shared value, valid while `self` lives; nothing
+        // is attached yet, and all indices are checked by `validate` and the array lengths.
         unsafe {
-            let code = std::ptr::addr_of_mut!((*b).code) as *mut types::otf_insn;
-            for (i, insn) in image.code.iter().enumerate().take(MAX_CODE) {
-                code.add(i).write_volatile(types::otf_insn {
-                    op: insn.op,
-                    pad: [0; 3],
-                    arg: insn.arg,
-                    imm: insn.imm,
-                });
-            }
             let globals = std::ptr::addr_of_mut!((*b).globals) as *mut i64;
             for (i, &v) in image.globals_init.iter().enumerate().take(MAX_GLOBALS) {
                 globals.add(i).write_volatile(v);
-            }
-            let cond_code = std::ptr::addr_of_mut!((*b).cond_code) as *mut u32;
-            for (i, &off) in image.cond_code.iter().enumerate().take(MAX_CONDS) {
-                cond_code.add(i).write_volatile(off);
             }
             let cond_enabled = std::ptr::addr_of_mut!((*b).cond_enabled) as *mut u8;
             for (i, &on) in image.cond_init.iter().enumerate().take(MAX_CONDS) {
                 cond_enabled.add(i).write_volatile(on as u8);
             }
-            let reeval = std::ptr::addr_of_mut!((*b).reeval) as *mut u32;
-            let probes = std::ptr::addr_of_mut!((*b).probes) as *mut types::otf_probe;
-            let mut off = 0usize;
+            let probes = std::ptr::addr_of_mut!((*b).probes) as *mut layout::Probe;
             for (pidx, p) in image.probes.iter().enumerate().take(MAX_PROBES) {
-                for (k, &c) in p.reeval.iter().enumerate() {
-                    reeval.add(off + k).write_volatile(c);
-                }
                 let mut flags = PROBE_VALID;
                 if p.safe_context {
                     flags |= PROBE_SAFE;
@@ -539,16 +418,12 @@ impl Runtime {
                 if p.entry.is_some() {
                     flags |= PROBE_HAS_ENTRY;
                 }
-                probes.add(pidx).write_volatile(types::otf_probe {
-                    body: p.body.unwrap_or(NO_CODE),
-                    entry: p.entry.unwrap_or(NO_CODE),
+                probes.add(pidx).write_volatile(layout::Probe {
+                    body: variants[pidx].unwrap_or(NO_CODE),
                     flags,
-                    reeval_off: off as u32,
-                    reeval_len: p.reeval.len() as u32,
                     chain: p.chain.unwrap_or(NO_CODE),
-                    lock_mask: p.lock_mask,
+                    pad: 0,
                 });
-                off += p.reeval.len();
             }
             std::ptr::addr_of_mut!((*b).target_pid).write_volatile(image.target_pid);
         }
@@ -575,43 +450,36 @@ impl Runtime {
 
     /// The handler program of kind `kind`, to attach with a cookie from [`cookie`] or
     /// [`entry_cookie`]. `None` if that kind was not loaded ([`LoadOptions`]).
-    pub fn program(&self, kind: ProgKind) -> Option<&libbpf_rs::ProgramMut<'_>> {
-        if !self.kinds.contains(&kind) {
-            return None;
-        }
-        let p = &self.skel.progs;
-        let prog: &libbpf_rs::ProgramMut<'static> = match kind {
-            ProgKind::PerfEvent => &p.otf_perf_event,
-            ProgKind::Tracepoint => &p.otf_tracepoint,
-            ProgKind::RawTp => &p.otf_raw_tp,
-            ProgKind::Uprobe => &p.otf_uprobe,
-            ProgKind::Uretprobe => &p.otf_uretprobe,
-            ProgKind::UprobeMulti => &p.otf_uprobe_multi,
-            ProgKind::UretprobeMulti => &p.otf_uretprobe_multi,
-            ProgKind::Kprobe => &p.otf_kprobe,
-            ProgKind::Kretprobe => &p.otf_kretprobe,
-            ProgKind::KprobeMulti => &p.otf_kprobe_multi,
-            ProgKind::KretprobeMulti => &p.otf_kretprobe_multi,
-            ProgKind::TestEntry => &p.otf_test_entry,
-        };
-        Some(prog)
+    pub fn program(&self, kind: ProgKind) -> Option<BorrowedFd<'_>> {
+        self.progs
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, fd)| fd.as_fd())
     }
 
     /// Run one hit of the attachment with cookie `cookie` in the kernel, through
     /// `BPF_PROG_TEST_RUN` of the test-entry program (no function arguments). Used by tests
     /// and benchmarks.
     pub fn test_run_hit(&self, cookie: u64) -> Result<()> {
-        if !self.kinds.contains(&ProgKind::TestEntry) {
-            return Err(Error::msg("the test-entry program is not loaded"));
-        }
-        let prog = &self.skel.progs.otf_test_entry;
+        let prog = self
+            .program(ProgKind::TestEntry)
+            .ok_or_else(|| Error::msg("the test-entry program is not loaded"))?;
         let mut ctx = cookie.to_ne_bytes();
-        let input = libbpf_rs::ProgramInput {
-            context_in: Some(&mut ctx),
+        let mut opts = libbpf_sys::bpf_test_run_opts {
+            sz: std::mem::size_of::<libbpf_sys::bpf_test_run_opts>() as libbpf_sys::size_t,
+            ctx_in: ctx.as_mut_ptr().cast(),
+            ctx_size_in: ctx.len() as u32,
             ..Default::default()
         };
-        prog.test_run(input)
-            .map_err(|e| Error::with(format!("test run of cookie {cookie:#x}"), e))?;
+        // SAFETY: `opts` is a zeroed options struct with a context buffer that outlives the
+        // call; the fd is a loaded program.
+        let r = unsafe { libbpf_sys::bpf_prog_test_run_opts(prog.as_raw_fd(), &mut opts) };
+        if r < 0 {
+            return Err(Error::with(
+                format!("test run of cookie {cookie:#x}"),
+                std::io::Error::from_raw_os_error(-r),
+            ));
+        }
         Ok(())
     }
 
@@ -653,7 +521,7 @@ impl Runtime {
         }
     }
 
-    fn u64_field(&self, f: impl FnOnce(*mut types::bss) -> *mut u64) -> &AtomicU64 {
+    fn u64_field(&self, f: impl FnOnce(*mut Shared) -> *mut u64) -> &AtomicU64 {
         // SAFETY: `f` returns the address of an aligned u64 field of the mmapped .bss,
         // valid while `self` lives; shared with the kernel, so accessed atomically.
         unsafe { AtomicU64::from_ptr(f(self.bss_mut())) }
@@ -663,7 +531,7 @@ impl Runtime {
     /// the last call.
     pub fn take_need_refresh(&self) -> bool {
         // SAFETY: address of a field of the .bss (see `u64_field`).
-        self.u64_field(|b| unsafe { std::ptr::addr_of_mut!((*b).need_refresh) })
+        self.u64_field(|b| unsafe { std::ptr::addr_of_mut!((*b).need_refresh.word) })
             .swap(0, Ordering::SeqCst)
             != 0
     }
@@ -671,7 +539,7 @@ impl Runtime {
     /// `need_refresh` without clearing it.
     pub fn need_refresh(&self) -> bool {
         // SAFETY: address of a field of the .bss (see `u64_field`).
-        self.u64_field(|b| unsafe { std::ptr::addr_of_mut!((*b).need_refresh) })
+        self.u64_field(|b| unsafe { std::ptr::addr_of_mut!((*b).need_refresh.word) })
             .load(Ordering::SeqCst)
             != 0
     }
@@ -704,7 +572,7 @@ impl Runtime {
     /// polling at most `tries` times. Release with [`Runtime::unlock`].
     pub fn try_lock(&self, mask: u64, tries: u32) -> bool {
         // SAFETY: address of a field of the .bss (see `u64_field`).
-        let w = self.u64_field(|b| unsafe { std::ptr::addr_of_mut!((*b).lock_word) });
+        let w = self.u64_field(|b| unsafe { std::ptr::addr_of_mut!((*b).lock_word.word) });
         for _ in 0..tries.max(1) {
             let old = w.load(Ordering::Relaxed);
             if old & mask == 0
@@ -721,7 +589,7 @@ impl Runtime {
     /// Release lock stripes taken with [`Runtime::try_lock`].
     pub fn unlock(&self, mask: u64) {
         // SAFETY: address of a field of the .bss (see `u64_field`).
-        self.u64_field(|b| unsafe { std::ptr::addr_of_mut!((*b).lock_word) })
+        self.u64_field(|b| unsafe { std::ptr::addr_of_mut!((*b).lock_word.word) })
             .fetch_and(!mask, Ordering::SeqCst);
     }
 
@@ -732,7 +600,7 @@ impl Runtime {
         }
         // SAFETY: an element of the mmapped counters array (index checked).
         let c = unsafe {
-            (std::ptr::addr_of_mut!((*self.bss_mut()).counters) as *mut types::otf_counters)
+            (std::ptr::addr_of_mut!((*self.bss_mut()).counters) as *mut layout::Counters)
                 .add(pidx as usize)
         };
         // SAFETY: fields of that element (see `u64_field`).
@@ -780,7 +648,7 @@ impl Runtime {
         let (q, b) = (queue.clone(), bad.clone());
         let mut builder = RingBufferBuilder::new();
         builder
-            .add(&self.skel.maps.events, move |data: &[u8]| {
+            .add(&self.maps.events, move |data: &[u8]| {
                 match decode(data) {
                     Some(e) => q.borrow_mut().push_back(e),
                     None => *b.borrow_mut() += 1,
@@ -806,7 +674,7 @@ impl Runtime {
 
     /// The ring buffer map, e.g. to add it to one's own [`RingBufferBuilder`].
     pub fn events_map(&self) -> &dyn MapCore {
-        &self.skel.maps.events
+        &self.maps.events
     }
 }
 
@@ -906,41 +774,135 @@ impl EventReader<'_> {
     }
 }
 
+/// Load a BTF blob into the kernel.
+fn load_btf(data: &[u8]) -> Result<OwnedFd> {
+    let mut opts = libbpf_sys::bpf_btf_load_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_btf_load_opts>() as libbpf_sys::size_t,
+        ..Default::default()
+    };
+    // SAFETY: `data` is a BTF blob of `data.len()` bytes that outlives the call; `opts` is a
+    // zeroed options struct.
+    let fd = unsafe {
+        libbpf_sys::bpf_btf_load(
+            data.as_ptr().cast(),
+            data.len() as libbpf_sys::size_t,
+            &mut opts,
+        )
+    };
+    if fd < 0 {
+        return Err(Error::with(
+            "loading the BTF of the generated code (an otf bug)",
+            std::io::Error::from_raw_os_error(-fd),
+        ));
+    }
+    // SAFETY: `fd` is a new BTF fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The error for a program the verifier refused: an otf bug, named by probe, with the
+/// verifier log kept in a file.
+fn verifier_error(
+    image: &RuntimeImage,
+    prog: &otf_codegen::Program,
+    log: &str,
+    err: std::io::Error,
+) -> Error {
+    // The verifier's last instruction line ("123: (79) r1 = ...") is where it stopped.
+    let at = log.lines().rev().find_map(|l| {
+        let (n, rest) = l.split_once(": (")?;
+        rest.get(..2)?;
+        n.trim().parse::<usize>().ok()
+    });
+    let who = at
+        .and_then(|i| prog.owner_of(i))
+        .and_then(|p| image.probes.get(p as usize))
+        .map(|p| p.label.clone())
+        .filter(|l| !l.is_empty())
+        .unwrap_or_else(|| format!("the {} handler", prog.kind.name()));
+    let path = std::env::temp_dir().join(format!(
+        "otf-verifier-{}-{}.log",
+        std::process::id(),
+        prog.kind.name()
+    ));
+    let mut text = format!(
+        "generated program: {} instructions\n{}\n\nverifier log:\n{log}",
+        prog.insns.len(),
+        otf_codegen::dump(prog, &|p| image
+            .probes
+            .get(p as usize)
+            .map(|s| s.label.clone())
+            .unwrap_or_default())
+    );
+    text.push('\n');
+    let kept = match std::fs::write(&path, text) {
+        Ok(()) => format!("the verifier log is in {}", path.display()),
+        Err(e) => format!(
+            "the verifier log could not be written to {}: {e}",
+            path.display()
+        ),
+    };
+    let at = at
+        .map(|i| format!(" at instruction {i}"))
+        .unwrap_or_default();
+    Error::msg(format!(
+        "the kernel's verifier refused the code generated for {who}{at} ({err}); this is an otf bug, please report it with the script; {kept}"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::mem::{offset_of, size_of};
 
     #[test]
-    fn c_structs_match_rust_layout() {
-        assert_eq!(size_of::<types::otf_insn>(), size_of::<Insn>());
-        assert_eq!(offset_of!(types::otf_insn, arg), offset_of!(Insn, arg));
-        assert_eq!(offset_of!(types::otf_insn, imm), offset_of!(Insn, imm));
-        assert_eq!(size_of::<types::otf_rec_hdr>(), REC_HDR_SIZE);
-        assert_eq!(offset_of!(types::otf_rec_hdr, cpu), 16);
-        assert_eq!(offset_of!(types::otf_rec_hdr, comm), 32);
-        assert_eq!(size_of::<types::otf_probe>(), 32);
-        assert_eq!(size_of::<types::otf_counters>(), 64);
-        assert_eq!(std::mem::size_of_val(&[0i64; MAX_GLOBALS]), 8 * 1024);
+    fn a_refused_program_names_its_probe_and_keeps_the_log() {
+        use otf_script::bytecode::Insn;
+        let img = RuntimeImage {
+            code: vec![Insn::op(Op::Next)],
+            probes: vec![ProbeSlot {
+                body: Some(0),
+                label: "probe timer.ms(1) at t.stp:3:7".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let prog =
+            otf_codegen::generate(&img, ProgKind::PerfEvent, &KernelInfo::default()).unwrap();
+        // The instruction the verifier stopped at lies in the body of pidx 0.
+        let at = prog.owners.iter().find(|&&(_, o)| o == 0).unwrap().0 + 1;
+        let log = format!(
+            "0: (bf) r6 = r1\n{at}: (79) r1 = *(u64 *)(r8 +9999)\ninvalid access to map value\n"
+        );
+        let e = verifier_error(&img, &prog, &log, std::io::Error::from_raw_os_error(13));
+        let m = e.to_string();
+        assert!(m.contains("probe timer.ms(1) at t.stp:3:7"), "{m}");
+        assert!(m.contains("otf bug"), "{m}");
+        assert!(m.contains(&format!("at instruction {at}")), "{m}");
+        let path = m.rsplit("is in ").next().unwrap();
+        let kept = std::fs::read_to_string(path).unwrap();
+        assert!(kept.contains("invalid access to map value"), "{kept}");
+        assert!(kept.contains("; func[0]: otf_perf_event"), "{kept}");
+        let _ = std::fs::remove_file(path);
     }
 
     #[test]
-    fn image_validation_names_the_problem() {
+    fn the_arming_header_agrees_with_the_record_layout() {
+        let h = include_str!("../../../bpf/otf_arming.h");
+        assert!(
+            h.contains(&format!("#define OTF_REC_NOTIFY {}", REC_NOTIFY)),
+            "bpf/otf_arming.h: OTF_REC_NOTIFY"
+        );
+        // 8 u32 fields and a 16-byte comm: the 48 bytes of RecHdr.
+        assert_eq!(REC_HDR_SIZE, 8 * 4 + 16);
+        assert_eq!(h.matches("\t__u32 ").count(), 8);
+        assert!(h.contains("char comm[16];"));
+    }
+
+    #[test]
+    fn uses_ppid_finds_the_context_read() {
+        use otf_script::bytecode::Insn;
         let mut img = RuntimeImage::default();
-        assert!(img.validate().is_ok());
-        img.probes.push(ProbeSlot {
-            body: Some(3),
-            ..Default::default()
-        });
-        let e = img.validate().unwrap_err().to_string();
-        assert!(e.contains("body of pidx 0"), "{e}");
-        img.code = vec![Insn::op(otf_script::bytecode::Op::Next); 4];
-        assert!(img.validate().is_ok());
-        img.probes[0].reeval = vec![0];
-        let e = img.validate().unwrap_err().to_string();
-        assert!(e.contains("condition 0"), "{e}");
-        img.globals_init = vec![0; MAX_GLOBALS + 1];
-        img.probes[0].reeval.clear();
-        assert!(img.validate().is_err());
+        assert!(!uses_ppid(&img));
+        img.code = vec![Insn::new(Op::Ctx, Ctx::Ppid as i32, 0), Insn::op(Op::Next)];
+        assert!(uses_ppid(&img));
     }
 }

@@ -3,12 +3,28 @@
 
 mod common;
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::*;
-use libbpf_rs::{RawTracepointOpts, UprobeMultiOpts, UprobeOpts};
 use otf_bpf::{cookie, entry_cookie, Event, ProbeSlot, ProgKind, Runtime};
 use otf_script::bytecode::{Ctx, Op};
+use otf_tracepoint::{Tracepoint, TracepointLink};
+use otf_uprobes_inode::sys::{attach_uprobe, attach_uprobe_multi};
+
+/// The uprobe tests attach to one function of this executable for every process, and both
+/// call it: they run one at a time, so that each sees only its own calls.
+static TARGET: Mutex<()> = Mutex::new(());
+
+/// This executable and the file offset of [`otf_bpf_test_target`] in it.
+fn target() -> (String, u64) {
+    let exe = std::env::current_exe().unwrap();
+    let exe = exe.to_str().expect("a UTF-8 path").to_string();
+    let t = otf_uprobes_inode::resolve(&exe, "otf_bpf_test_target", false)
+        .expect("otf_bpf_test_target in the test executable");
+    assert_eq!(t.len(), 1, "{t:?}");
+    (exe, t[0].file_offset)
+}
 
 /// The function the uprobes attach to.
 #[no_mangle]
@@ -49,7 +65,6 @@ fn ret_body() -> Vec<otf_script::bytecode::Insn> {
 
 #[test]
 fn uprobes_see_arguments_and_return_values() {
-    let exe = std::env::current_exe().unwrap();
     let mut b = Builder::new(1);
     let entry = b.prog(&[ctx(Ctx::LongArg, 2), a(Op::EntrySave, 0), i(Op::Next)]);
     let up = b.probe(&args_body(), ProbeSlot::default());
@@ -63,29 +78,33 @@ fn uprobes_see_arguments_and_return_values() {
     );
     let rt = Runtime::load(&b.image).expect("load");
     let mut ev = rt.events().expect("events");
-    let pid = std::process::id() as i32;
-    let opts = |c: u64, retprobe: bool| UprobeOpts {
-        cookie: c,
-        retprobe,
-        func_name: Some("otf_bpf_test_target".into()),
-        ..Default::default()
-    };
-    let l1 = rt
-        .program(ProgKind::Uprobe)
-        .unwrap()
-        .attach_uprobe_with_opts(pid, &exe, 0, opts(cookie(up), false))
-        .expect("uprobe");
+    let (exe, off) = target();
+    let _one = TARGET.lock().unwrap_or_else(|e| e.into_inner());
+    let l1 = attach_uprobe(
+        rt.program(ProgKind::Uprobe).unwrap(),
+        &exe,
+        off,
+        false,
+        cookie(up),
+    )
+    .expect("uprobe");
     // The entry program of the return probe: a uprobe at the same place.
-    let l2 = rt
-        .program(ProgKind::Uprobe)
-        .unwrap()
-        .attach_uprobe_with_opts(pid, &exe, 0, opts(entry_cookie(uret), false))
-        .expect("uprobe (entry)");
-    let l3 = rt
-        .program(ProgKind::Uretprobe)
-        .unwrap()
-        .attach_uprobe_with_opts(pid, &exe, 0, opts(cookie(uret), true))
-        .expect("uretprobe");
+    let l2 = attach_uprobe(
+        rt.program(ProgKind::Uprobe).unwrap(),
+        &exe,
+        off,
+        false,
+        entry_cookie(uret),
+    )
+    .expect("uprobe (entry)");
+    let l3 = attach_uprobe(
+        rt.program(ProgKind::Uretprobe).unwrap(),
+        &exe,
+        off,
+        true,
+        cookie(uret),
+    )
+    .expect("uretprobe");
     assert_eq!(otf_bpf_test_target(-5_000_000_000, 11), -14_999_999_989);
     drop((l1, l2, l3));
     let got = outputs(&ev.poll(Duration::from_millis(100)).unwrap());
@@ -104,27 +123,15 @@ fn uprobes_see_arguments_and_return_values() {
 
 #[test]
 fn uprobe_multi_carries_one_cookie_per_offset() {
-    let exe = std::env::current_exe().unwrap();
     let mut b = Builder::new(1);
     let up = b.probe(&args_body(), ProbeSlot::default());
     let uret = b.probe(&ret_body(), ProbeSlot::default());
     let rt = Runtime::load(&b.image).expect("load");
     let mut ev = rt.events().expect("events");
-    let pid = std::process::id() as i32;
+    let (exe, off) = target();
+    let _one = TARGET.lock().unwrap_or_else(|e| e.into_inner());
     let multi = |kind: ProgKind, c: u64, retprobe: bool| {
-        rt.program(kind)
-            .unwrap()
-            .attach_uprobe_multi_with_opts(
-                pid,
-                &exe,
-                "",
-                UprobeMultiOpts {
-                    syms: vec!["otf_bpf_test_target".into()],
-                    cookies: vec![c],
-                    retprobe,
-                    ..Default::default()
-                },
-            )
+        attach_uprobe_multi(rt.program(kind).unwrap(), &exe, &[off], &[c], retprobe)
             .expect("uprobe_multi")
     };
     let l1 = multi(ProgKind::UprobeMulti, cookie(up), false);
@@ -151,25 +158,12 @@ fn raw_tracepoint_with_cookie() {
     let rt = Runtime::load(&b.image).expect("load");
     let prog = rt.program(ProgKind::RawTp).unwrap();
     let t = Instant::now();
-    let link = prog
-        .attach_raw_tracepoint_with_opts(
-            "sys_enter",
-            RawTracepointOpts {
-                cookie: cookie(p),
-                ..Default::default()
-            },
-        )
+    let sys_enter = Tracepoint::new("raw_syscalls", "sys_enter");
+    let link = TracepointLink::attach_raw(prog, &sys_enter, cookie(p))
         .expect("raw_tp with cookie (kernel >= 6.10)");
     // The same program may be attached twice to one raw tracepoint (unlike perf tracepoints).
-    let link0 = prog
-        .attach_raw_tracepoint_with_opts(
-            "sys_enter",
-            RawTracepointOpts {
-                cookie: cookie(p0),
-                ..Default::default()
-            },
-        )
-        .expect("second raw_tp attachment");
+    let link0 =
+        TracepointLink::attach_raw(prog, &sys_enter, cookie(p0)).expect("second raw_tp attachment");
     eprintln!("raw_tp attach: {:?}", t.elapsed());
     for _ in 0..50 {
         // SAFETY: no preconditions.

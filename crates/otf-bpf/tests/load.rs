@@ -10,6 +10,7 @@ fn loads_empty_image() {
         &LoadOptions {
             kinds: ProgKind::ALL.to_vec(),
             verifier_log_level: 0,
+            ..Default::default()
         },
     )
     .expect("load");

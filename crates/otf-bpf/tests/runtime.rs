@@ -6,28 +6,29 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use libbpf_rs::{PerfEventOpts, TracepointCategory, TracepointOpts};
 use otf_bpf::{cookie, entry_cookie, Event, ProbeSlot, ProgKind, Runtime, RuntimeErrorKind};
+use otf_hrtimer::{PerfTimer, TimerAttachment};
 use otf_script::bytecode::{Ctx, Op};
+use otf_tracepoint::{AttachError, Tracepoint, TracepointLink};
 
-fn getppid_link(rt: &Runtime, pidx: u32) -> libbpf_rs::Link {
+fn getppid_link(rt: &Runtime, pidx: u32) -> TracepointLink {
     syscall_tp_link(rt, "sys_enter_getppid", pidx)
 }
 
-/// A perf tracepoint attachment. Note: one program can be attached only once to one perf
-/// tracepoint (a second attach fails with EEXIST).
-fn syscall_tp_link(rt: &Runtime, name: &str, pidx: u32) -> libbpf_rs::Link {
-    rt.program(ProgKind::Tracepoint)
-        .expect("tracepoint program")
-        .attach_tracepoint_with_opts(
-            TracepointCategory::Syscalls,
-            name,
-            TracepointOpts {
-                cookie: cookie(pidx),
-                ..Default::default()
-            },
-        )
-        .expect("attach tracepoint")
+/// A perf tracepoint attachment of the tracepoint handler with cookie `pidx`. Note: one
+/// program can be attached only once to one perf tracepoint (a second attach fails with
+/// EEXIST).
+fn try_syscall_tp_link(rt: &Runtime, name: &str, pidx: u32) -> Result<TracepointLink, AttachError> {
+    TracepointLink::attach_perf(
+        rt.program(ProgKind::Tracepoint)
+            .expect("tracepoint program"),
+        &Tracepoint::new("syscalls", name),
+        cookie(pidx),
+    )
+}
+
+fn syscall_tp_link(rt: &Runtime, name: &str, pidx: u32) -> TracepointLink {
+    try_syscall_tp_link(rt, name, pidx).expect("attach tracepoint")
 }
 
 #[test]
@@ -98,32 +99,6 @@ fn tracepoint_counts_runs_and_outputs() {
     assert_eq!(ev.undecodable(), 0);
 }
 
-fn cpu_clock_timer(cpu: i32, period_ns: u64) -> i32 {
-    // struct perf_event_attr, PERF_ATTR_SIZE_VER0 (64 bytes).
-    let mut attr = [0u8; 64];
-    attr[0..4].copy_from_slice(&1u32.to_ne_bytes()); // PERF_TYPE_SOFTWARE
-    attr[4..8].copy_from_slice(&64u32.to_ne_bytes()); // size
-    attr[8..16].copy_from_slice(&0u64.to_ne_bytes()); // PERF_COUNT_SW_CPU_CLOCK
-    attr[16..24].copy_from_slice(&period_ns.to_ne_bytes()); // sample_period
-                                                            // SAFETY: attr is a valid perf_event_attr of the size it declares.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_perf_event_open,
-            attr.as_ptr(),
-            -1i32,
-            cpu,
-            -1i32,
-            8u64, // PERF_FLAG_FD_CLOEXEC
-        )
-    };
-    assert!(
-        fd >= 0,
-        "perf_event_open: {}",
-        std::io::Error::last_os_error()
-    );
-    fd as i32
-}
-
 #[test]
 fn perf_timer_runs_bodies() {
     let mut b = Builder::new(2);
@@ -140,27 +115,24 @@ fn perf_timer_runs_bodies() {
         ProbeSlot::default(),
     );
     let rt = Runtime::load(&b.image).expect("load");
-    let fd = cpu_clock_timer(1, 1_000_000);
-    let link = rt
-        .program(ProgKind::PerfEvent)
-        .unwrap()
-        .attach_perf_event_with_opts(
-            fd,
-            PerfEventOpts {
-                cookie: cookie(p),
-                ..Default::default()
-            },
-        )
-        .expect("attach perf event");
+    // A 1 kHz cpu-clock perf event on CPU 1.
+    let timer = PerfTimer::open(
+        rt.program(ProgKind::PerfEvent).unwrap(),
+        TimerAttachment {
+            cpu: 1,
+            period_ns: 1_000_000,
+        },
+        cookie(p),
+        true,
+    )
+    .expect("attach perf event");
     // More than 10 hits come within ~10 ms at 1 kHz; a loaded (virtual) CPU may take longer, so
     // wait for them with a generous deadline rather than for a fixed time.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while rt.counters(p).hits <= 10 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    drop(link);
-    // SAFETY: our own fd.
-    unsafe { libc::close(fd) };
+    drop(timer);
     let c = rt.counters(p);
     assert!(c.hits > 10, "{c:?}");
     assert_eq!(c.hits, c.bodies);
@@ -327,6 +299,22 @@ fn run_time_errors_are_reported() {
         rt.test_run_hit(cookie(p)).unwrap();
     }
     let off = |p: u32| b.image.probes[p as usize].body.unwrap();
+    // Where the reference VM stops the endless loop: the step budget is charged per basic
+    // block, at the block's first instruction (docs/bytecode.md).
+    let max_action_pc = {
+        let mut g = vec![0i64; 1];
+        let mut hit = otf_script::vm::FixedHit::default();
+        match otf_script::vm::run(
+            &b.image.code,
+            off(spin) as usize,
+            &mut g,
+            &mut hit,
+            &mut |_| {},
+        ) {
+            Err(otf_script::vm::VmError::MaxAction { pc }) => pc as u32,
+            r => panic!("the reference VM ran the endless loop to {r:?}"),
+        }
+    };
     assert_eq!(
         ev.drain().unwrap(),
         vec![
@@ -343,7 +331,7 @@ fn run_time_errors_are_reported() {
             Event::Error {
                 pidx: spin,
                 kind: RuntimeErrorKind::MaxAction,
-                pc: off(spin) // 20000 steps = 10000 loops of 2: back at the Nop
+                pc: max_action_pc
             },
             Event::Error {
                 pidx: rand,
@@ -475,17 +463,7 @@ fn chained_probes_share_one_attachment() {
     let p2 = b.probe(&bodies[2], ProbeSlot::default());
     let rt = Runtime::load(&b.image).expect("load");
     let link = syscall_tp_link(&rt, "sys_enter_getppid", p0);
-    let again = rt
-        .program(ProgKind::Tracepoint)
-        .unwrap()
-        .attach_tracepoint_with_opts(
-            TracepointCategory::Syscalls,
-            "sys_enter_getppid",
-            TracepointOpts {
-                cookie: cookie(p1),
-                ..Default::default()
-            },
-        );
+    let again = try_syscall_tp_link(&rt, "sys_enter_getppid", p1);
     assert!(
         again.is_err(),
         "a second attachment of one program to one perf tracepoint"

@@ -1,8 +1,7 @@
-//! The otf bytecode: what a compiled probe body or condition is, in user space (the reference
-//! VM, [`crate::vm`]) and in the kernel (the BPF VM in `bpf/otf_vm.h`).
-//!
-//! This file is a contract shared with C: `bpf/otf_insn.h` mirrors every number here, and a
-//! test in `otf-bpf` checks that the two agree. Change both or neither.
+//! The otf bytecode: what a compiled probe body or condition is. It is the intermediate form
+//! between the compiler and the code generator: the reference VM ([`crate::vm`]) defines its
+//! meaning and runs it in user space, and `otf-codegen` compiles it to native BPF for the
+//! kernel.
 //!
 //! The machine is a stack machine over signed 64-bit integers with wrapping (two's-complement)
 //! arithmetic:

@@ -1,7 +1,8 @@
 //! Diagnostics: source files, spans to line:col, and rendering errors as rustc does.
 //!
 //! A [`Diagnostic`] is a value (never a panic): every pass of the front end returns a list of
-//! them, and the command line prints them with [`render_all`] in the format of LANGUAGE.md:
+//! them, and the command line prints them with [`render_all`] in the format of
+//! docs/user-guide.md, "Errors":
 //!
 //! ```text
 //! error: unknown probe point family `kernel.funtion`
@@ -156,8 +157,8 @@ impl Diagnostic {
         self.severity == Severity::Error
     }
 
-    /// Renders the diagnostic against `file` in the format of LANGUAGE.md. The result ends
-    /// with a newline.
+    /// Renders the diagnostic against `file` in the format of docs/user-guide.md, "Errors".
+    /// The result ends with a newline.
     ///
     /// The gutter is as wide as the line number; a span over several lines is underlined to
     /// the end of its first line; an empty span (or one at the end of a line) gets one caret.

@@ -1,10 +1,10 @@
 //! The reference VM: executes [`crate::bytecode`] over a store of globals.
 //!
-//! This interpreter defines what the bytecode means; the BPF VM (`bpf/otf_vm.h`) must agree
-//! with it, and tests run the same programs on both. It never panics, whatever the code:
-//! malformed programs (unknown opcodes, stack underflow, jumps out of range, ...) are
-//! reported as [`VmError`] values. [`verify`] checks a program statically, as the compiler
-//! does for everything it emits.
+//! This interpreter defines what the bytecode means; the native BPF code that `otf-codegen`
+//! generates must agree with it, and tests run the same programs on both. It never panics,
+//! whatever the code: malformed programs (unknown opcodes, stack underflow, jumps out of
+//! range, ...) are reported as [`VmError`] values. [`verify`] checks a program statically, as
+//! the compiler does for everything it emits.
 
 use std::fmt;
 use std::ops::Range;
@@ -451,6 +451,7 @@ pub fn run(
     let mut steps: u32 = 0;
     let mut pc = start;
     let nglobals = globals.len();
+    let blocks = basic_blocks(code, start);
     loop {
         let Some(insn) = code.get(pc) else {
             return Err(VmError::JumpOutOfRange {
@@ -458,10 +459,14 @@ pub fn run(
                 target: pc as i64,
             });
         };
-        if steps >= MAX_STEPS {
-            return Err(VmError::MaxAction { pc });
+        if let Some(&len) = blocks.get(&pc) {
+            // The step budget is charged a whole basic block at a time, at its first
+            // instruction: native code checks it once per block (docs/bytecode.md).
+            steps = steps.saturating_add(len);
+            if steps > MAX_STEPS {
+                return Err(VmError::MaxAction { pc });
+            }
         }
-        steps += 1;
         let Some(op) = insn.opcode() else {
             return Err(VmError::BadOpcode { pc, op: insn.op });
         };
@@ -739,6 +744,69 @@ pub fn stack_effect(insn: &Insn) -> Option<(usize, usize)> {
         | Op::Ne => (2, 1),
         Op::Out => (usize::try_from(insn.imm).ok()?, 0),
     })
+}
+
+/// The basic blocks of the program that starts at `start`: each block's first instruction
+/// (its *leader*) and its number of instructions. Leaders are `start`, every target of a
+/// reachable jump, and every instruction that follows a reachable jump or end (`Jmp`, `Jz`,
+/// `Jnz`, `Next`, `Skip`, `Ret`). A block runs from its leader up to and including the first
+/// jump or end, or up to the next leader. The step budget is charged per block
+/// (docs/bytecode.md); the native code generator uses the same blocks.
+pub fn basic_blocks(code: &[Insn], start: usize) -> std::collections::BTreeMap<usize, u32> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let ends_block = |op: Option<Op>| {
+        matches!(
+            op,
+            Some(Op::Jmp | Op::Jz | Op::Jnz | Op::Next | Op::Skip | Op::Ret)
+        )
+    };
+    let mut leaders = BTreeSet::new();
+    let mut seen = vec![false; code.len()];
+    let mut work = vec![start];
+    leaders.insert(start);
+    while let Some(pc) = work.pop() {
+        if pc >= code.len() || seen[pc] {
+            continue;
+        }
+        seen[pc] = true;
+        let insn = &code[pc];
+        let op = insn.opcode();
+        let target = pc as i64 + 1 + insn.arg as i64;
+        match op {
+            Some(Op::Jmp | Op::Jz | Op::Jnz) => {
+                if target >= 0 {
+                    leaders.insert(target as usize);
+                    work.push(target as usize);
+                }
+                leaders.insert(pc + 1);
+                if op != Some(Op::Jmp) {
+                    work.push(pc + 1);
+                }
+            }
+            Some(Op::Next | Op::Skip | Op::Ret) => {
+                leaders.insert(pc + 1);
+            }
+            None => {}
+            _ => work.push(pc + 1),
+        }
+    }
+    let mut blocks = BTreeMap::new();
+    for &l in &leaders {
+        if l >= code.len() || !seen[l] {
+            continue;
+        }
+        let mut n = 0u32;
+        let mut pc = l;
+        while pc < code.len() {
+            n += 1;
+            if ends_block(code[pc].opcode()) || leaders.contains(&(pc + 1)) {
+                break;
+            }
+            pc += 1;
+        }
+        blocks.insert(l, n);
+    }
+    blocks
 }
 
 /// Check the program `code[range]` statically: every opcode known, every jump inside the

@@ -1,5 +1,5 @@
-//! Affection analysis: the cases of SystemTap's `affection.exp` (ONTHEFLY-SUITE.md), with the
-//! exact pair sets "unit I can affect the condition of unit J".
+//! Affection analysis: the cases of SystemTap's `affection.exp` (docs/testing.md, "Affection"),
+//! with the exact pair sets "unit I can affect the condition of unit J".
 
 use otf_script::affection::{analyse, Affection};
 use otf_script::diag::SourceFile;

@@ -399,7 +399,8 @@ fn spans_of_statements_and_expressions() {
     assert_eq!(&text[b.span.lo as usize..b.span.hi as usize], &text[12..]);
 }
 
-/// The scripts of ONTHEFLY-SUITE.md with their parameters substituted.
+/// The scripts of SystemTap's on-the-fly suites (docs/testing.md, "The on-the-fly ports") with
+/// their parameters substituted.
 fn suite_scripts() -> Vec<String> {
     let watchdog = "probe timer.s(360) { println(\"timed out\"); exit() }\n";
     let mut out = Vec::new();

@@ -350,7 +350,7 @@ fn step_budget_stops_an_infinite_loop() {
 
 #[test]
 fn step_budget_allows_exactly_max_steps() {
-    // MAX_STEPS - 1 Nops then Next: exactly MAX_STEPS instructions.
+    // MAX_STEPS - 1 Nops then Next: one block of exactly MAX_STEPS instructions.
     let mut code = vec![op(Op::Nop); MAX_STEPS as usize - 1];
     code.push(op(Op::Next));
     let r = run(&code);
@@ -358,13 +358,35 @@ fn step_budget_allows_exactly_max_steps() {
         r.result.as_ref().map(|o| (o.end, o.steps)),
         Ok((End::Next, MAX_STEPS))
     );
-    // One more is too many.
+    // One more is too many: the block is refused at its first instruction.
     let mut code = vec![op(Op::Nop); MAX_STEPS as usize];
     code.push(op(Op::Next));
     assert!(matches!(
         run(&code).result,
-        Err(VmError::MaxAction { pc }) if pc == MAX_STEPS as usize
+        Err(VmError::MaxAction { pc: 0 })
     ));
+}
+
+#[test]
+fn step_budget_is_charged_per_basic_block() {
+    // A block of 3 (Push, StG, Jmp) looping forever: charged at its leader, so the error
+    // comes at pc 0 once 3 * k > MAX_STEPS, and the global counts the completed blocks.
+    let code = [arg(Op::Push, 0), arg(Op::StG, 0), arg(Op::Jmp, -3)];
+    let blocks = otf_script::vm::basic_blocks(&code, 0);
+    assert_eq!(blocks.into_iter().collect::<Vec<_>>(), vec![(0, 3)]);
+    let r = run(&code);
+    assert!(matches!(r.result, Err(VmError::MaxAction { pc: 0 })));
+    // Leaders: start, jump targets, and what follows a jump or an end.
+    let code = [
+        arg(Op::Push, 1),
+        arg(Op::Jz, 2),
+        op(Op::Nop),
+        op(Op::Next),
+        op(Op::Nop),
+        op(Op::Next),
+    ];
+    let blocks: Vec<_> = otf_script::vm::basic_blocks(&code, 0).into_iter().collect();
+    assert_eq!(blocks, vec![(0, 2), (2, 2), (4, 2)]);
 }
 
 #[test]

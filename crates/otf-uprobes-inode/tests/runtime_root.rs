@@ -1,7 +1,6 @@
 //! Root: the UprobeGroup drives the real otf-bpf runtime's handler programs. Hits are the
 //! runtime's own per-pidx counters (cookie = pidx; entry part = pidx | COOKIE_ENTRY).
 
-use std::os::fd::AsFd;
 use std::process::Command;
 
 use otf_bpf::{LoadOptions, ProbeSlot, ProgKind, Runtime, RuntimeImage};
@@ -11,10 +10,7 @@ use otf_uprobes_inode::{resolve, UprobeGroup, UprobePrograms, UprobeSpec};
 
 /// The one function the orchestrator needs: the runtime's uprobe handlers as descriptors.
 fn programs(rt: &Runtime) -> UprobePrograms {
-    let fd = |k| {
-        rt.program(k)
-            .map(|p| p.as_fd().try_clone_to_owned().unwrap())
-    };
+    let fd = |k| rt.program(k).map(|p| p.try_clone_to_owned().unwrap());
     UprobePrograms {
         uprobe: fd(ProgKind::Uprobe).unwrap(),
         uretprobe: fd(ProgKind::Uretprobe).unwrap(),

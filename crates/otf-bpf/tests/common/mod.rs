@@ -59,14 +59,22 @@ impl Builder {
         off
     }
 
-    /// Add a probe slot with this body; returns its pidx.
+    /// Add a probe slot with this body; returns its pidx. An unlabelled slot is labelled
+    /// `test probe <pidx>` (verifier errors name the probe by its label).
     pub fn probe(&mut self, body: &[Insn], slot: ProbeSlot) -> u32 {
         let off = self.prog(body);
+        let pidx = self.image.probes.len() as u32;
+        let label = if slot.label.is_empty() {
+            format!("test probe {pidx}")
+        } else {
+            slot.label.clone()
+        };
         self.image.probes.push(ProbeSlot {
             body: Some(off),
+            label,
             ..slot
         });
-        (self.image.probes.len() - 1) as u32
+        pidx
     }
 
     /// Add a condition program; returns its cond id.

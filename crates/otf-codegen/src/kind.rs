@@ -1,0 +1,121 @@
+//! The kinds of handler program: one per attach type.
+
+/// One generated handler program per attach type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProgKind {
+    /// Perf events (cpu-clock timers).
+    PerfEvent,
+    /// Perf tracepoints (`syscalls:*` included).
+    Tracepoint,
+    /// Raw tracepoints (cookies need kernel ≥ 6.10).
+    RawTp,
+    /// Uprobes.
+    Uprobe,
+    /// Uretprobes.
+    Uretprobe,
+    /// Uprobes attached with `uprobe_multi` (6.6).
+    UprobeMulti,
+    /// Uretprobes attached with `uprobe_multi` (6.6).
+    UretprobeMulti,
+    /// Kprobes.
+    Kprobe,
+    /// Kretprobes.
+    Kretprobe,
+    /// Kprobes attached with `kprobe_multi` (5.18, needs FPROBE).
+    KprobeMulti,
+    /// Kretprobes attached with `kprobe_multi`.
+    KretprobeMulti,
+    /// A raw tracepoint program run with `BPF_PROG_TEST_RUN`: the context is `{ u64 cookie }`
+    /// and one run is one hit of that cookie's pidx (no function arguments).
+    TestEntry,
+}
+
+/// What a handler reads from its context besides the cookie.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Regs {
+    /// Nothing: arguments and return value read 0.
+    None,
+    /// `pt_regs`: the function's arguments.
+    Args,
+    /// `pt_regs` at return: the arguments registers and the return value.
+    Ret,
+}
+
+impl ProgKind {
+    /// Every program kind.
+    pub const ALL: &'static [ProgKind] = &[
+        ProgKind::PerfEvent,
+        ProgKind::Tracepoint,
+        ProgKind::RawTp,
+        ProgKind::Uprobe,
+        ProgKind::Uretprobe,
+        ProgKind::UprobeMulti,
+        ProgKind::UretprobeMulti,
+        ProgKind::Kprobe,
+        ProgKind::Kretprobe,
+        ProgKind::KprobeMulti,
+        ProgKind::KretprobeMulti,
+        ProgKind::TestEntry,
+    ];
+
+    /// The program's name in the kernel (`bpftool prog` shows it, 15 characters at most).
+    pub fn name(self) -> &'static str {
+        match self {
+            ProgKind::PerfEvent => "otf_perf_event",
+            ProgKind::Tracepoint => "otf_tracepoint",
+            ProgKind::RawTp => "otf_raw_tp",
+            ProgKind::Uprobe => "otf_uprobe",
+            ProgKind::Uretprobe => "otf_uretprobe",
+            ProgKind::UprobeMulti => "otf_uprobe_m",
+            ProgKind::UretprobeMulti => "otf_uretprobe_m",
+            ProgKind::Kprobe => "otf_kprobe",
+            ProgKind::Kretprobe => "otf_kretprobe",
+            ProgKind::KprobeMulti => "otf_kprobe_m",
+            ProgKind::KretprobeMulti => "otf_kretprobe_m",
+            ProgKind::TestEntry => "otf_test_entry",
+        }
+    }
+
+    /// `enum bpf_prog_type`.
+    pub fn prog_type(self) -> u32 {
+        match self {
+            ProgKind::PerfEvent => 7,
+            ProgKind::Tracepoint => 5,
+            ProgKind::RawTp | ProgKind::TestEntry => 17,
+            _ => 2,
+        }
+    }
+
+    /// `enum bpf_attach_type` expected at load (0 for none).
+    pub fn expected_attach_type(self) -> u32 {
+        match self {
+            ProgKind::KprobeMulti | ProgKind::KretprobeMulti => 42,
+            ProgKind::UprobeMulti | ProgKind::UretprobeMulti => 48,
+            _ => 0,
+        }
+    }
+
+    /// What the handler reads from `pt_regs`.
+    pub fn regs(self) -> Regs {
+        match self {
+            ProgKind::Uprobe | ProgKind::UprobeMulti | ProgKind::Kprobe | ProgKind::KprobeMulti => {
+                Regs::Args
+            }
+            ProgKind::Uretprobe
+            | ProgKind::UretprobeMulti
+            | ProgKind::Kretprobe
+            | ProgKind::KretprobeMulti => Regs::Ret,
+            _ => Regs::None,
+        }
+    }
+}
+
+/// Offsets in `struct pt_regs` of argument registers 1..6 and of the return value.
+#[cfg(target_arch = "x86_64")]
+pub(crate) const PT_REGS_ARGS: [i16; 6] = [112, 104, 96, 88, 72, 64]; // di si dx cx r8 r9
+#[cfg(target_arch = "x86_64")]
+pub(crate) const PT_REGS_RC: i16 = 80; // ax
+#[cfg(target_arch = "aarch64")]
+pub(crate) const PT_REGS_ARGS: [i16; 6] = [0, 8, 16, 24, 32, 40]; // x0..x5
+#[cfg(target_arch = "aarch64")]
+pub(crate) const PT_REGS_RC: i16 = 0; // x0

@@ -1,0 +1,898 @@
+//! Lowering one bytecode program (a body, a condition or an entry program) to native BPF.
+//!
+//! Register conventions inside every function of a handler:
+//!
+//! | register | holds |
+//! |---|---|
+//! | r6 | steps charged so far in this program run (spilled to `Frame::steps` around calls) |
+//! | r7 | the cookie of the pidx being run (low 32 bits: the pidx) |
+//! | r8 | this nesting level's [`Frame`](crate::layout::Frame) (per-CPU map value) |
+//! | r9 | the [`Shared`](crate::layout::Shared) map value |
+//! | r0-r5 | scratch; helper arguments |
+//!
+//! The operand stack is static: before every instruction its depth is known (the compiler
+//! guarantees it, [`Shape`] checks it), so stack slot `d` is the fixed address
+//! `r8 + stack[d]`, and the lowering of an instruction is a few loads, one operation and a
+//! store, with no dispatch. Every function stores r8 at `r10 - 8`, which is the context
+//! pointer of the `bpf_loop` callbacks it starts.
+//!
+//! Loops become `bpf_loop` callbacks (inlined by the kernel since 6.0 as a direct call per
+//! iteration, so the verifier checks each loop body once instead of walking every
+//! iteration): one callback per loop, run once per iteration from the loop's header;
+//! reaching the header again is `return 0`, leaving the loop is `return 1` with
+//! `Frame::exit` saying where to go on (a pc, or how the program ended).
+
+use std::collections::HashMap;
+
+use otf_script::bytecode::{Ctx, Insn as BInsn, Op, MAX_STEPS};
+
+use crate::asm::{Builder, FuncId, Label};
+use crate::cfg::{jump_target, successors, Exit, Loop, Shape};
+use crate::insn::{
+    helper, Alu, Atomic, Cond, Insn, Reg, DW, R0, R1, R10, R2, R3, R4, R5, R6, R7, R8, R9, W,
+};
+use crate::layout::{off, ERR_DIV_ZERO, ERR_MAXACTION, ERR_RANDINT, REC_EXIT, REC_OUT};
+use crate::{Error, KernelInfo, MapId};
+
+/// `Frame::exit` codes: how a loop callback ended. A jump to pc `p` is `EXIT_PC + p`.
+pub(crate) const EXIT_NONE: i32 = 0;
+const EXIT_NEXT: i32 = 1;
+const EXIT_SKIP: i32 = 2;
+const EXIT_RET: i32 = 3;
+const EXIT_ERROR: i32 = 4;
+const EXIT_PC: i32 = 16;
+
+/// Where the ends of a program go in its top-level function.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ends {
+    /// `Next` (and `Skip`/`Ret` where the mode has no use for them).
+    pub next: Label,
+    /// `Skip`.
+    pub skip: Label,
+    /// `Ret`: the result is in `Frame::result`.
+    pub ret: Label,
+    /// A run-time error: `Frame::err` and `Frame::errpc` are set.
+    pub error: Label,
+}
+
+/// Shared state of one handler's generation.
+pub(crate) struct Gen<'a> {
+    pub code: &'a [BInsn],
+    pub b: &'a mut Builder,
+    pub kinfo: &'a KernelInfo,
+}
+
+fn stack(d: u32) -> i16 {
+    off::s16(off::F_STACK + 8 * d as usize)
+}
+
+fn local(slot: i32) -> i16 {
+    off::s16(off::F_LOCALS + 8 * slot as usize)
+}
+
+/// One function being filled with (part of) a program.
+struct Region<'s> {
+    f: FuncId,
+    shape: &'s Shape,
+    /// The loop this function is the callback of; `None` for the top-level function.
+    own: Option<Loop>,
+    ends: Option<Ends>,
+    labels: HashMap<usize, Label>,
+    lo: usize,
+    hi: usize,
+    /// Where each operand stack value is now (see [`Val`]).
+    vs: Vec<Val>,
+    /// A conditional jump already emitted with the comparison before it.
+    fused: Option<usize>,
+}
+
+/// The right operand of a jump.
+#[derive(Clone, Copy, Debug)]
+enum Operand {
+    Imm(i32),
+    Reg(Reg),
+}
+
+/// The opposite jump condition.
+fn negate(c: Cond) -> Cond {
+    match c {
+        Cond::Eq => Cond::Ne,
+        Cond::Ne => Cond::Eq,
+        Cond::Slt => Cond::Sge,
+        Cond::Sge => Cond::Slt,
+        Cond::Sle => Cond::Sgt,
+        Cond::Sgt => Cond::Sle,
+        Cond::Lt => Cond::Ge,
+        Cond::Ge => Cond::Lt,
+        Cond::Le => Cond::Gt,
+        Cond::Gt => Cond::Le,
+        Cond::Set => Cond::Set,
+    }
+}
+
+/// Where an operand stack value is, while its instruction's block is being lowered: values
+/// are kept out of memory until a block ends, a helper is called or a register is needed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Val {
+    /// In its stack slot.
+    Slot,
+    /// A constant.
+    Const(i64),
+    /// The current value of a local (stores to it materialise it first).
+    Local(i32),
+    /// The current value of a global (stores to it materialise it first).
+    Global(i32),
+    /// In a register.
+    Reg(Reg),
+}
+
+/// Registers for operand values; [`TMP`] is kept free for moving values to memory.
+const ALLOC: [Reg; 5] = [R1, R2, R3, R4, R0];
+const TMP: Reg = R5;
+
+fn global(g: i32) -> i16 {
+    off::s16(off::GLOBALS + 8 * g as usize)
+}
+
+impl Gen<'_> {
+    /// Emit the program starting at `start` into function `f` (the top level), whose r6-r9
+    /// are set up. Its ends jump to `ends`.
+    pub fn program(&mut self, f: FuncId, shape: &Shape, ends: Ends) -> Result<(), Error> {
+        let mut r = Region {
+            f,
+            shape,
+            own: None,
+            ends: Some(ends),
+            labels: HashMap::new(),
+            lo: shape.start,
+            hi: shape.last(),
+            vs: Vec::new(),
+            fused: None,
+        };
+        self.f(f).emit(Insn::mov_imm(R6, 0));
+        self.region(&mut r)
+    }
+
+    fn f(&mut self, f: FuncId) -> &mut crate::asm::Func {
+        self.b.f(f)
+    }
+
+    fn label(&mut self, r: &mut Region<'_>, pc: usize) -> Label {
+        if let Some(&l) = r.labels.get(&pc) {
+            return l;
+        }
+        let l = self.f(r.f).new_label();
+        r.labels.insert(pc, l);
+        l
+    }
+
+    fn region(&mut self, r: &mut Region<'_>) -> Result<(), Error> {
+        let children = r.shape.children(r.own);
+        let pcs: Vec<usize> = r
+            .shape
+            .depth
+            .range(r.lo..=r.hi)
+            .map(|(&pc, _)| pc)
+            .collect();
+        for pc in pcs {
+            if let Some(c) = children.iter().find(|c| c.contains(pc)) {
+                if pc == c.header {
+                    self.flush(r);
+                    r.vs = vec![Val::Slot; r.shape.depth[&pc] as usize];
+                    let l = self.label(r, pc);
+                    self.f(r.f).bind(l);
+                    self.call_loop(r, *c)?;
+                }
+                continue;
+            }
+            if r.fused == Some(pc) {
+                r.fused = None;
+                continue;
+            }
+            if let Some(&len) = r.shape.blocks.get(&pc) {
+                // A block starts: every predecessor left the operand stack in memory.
+                self.flush(r);
+                r.vs = vec![Val::Slot; r.shape.depth[&pc] as usize];
+                let l = self.label(r, pc);
+                self.f(r.f).bind(l);
+                self.charge(r, pc, len);
+            }
+            self.insn(r, pc)?;
+            // Falling through out of this function's range.
+            let falls = successors(self.code, pc).first() == Some(&(pc + 1))
+                && !matches!(self.code[pc].opcode(), Some(Op::Jmp));
+            if falls && (pc + 1 > r.hi || !r.shape.depth.contains_key(&(pc + 1))) {
+                self.flush(r);
+                self.goto(r, pc + 1)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Charge a block of `len` instructions at its leader `pc`.
+    fn charge(&mut self, r: &mut Region<'_>, pc: usize, len: u32) {
+        let f = self.f(r.f);
+        f.emit(Insn::alu64_imm(Alu::Add, R6, len as i32));
+        let ok = f.new_label();
+        f.jmp_imm(Cond::Le, R6, MAX_STEPS as i32, ok);
+        self.error(r, ERR_MAXACTION, pc);
+        self.f(r.f).bind(ok);
+    }
+
+    /// Set the error and leave through the error end.
+    fn error(&mut self, r: &mut Region<'_>, kind: u32, pc: usize) {
+        let f = self.f(r.f);
+        f.emit(Insn::st(DW, R8, off::F_ERR, kind as i32));
+        f.emit(Insn::st(DW, R8, off::F_ERRPC, pc as i32));
+        self.end(r, EXIT_ERROR);
+    }
+
+    /// Leave the program with end `code` (`EXIT_NEXT`, ...).
+    fn end(&mut self, r: &mut Region<'_>, code: i32) {
+        match r.ends {
+            Some(e) => {
+                let l = match code {
+                    EXIT_NEXT => e.next,
+                    EXIT_SKIP => e.skip,
+                    EXIT_RET => e.ret,
+                    _ => e.error,
+                };
+                self.f(r.f).ja(l);
+            }
+            None => self.leave(r.f, code, 1),
+        }
+    }
+
+    /// Return from a callback: store the exit code, spill the steps, return `ret`.
+    fn leave(&mut self, f: FuncId, code: i32, ret: i32) {
+        let f = self.f(f);
+        if ret == 1 {
+            f.emit(Insn::st(DW, R8, off::F_EXIT, code));
+        }
+        f.emit(Insn::stx(DW, R8, off::F_STEPS, R6));
+        f.emit(Insn::mov_imm(R0, ret));
+        f.emit(Insn::exit());
+    }
+
+    /// Continue at `pc`: a local jump, the next iteration of this callback's loop, or a
+    /// way out of it.
+    fn goto(&mut self, r: &mut Region<'_>, pc: usize) -> Result<(), Error> {
+        if let Some(o) = r.own {
+            if pc == o.header {
+                self.leave(r.f, EXIT_NONE, 0);
+                return Ok(());
+            }
+        }
+        if (r.lo..=r.hi).contains(&pc) {
+            let l = self.label(r, pc);
+            self.f(r.f).ja(l);
+            return Ok(());
+        }
+        if r.ends.is_some() {
+            return Err(Error::BadCode(format!("a jump leaves the program to {pc}")));
+        }
+        self.leave(r.f, EXIT_PC + pc as i32, 1);
+        Ok(())
+    }
+
+    /// `if reg cond 0 goto pc` (a conditional jump of the bytecode).
+    fn branch(&mut self, r: &mut Region<'_>, cond: Cond, reg: Reg, pc: usize) -> Result<(), Error> {
+        let local = (r.lo..=r.hi).contains(&pc) && r.own.is_none_or(|o| pc != o.header);
+        if local {
+            let l = self.label(r, pc);
+            self.f(r.f).jmp_imm(cond, reg, 0, l);
+            return Ok(());
+        }
+        let inv = match cond {
+            Cond::Eq => Cond::Ne,
+            _ => Cond::Eq,
+        };
+        let skip = self.f(r.f).new_label();
+        self.f(r.f).jmp_imm(inv, reg, 0, skip);
+        self.goto(r, pc)?;
+        self.f(r.f).bind(skip);
+        Ok(())
+    }
+
+    /// `if a cond b goto pc`.
+    fn branch2(
+        &mut self,
+        r: &mut Region<'_>,
+        cond: Cond,
+        a: Reg,
+        b: Operand,
+        pc: usize,
+    ) -> Result<(), Error> {
+        let local = (r.lo..=r.hi).contains(&pc) && r.own.is_none_or(|o| pc != o.header);
+        let jump = |f: &mut crate::asm::Func, c: Cond, l: Label| match b {
+            Operand::Imm(i) => f.jmp_imm(c, a, i, l),
+            Operand::Reg(x) => f.jmp_reg(c, a, x, l),
+        };
+        if local {
+            let l = self.label(r, pc);
+            jump(self.f(r.f), cond, l);
+            return Ok(());
+        }
+        let skip = self.f(r.f).new_label();
+        jump(self.f(r.f), negate(cond), skip);
+        self.goto(r, pc)?;
+        self.f(r.f).bind(skip);
+        Ok(())
+    }
+
+    /// Whether the comparison at `pc` can be fused with the conditional jump after it.
+    fn fuses(&self, r: &Region<'_>, pc: usize) -> bool {
+        matches!(
+            self.code.get(pc + 1).and_then(|i| i.opcode()),
+            Some(Op::Jz | Op::Jnz)
+        ) && !r.shape.blocks.contains_key(&(pc + 1))
+            && r.shape.depth.contains_key(&(pc + 1))
+    }
+
+    /// Run loop `l` with `bpf_loop` and continue where it says.
+    fn call_loop(&mut self, r: &mut Region<'_>, l: Loop) -> Result<(), Error> {
+        let cb = self.callback(r.shape, l)?;
+        let f = self.f(r.f);
+        f.emit(Insn::st(DW, R8, off::F_EXIT, EXIT_NONE));
+        f.emit(Insn::stx(DW, R8, off::F_STEPS, R6));
+        f.emit(Insn::mov_imm(R1, MAX_STEPS as i32 + 1));
+        f.ld_func(R2, cb);
+        f.emit(Insn::mov(R3, R10));
+        f.emit(Insn::alu64_imm(Alu::Add, R3, -8));
+        f.emit(Insn::mov_imm(R4, 0));
+        f.emit(Insn::call_helper(helper::LOOP));
+        f.emit(Insn::ldx(DW, R6, R8, off::F_STEPS));
+        f.emit(Insn::ldx(DW, R1, R8, off::F_EXIT));
+        for e in r.shape.exits(self.code, l) {
+            let code = match e {
+                Exit::To(pc) => EXIT_PC + pc as i32,
+                Exit::Next => EXIT_NEXT,
+                Exit::Skip => EXIT_SKIP,
+                Exit::Ret => EXIT_RET,
+                Exit::Error => EXIT_ERROR,
+            };
+            let skip = self.f(r.f).new_label();
+            self.f(r.f).jmp_imm(Cond::Ne, R1, code, skip);
+            match e {
+                Exit::To(pc) => self.goto(r, pc)?,
+                _ => match r.ends {
+                    Some(_) => self.end(r, code),
+                    // Propagate: Frame::exit and Frame::steps are already right.
+                    None => {
+                        let f = self.f(r.f);
+                        f.emit(Insn::mov_imm(R0, 1));
+                        f.emit(Insn::exit());
+                    }
+                },
+            }
+            self.f(r.f).bind(skip);
+        }
+        // The loop ran out of iterations: only possible past the step budget.
+        self.error(r, ERR_MAXACTION, l.header);
+        Ok(())
+    }
+
+    /// The callback of loop `l`.
+    fn callback(&mut self, shape: &Shape, l: Loop) -> Result<FuncId, Error> {
+        let id = self.b.add();
+        {
+            let f = self.f(id);
+            f.emit(Insn::ldx(DW, R8, R2, 0));
+            f.emit(Insn::stx(DW, R10, -8, R8));
+            f.ld_map(R9, MapId::Shared, Some(0));
+            f.emit(Insn::ldx(DW, R6, R8, off::F_STEPS));
+            f.emit(Insn::ldx(DW, R7, R8, off::F_COOKIE));
+        }
+        let mut r = Region {
+            f: id,
+            shape,
+            own: Some(l),
+            ends: None,
+            labels: HashMap::new(),
+            lo: l.header,
+            hi: l.end,
+            vs: Vec::new(),
+            fused: None,
+        };
+        self.region(&mut r)?;
+        Ok(id)
+    }
+
+    /// Put the value at depth `k` into a register (allocating one unless it is already in
+    /// one) and return it.
+    fn in_reg(&mut self, r: &mut Region<'_>, k: usize) -> Reg {
+        let v = r.vs[k];
+        if let Val::Reg(x) = v {
+            return x;
+        }
+        let x = self.alloc(r);
+        let f = self.b.f(r.f);
+        match v {
+            Val::Slot => f.emit(Insn::ldx(DW, x, R8, stack(k as u32))),
+            Val::Const(c) => match i32::try_from(c) {
+                Ok(c) => f.emit(Insn::mov_imm(x, c)),
+                Err(_) => f.emit_all(&Insn::ld_imm64(x, 0, c as u64)),
+            },
+            Val::Local(s) => f.emit(Insn::ldx(DW, x, R8, local(s))),
+            Val::Global(g) => f.emit(Insn::ldx(DW, x, R9, global(g))),
+            Val::Reg(_) => unreachable!(),
+        }
+        r.vs[k] = Val::Reg(x);
+        x
+    }
+
+    /// A free scratch register; spills the deepest register value if none is free.
+    fn alloc(&mut self, r: &mut Region<'_>) -> Reg {
+        for x in ALLOC {
+            if !r.vs.contains(&Val::Reg(x)) {
+                return x;
+            }
+        }
+        // Spill the deepest register value, sparing the top two (an operation's operands).
+        let n = r.vs.len();
+        let k = (0..n.saturating_sub(2))
+            .chain(n.saturating_sub(2)..n)
+            .find(|&k| matches!(r.vs[k], Val::Reg(_)))
+            .expect("a register value");
+        let Val::Reg(x) = r.vs[k] else { unreachable!() };
+        self.b.f(r.f).emit(Insn::stx(DW, R8, stack(k as u32), x));
+        r.vs[k] = Val::Slot;
+        x
+    }
+
+    /// Write every pending value to its stack slot (before a jump target, a jump, a helper
+    /// call or a loop: there the operand stack is in memory).
+    fn flush(&mut self, r: &mut Region<'_>) {
+        for k in 0..r.vs.len() {
+            self.flush_one(r, k);
+        }
+    }
+
+    fn flush_one(&mut self, r: &mut Region<'_>, k: usize) {
+        let f = self.b.f(r.f);
+        let at = stack(k as u32);
+        match r.vs[k] {
+            Val::Slot => return,
+            Val::Reg(x) => f.emit(Insn::stx(DW, R8, at, x)),
+            Val::Const(c) => match i32::try_from(c) {
+                Ok(c) => f.emit(Insn::st(DW, R8, at, c)),
+                Err(_) => {
+                    f.emit_all(&Insn::ld_imm64(TMP, 0, c as u64));
+                    f.emit(Insn::stx(DW, R8, at, TMP));
+                }
+            },
+            Val::Local(s) => {
+                f.emit(Insn::ldx(DW, TMP, R8, local(s)));
+                f.emit(Insn::stx(DW, R8, at, TMP));
+            }
+            Val::Global(g) => {
+                f.emit(Insn::ldx(DW, TMP, R9, global(g)));
+                f.emit(Insn::stx(DW, R8, at, TMP));
+            }
+        }
+        r.vs[k] = Val::Slot;
+    }
+
+    /// Before a store to `v`'s location, materialise every pending read of it.
+    fn before_store(&mut self, r: &mut Region<'_>, v: Val) {
+        for k in 0..r.vs.len() {
+            if r.vs[k] == v {
+                self.flush_one(r, k);
+            }
+        }
+    }
+
+    /// Store the top value (popped) to `dst + off`.
+    fn store_top(&mut self, r: &mut Region<'_>, dst: Reg, off: i16) {
+        let k = r.vs.len() - 1;
+        match r.vs[k] {
+            Val::Const(c) if i32::try_from(c).is_ok() => {
+                self.b.f(r.f).emit(Insn::st(DW, dst, off, c as i32));
+            }
+            _ => {
+                let x = self.in_reg(r, k);
+                self.b.f(r.f).emit(Insn::stx(DW, dst, off, x));
+            }
+        }
+        r.vs.pop();
+    }
+
+    fn insn(&mut self, r: &mut Region<'_>, pc: usize) -> Result<(), Error> {
+        let insn = self.code[pc];
+        let op = insn.opcode().ok_or(Error::Internal("opcode"))?;
+        let d = r.shape.depth[&pc];
+        debug_assert_eq!(d as usize, r.vs.len());
+        let a = insn.arg;
+        let fid = r.f;
+        match op {
+            Op::Nop => {}
+            Op::Push => r.vs.push(Val::Const(insn.imm)),
+            Op::LdG => r.vs.push(Val::Global(a)),
+            Op::LdL => r.vs.push(Val::Local(a)),
+            Op::StG => {
+                self.before_store(r, Val::Global(a));
+                self.store_top(r, R9, global(a));
+            }
+            Op::StL => {
+                self.before_store(r, Val::Local(a));
+                self.store_top(r, R8, local(a));
+            }
+            Op::EntrySave => {
+                let o = off::s16(off::F_ENTRY + 8 * a as usize);
+                self.store_top(r, R8, o);
+            }
+            Op::EntryLoad => {
+                let x = self.alloc(r);
+                let o = off::s16(off::F_ENTRY + 8 * a as usize);
+                self.b.f(fid).emit(Insn::ldx(DW, x, R8, o));
+                r.vs.push(Val::Reg(x));
+            }
+            Op::Dup => {
+                let top = *r.vs.last().ok_or(Error::Internal("dup"))?;
+                match top {
+                    Val::Const(_) | Val::Local(_) | Val::Global(_) => r.vs.push(top),
+                    _ => {
+                        let k = r.vs.len() - 1;
+                        let x = self.in_reg(r, k);
+                        r.vs.push(Val::Slot);
+                        let y = self.alloc(r);
+                        self.b.f(fid).emit(Insn::mov(y, x));
+                        *r.vs.last_mut().expect("pushed") = Val::Reg(y);
+                    }
+                }
+            }
+            Op::Pop => {
+                r.vs.pop();
+            }
+            Op::Add | Op::Sub | Op::Mul | Op::And | Op::Or | Op::Xor | Op::Shl | Op::Shr => {
+                let alu = match op {
+                    Op::Add => Alu::Add,
+                    Op::Sub => Alu::Sub,
+                    Op::Mul => Alu::Mul,
+                    Op::And => Alu::And,
+                    Op::Or => Alu::Or,
+                    Op::Xor => Alu::Xor,
+                    Op::Shl => Alu::Lsh,
+                    _ => Alu::Arsh,
+                };
+                let n = r.vs.len();
+                let shift = matches!(op, Op::Shl | Op::Shr);
+                let imm = match r.vs[n - 1] {
+                    Val::Const(c) if shift => Some((c & 63) as i32),
+                    Val::Const(c) => i32::try_from(c).ok(),
+                    _ => None,
+                };
+                let xa = self.in_reg(r, n - 2);
+                if let Some(c) = imm {
+                    self.b.f(fid).emit(Insn::alu64_imm(alu, xa, c));
+                } else {
+                    let xb = self.in_reg(r, n - 1);
+                    let f = self.b.f(fid);
+                    if shift {
+                        f.emit(Insn::alu64_imm(Alu::And, xb, 63));
+                    }
+                    f.emit(Insn::alu64_reg(alu, xa, xb));
+                }
+                r.vs.pop();
+            }
+            Op::Div | Op::Mod => {
+                self.flush(r);
+                let f = self.b.f(fid);
+                f.emit(Insn::ldx(DW, R1, R8, stack(d - 2)));
+                f.emit(Insn::ldx(DW, R2, R8, stack(d - 1)));
+                let ok = f.new_label();
+                f.jmp_imm(Cond::Ne, R2, 0, ok);
+                self.error(r, ERR_DIV_ZERO, pc);
+                let f = self.b.f(fid);
+                f.bind(ok);
+                // Unsigned division of the magnitudes (sdiv needs BPF v4, kernel 6.6):
+                // |i64::MIN| is 2^63 as a u64, so i64::MIN / -1 wraps to i64::MIN.
+                f.emit(Insn::mov(R3, R1)); // a
+                f.emit(Insn::mov(R4, R2)); // b
+                f.emit(Insn::jmp_imm(Cond::Sge, R1, 0, 1));
+                f.emit(Insn::neg(R1));
+                f.emit(Insn::jmp_imm(Cond::Sge, R2, 0, 1));
+                f.emit(Insn::neg(R2));
+                if op == Op::Div {
+                    f.emit(Insn::alu64_reg(Alu::Div, R1, R2));
+                    f.emit(Insn::alu64_reg(Alu::Xor, R3, R4)); // sign differs: negative
+                } else {
+                    f.emit(Insn::alu64_reg(Alu::Mod, R1, R2)); // sign of a
+                }
+                f.emit(Insn::jmp_imm(Cond::Sge, R3, 0, 1));
+                f.emit(Insn::neg(R1));
+                r.vs.pop();
+                *r.vs.last_mut().expect("two operands") = Val::Reg(R1);
+            }
+            Op::Lt | Op::Le | Op::Gt | Op::Ge | Op::Eq | Op::Ne if self.fuses(r, pc) => {
+                // `a < b; Jz/Jnz` in one block: one conditional jump, no 0/1 value.
+                let next = self.code[pc + 1];
+                let mut c = match op {
+                    Op::Lt => Cond::Slt,
+                    Op::Le => Cond::Sle,
+                    Op::Gt => Cond::Sgt,
+                    Op::Ge => Cond::Sge,
+                    Op::Eq => Cond::Eq,
+                    _ => Cond::Ne,
+                };
+                if next.opcode() == Some(Op::Jz) {
+                    c = negate(c);
+                }
+                let n = r.vs.len();
+                let imm = match r.vs[n - 1] {
+                    Val::Const(c) => i32::try_from(c).ok(),
+                    _ => None,
+                };
+                let xa = self.in_reg(r, n - 2);
+                let xb = match imm {
+                    Some(i) => Operand::Imm(i),
+                    None => Operand::Reg(self.in_reg(r, n - 1)),
+                };
+                r.vs.truncate(n - 2);
+                self.flush(r);
+                let t = jump_target(pc + 1, &next) as usize;
+                self.branch2(r, c, xa, xb, t)?;
+                r.fused = Some(pc + 1);
+            }
+            Op::Lt | Op::Le | Op::Gt | Op::Ge | Op::Eq | Op::Ne => {
+                let c = match op {
+                    Op::Lt => Cond::Slt,
+                    Op::Le => Cond::Sle,
+                    Op::Gt => Cond::Sgt,
+                    Op::Ge => Cond::Sge,
+                    Op::Eq => Cond::Eq,
+                    _ => Cond::Ne,
+                };
+                let n = r.vs.len();
+                let imm = match r.vs[n - 1] {
+                    Val::Const(c) => i32::try_from(c).ok(),
+                    _ => None,
+                };
+                let xa = self.in_reg(r, n - 2);
+                let xb = match imm {
+                    Some(_) => None,
+                    None => Some(self.in_reg(r, n - 1)),
+                };
+                let y = self.alloc(r);
+                let f = self.b.f(fid);
+                f.emit(Insn::mov_imm(y, 1));
+                match (imm, xb) {
+                    (Some(i), _) => f.emit(Insn::jmp_imm(c, xa, i, 1)),
+                    (None, Some(xb)) => f.emit(Insn::jmp_reg(c, xa, xb, 1)),
+                    _ => unreachable!(),
+                }
+                f.emit(Insn::mov_imm(y, 0));
+                r.vs.pop();
+                *r.vs.last_mut().expect("two operands") = Val::Reg(y);
+            }
+            Op::Neg | Op::BNot => {
+                let k = r.vs.len() - 1;
+                let x = self.in_reg(r, k);
+                let f = self.b.f(fid);
+                match op {
+                    Op::Neg => f.emit(Insn::neg(x)),
+                    _ => f.emit(Insn::alu64_imm(Alu::Xor, x, -1)),
+                }
+            }
+            Op::LNot => {
+                let k = r.vs.len() - 1;
+                let x = self.in_reg(r, k);
+                let y = self.alloc(r);
+                let f = self.b.f(fid);
+                f.emit(Insn::mov_imm(y, 1));
+                f.emit(Insn::jmp_imm(Cond::Eq, x, 0, 1));
+                f.emit(Insn::mov_imm(y, 0));
+                r.vs[k] = Val::Reg(y);
+            }
+            Op::Jmp => {
+                self.flush(r);
+                let t = jump_target(pc, &insn) as usize;
+                self.goto(r, t)?;
+            }
+            Op::Jz | Op::Jnz => {
+                let k = r.vs.len() - 1;
+                let x = self.in_reg(r, k);
+                r.vs.pop();
+                self.flush(r);
+                let t = jump_target(pc, &insn) as usize;
+                let c = if op == Op::Jz { Cond::Eq } else { Cond::Ne };
+                self.branch(r, c, x, t)?;
+            }
+            Op::Next => self.end(r, EXIT_NEXT),
+            Op::Skip => self.end(r, EXIT_SKIP),
+            Op::Ret => {
+                self.store_top(r, R8, off::F_RESULT);
+                self.end(r, EXIT_RET);
+            }
+            Op::Ctx => {
+                let id = Ctx::from_i32(a).ok_or(Error::Internal("context id"))?;
+                let x = match id {
+                    Ctx::Target | Ctx::RetVal | Ctx::IntArg | Ctx::LongArg => {
+                        let x = self.alloc(r);
+                        self.ctx_load(fid, id, insn.imm, x);
+                        x
+                    }
+                    _ => {
+                        self.flush(r);
+                        self.ctx(fid, id);
+                        R0
+                    }
+                };
+                r.vs.push(Val::Reg(x));
+            }
+            Op::RandInt => {
+                self.flush(r);
+                self.b.f(fid).emit(Insn::ldx(DW, R1, R8, stack(d - 1)));
+                let ok = self.b.f(fid).new_label();
+                self.b.f(fid).jmp_imm(Cond::Sgt, R1, 0, ok);
+                self.error(r, ERR_RANDINT, pc);
+                let f = self.b.f(fid);
+                f.bind(ok);
+                f.emit(Insn::call_helper(helper::GET_PRANDOM_U32));
+                f.emit(Insn::alu64_imm(Alu::Lsh, R0, 32));
+                f.emit(Insn::stx(DW, R8, off::F_TMP, R0));
+                f.emit(Insn::call_helper(helper::GET_PRANDOM_U32));
+                f.emit(Insn::mov32(R0, R0));
+                f.emit(Insn::ldx(DW, R1, R8, off::F_TMP));
+                f.emit(Insn::alu64_reg(Alu::Or, R0, R1));
+                f.emit(Insn::ldx(DW, R1, R8, stack(d - 1)));
+                f.emit(Insn::alu64_reg(Alu::Mod, R0, R1));
+                *r.vs.last_mut().expect("operand") = Val::Reg(R0);
+            }
+            Op::Out => {
+                let n = insn.imm as u32;
+                let base = r.vs.len() - n as usize;
+                for k in 0..n as usize {
+                    let o = off::s16(off::F_OUT_ARGS + 8 * k);
+                    match r.vs[base + k] {
+                        Val::Const(c) if i32::try_from(c).is_ok() => {
+                            self.b.f(fid).emit(Insn::st(DW, R8, o, c as i32));
+                        }
+                        _ => {
+                            let x = self.in_reg(r, base + k);
+                            self.b.f(fid).emit(Insn::stx(DW, R8, o, x));
+                            r.vs[base + k] = Val::Slot;
+                        }
+                    }
+                }
+                r.vs.truncate(base);
+                self.flush(r);
+                header(self.b.f(fid), REC_OUT, Some((a, n as i32)));
+                emit_record(self.b.f(fid), 48 + 8 * n as i32);
+            }
+            Op::Exit => {
+                self.flush(r);
+                let f = self.b.f(fid);
+                f.emit(Insn::st(DW, R9, off::EXIT_REQUESTED, 1));
+                header(f, REC_EXIT, Some((0, 0)));
+                emit_record(f, 48);
+            }
+        }
+        Ok(())
+    }
+
+    /// `x` = a context value read without a helper.
+    fn ctx_load(&mut self, fid: FuncId, id: Ctx, imm: i64, x: Reg) {
+        let f = self.b.f(fid);
+        match id {
+            Ctx::Target => f.emit(Insn::ldx(DW, x, R9, off::TARGET_PID)),
+            Ctx::RetVal => f.emit(Insn::ldx(DW, x, R8, off::F_RETVAL)),
+            _ => {
+                if (1..=6).contains(&imm) {
+                    let o = off::s16(off::F_ARGS + 8 * (imm as usize - 1));
+                    f.emit(Insn::ldx(DW, x, R8, o));
+                    if id == Ctx::IntArg {
+                        f.emit(Insn::alu64_imm(Alu::Lsh, x, 32));
+                        f.emit(Insn::alu64_imm(Alu::Arsh, x, 32));
+                    }
+                } else {
+                    f.emit(Insn::mov_imm(x, 0));
+                }
+            }
+        }
+    }
+
+    /// r0 = the context value `id`.
+    fn ctx(&mut self, fid: FuncId, id: Ctx) {
+        let kinfo = *self.kinfo;
+        let f = self.f(fid);
+        match id {
+            Ctx::Pid => {
+                f.emit(Insn::call_helper(helper::GET_CURRENT_PID_TGID));
+                f.emit(Insn::alu64_imm(Alu::Rsh, R0, 32));
+            }
+            Ctx::Tid => {
+                f.emit(Insn::call_helper(helper::GET_CURRENT_PID_TGID));
+                f.emit(Insn::mov32(R0, R0));
+            }
+            Ctx::Uid => {
+                f.emit(Insn::call_helper(helper::GET_CURRENT_UID_GID));
+                f.emit(Insn::mov32(R0, R0));
+            }
+            Ctx::Cpu => {
+                f.emit(Insn::call_helper(helper::GET_SMP_PROCESSOR_ID));
+                f.emit(Insn::mov32(R0, R0));
+            }
+            Ctx::TimeNs => {
+                f.emit(Insn::call_helper(helper::KTIME_GET_BOOT_NS));
+                f.emit(Insn::ldx(DW, R1, R9, off::TIME_OFFSET));
+                f.emit(Insn::alu64_reg(Alu::Add, R0, R1));
+            }
+            Ctx::Target | Ctx::RetVal | Ctx::IntArg | Ctx::LongArg => {
+                unreachable!("read without a helper: ctx_load")
+            }
+            Ctx::Ppid => {
+                // task->real_parent->tgid, with offsets read from the kernel's BTF.
+                f.emit(Insn::st(DW, R8, off::F_TMP, 0));
+                f.emit(Insn::call_helper(helper::GET_CURRENT_TASK));
+                f.emit(Insn::mov(R3, R0));
+                f.emit(Insn::alu64_imm(Alu::Add, R3, kinfo.task_real_parent as i32));
+                f.emit(Insn::mov(R1, R8));
+                f.emit(Insn::alu64_imm(Alu::Add, R1, off::F_TMP as i32));
+                f.emit(Insn::mov_imm(R2, 8));
+                f.emit(Insn::call_helper(helper::PROBE_READ_KERNEL));
+                f.emit(Insn::ldx(DW, R3, R8, off::F_TMP));
+                f.emit(Insn::st(DW, R8, off::F_TMP, 0));
+                f.emit(Insn::alu64_imm(Alu::Add, R3, kinfo.task_tgid as i32));
+                f.emit(Insn::mov(R1, R8));
+                f.emit(Insn::alu64_imm(Alu::Add, R1, off::F_TMP as i32));
+                f.emit(Insn::mov_imm(R2, 4));
+                f.emit(Insn::call_helper(helper::PROBE_READ_KERNEL));
+                f.emit(Insn::ldx(W, R0, R8, off::F_TMP));
+                f.emit(Insn::alu64_imm(Alu::Lsh, R0, 32));
+                f.emit(Insn::alu64_imm(Alu::Arsh, R0, 32));
+            }
+        }
+    }
+}
+
+/// Fill the staged record header: `kind`, the pidx (r7), `code` and `aux` (`None`: the
+/// error kind and pc from the frame), cpu, pid, tid and comm.
+pub(crate) fn header(f: &mut crate::asm::Func, kind: u32, code_aux: Option<(i32, i32)>) {
+    let h = off::F_OUT;
+    f.emit(Insn::st(W, R8, off::s16(h), kind as i32));
+    f.emit(Insn::stx(W, R8, off::s16(h + 4), R7));
+    match code_aux {
+        Some((c, a)) => {
+            f.emit(Insn::st(W, R8, off::s16(h + 8), c));
+            f.emit(Insn::st(W, R8, off::s16(h + 12), a));
+        }
+        None => {
+            f.emit(Insn::ldx(DW, R1, R8, off::F_ERR));
+            f.emit(Insn::stx(W, R8, off::s16(h + 8), R1));
+            f.emit(Insn::ldx(DW, R1, R8, off::F_ERRPC));
+            f.emit(Insn::stx(W, R8, off::s16(h + 12), R1));
+        }
+    }
+    f.emit(Insn::call_helper(helper::GET_SMP_PROCESSOR_ID));
+    f.emit(Insn::stx(W, R8, off::s16(h + 16), R0));
+    f.emit(Insn::call_helper(helper::GET_CURRENT_PID_TGID));
+    f.emit(Insn::stx(W, R8, off::s16(h + 24), R0));
+    f.emit(Insn::alu64_imm(Alu::Rsh, R0, 32));
+    f.emit(Insn::stx(W, R8, off::s16(h + 20), R0));
+    f.emit(Insn::st(W, R8, off::s16(h + 28), 0));
+    f.emit(Insn::mov(R1, R8));
+    f.emit(Insn::alu64_imm(Alu::Add, R1, (h + 32) as i32));
+    f.emit(Insn::mov_imm(R2, 16));
+    f.emit(Insn::call_helper(helper::GET_CURRENT_COMM));
+}
+
+/// Send the staged record (`size` bytes) on the ring buffer; count it as dropped if full.
+pub(crate) fn emit_record(f: &mut crate::asm::Func, size: i32) {
+    f.ld_map(R1, MapId::Events, None);
+    f.emit(Insn::mov(R2, R8));
+    f.emit(Insn::alu64_imm(Alu::Add, R2, off::F_OUT as i32));
+    f.emit(Insn::mov_imm(R3, size));
+    f.emit(Insn::mov_imm(R4, 0));
+    f.emit(Insn::call_helper(helper::RINGBUF_OUTPUT));
+    f.emit(Insn::jmp_imm(Cond::Eq, R0, 0, 2));
+    f.emit(Insn::mov_imm(R1, 1));
+    f.emit(Insn::atomic64(Atomic::Add, R9, off::STATS_DROPPED, R1));
+}
+
+/// Zero `n` u64 words at `r8 + start`.
+pub(crate) fn zero(f: &mut crate::asm::Func, start: usize, n: usize) {
+    for k in 0..n {
+        f.emit(Insn::st(DW, R8, off::s16(start + 8 * k), 0));
+    }
+}

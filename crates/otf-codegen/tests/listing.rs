@@ -1,0 +1,101 @@
+//! What the code generator emits for small scripts, as `otf check --bpf` lists it. A change
+//! to the generated code shows up here as a snapshot diff for review (`cargo insta review`).
+
+use otf_codegen::{dump, generate, KernelInfo, ProbeSlot, ProgKind, RuntimeImage};
+use otf_script::diag::SourceFile;
+
+/// The image `otf run` would build, one pidx per kernel unit.
+fn image_of(src: &str) -> RuntimeImage {
+    let file = SourceFile::new("t.stp", src);
+    let c = otf_script::compile_source(&file).expect("compiles");
+    let s = &c.script;
+    let probes = s
+        .units
+        .iter()
+        .enumerate()
+        .filter(|(_, u)| u.point.is_kernel())
+        .map(|(i, u)| ProbeSlot {
+            body: Some(u.body.start),
+            entry: u.entry.as_ref().map(|e| e.start),
+            cond: u.cond.as_ref().map(|_| i as u32),
+            reeval: u.reeval.iter().map(|&c| c as u32).collect(),
+            lock_mask: u.lock_mask,
+            safe_context: true,
+            is_return: u.point.is_return(),
+            chain: None,
+            label: format!("unit {i}"),
+        })
+        .collect();
+    RuntimeImage {
+        code: s.code.clone(),
+        probes,
+        cond_code: s
+            .units
+            .iter()
+            .map(|u| u.cond.as_ref().map(|c| c.start).unwrap_or(0))
+            .collect(),
+        cond_init: vec![false; s.units.len()],
+        globals_init: s.globals.iter().map(|g| g.init).collect(),
+        target_pid: 0,
+    }
+}
+
+fn listing(src: &str, kind: ProgKind) -> String {
+    let img = image_of(src);
+    let p = generate(&img, kind, &KernelInfo::default()).expect("generates");
+    dump(&p, &|pidx| {
+        img.probes
+            .get(pidx as usize)
+            .map(|s| s.label.clone())
+            .unwrap_or_default()
+    })
+}
+
+#[test]
+fn counter() {
+    insta::assert_snapshot!(listing(
+        "global n\nprobe kernel.trace(\"syscalls:sys_enter_getppid\") { n++ }",
+        ProgKind::Tracepoint
+    ));
+}
+
+#[test]
+fn condition_and_printf() {
+    insta::assert_snapshot!(listing(
+        "global on, n\nprobe timer.ms(100) if (on) { n += 2; printf(\"n=%d\\n\", n) }\nprobe kernel.trace(\"sched:sched_switch\") { on = !on }",
+        ProgKind::PerfEvent
+    ));
+}
+
+#[test]
+fn loop_with_break() {
+    insta::assert_snapshot!(listing(
+        "global s\nprobe timer.ms(10) { for (i = 0; i < 20; i++) { if (i == 15) break; s += i * 3 } }",
+        ProgKind::PerfEvent
+    ));
+}
+
+#[test]
+fn return_probe_with_entry_value() {
+    insta::assert_snapshot!(listing(
+        "global d\nprobe process(\"/bin/true\").function(\"main\").return { d = returnval() - @entry(int_arg(1)) }",
+        ProgKind::Uretprobe
+    ));
+}
+
+#[test]
+fn every_kind_generates_for_a_mixed_script() {
+    let src = "global n, m\nfunction f(x) { while (x > 0) { x--; m++ } return m }\n\
+               probe timer.s(1) if (n < 10) { n += f(3) / (n + 1); if (randint(10) > 20) exit() }\n\
+               probe kernel.trace(\"syscalls:sys_enter_read\") { printf(\"%d %d %d\\n\", pid(), ppid(), cpu()) }";
+    let img = image_of(src);
+    for &k in ProgKind::ALL {
+        let p = generate(&img, k, &KernelInfo::default()).expect("generates");
+        // Every map reference is a 64-bit load, every function has a func_info record.
+        for &(at, _) in &p.map_refs {
+            assert!(p.insns[at].is_ld_imm64(), "{k:?} at {at}");
+        }
+        assert_eq!(p.func_info.len(), p.func_starts.len());
+        assert_eq!(p.func_starts[0], 0);
+    }
+}
