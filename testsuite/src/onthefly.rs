@@ -3,7 +3,7 @@
 //!
 //! Each suite's table is the `run_subtest_valid` / `run_subtest_stress` list of the `.exp` file.
 //! Scripts are SystemTap's `make_script` with the parameters substituted; expected patterns are
-//! `make_pattern` with otf's `--otf-debug` vocabulary (LANGUAGE.md).
+//! `make_pattern` with otf's `--otf-debug` vocabulary (docs/user-guide.md, "Output").
 
 use std::time::Duration;
 

@@ -49,7 +49,8 @@ fn every_suite_script_passes_otf_check() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
-    // ONTHEFLY-SUITE.md: hrtimer 20 subtests, tracepoint 21, uprobes 21, kprobes 21.
+    // docs/testing.md, "The on-the-fly ports": hrtimer 20 subtests, tracepoint 21, uprobes 21,
+    // kprobes 21.
     assert_eq!(
         checked,
         20 + 21 + 21 + 21,

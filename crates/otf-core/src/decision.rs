@@ -1,6 +1,6 @@
 //! The `--otf-debug` vocabulary: one [`DecisionLine`] per kernel-side arming decision.
 //!
-//! The words follow SystemTap and depend on the probe flavor (LANGUAGE.md):
+//! The words follow SystemTap and depend on the probe flavor (docs/user-guide.md, "Output"):
 //!
 //! | flavor | at start, condition false | refresh: turn on | refresh: turn off |
 //! |---|---|---|---|

@@ -37,8 +37,8 @@ impl ProbeEntry {
     }
 }
 
-/// Whether a probe may wake user space itself when it flips a condition (DESIGN.md, "The
-/// model", 3), with the reason written down.
+/// Whether a probe may wake user space itself when it flips a condition (docs/architecture.md,
+/// "The model, in the code", 3), with the reason written down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct SafeContext {
     /// True if the probe's body may send the notification record.
@@ -66,8 +66,8 @@ impl SafeContext {
 /// A set of kernel attachments of one probe type, armed and disarmed on the fly.
 ///
 /// Deciding is separated from doing: `plan_*` are pure and return a [`Plan`] (the provided
-/// defaults implement the policy of DESIGN.md, and most groups keep them); [`apply`] is the only
-/// method that touches the kernel. The trait is object safe: the scheduler holds
+/// defaults implement the policy of docs/architecture.md, and most groups keep them); [`apply`]
+/// is the only method that touches the kernel. The trait is object safe: the scheduler holds
 /// `Box<dyn ProbeGroup>`.
 ///
 /// [`apply`]: ProbeGroup::apply

@@ -10,7 +10,7 @@ use crate::sys;
 pub const PROFILE_PERIOD_NS: u64 = 4_000_000;
 
 /// Shortest accepted period. The kernel clamps cpu-clock periods below ~10 µs anyway, and a
-/// perf sample costs ~13 µs here (KERNEL-FACTS.md), so shorter periods would only stall the
+/// perf sample costs ~13 µs here (docs/kernel-facts.md), so shorter periods would only stall the
 /// machine.
 pub const MIN_PERIOD_NS: u64 = 10_000;
 

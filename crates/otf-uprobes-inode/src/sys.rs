@@ -4,7 +4,7 @@
 //! Working on file descriptors (aya-style) instead of libbpf objects keeps links `'static` and
 //! `Send`: a [`Link`] can be kept in a table keyed by id, and closed on any thread. Closing the
 //! descriptor detaches the probe; for uprobes that close blocks for an RCU grace period
-//! (~0.1 s here, see KERNEL-FACTS.md), which is why callers close many links concurrently.
+//! (~0.1 s here, see docs/kernel-facts.md), which is why callers close many links concurrently.
 
 use std::ffi::CString;
 use std::fs;

@@ -28,7 +28,7 @@ use otf_core::{ApplyReport, Op, Pidx, Plan};
 use crate::sys::Link;
 
 /// Attach cookie bit marking the entry attachment of a return probe (`@entry` saving); the
-/// same value as `otf_bpf::layout::COOKIE_ENTRY` / `OTF_COOKIE_ENTRY` in bpf/otf_runtime.h.
+/// same value as `otf_codegen::layout::COOKIE_ENTRY` (re-exported as `otf_bpf::layout`).
 pub const COOKIE_ENTRY: u64 = 1 << 32;
 
 /// The attach cookie of one part of probe `pidx`: `pidx`, with [`COOKIE_ENTRY`] for the entry

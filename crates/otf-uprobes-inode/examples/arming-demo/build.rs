@@ -8,7 +8,7 @@ use libbpf_cargo::SkeletonBuilder;
 fn main() {
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let src = manifest.join("src/bpf/demo.bpf.c");
-    // otf_arming.h (and the otf_runtime.h it includes) come from the otf repository's bpf/.
+    // otf_arming.h comes from the otf repository's bpf/.
     let otf_bpf = manifest.join("../../../../bpf");
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR")).join("demo.skel.rs");
     let mut args = vec![

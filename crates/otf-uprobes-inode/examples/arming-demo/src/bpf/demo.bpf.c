@@ -7,7 +7,8 @@
  *   pidx 1  fn_hot     armed only while `tracing` != 0 (its condition); counts calls
  *
  * The condition is also checked in the body, so the meaning never depends on how fast user
- * space arms or disarms: arming is only an optimisation (otf's DESIGN.md, "The model", 1).
+ * space arms or disarms: arming is only an optimisation (otf's docs/architecture.md, "The model,
+ * in the code", 1).
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
