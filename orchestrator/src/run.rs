@@ -880,27 +880,52 @@ fn print_stats(out: &mut Output, rt: &Runtime, res: &Resolved, sched: &Scheduler
             let v = serde_json::json!({
                 "type": "stats", "pidx": p.pidx, "point": p.pp, "hits": c.hits,
                 "bodies": c.bodies, "skipped_cond": c.skipped_cond,
-                "skipped_lock": c.skipped(), "armed": a, "disarmed": d,
+                "skipped_lock": c.skipped_lock, "skipped_nest": c.skipped_nest,
+                "errors": c.errors, "armed": a, "disarmed": d,
+            });
+            out.write(&format!("{v}\n"));
+        }
+        for (kind, n) in rt.kernel_misses() {
+            let v = serde_json::json!({
+                "type": "stats", "program": kind.name(), "skipped_kernel": n,
             });
             out.write(&format!("{v}\n"));
         }
     } else {
         out.write(&format!(
-            "{:>5} {:>10} {:>10} {:>12} {:>12} {:>7} {:>8}  {}\n",
-            "pidx", "hits", "bodies", "skipped_cond", "skipped_lock", "armed", "disarmed", "point"
+            "{:>5} {:>10} {:>10} {:>12} {:>12} {:>12} {:>7} {:>8}  {}\n",
+            "pidx",
+            "hits",
+            "bodies",
+            "skipped_cond",
+            "skipped_lock",
+            "skipped_nest",
+            "armed",
+            "disarmed",
+            "point"
         ));
         for (p, c, a, d) in rows {
             out.write(&format!(
-                "{:>5} {:>10} {:>10} {:>12} {:>12} {:>7} {:>8}  {}\n",
+                "{:>5} {:>10} {:>10} {:>12} {:>12} {:>12} {:>7} {:>8}  {}\n",
                 p.pidx,
                 c.hits,
                 c.bodies,
                 c.skipped_cond,
-                c.skipped(),
+                c.skipped_lock,
+                c.skipped_nest,
                 a,
                 d,
                 p.pp
             ));
+        }
+        // The kernel counts the hits it did not run per program, not per probe.
+        for (kind, n) in rt.kernel_misses() {
+            if n > 0 {
+                out.write(&format!(
+                    "# {n} hit(s) of the {} handler skipped by the kernel (another BPF program was running on that CPU)\n",
+                    kind.name()
+                ));
+            }
         }
     }
     out.flush();
@@ -1108,11 +1133,14 @@ pub fn run(args: &RunArgs) -> Result<i32, Failure> {
         session.run_user_bodies(&PointKind::End);
     }
 
+    // SystemTap's "skipped probes": hits that did not run for want of a lock or a nesting
+    // level, and hits the kernel did not run at all (docs/runtime.md).
     let skipped: u64 = res
         .probes
         .iter()
         .map(|p| rt.counters(p.pidx).skipped())
-        .sum();
+        .sum::<u64>()
+        + rt.kernel_misses().iter().map(|(_, n)| n).sum::<u64>();
     if args.stats {
         print_stats(&mut session.out, &rt, &res, &sched);
     }

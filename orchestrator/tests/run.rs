@@ -242,6 +242,7 @@ fn stats_table() {
         "bodies",
         "skipped_cond",
         "skipped_lock",
+        "skipped_nest",
         "armed",
         "disarmed",
         "point",
@@ -256,8 +257,9 @@ fn stats_table() {
         row[1], row[2],
         "no condition: every hit runs its body: {text}"
     );
-    assert_eq!(row[5], "1", "armed once: {text}");
-    assert_eq!(row[7], "timer.ms(10)");
+    assert_eq!(row[3..6], ["0", "0", "0"], "nothing skipped: {text}");
+    assert_eq!(row[6], "1", "armed once: {text}");
+    assert_eq!(row[8], "timer.ms(10)");
 }
 
 #[test]

@@ -619,6 +619,25 @@ impl Runtime {
         }
     }
 
+    /// Hits the kernel itself skipped, per loaded handler: its `recursion_misses` (5.12+),
+    /// counted when a hit arrives while another BPF program runs on that CPU (for example a
+    /// timer's interrupt landing in an armed body) and the program is not run at all.
+    pub fn kernel_misses(&self) -> Vec<(ProgKind, u64)> {
+        self.progs
+            .iter()
+            .map(|(k, fd)| {
+                let mut info = libbpf_sys::bpf_prog_info::default();
+                let mut len = std::mem::size_of::<libbpf_sys::bpf_prog_info>() as u32;
+                // SAFETY: `info` is a zeroed bpf_prog_info of `len` bytes that outlives the
+                // call (no array fields requested); the fd is a loaded program.
+                let r = unsafe {
+                    libbpf_sys::bpf_prog_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len)
+                };
+                (*k, if r == 0 { info.recursion_misses } else { 0 })
+            })
+            .collect()
+    }
+
     /// The global counters.
     pub fn error_counters(&self) -> ErrorCounters {
         // SAFETY: the stats struct of the mmapped .bss.
