@@ -85,3 +85,130 @@ impl Builder {
         (self.image.cond_code.len() - 1) as u32
     }
 }
+
+/// Whether this process can load a BPF program and run it with `BPF_PROG_TEST_RUN`, as the
+/// tests that run hits with [`otf_bpf::Runtime::test_run_hit`] need. If not, prints
+/// `note: TEST SKIPPED: why` (as the kernel-level suites do) and returns `false`; the test
+/// should then return and pass.
+///
+/// The check is independent of otf: it loads a two-instruction raw tracepoint program
+/// (`r0 = 0; exit`) and test-runs it, so that a runtime that fails to load is a failure, not a
+/// skip.
+pub fn can_test_run_bpf(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("note: {test} SKIPPED: needs root (BPF_PROG_LOAD, BPF_PROG_TEST_RUN)");
+        return false;
+    }
+    if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+        eprintln!(
+            "note: {test} SKIPPED: no kernel BTF (/sys/kernel/btf/vmlinux), which the otf runtime needs"
+        );
+        return false;
+    }
+    match raw_tp_test_run() {
+        Ok(()) => true,
+        Err(why) => {
+            eprintln!("note: {test} SKIPPED: this kernel cannot test-run BPF programs: {why}");
+            false
+        }
+    }
+}
+
+/// `union bpf_attr` for `BPF_PROG_LOAD` (the fields up to `expected_attach_type`).
+#[repr(C)]
+#[derive(Default)]
+struct ProgLoadAttr {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; 16],
+    prog_ifindex: u32,
+    expected_attach_type: u32,
+}
+
+/// `union bpf_attr` for `BPF_PROG_TEST_RUN`.
+#[repr(C)]
+#[derive(Default)]
+struct TestRunAttr {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+    ctx_size_in: u32,
+    ctx_size_out: u32,
+    ctx_in: u64,
+    ctx_out: u64,
+    flags: u32,
+    cpu: u32,
+    batch_size: u32,
+    pad: u32,
+}
+
+/// Load `r0 = 0; exit` as a raw tracepoint program and run it once with `BPF_PROG_TEST_RUN`.
+fn raw_tp_test_run() -> Result<(), String> {
+    const BPF_PROG_LOAD: libc::c_long = 5;
+    const BPF_PROG_TEST_RUN: libc::c_long = 10;
+    const BPF_PROG_TYPE_RAW_TRACEPOINT: u32 = 17;
+    // mov64 r0, 0 (0xb7); exit (0x95): opcode in the low byte, registers, offset and
+    // immediate zero.
+    let insns: [u64; 2] = [0xb7, 0x95];
+    let license = c"GPL";
+    let load = ProgLoadAttr {
+        prog_type: BPF_PROG_TYPE_RAW_TRACEPOINT,
+        insn_cnt: insns.len() as u32,
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        ..Default::default()
+    };
+    // SAFETY: a valid bpf_attr of the given size; the pointers outlive the call.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_LOAD,
+            &load as *const ProgLoadAttr,
+            std::mem::size_of::<ProgLoadAttr>(),
+        )
+    };
+    if fd < 0 {
+        return Err(format!(
+            "BPF_PROG_LOAD of a trivial raw tracepoint program: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let ctx = [0u64; 1];
+    let run = TestRunAttr {
+        prog_fd: fd as u32,
+        ctx_size_in: std::mem::size_of_val(&ctx) as u32,
+        ctx_in: ctx.as_ptr() as u64,
+        ..Default::default()
+    };
+    // SAFETY: as above.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_TEST_RUN,
+            &run as *const TestRunAttr,
+            std::mem::size_of::<TestRunAttr>(),
+        )
+    };
+    let err = std::io::Error::last_os_error();
+    // SAFETY: `fd` is the program fd opened above, closed once.
+    unsafe { libc::close(fd as libc::c_int) };
+    if r < 0 {
+        return Err(format!(
+            "BPF_PROG_TEST_RUN of a raw tracepoint program: {err}"
+        ));
+    }
+    Ok(())
+}
