@@ -17,7 +17,9 @@ use crate::deps;
 use crate::util::{self, display_cmd, which};
 
 mod arming;
+mod body;
 mod cprog;
+mod startup;
 
 /// Options of `cargo xtask bench`.
 #[derive(Debug, Clone, clap::Args)]
@@ -57,6 +59,24 @@ pub struct Options {
     /// vCPUs and otf's idle threads on the other vCPU add noise (medians moved by ±20%).
     #[arg(long, default_value_t = 1)]
     pub vm_cpus: u32,
+    /// getppid calls per measurement in body-cost.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub body_calls: u64,
+    /// Repetitions of each variant in body-cost (11 variants; the interpreter's loop body alone
+    /// takes ~3-7 s per measurement).
+    #[arg(long, default_value_t = 5)]
+    pub body_reps: usize,
+    /// getppid calls per measurement of the printf bodies in body-cost (bpftrace's printf cost
+    /// 16-30 us per hit on the machine of docs/performance.md).
+    #[arg(long, default_value_t = 100_000)]
+    pub printf_calls: u64,
+    /// Runs per tool in `startup` for 360 and for all tracepoints (detaching them at exit took
+    /// 12-50 s for otf and 0.5-9 minutes for bpftrace); one tracepoint runs --reps times.
+    #[arg(long, default_value_t = 1)]
+    pub startup_reps: usize,
+    /// In `startup`, also run bpftrace on every tracepoint (it then needs 3-9 minutes to exit).
+    #[arg(long)]
+    pub startup_bpftrace_all: bool,
     /// Internal: this process runs inside the VM that `kprobe-getppid-vm` booted.
     #[arg(long, hide = true)]
     pub in_vm: bool,
@@ -98,6 +118,18 @@ pub const BENCHES: &[Bench] = &[
         arming::bench_refresh_500,
     ),
     (
+        "body-cost",
+        "getppid(2) loop with otf and bpftrace running the same bodies (n++, a 20-iteration \
+         loop, a printf, a false condition) on syscalls:sys_enter_getppid",
+        body::bench_body_cost,
+    ),
+    (
+        "startup",
+        "exec to armed and SIGINT to exit, otf and bpftrace, on 1, 360 (syscalls:sys_enter_*) \
+         and all tracepoints",
+        startup::bench_startup,
+    ),
+    (
         "kprobe-read-vm",
         "in the VM (6.12, kprobes): read(2) loop on /dev/zero with a kprobe on vfs_read whose \
          condition is false",
@@ -124,10 +156,14 @@ pub fn run(o: &Options) -> Result<i32> {
         || o.refreshes == 0
         || o.uprobe_calls == 0
         || o.vm_iterations == 0
+        || o.body_calls == 0
+        || o.body_reps == 0
+        || o.printf_calls == 0
+        || o.startup_reps == 0
     {
         bail!(
-            "--reps, --iterations, --flips, --refreshes, --uprobe-calls and --vm-iterations \
-             must be positive"
+            "--reps, --iterations, --flips, --refreshes, --uprobe-calls, --vm-iterations, \
+             --body-calls, --body-reps, --printf-calls and --startup-reps must be positive"
         );
     }
     if !util::is_root() {
@@ -167,6 +203,18 @@ pub fn run(o: &Options) -> Result<i32> {
     if bpftrace.is_none() && !o.in_vm {
         eprintln!("xtask bench: bpftrace is not installed; its variant is skipped");
     }
+    let others = other_tracers();
+    if !others.is_empty() {
+        eprintln!(
+            "xtask bench: WARNING: other tracers are running ({}): their probes may hit this \
+             benchmark's workloads, and its probes theirs",
+            others
+                .iter()
+                .map(|(pid, comm)| format!("{comm} {pid}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let ctx = Ctx {
         opts: o,
         otf,
@@ -188,6 +236,30 @@ pub fn run(o: &Options) -> Result<i32> {
     Ok(i32::from(failed > 0))
 }
 
+/// The processes named like a tracer (`otf`, `bpftrace`, `stap*`) other than this one: a
+/// benchmark run beside another tracer measures both.
+fn other_tracers() -> Vec<(u32, String)> {
+    let me = std::process::id();
+    let mut v: Vec<(u32, String)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+            Some((pid, comm.trim().to_string()))
+        })
+        .filter(|(pid, comm)| *pid != me && is_tracer_name(comm))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Whether a process name (`/proc/PID/comm`) is a tracer's.
+fn is_tracer_name(comm: &str) -> bool {
+    matches!(comm, "otf" | "bpftrace") || comm.starts_with("stap")
+}
+
 /// A program that traces while the workload runs.
 #[derive(Debug, Clone)]
 pub struct Tracer {
@@ -195,6 +267,28 @@ pub struct Tracer {
     pub argv: Vec<String>,
     /// The line on its stdout that says its probes are attached.
     pub ready: String,
+    /// Where its stdout goes: a pipe that is read and drained (`None`), or this file, truncated
+    /// at each start and polled for the ready line; its stderr then goes to the same path with
+    /// `.err` appended.
+    pub output: Option<PathBuf>,
+}
+
+impl Tracer {
+    /// A tracer whose stdout is read through a pipe.
+    pub fn new(argv: Vec<String>, ready: &str) -> Tracer {
+        Tracer {
+            argv,
+            ready: ready.into(),
+            output: None,
+        }
+    }
+}
+
+/// `path` with `.err` appended: where a tracer with [`Tracer::output`] writes its stderr.
+pub fn err_path(path: &std::path::Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".err");
+    PathBuf::from(s)
 }
 
 /// One way of running the workload.
@@ -215,10 +309,7 @@ impl Variant {
         argv.extend(["-T".into(), "3600s".into(), "-e".into(), script.into()]);
         Variant {
             name: name.into(),
-            tracer: Some(Tracer {
-                argv,
-                ready: READY.into(),
-            }),
+            tracer: Some(Tracer::new(argv, READY)),
         }
     }
 }
@@ -234,10 +325,15 @@ const READY: &str = "otf-bench-ready";
 impl Tracer {
     fn start(&self) -> Result<Running> {
         let mut cmd = Command::new(&self.argv[0]);
-        cmd.args(&self.argv[1..])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+        cmd.args(&self.argv[1..]).stdin(Stdio::null());
+        if let Some(path) = &self.output {
+            let create = |p: &std::path::Path| {
+                std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))
+            };
+            cmd.stdout(create(path)?).stderr(create(&err_path(path))?);
+        } else {
+            cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        }
         // A tracer is stopped with SIGINT. When xtask itself was started as a background job of
         // a non-interactive shell, SIGINT is ignored and children inherit that, and a shell
         // cannot trap a signal ignored on entry: give the tracer the default disposition.
@@ -249,40 +345,75 @@ impl Tracer {
                 Ok(())
             });
         }
-        let mut child = cmd
+        let child = cmd
             .spawn()
             .with_context(|| format!("cannot start {}", display_cmd(&cmd)))?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let (tx, rx) = mpsc::channel();
-        let ready = self.ready.clone();
-        // Read (and drain) the tracer's output so that it never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut told = false;
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if !told && line.trim() == ready {
-                    told = true;
-                    let _ = tx.send(());
-                }
-            }
-        });
-        let running = Running {
+        let mut running = Running {
             child,
             name: display_cmd(&cmd),
         };
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(()) => {
-                // Let the attachment settle (the begin probe may run just before the last attach).
-                std::thread::sleep(Duration::from_millis(200));
-                Ok(running)
+        let mut is_ready: Box<dyn FnMut() -> bool> = match &self.output {
+            // Poll the file for the ready line.
+            Some(path) => {
+                let (path, ready) = (path.clone(), self.ready.clone());
+                Box::new(move || file_has_line(&path, &ready))
             }
-            Err(mpsc::RecvTimeoutError::Disconnected) => bail!(
-                "`{}` ended before printing {:?} (its error is above)",
+            None => {
+                let stdout = running.child.stdout.take().context("no stdout")?;
+                let (tx, rx) = mpsc::channel();
+                let ready = self.ready.clone();
+                // Read (and drain) the tracer's output so that it never blocks on a full pipe.
+                std::thread::spawn(move || {
+                    let mut told = false;
+                    for line in BufReader::new(stdout).lines() {
+                        let Ok(line) = line else { break };
+                        if !told && line.trim() == ready {
+                            told = true;
+                            let _ = tx.send(());
+                        }
+                    }
+                });
+                Box::new(move || rx.try_recv().is_ok())
+            }
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let outcome = loop {
+            if is_ready() {
+                break "ready";
+            }
+            if let Ok(Some(_)) = running.child.try_wait() {
+                break "ended";
+            }
+            if Instant::now() > deadline {
+                break "timeout";
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        if outcome == "ready" {
+            // Let the attachment settle (the begin probe may run just before the last attach).
+            std::thread::sleep(Duration::from_millis(200));
+            if !matches!(running.child.try_wait(), Ok(Some(_))) {
+                return Ok(running);
+            }
+        }
+        let errors = match &self.output {
+            Some(p) => format!(
+                ":\n{}",
+                std::fs::read_to_string(err_path(p))
+                    .unwrap_or_default()
+                    .trim_end()
+            ),
+            None => " (its error is above)".into(),
+        };
+        match outcome {
+            "timeout" => bail!(
+                "`{}` did not print {:?} within 60 s{errors}",
                 running.name,
                 self.ready
             ),
-            Err(mpsc::RecvTimeoutError::Timeout) => bail!(
-                "`{}` did not print {:?} within 60 s",
+            "ready" => bail!("`{}` ended right after it was ready{errors}", running.name),
+            _ => bail!(
+                "`{}` ended before printing {:?}{errors}",
                 running.name,
                 self.ready
             ),
@@ -290,30 +421,93 @@ impl Tracer {
     }
 }
 
+/// Whether the first MiB of the file at `path` has a line equal to `line` (surrounding
+/// whitespace ignored).
+fn file_has_line(path: &std::path::Path, line: &str) -> bool {
+    use std::io::Read;
+    let Ok(f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut buf = Vec::new();
+    if f.take(1 << 20).read_to_end(&mut buf).is_err() {
+        return false;
+    }
+    String::from_utf8_lossy(&buf)
+        .lines()
+        .any(|l| l.trim() == line)
+}
+
 impl Running {
     fn stop(mut self) -> Result<()> {
         let pid = self.child.id() as libc::pid_t;
         // SAFETY: kill on our own child's pid; it has not been reaped yet (we own the Child).
         unsafe { libc::kill(pid, libc::SIGINT) };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Detaching waits for the kernel (RCU grace periods, the tracepoint mutex that another
+        // tracer's attach or detach may hold): on a busy machine that took over 20 s once.
+        let t = Instant::now();
+        let limit = Duration::from_secs(120);
+        let mut told = false;
         loop {
+            if !told && t.elapsed() > Duration::from_secs(10) {
+                told = true;
+                eprintln!(
+                    "xtask bench: `{}` has not stopped 10 s after SIGINT; where its threads \
+                     wait:\n{}",
+                    self.name,
+                    where_waiting(pid)
+                );
+            }
             if let Some(st) = self.child.try_wait()? {
                 if !st.success() {
                     eprintln!("xtask bench: warning: `{}` exited with {st}", self.name);
                 }
+                if t.elapsed() > Duration::from_secs(5) {
+                    eprintln!(
+                        "xtask bench: warning: `{}` took {:.1} s to stop",
+                        self.name,
+                        t.elapsed().as_secs_f64()
+                    );
+                }
                 return Ok(());
             }
-            if Instant::now() > deadline {
+            if t.elapsed() > limit {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
                 bail!(
-                    "`{}` did not stop within 20 s of SIGINT; killed it",
+                    "`{}` did not stop within {limit:?} of SIGINT; killed it",
                     self.name
                 );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// Per thread of process `pid`: its state and kernel wait channel, then the kernel stack of its
+/// main thread (for a tracer that does not stop).
+fn where_waiting(pid: libc::pid_t) -> String {
+    let mut out = String::new();
+    let read = |p: String| std::fs::read_to_string(p).unwrap_or_default();
+    for e in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let dir = e.path();
+        let state = read(format!("{}/status", dir.display()))
+            .lines()
+            .find(|l| l.starts_with("State:"))
+            .unwrap_or_default()
+            .to_string();
+        out.push_str(&format!(
+            "  task {} {} wchan {}\n",
+            e.file_name().to_string_lossy(),
+            state,
+            read(format!("{}/wchan", dir.display()))
+        ));
+    }
+    out.push_str(&read(format!("/proc/{pid}/stack")));
+    out
 }
 
 impl Drop for Running {
@@ -339,7 +533,19 @@ fn getppid_loop(n: u64) -> f64 {
 /// the variant's tracer runs; prints a table of medians; returns the medians in variant order.
 pub fn measure(ctx: &Ctx, variants: &[Variant], workload: &dyn Fn(u64) -> f64) -> Result<Vec<f64>> {
     let n = ctx.opts.iterations;
-    workload(n / 10 + 1); // warm up
+    measure_with(ctx, variants, workload, &|_| n, &mut |_| Ok(()))
+}
+
+/// Like [`measure`], with `iterations(i)` workload iterations for variant `i`, calling
+/// `after(i)` after each measurement of variant `i`, once its tracer has stopped.
+pub fn measure_with(
+    ctx: &Ctx,
+    variants: &[Variant],
+    workload: &dyn Fn(u64) -> f64,
+    iterations: &dyn Fn(usize) -> u64,
+    after: &mut dyn FnMut(usize) -> Result<()>,
+) -> Result<Vec<f64>> {
+    workload(iterations(0) / 10 + 1); // warm up
     let mut samples = vec![Vec::new(); variants.len()];
     for rep in 0..ctx.opts.reps {
         eprint!("\rxtask bench: repetition {}/{}", rep + 1, ctx.opts.reps);
@@ -351,10 +557,11 @@ pub fn measure(ctx: &Ctx, variants: &[Variant], workload: &dyn Fn(u64) -> f64) -
                 // slowed whichever sample came next by up to 2x.
                 std::thread::sleep(Duration::from_secs(2));
             }
-            samples[i].push(workload(n));
+            samples[i].push(workload(iterations(i)));
             if let Some(r) = running {
                 r.stop()?;
             }
+            after(i)?;
         }
     }
     eprintln!();
@@ -425,8 +632,8 @@ fn bench_tracepoint_getppid(ctx: &Ctx) -> Result<()> {
     if let Some(bt) = &ctx.bpftrace {
         variants.push(Variant {
             name: "bpftrace, predicate /0/".into(),
-            tracer: Some(Tracer {
-                argv: vec![
+            tracer: Some(Tracer::new(
+                vec![
                     bt.to_string_lossy().into_owned(),
                     "-B".into(),
                     "line".into(),
@@ -436,8 +643,8 @@ fn bench_tracepoint_getppid(ctx: &Ctx) -> Result<()> {
                          tracepoint:syscalls:sys_enter_getppid /0/ {{ }}"
                     ),
                 ],
-                ready: READY.into(),
-            }),
+                READY,
+            )),
         });
     }
     if variants.len() == 1 {
@@ -583,21 +790,62 @@ mod tests {
     #[test]
     fn tracer_ready_and_stop() {
         // A real process standing in for a tracer: prints the ready line, waits for SIGINT.
-        let t = Tracer {
-            argv: vec![
+        let t = Tracer::new(
+            vec![
                 "sh".into(),
                 "-c".into(),
                 format!("trap 'exit 0' INT; echo {READY}; while :; do sleep 0.05; done"),
             ],
-            ready: READY.into(),
-        };
+            READY,
+        );
         let r = t.start().unwrap();
         r.stop().unwrap();
-        let never = Tracer {
-            argv: vec!["true".into()],
-            ready: READY.into(),
-        };
+        let never = Tracer::new(vec!["true".into()], READY);
         assert!(never.start().is_err());
+    }
+
+    #[test]
+    fn tracer_with_output_file() {
+        let dir = std::env::temp_dir().join(format!("otf-bench-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("t.out");
+        let mut t = Tracer::new(
+            vec![
+                "sh".into(),
+                "-c".into(),
+                format!(
+                    "trap 'exit 0' INT; echo {READY}; echo oops >&2; \
+                     while :; do echo x; sleep 0.05; done"
+                ),
+            ],
+            READY,
+        );
+        t.output = Some(out.clone());
+        let r = t.start().unwrap();
+        r.stop().unwrap();
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(text.starts_with(&format!("{READY}\nx\n")), "{text}");
+        assert_eq!(std::fs::read_to_string(err_path(&out)).unwrap(), "oops\n");
+        // Ends without the ready line: an error that quotes its stderr.
+        t.argv = vec!["sh".into(), "-c".into(), "echo no >&2".into()];
+        let e = t.start().err().unwrap();
+        assert!(format!("{e:#}").contains("no"), "{e:#}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn where_a_process_waits() {
+        let w = where_waiting(std::process::id() as libc::pid_t);
+        assert!(w.contains("task ") && w.contains("State:"), "{w}");
+    }
+
+    #[test]
+    fn tracer_names() {
+        assert!(is_tracer_name("otf") && is_tracer_name("bpftrace") && is_tracer_name("stapio"));
+        assert!(!is_tracer_name("otf-testsuite") && !is_tracer_name("bash"));
+        assert!(other_tracers()
+            .iter()
+            .all(|(p, _)| *p != std::process::id()));
     }
 
     #[test]

@@ -214,16 +214,16 @@ pub fn bench_uprobes(ctx: &Ctx) -> Result<()> {
         if let Some(bt) = &ctx.bpftrace {
             variants.push(Variant {
                 name: "bpftrace, predicate /0/".into(),
-                tracer: Some(Tracer {
-                    argv: vec![
+                tracer: Some(Tracer::new(
+                    vec![
                         bt.to_string_lossy().into_owned(),
                         "-B".into(),
                         "line".into(),
                         "-e".into(),
                         format!("BEGIN {{ printf(\"{READY}\\n\") }} uprobe:{p}:f /0/ {{ }}"),
                     ],
-                    ready: READY.into(),
-                }),
+                    READY,
+                )),
             });
         }
         let calls = ctx.opts.uprobe_calls;
