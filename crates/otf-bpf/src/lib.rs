@@ -33,6 +33,7 @@ mod events;
 pub use events::{decode, Event, RuntimeErrorKind};
 use layout::*;
 pub use layout::{cookie, entry_cookie};
+pub use otf_codegen::layout::Counters;
 pub use otf_codegen::{layout, KernelInfo, ProbeSlot, ProgKind, RuntimeImage};
 
 /// An error of the runtime: what was being done, and the underlying cause.
@@ -85,32 +86,6 @@ impl std::error::Error for Error {
 
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// Per-pidx counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counters {
-    /// Handler invocations (entry-program runs not included).
-    pub hits: u64,
-    /// Bodies run to their end.
-    pub bodies: u64,
-    /// Hits ended by the condition check (the cached bit or the inlined `Skip`).
-    pub skipped_cond: u64,
-    /// Hits skipped because the lock could not be taken in time.
-    pub skipped_lock: u64,
-    /// Hits skipped because too many hits were nested on one CPU.
-    pub skipped_nest: u64,
-    /// Run-time errors (body or re-evaluated conditions).
-    pub errors: u64,
-    /// Entry programs run (return probes with `@entry`).
-    pub entry_runs: u64,
-}
-
-impl Counters {
-    /// Hits that were skipped (lock or nesting), as SystemTap's "skipped probes".
-    pub fn skipped(&self) -> u64 {
-        self.skipped_lock + self.skipped_nest
-    }
-}
 
 /// Global counters of the runtime.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -615,6 +590,7 @@ impl Runtime {
                 skipped_nest: rd(std::ptr::addr_of_mut!((*c).skipped_nest)),
                 errors: rd(std::ptr::addr_of_mut!((*c).errors)),
                 entry_runs: rd(std::ptr::addr_of_mut!((*c).entry_runs)),
+                pad: 0,
             }
         }
     }

@@ -192,6 +192,26 @@ fn update_cond(f: &mut Func, cid: u32, next: crate::asm::Label) {
     stat(f, off::STATS_NOTIFICATIONS);
 }
 
+/// Branch on the pidx's variant to a new label per variant that `has` code; the others go to
+/// `none`. Returns the labels, by variant.
+fn dispatch(
+    f: &mut Func,
+    variants: &[Variant],
+    has: impl Fn(&Variant) -> bool,
+    none: crate::asm::Label,
+) -> Vec<crate::asm::Label> {
+    let labels: Vec<_> = variants.iter().map(|_| f.new_label()).collect();
+    pidx_ptr(f, R2, off::PROBES, 4);
+    f.emit(Insn::ldx(W, R3, R2, off::P_BODY));
+    for (k, v) in variants.iter().enumerate() {
+        if has(v) {
+            f.jmp_imm(Cond::Eq, R3, k as i32, labels[k]);
+        }
+    }
+    f.ja(none);
+    labels
+}
+
 /// Emit one program instance (body, condition or entry) into the hit function.
 fn run_program(
     g: &mut Gen<'_>,
@@ -338,18 +358,7 @@ pub(crate) fn handler(
     };
 
     // Dispatch on the body.
-    let labels: Vec<_> = variants.iter().map(|_| g.b.f(hit).new_label()).collect();
-    {
-        let f = g.b.f(hit);
-        pidx_ptr(f, R2, off::PROBES, 4);
-        f.emit(Insn::ldx(W, R3, R2, off::P_BODY));
-        for (k, v) in variants.iter().enumerate() {
-            if v.body.is_some() {
-                f.jmp_imm(Cond::Eq, R3, k as i32, labels[k]);
-            }
-        }
-        f.ja(chain_next);
-    }
+    let labels = dispatch(g.b.f(hit), variants, |v| v.body.is_some(), chain_next);
     for (k, v) in variants.iter().enumerate() {
         let Some(body) = v.body else { continue };
         g.b.f(hit).owner(v.owner);
@@ -455,17 +464,8 @@ pub(crate) fn handler(
 
     // Entry programs of return probes (the entry cookie).
     {
-        let elabels: Vec<_> = variants.iter().map(|_| g.b.f(hit).new_label()).collect();
-        let f = g.b.f(hit);
-        f.bind(entry_path);
-        pidx_ptr(f, R2, off::PROBES, 4);
-        f.emit(Insn::ldx(W, R3, R2, off::P_BODY));
-        for (k, v) in variants.iter().enumerate() {
-            if v.entry.is_some() {
-                f.jmp_imm(Cond::Eq, R3, k as i32, elabels[k]);
-            }
-        }
-        f.ja(chain_next);
+        g.b.f(hit).bind(entry_path);
+        let elabels = dispatch(g.b.f(hit), variants, |v| v.entry.is_some(), chain_next);
         for (k, v) in variants.iter().enumerate() {
             let Some(entry) = v.entry else { continue };
             let done = g.b.f(hit).new_label();

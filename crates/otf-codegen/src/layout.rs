@@ -95,13 +95,13 @@ pub struct Probe {
 
 /// Per-pidx counters, one cache line each, updated with atomic adds.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
     /// Hits (entry-program runs not included).
     pub hits: u64,
     /// Bodies run to their end.
     pub bodies: u64,
-    /// Hits whose condition was false.
+    /// Hits whose condition was false (the cached bit or the inlined `Skip`).
     pub skipped_cond: u64,
     /// Lock not taken within [`MAXTRYLOCK`] polls.
     pub skipped_lock: u64,
@@ -113,6 +113,13 @@ pub struct Counters {
     pub entry_runs: u64,
     /// Reserved.
     pub pad: u64,
+}
+
+impl Counters {
+    /// Hits that were skipped (lock or nesting), as SystemTap's "skipped probes".
+    pub fn skipped(&self) -> u64 {
+        self.skipped_lock + self.skipped_nest
+    }
 }
 
 /// Global statistics.

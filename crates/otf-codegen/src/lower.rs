@@ -93,6 +93,18 @@ enum Operand {
     Reg(Reg),
 }
 
+/// The signed jump condition of a comparison opcode.
+fn compare(op: Op) -> Cond {
+    match op {
+        Op::Lt => Cond::Slt,
+        Op::Le => Cond::Sle,
+        Op::Gt => Cond::Sgt,
+        Op::Ge => Cond::Sge,
+        Op::Eq => Cond::Eq,
+        _ => Cond::Ne,
+    }
+}
+
 /// The opposite jump condition.
 fn negate(c: Cond) -> Cond {
     match c {
@@ -106,7 +118,7 @@ fn negate(c: Cond) -> Cond {
         Cond::Ge => Cond::Lt,
         Cond::Le => Cond::Gt,
         Cond::Gt => Cond::Le,
-        Cond::Set => Cond::Set,
+        Cond::Set => unreachable!("comparisons never produce jset"),
     }
 }
 
@@ -607,59 +619,26 @@ impl Gen<'_> {
             Op::Lt | Op::Le | Op::Gt | Op::Ge | Op::Eq | Op::Ne if self.fuses(r, pc) => {
                 // `a < b; Jz/Jnz` in one block: one conditional jump, no 0/1 value.
                 let next = self.code[pc + 1];
-                let mut c = match op {
-                    Op::Lt => Cond::Slt,
-                    Op::Le => Cond::Sle,
-                    Op::Gt => Cond::Sgt,
-                    Op::Ge => Cond::Sge,
-                    Op::Eq => Cond::Eq,
-                    _ => Cond::Ne,
-                };
+                let mut c = compare(op);
                 if next.opcode() == Some(Op::Jz) {
                     c = negate(c);
                 }
-                let n = r.vs.len();
-                let imm = match r.vs[n - 1] {
-                    Val::Const(c) => i32::try_from(c).ok(),
-                    _ => None,
-                };
-                let xa = self.in_reg(r, n - 2);
-                let xb = match imm {
-                    Some(i) => Operand::Imm(i),
-                    None => Operand::Reg(self.in_reg(r, n - 1)),
-                };
-                r.vs.truncate(n - 2);
+                let (xa, xb) = self.operands(r);
+                r.vs.truncate(r.vs.len() - 2);
                 self.flush(r);
                 let t = jump_target(pc + 1, &next) as usize;
                 self.branch2(r, c, xa, xb, t)?;
                 r.fused = Some(pc + 1);
             }
             Op::Lt | Op::Le | Op::Gt | Op::Ge | Op::Eq | Op::Ne => {
-                let c = match op {
-                    Op::Lt => Cond::Slt,
-                    Op::Le => Cond::Sle,
-                    Op::Gt => Cond::Sgt,
-                    Op::Ge => Cond::Sge,
-                    Op::Eq => Cond::Eq,
-                    _ => Cond::Ne,
-                };
-                let n = r.vs.len();
-                let imm = match r.vs[n - 1] {
-                    Val::Const(c) => i32::try_from(c).ok(),
-                    _ => None,
-                };
-                let xa = self.in_reg(r, n - 2);
-                let xb = match imm {
-                    Some(_) => None,
-                    None => Some(self.in_reg(r, n - 1)),
-                };
+                let c = compare(op);
+                let (xa, xb) = self.operands(r);
                 let y = self.alloc(r);
                 let f = self.b.f(fid);
                 f.emit(Insn::mov_imm(y, 1));
-                match (imm, xb) {
-                    (Some(i), _) => f.emit(Insn::jmp_imm(c, xa, i, 1)),
-                    (None, Some(xb)) => f.emit(Insn::jmp_reg(c, xa, xb, 1)),
-                    _ => unreachable!(),
+                match xb {
+                    Operand::Imm(i) => f.emit(Insn::jmp_imm(c, xa, i, 1)),
+                    Operand::Reg(xb) => f.emit(Insn::jmp_reg(c, xa, xb, 1)),
                 }
                 f.emit(Insn::mov_imm(y, 0));
                 r.vs.pop();
@@ -769,6 +748,22 @@ impl Gen<'_> {
             }
         }
         Ok(())
+    }
+
+    /// The two top values of a comparison: the left one in a register, the right one an
+    /// immediate when it is a small constant.
+    fn operands(&mut self, r: &mut Region<'_>) -> (Reg, Operand) {
+        let n = r.vs.len();
+        let imm = match r.vs[n - 1] {
+            Val::Const(c) => i32::try_from(c).ok(),
+            _ => None,
+        };
+        let xa = self.in_reg(r, n - 2);
+        let xb = match imm {
+            Some(i) => Operand::Imm(i),
+            None => Operand::Reg(self.in_reg(r, n - 1)),
+        };
+        (xa, xb)
     }
 
     /// `x` = a context value read without a helper.

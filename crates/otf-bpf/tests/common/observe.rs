@@ -457,6 +457,7 @@ pub fn kernel(rt: &Runtime, ev: &mut EventReader<'_>, p: &Placed, env: &HitEnv) 
         skipped_nest: sub(after.skipped_nest, before.skipped_nest),
         errors: sub(after.errors, before.errors),
         entry_runs: sub(after.entry_runs, before.entry_runs),
+        ..Counters::default()
     };
     let body = match body_fault {
         Some(f) => BodyEnd::Fault(f),
