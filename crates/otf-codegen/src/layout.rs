@@ -83,7 +83,8 @@ pub const fn entry_cookie(pidx: u32) -> u64 {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Probe {
-    /// The body's code offset, which selects the generated body ([`NO_CODE`]: count only).
+    /// The number of the pidx's generated body (its variant, [`crate::variant_ids`]);
+    /// [`NO_CODE`]: hits are only counted.
     pub body: u32,
     /// `PROBE_*` flags.
     pub flags: u32,

@@ -7,8 +7,9 @@
 //! callbacks. Maps are referenced symbolically ([`MapId`]); the loader (otf-bpf) patches in
 //! their fds. Nothing here needs root: `otf check --bpf` prints the result ([`dump`]).
 //!
-//! Passes, one file each: [`cfg`] (shape of a bytecode program), [`lower`] (bytecode to BPF),
-//! [`handler`] (the hit path), [`asm`] (labels and linking), [`xlated`] (the listing).
+//! Passes, one file each: `cfg.rs` (shape of a bytecode program), `lower.rs` (bytecode to
+//! BPF), `handler.rs` (the hit path), `asm.rs` (labels, islands, linking), `btf.rs` (the
+//! functions' BTF), `xlated.rs` (the listing); see `docs/codegen.md`.
 
 mod asm;
 mod btf;

@@ -8,7 +8,8 @@
 //! - an operand stack of at most [`MAX_STACK`] values (depth checked at compile time);
 //! - [`MAX_LOCALS`] local slots per probe hit (zeroed at the start of each hit);
 //! - the script's globals (at most [`MAX_GLOBALS`]), shared by all probes;
-//! - a step budget: at most [`MAX_STEPS`] instructions per hit (SystemTap's MAXACTION).
+//! - a step budget: at most [`MAX_STEPS`] instructions per program run (SystemTap's
+//!   MAXACTION), charged per basic block ([`crate::vm::basic_blocks`]).
 //!
 //! Instructions are fixed-size ([`Insn`], 16 bytes). Jumps are relative to the next
 //! instruction: `pc = pc + 1 + arg`. See `docs/bytecode.md` for the opcode table.
@@ -23,8 +24,8 @@ pub const MAX_GLOBALS: usize = 1024;
 pub const MAX_OUT_ARGS: usize = 16;
 /// Maximum number of `@entry(E)` values saved for one return probe.
 pub const MAX_ENTRY_SLOTS: usize = 8;
-/// Step budget: instructions executed per probe hit before the hit is aborted with
-/// "MAXACTION exceeded".
+/// Step budget: instructions executed per program run (a body, a condition, an entry program)
+/// before it is aborted with "MAXACTION exceeded"; charged a basic block at a time.
 pub const MAX_STEPS: u32 = 20_000;
 /// Maximum total code size of a script, in instructions.
 pub const MAX_CODE: usize = 65_536;
