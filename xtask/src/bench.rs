@@ -19,6 +19,7 @@ use crate::util::{self, display_cmd, which};
 mod arming;
 mod body;
 mod cprog;
+mod load_large;
 mod startup;
 
 /// Options of `cargo xtask bench`.
@@ -71,7 +72,9 @@ pub struct Options {
     #[arg(long, default_value_t = 100_000)]
     pub printf_calls: u64,
     /// Runs per tool in `startup` for 360 and for all tracepoints (detaching them at exit took
-    /// 12-50 s for otf and 0.5-9 minutes for bpftrace); one tracepoint runs --reps times.
+    /// 12-50 s for otf and 0.5-9 minutes for bpftrace); one tracepoint runs --reps times. Also
+    /// the runs of the hard script (every tracepoint) in `load-large`; its others run --reps
+    /// times.
     #[arg(long, default_value_t = 1)]
     pub startup_reps: usize,
     /// In `startup`, also run bpftrace on every tracepoint (it then needs 3-9 minutes to exit).
@@ -128,6 +131,12 @@ pub const BENCHES: &[Bench] = &[
         "exec to armed and SIGINT to exit, otf and bpftrace, on 1, 360 (syscalls:sys_enter_*) \
          and all tracepoints",
         startup::bench_startup,
+    ),
+    (
+        "load-large",
+        "otf only: exec to armed and BPF_PROG_LOAD time for the largest scripts (4,400 \
+         statements, 1,500 printf, functions and loops 4 deep, the suites' hard script)",
+        load_large::bench_load_large,
     ),
     (
         "kprobe-read-vm",

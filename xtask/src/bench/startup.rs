@@ -10,7 +10,7 @@
 //! hundreds of tracepoints, the first one hit says nothing about the others.
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -60,15 +60,15 @@ const SETS: &[Set] = &[
 
 /// One run of a tracer.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Sample {
+pub(super) struct Sample {
     /// exec → the `-c` command's [`ARMED`] line.
-    armed_ms: f64,
+    pub(super) armed_ms: f64,
     /// SIGINT → the tracer reaped.
-    exit_ms: f64,
+    pub(super) exit_ms: f64,
     /// `BPF_PROG_LOAD` calls of the tracer and their summed duration, if watched.
-    loads: Option<(u64, f64)>,
+    pub(super) loads: Option<(u64, f64)>,
     /// The count in bpftrace's "Attaching N probes..." line.
-    attaching: Option<u64>,
+    pub(super) attaching: Option<u64>,
 }
 
 /// Parses the load watcher's `otf-bench-load PID NS RET` line.
@@ -93,7 +93,7 @@ fn parse_attaching(line: &str) -> Option<u64> {
 /// The load watcher: bpftrace on `sys_enter_bpf`/`sys_exit_bpf` printing the duration of
 /// every `BPF_PROG_LOAD` (cmd 5) with the caller's pid. It is armed before any tracer starts,
 /// and it loads nothing once armed, so it never sees itself.
-struct Watcher {
+pub(super) struct Watcher {
     child: std::process::Child,
     loads: Arc<Mutex<Vec<(u32, u64, i64)>>>,
     stopped: bool,
@@ -261,7 +261,7 @@ fn stop_group(child: &mut std::process::Child, limit: Duration) -> Option<Durati
 
 /// One run: starts the tracer, waits until its `-c` command prints [`ARMED`], lets it run for
 /// 300 ms, stops it with SIGINT and waits for it.
-fn run_once(cmd: &mut Command, watcher: Option<&Watcher>) -> Result<Sample> {
+pub(super) fn run_once(cmd: &mut Command, watcher: Option<&Watcher>) -> Result<Sample> {
     let t0 = Instant::now();
     let mut sp = spawn(cmd, false)?;
     let stderr = sp.stderr.clone();
@@ -411,10 +411,27 @@ pub fn bench_startup(ctx: &Ctx) -> Result<()> {
     r
 }
 
-fn startup(ctx: &Ctx, dir: &Path) -> Result<()> {
+/// Writes `dir/armed.sh`, the `-c` command: it prints [`ARMED`] and sleeps.
+pub(super) fn write_armed_sh(dir: &Path) -> Result<PathBuf> {
     let armed_sh = dir.join("armed.sh");
     std::fs::write(&armed_sh, format!("echo {ARMED}\nexec sleep 3600\n"))
         .with_context(|| format!("cannot write {}", armed_sh.display()))?;
+    Ok(armed_sh)
+}
+
+/// The load watcher if bpftrace is installed and it arms; says why not if it does not.
+pub(super) fn start_watcher(ctx: &Ctx, armed_sh: &Path) -> Option<Watcher> {
+    match Watcher::start(ctx.bpftrace.as_ref()?, armed_sh) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            println!("(no program load times: {e:#})");
+            None
+        }
+    }
+}
+
+fn startup(ctx: &Ctx, dir: &Path) -> Result<()> {
+    let armed_sh = write_armed_sh(dir)?;
     let c_arg = format!("/bin/sh {}", armed_sh.display());
     let otf_cmd = |pattern: &str| {
         ctx.otf.as_ref().map(|otf| {
@@ -436,16 +453,7 @@ fn startup(ctx: &Ctx, dir: &Path) -> Result<()> {
             c
         })
     };
-    let watcher = match &ctx.bpftrace {
-        Some(bt) => match Watcher::start(bt, &armed_sh) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                println!("(no program load times: {e:#})");
-                None
-            }
-        },
-        None => None,
-    };
+    let watcher = start_watcher(ctx, &armed_sh);
     println!(
         "armed: exec → the tracer releases its -c command (after its last attach); exit: SIGINT \
          → reaped; prog loads: BPF_PROG_LOAD calls (verifier and JIT, feature probes included) \
