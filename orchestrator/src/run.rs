@@ -336,6 +336,13 @@ impl Kernel for Session<'_> {
     }
 
     fn emit_decisions(&mut self, group: &str, lines: &[DecisionLine]) {
+        // Before the attachments change: a probe being disarmed runs no body from now on,
+        // even while the kernel finishes releasing it (docs/runtime.md).
+        for l in lines {
+            use otf_core::Decision as D;
+            let armed = matches!(l.decision, D::Enabling | D::Registering);
+            self.rt.set_armed(l.pidx, armed);
+        }
         if self.debug {
             for l in lines {
                 self.out.decision(group, l);

@@ -383,7 +383,7 @@ impl Runtime {
             }
             let probes = std::ptr::addr_of_mut!((*b).probes) as *mut layout::Probe;
             for (pidx, p) in image.probes.iter().enumerate().take(MAX_PROBES) {
-                let mut flags = PROBE_VALID;
+                let mut flags = PROBE_VALID | PROBE_ARMED;
                 if p.safe_context {
                     flags |= PROBE_SAFE;
                 }
@@ -480,6 +480,28 @@ impl Runtime {
         unsafe {
             let base = std::ptr::addr_of_mut!((*self.bss_mut()).cond_enabled) as *mut u8;
             Some(AtomicU8::from_ptr(base.add(id as usize)))
+        }
+    }
+
+    /// Mark `pidx` armed or disarmed, as user space decided, before the attachment is made or
+    /// released: a disarmed pidx runs no body even while the kernel still delivers its hits
+    /// (a released attachment can fire until the kernel is done with it). Every pidx starts
+    /// armed. Ignored for a pidx out of range.
+    pub fn set_armed(&self, pidx: u32, armed: bool) {
+        if pidx as usize >= MAX_PROBES {
+            return;
+        }
+        // SAFETY: the flags of an element of the mmapped probes array (index checked), valid
+        // while `self` lives; the kernel reads it concurrently, so it is accessed atomically.
+        let flags = unsafe {
+            let p = (std::ptr::addr_of_mut!((*self.bss_mut()).probes) as *mut layout::Probe)
+                .add(pidx as usize);
+            std::sync::atomic::AtomicU32::from_ptr(std::ptr::addr_of_mut!((*p).flags))
+        };
+        if armed {
+            flags.fetch_or(PROBE_ARMED, Ordering::SeqCst);
+        } else {
+            flags.fetch_and(!PROBE_ARMED, Ordering::SeqCst);
         }
     }
 

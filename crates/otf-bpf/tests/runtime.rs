@@ -581,3 +581,34 @@ fn full_ring_buffer_counts_drops() {
     assert_eq!(got + dropped, 28_000);
     assert_eq!(rt.counters(p).bodies, 40);
 }
+
+#[test]
+fn a_disarmed_probe_runs_no_body() {
+    if !can_test_run_bpf("a_disarmed_probe_runs_no_body") {
+        return;
+    }
+    let mut b = Builder::new(1);
+    let p = b.probe(
+        &[
+            a(Op::LdG, 0),
+            push(1),
+            i(Op::Add),
+            a(Op::StG, 0),
+            i(Op::Next),
+        ],
+        ProbeSlot::default(),
+    );
+    let rt = Runtime::load(&b.image).expect("load");
+    rt.test_run_hit(cookie(p)).expect("hit");
+    assert_eq!(rt.globals().get(0), Some(1), "armed at load");
+    // Disarmed while its attachment would still deliver hits: counted, no body.
+    rt.set_armed(p, false);
+    rt.test_run_hit(cookie(p)).expect("hit");
+    rt.test_run_hit(cookie(p)).expect("hit");
+    assert_eq!(rt.globals().get(0), Some(1), "no body while disarmed");
+    let c = rt.counters(p);
+    assert_eq!((c.hits, c.bodies, c.skipped_cond), (3, 1, 2), "{c:?}");
+    rt.set_armed(p, true);
+    rt.test_run_hit(cookie(p)).expect("hit");
+    assert_eq!(rt.globals().get(0), Some(2), "armed again");
+}

@@ -29,8 +29,8 @@ use crate::insn::{
 };
 use crate::kind::{ProgKind, Regs, PT_REGS_ARGS, PT_REGS_RC};
 use crate::layout::{
-    off, MAXTRYLOCK, MAX_CHAIN, MAX_NEST, MAX_PROBES, NO_CODE, PROBE_SAFE, PROBE_VALID, REC_ERROR,
-    REC_NOTIFY,
+    off, MAXTRYLOCK, MAX_CHAIN, MAX_NEST, MAX_PROBES, NO_CODE, PROBE_ARMED, PROBE_SAFE,
+    PROBE_VALID, REC_ERROR, REC_NOTIFY,
 };
 use crate::lower::{emit_record, header, zero, Ends, Gen};
 use crate::{Error, MapId, Variant};
@@ -350,6 +350,18 @@ pub(crate) fn handler(
         f.jmp_imm(Cond::Ne, R1, 0, stop_now);
         f.emit(Insn::ldx(DW, R1, R9, off::STOPPING));
         f.jmp_imm(Cond::Ne, R1, 0, stop_now);
+        // Disarmed by user space, the kernel not done releasing the attachment yet.
+        let armed = f.new_label();
+        f.emit(Insn::ldx(W, R3, R2, off::P_FLAGS));
+        f.emit(Insn::alu64_imm(Alu::And, R3, PROBE_ARMED as i32));
+        f.jmp_imm(Cond::Ne, R3, 0, armed);
+        f.emit(Insn::mov(R4, R7));
+        f.emit(Insn::alu64_imm(Alu::Rsh, R4, 32));
+        f.jmp_imm(Cond::Ne, R4, 0, chain_next);
+        count(f, off::C_HITS);
+        count(f, off::C_SKIPPED_COND);
+        f.ja(chain_next);
+        f.bind(armed);
         f.emit(Insn::mov(R4, R7));
         f.emit(Insn::alu64_imm(Alu::Rsh, R4, 32));
         f.jmp_imm(Cond::Ne, R4, 0, entry_path);

@@ -43,6 +43,10 @@ pub const PROBE_SAFE: u32 = 2;
 pub const PROBE_RETURN: u32 = 4;
 /// Probe slot flag: has an entry program whose `@entry` slots are loaded at return.
 pub const PROBE_HAS_ENTRY: u32 = 8;
+/// Probe slot flag: armed, as user space last decided. A hit of a probe that is not (its
+/// attachment still being released by the kernel) runs no body: no body runs between a
+/// "disabling" decision and the next "enabling", whatever the kernel's release takes.
+pub const PROBE_ARMED: u32 = 16;
 /// Attach cookie bit marking the entry program of a return probe.
 pub const COOKIE_ENTRY: u64 = 1 << 32;
 
