@@ -19,7 +19,8 @@ use otf_core::{
 };
 use otf_script::diag::SourceFile;
 use otf_script::point::PointKind;
-use otf_script::vm::{self, End, FixedHit, OutRecord};
+use otf_script::store::{Aggregate, MemStore, Split};
+use otf_script::vm::{self, End, FixedHit, GlobalStore as _, OutRecord};
 
 use crate::cli::{OutputFormat, RunArgs};
 use crate::frontend::Front;
@@ -128,6 +129,8 @@ struct Session<'a> {
     end_pending: bool,
     /// The cached condition bits were set from user space (once, at start).
     conds_synced: bool,
+    /// Arrays and aggregates (used by `begin` and `end` bodies only, for now).
+    arrays: MemStore,
 }
 
 impl Session<'_> {
@@ -237,23 +240,41 @@ impl Session<'_> {
             let mut hit = self.hit();
             let mut records: Vec<OutRecord> = Vec::new();
             let locked = lock_patiently(self.rt, u.lock_mask);
-            let mut globals = self.rt.globals();
+            let name = which.to_string();
+            let script = &self.front.compiled.script;
+            let mut texts = Vec::new();
+            let mut globals = Split {
+                scalars: self.rt.globals(),
+                maps: &mut self.arrays,
+            };
             let r = vm::run(
-                &self.front.compiled.script.code,
+                &script.code,
                 u.body.start as usize,
                 &mut globals,
                 &mut hit,
                 &mut |rec| records.push(rec),
             );
+            // Histograms show the aggregate as the body left it: render before unlocking.
+            for rec in records {
+                let Some(f) = script.formats.get(rec.fmt as usize) else {
+                    continue;
+                };
+                let maps = &mut *globals.maps;
+                let mut hist = |g: u32, linear: bool, keys: &[i64]| {
+                    let info = &script.globals[g as usize];
+                    let agg = maps
+                        .stat_get(g, keys)
+                        .unwrap_or_else(|| Aggregate::new(&info.hist));
+                    otf_script::hist::render(&agg, info.hist.linear.filter(|_| linear))
+                };
+                texts.push(otf_script::hist::render_record(
+                    f, &rec.args, &self.comm, &name, "", &mut hist,
+                ));
+            }
             if locked {
                 self.rt.unlock(u.lock_mask);
             }
-            let name = which.to_string();
-            for rec in records {
-                let text = match self.front.compiled.script.formats.get(rec.fmt as usize) {
-                    Some(f) => otf_script::format::render(f, &rec.args, &self.comm, &name, ""),
-                    None => String::new(),
-                };
+            for text in texts {
                 self.out.output(None, &text);
             }
             match r {
@@ -1024,6 +1045,7 @@ pub fn run(args: &RunArgs) -> Result<i32, Failure> {
         ncond: front.compiled.script.units.len(),
         end_pending: false,
         conds_synced: false,
+        arrays: MemStore::new(&front.compiled.script.globals),
     };
 
     let config = SchedulerConfig {

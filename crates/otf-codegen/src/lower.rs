@@ -739,6 +739,22 @@ impl Gen<'_> {
                 header(self.b.f(fid), REC_OUT, Some((a, n as i32)));
                 emit_record(self.b.f(fid), 48 + 8 * n as i32);
             }
+            Op::MapGet
+            | Op::MapPut
+            | Op::MapAdd
+            | Op::MapIn
+            | Op::MapDel
+            | Op::MapClear
+            | Op::StatAdd
+            | Op::StatGet
+            | Op::IterStart
+            | Op::IterNext => {
+                // The front end keeps arrays and aggregates in `begin`/`end` bodies (user
+                // space) until they are lowered to BPF maps.
+                return Err(Error::BadCode(format!(
+                    "{op:?} at {pc}: arrays and aggregates run in user space only"
+                )));
+            }
             Op::Exit => {
                 self.flush(r);
                 let f = self.b.f(fid);

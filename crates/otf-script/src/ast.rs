@@ -67,6 +67,10 @@ pub struct Global {
     pub name: Ident,
     /// The initialiser, if any (must be a constant expression: checked by sema).
     pub init: Option<Expr>,
+    /// `global a[N]`: the array's size limit, as written.
+    pub size: Option<Expr>,
+    /// `global a%`: a wrapping array (the oldest entries give way when it is full).
+    pub wrap: bool,
     /// The whole declaration of this name.
     pub span: Span,
 }
@@ -198,8 +202,99 @@ pub enum StmtKind {
     Return(Option<Expr>),
     /// An expression evaluated for its effects.
     Expr(Expr),
+    /// `delete a[k]`, `delete a`, `delete x`: the operand is an [`ExprKind::Var`] or an
+    /// [`ExprKind::Index`].
+    Delete(Expr),
+    /// `foreach ([v =] [k1, k2] in a[+-] [limit N]) body`.
+    Foreach(Box<Foreach>),
     /// A lone `;`.
     Empty,
+}
+
+/// The parts of a `foreach` statement.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Foreach {
+    /// `v = ...`: the variable that receives each element's value.
+    pub value: Option<Ident>,
+    /// The key variables, one per key of the array.
+    pub keys: Vec<Ident>,
+    /// The iterated array.
+    pub array: Ident,
+    /// The sort order: `a+`/`a-` (by value), `k+`/`k-` (by that key), if any.
+    pub sort: Option<Sort>,
+    /// `limit N`: at most N iterations.
+    pub limit: Option<Expr>,
+    /// The loop body.
+    pub body: Stmt,
+}
+
+/// A `foreach` sort order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sort {
+    /// `None`: by value; `Some(i)`: by key `i` (0-based).
+    pub key: Option<usize>,
+    /// `-`: descending.
+    pub desc: bool,
+}
+
+/// A statistics operator `@NAME(...)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StatOp {
+    /// `@count`
+    Count,
+    /// `@sum`
+    Sum,
+    /// `@min`
+    Min,
+    /// `@max`
+    Max,
+    /// `@avg`
+    Avg,
+    /// `@variance`
+    Variance,
+}
+
+impl StatOp {
+    /// The operator as written, without `@`.
+    pub fn name(self) -> &'static str {
+        match self {
+            StatOp::Count => "count",
+            StatOp::Sum => "sum",
+            StatOp::Min => "min",
+            StatOp::Max => "max",
+            StatOp::Avg => "avg",
+            StatOp::Variance => "variance",
+        }
+    }
+
+    /// The operator called `name` (without `@`).
+    pub fn from_name(name: &str) -> Option<StatOp> {
+        Some(match name {
+            "count" => StatOp::Count,
+            "sum" => StatOp::Sum,
+            "min" => StatOp::Min,
+            "max" => StatOp::Max,
+            "avg" => StatOp::Avg,
+            "variance" => StatOp::Variance,
+            _ => return None,
+        })
+    }
+}
+
+/// A histogram of an aggregate, as `print` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HistKind {
+    /// `@hist_log(x)`: power-of-two buckets.
+    Log,
+    /// `@hist_linear(x, lo, hi, step)`.
+    Linear {
+        /// The lowest bucket's start.
+        lo: i64,
+        /// The end of the range.
+        hi: i64,
+        /// The width of a bucket.
+        step: i64,
+    },
 }
 
 /// An expression.
@@ -272,6 +367,70 @@ pub enum ExprKind {
     },
     /// `@entry(E)`.
     Entry(Box<Expr>),
+    /// `a[k1, k2]`: an array element (reads a missing one as 0).
+    Index {
+        /// The array.
+        array: Ident,
+        /// The keys, 1 to 9.
+        keys: Vec<Expr>,
+    },
+    /// `a[k] OP= value` (or plain `=`).
+    IndexAssign {
+        /// The operator; `None` for plain `=`.
+        op: Option<BinOp>,
+        /// The array.
+        array: Ident,
+        /// The keys.
+        keys: Vec<Expr>,
+        /// The assigned value.
+        value: Box<Expr>,
+    },
+    /// `++a[k]`, `a[k]--`, ...
+    IndexIncDec {
+        /// `true` for prefix forms.
+        prefix: bool,
+        /// `true` for `++`.
+        inc: bool,
+        /// The array.
+        array: Ident,
+        /// The keys.
+        keys: Vec<Expr>,
+    },
+    /// `k in a`, `[k1, k2] in a`.
+    In {
+        /// The keys.
+        keys: Vec<Expr>,
+        /// The array.
+        array: Ident,
+    },
+    /// `x <<< v`, `a[k] <<< v`: add a value to an aggregate.
+    Aggregate {
+        /// The aggregate (a global).
+        target: Ident,
+        /// The keys when it is an array element (empty for a scalar aggregate).
+        keys: Vec<Expr>,
+        /// The added value.
+        value: Box<Expr>,
+    },
+    /// `@count(x)`, `@avg(a[k])`, ...
+    Stat {
+        /// The statistic.
+        op: StatOp,
+        /// The aggregate.
+        target: Ident,
+        /// Its keys (empty for a scalar aggregate).
+        keys: Vec<Expr>,
+    },
+    /// `@hist_log(x)`, `@hist_linear(a[k], lo, hi, step)`: only as a `print`/`println`
+    /// argument.
+    Hist {
+        /// Which histogram.
+        kind: HistKind,
+        /// The aggregate.
+        target: Ident,
+        /// Its keys (empty for a scalar aggregate).
+        keys: Vec<Expr>,
+    },
 }
 
 /// Binary operators, C precedence.

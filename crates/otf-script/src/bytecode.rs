@@ -187,6 +187,163 @@ ops! {
     /// End this probe hit because the probe's own condition is false (the inlined
     /// `if (!C) next`); counted as "skipped by condition", not as a body run.
     Skip = 38,
+    /// Pop `i` keys (the last-pushed is the last key); push element of array `a` (global
+    /// index), or 0 when it has none.
+    MapGet = 39,
+    /// Pop `v`, pop `i` keys; set the element of array `a` to `v`; push `v`. A new key in a
+    /// full array is the run-time error "array overflow" (a wrapping array drops its
+    /// oldest element instead).
+    MapPut = 40,
+    /// Pop `d`, pop `i` keys; add `d` to the element of array `a` (0 when missing, inserted
+    /// as for [`Op::MapPut`]); push the new value.
+    MapAdd = 41,
+    /// Pop `i` keys; push 1 if array `a` has that element, else 0.
+    MapIn = 42,
+    /// Pop `i` keys; delete that element of array `a` (nothing if missing).
+    MapDel = 43,
+    /// Delete every element of array or aggregate `a` (`delete a`).
+    MapClear = 44,
+    /// Pop `v`, pop `i` keys; add `v` to the aggregate `a` (that element of it when `i > 0`).
+    StatAdd = 45,
+    /// Pop `i & 0xff` keys; push statistic `i >> 8` ([`StatKind`]) of aggregate `a`. `@min`,
+    /// `@max`, `@avg` and `@variance` of an empty aggregate are the run-time error "empty
+    /// aggregate".
+    StatGet = 46,
+    /// Start `foreach` iteration `i & 0xff` over array `a`: snapshot its elements, sorted by
+    /// [`IterSpec`] (`i >> 8`); with a limit, pop it first.
+    IterStart = 47,
+    /// Advance iteration `i & 0xff`: store the next element's keys in locals
+    /// `(i >> 8) & 0xffff ..` and then its value (when `i >> 24 & 1`); or, when done,
+    /// `pc += a`.
+    IterNext = 48,
+}
+
+/// Statistics read by [`Op::StatGet`].
+#[repr(i64)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StatKind {
+    /// `@count`
+    Count = 0,
+    /// `@sum`
+    Sum = 1,
+    /// `@min`
+    Min = 2,
+    /// `@max`
+    Max = 3,
+    /// `@avg`
+    Avg = 4,
+    /// `@variance`
+    Variance = 5,
+}
+
+impl StatKind {
+    /// The statistic with this number.
+    pub fn from_i64(v: i64) -> Option<StatKind> {
+        Some(match v {
+            0 => StatKind::Count,
+            1 => StatKind::Sum,
+            2 => StatKind::Min,
+            3 => StatKind::Max,
+            4 => StatKind::Avg,
+            5 => StatKind::Variance,
+            _ => return None,
+        })
+    }
+}
+
+/// The maximum number of keys of an array (as in SystemTap).
+pub const MAX_KEYS: usize = 9;
+/// The default size limit of an array (SystemTap's MAXMAPENTRIES).
+pub const MAXMAPENTRIES: u32 = 2048;
+/// The number of `foreach` loops one program may nest.
+pub const MAX_ITERS: usize = 8;
+/// Buckets of a `@hist_log` histogram (SystemTap's `HIST_LOG_BUCKETS`); bucket
+/// [`HIST_LOG_BUCKET0`] counts zeros.
+pub const HIST_LOG_BUCKETS: usize = 128;
+/// The bucket of 0 in a `@hist_log` histogram.
+pub const HIST_LOG_BUCKET0: usize = 64;
+/// The most buckets of a `@hist_linear` histogram, under- and overflow included.
+pub const MAX_LINEAR_BUCKETS: usize = 1024;
+
+/// How a `foreach` orders its elements: packed in [`Op::IterStart`]'s `imm >> 8`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct IterSpec {
+    /// 0: unsorted (SystemTap's order is unspecified: otf gives key order); 1: by value;
+    /// `k + 2`: by key `k`.
+    pub by: u8,
+    /// Descending.
+    pub desc: bool,
+    /// A limit is on the stack.
+    pub limit: bool,
+}
+
+impl IterSpec {
+    /// The packed form.
+    pub fn pack(self) -> i64 {
+        self.by as i64 | (self.desc as i64) << 8 | (self.limit as i64) << 9
+    }
+
+    /// The spec packed by [`IterSpec::pack`].
+    pub fn unpack(v: i64) -> IterSpec {
+        IterSpec {
+            by: (v & 0xff) as u8,
+            desc: v & 0x100 != 0,
+            limit: v & 0x200 != 0,
+        }
+    }
+}
+
+/// What a global is: a scalar, an array or a statistics aggregate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum GlobalKind {
+    /// A 64-bit integer.
+    #[default]
+    Scalar,
+    /// An associative array of integers with `keys` integer keys.
+    Array {
+        /// The number of keys (1 to [`MAX_KEYS`]).
+        keys: u8,
+    },
+    /// A statistics aggregate, or an array of them when `keys > 0`.
+    Stat {
+        /// The number of keys (0 for a scalar aggregate).
+        keys: u8,
+    },
+}
+
+impl GlobalKind {
+    /// The number of keys of an array or aggregate (0 for scalars).
+    pub fn keys(self) -> usize {
+        match self {
+            GlobalKind::Scalar => 0,
+            GlobalKind::Array { keys } | GlobalKind::Stat { keys } => keys as usize,
+        }
+    }
+
+    /// `true` for arrays and aggregates, which live in maps of their own.
+    pub fn is_map(self) -> bool {
+        self != GlobalKind::Scalar
+    }
+}
+
+/// The histograms an aggregate keeps besides count, sum, min and max.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct HistSpec {
+    /// `@hist_log` is used.
+    pub log: bool,
+    /// `@hist_linear(x, lo, hi, step)` is used with these parameters.
+    pub linear: Option<(i64, i64, i64)>,
+}
+
+impl HistSpec {
+    /// The number of linear buckets: `(hi - lo) / step + 3` (under- and overflow included),
+    /// 0 without a linear histogram.
+    pub fn linear_buckets(&self) -> usize {
+        match self.linear {
+            Some((lo, hi, step)) if step > 0 => ((hi - lo) / step + 3) as usize,
+            _ => 0,
+        }
+    }
 }
 
 /// Context values pushed by [`Op::Ctx`].
@@ -264,6 +421,19 @@ pub enum Piece {
     Probefunc(Spec),
     /// A string literal argument formatted by a `%s` with width.
     Str(String, Spec),
+    /// `print(@hist_log(x))` / `@hist_linear`: the histogram of aggregate `global` (the
+    /// element whose `nkeys` keys are the record's arguments from `arg`), rendered by the
+    /// runtime from the aggregate at the time of the print.
+    Hist {
+        /// The aggregate.
+        global: u32,
+        /// `false`: `@hist_log`; `true`: `@hist_linear`.
+        linear: bool,
+        /// Index of the first key among the record's arguments.
+        arg: usize,
+        /// The number of keys.
+        nkeys: usize,
+    },
 }
 
 /// A printf conversion: `%[-][0][width]conv`.

@@ -19,9 +19,13 @@ use std::fmt::Write as _;
 use std::ops::Range;
 
 use crate::affection::Affection;
-use crate::ast::{BinOp, Block, Expr, ExprKind, Ident, Span, Stmt, StmtKind, UnOp};
+use crate::ast::{
+    BinOp, Block, Expr, ExprKind, Foreach, HistKind, Ident, Sort, Span, StatOp, Stmt, StmtKind,
+    UnOp,
+};
 use crate::bytecode::{
-    Ctx, Format, Insn, Op, Piece, Spec, LOCK_STRIPES, MAX_CODE, MAX_LOCALS, MAX_OUT_ARGS, MAX_STACK,
+    Ctx, Format, GlobalKind, Insn, IterSpec, Op, Piece, Spec, StatKind, LOCK_STRIPES, MAX_CODE,
+    MAX_ITERS, MAX_LOCALS, MAX_OUT_ARGS, MAX_STACK,
 };
 use crate::diag::Diagnostic;
 use crate::format::{parse_printf, FmtItem};
@@ -157,6 +161,8 @@ struct Compiler<'a> {
     entries: Vec<&'a Expr>,
     /// `Some` while compiling an entry program (no entry loads).
     stmt_depth: usize,
+    /// `foreach` loops open around the current statement.
+    iters: u32,
 }
 
 impl<'a> Compiler<'a> {
@@ -392,6 +398,27 @@ impl<'a> Compiler<'a> {
                 }
             }
             StmtKind::Expr(e) => self.expr(e, false),
+            StmtKind::Delete(e) => match &e.kind {
+                ExprKind::Var(v) => match self.resolve(&v.name) {
+                    VarRef::Global(g) if self.kind(g).is_map() => {
+                        self.emit(Insn::with_arg(Op::MapClear, g as i32));
+                    }
+                    _ => {
+                        self.emit(Insn::new(Op::Push, 0, 0));
+                        self.store(v);
+                    }
+                },
+                ExprKind::Index { array, keys } => {
+                    let g = self.map_index(array);
+                    for k in keys {
+                        self.expr(k, true);
+                    }
+                    self.span = s.span;
+                    self.emit(Insn::new(Op::MapDel, g, keys.len() as i64));
+                }
+                _ => {}
+            },
+            StmtKind::Foreach(f) => self.foreach(f),
             StmtKind::Empty => {}
         }
         // Every statement leaves the stack as it found it.
@@ -580,6 +607,7 @@ impl<'a> Compiler<'a> {
                 }
             }
             ExprKind::Call { name, args } => self.call(e, name, args, want),
+            _ => self.map_expr(e, want),
         }
         self.depth = d0 + usize::from(want);
     }
@@ -720,6 +748,250 @@ impl<'a> Compiler<'a> {
         }
     }
 
+    /// Arrays and statistics (kept out of `expr_inner` so that its stack frame, which deep
+    /// expressions multiply, stays small).
+    #[inline(never)]
+    fn map_expr(&mut self, e: &'a Expr, want: bool) {
+        match &e.kind {
+            ExprKind::Index { array, keys } | ExprKind::In { array, keys } => {
+                let g = self.map_index(array);
+                for k in keys {
+                    self.expr(k, true);
+                }
+                self.span = e.span;
+                let op = if matches!(e.kind, ExprKind::In { .. }) {
+                    Op::MapIn
+                } else {
+                    Op::MapGet
+                };
+                self.emit(Insn::new(op, g, keys.len() as i64));
+                if !want {
+                    self.op(Op::Pop);
+                }
+            }
+            ExprKind::IndexAssign {
+                op,
+                array,
+                keys,
+                value,
+            } => {
+                let g = self.map_index(array);
+                let n = keys.len() as i64;
+                match op {
+                    None | Some(BinOp::Add) | Some(BinOp::Sub) => {
+                        for k in keys {
+                            self.expr(k, true);
+                        }
+                        self.expr(value, true);
+                        self.span = e.span;
+                        if *op == Some(BinOp::Sub) {
+                            self.op(Op::Neg);
+                        }
+                        let put = if op.is_none() { Op::MapPut } else { Op::MapAdd };
+                        self.emit(Insn::new(put, g, n));
+                    }
+                    Some(op) => {
+                        // Keys to temporaries, read, combine, write back.
+                        let Some(t) = self.temps(keys.len() as u32, e.span) else {
+                            if want {
+                                self.emit(Insn::new(Op::Push, 0, 0));
+                            }
+                            return;
+                        };
+                        for k in keys {
+                            self.expr(k, true);
+                        }
+                        for i in (0..n as u32).rev() {
+                            self.emit(Insn::with_arg(Op::StL, (t + i) as i32));
+                        }
+                        for _ in 0..2 {
+                            for i in 0..n as u32 {
+                                self.emit(Insn::with_arg(Op::LdL, (t + i) as i32));
+                            }
+                        }
+                        self.emit(Insn::new(Op::MapGet, g, n));
+                        self.expr(value, true);
+                        self.span = e.span;
+                        self.op(Self::binop(*op));
+                        self.emit(Insn::new(Op::MapPut, g, n));
+                        self.top -= n as u32;
+                    }
+                }
+                if !want {
+                    self.op(Op::Pop);
+                }
+            }
+            ExprKind::IndexIncDec {
+                prefix,
+                inc,
+                array,
+                keys,
+            } => {
+                let g = self.map_index(array);
+                for k in keys {
+                    self.expr(k, true);
+                }
+                self.span = e.span;
+                let d = if *inc { 1 } else { -1 };
+                self.emit(Insn::new(Op::Push, 0, d));
+                self.emit(Insn::new(Op::MapAdd, g, keys.len() as i64));
+                if !want {
+                    self.op(Op::Pop);
+                } else if !*prefix {
+                    // The old value: new - d.
+                    self.emit(Insn::new(Op::Push, 0, d));
+                    self.op(Op::Sub);
+                }
+            }
+            ExprKind::Aggregate {
+                target,
+                keys,
+                value,
+            } => {
+                let g = self.map_index(target);
+                for k in keys {
+                    self.expr(k, true);
+                }
+                self.expr(value, true);
+                self.span = e.span;
+                self.emit(Insn::new(Op::StatAdd, g, keys.len() as i64));
+                if want {
+                    self.emit(Insn::new(Op::Push, 0, 0));
+                }
+            }
+            ExprKind::Stat { op, target, keys } => {
+                let g = self.map_index(target);
+                for k in keys {
+                    self.expr(k, true);
+                }
+                self.span = e.span;
+                let kind = match op {
+                    StatOp::Count => StatKind::Count,
+                    StatOp::Sum => StatKind::Sum,
+                    StatOp::Min => StatKind::Min,
+                    StatOp::Max => StatKind::Max,
+                    StatOp::Avg => StatKind::Avg,
+                    StatOp::Variance => StatKind::Variance,
+                };
+                self.emit(Insn::new(
+                    Op::StatGet,
+                    g,
+                    keys.len() as i64 | (kind as i64) << 8,
+                ));
+                if !want {
+                    self.op(Op::Pop);
+                }
+            }
+            // Only a `print` argument (sema), handled by `output`.
+            ExprKind::Hist { .. } if want => {
+                self.emit(Insn::new(Op::Push, 0, 0));
+            }
+            _ => {}
+        }
+    }
+
+    /// What global `g` is.
+    fn kind(&self, g: u32) -> GlobalKind {
+        self.checked
+            .globals
+            .get(g as usize)
+            .map_or(GlobalKind::Scalar, |i| i.kind)
+    }
+
+    /// The global index of an array or aggregate (sema checked it is one).
+    fn map_index(&self, array: &Ident) -> i32 {
+        match self.checked.global(&array.name) {
+            Some(g) => g as i32,
+            None => 0,
+        }
+    }
+
+    /// `n` fresh local slots (released by the caller with `self.top -= n`); `None` (with an
+    /// error) when the locals run out.
+    fn temps(&mut self, n: u32, span: Span) -> Option<u32> {
+        let t = self.top;
+        if (t + n) as usize > MAX_LOCALS {
+            if !self.locals_reported {
+                self.locals_reported = true;
+                self.errors.push(Diagnostic::error(
+                    format!("too many local variables here (at most {MAX_LOCALS} slots)"),
+                    span,
+                ));
+            }
+            return None;
+        }
+        self.top += n;
+        self.max_top = self.max_top.max(self.top);
+        Some(t)
+    }
+
+    /// `foreach ([v =] [k...] in a[+-] [limit N]) body`: `IterStart`, then a loop of
+    /// `IterNext` into temporaries, copied to the named variables, and the body.
+    fn foreach(&mut self, f: &'a Foreach) {
+        let g = self.map_index(&f.array);
+        let n = f.keys.len() as u32;
+        let with_value = f.value.is_some();
+        if self.iters as usize >= MAX_ITERS {
+            self.errors.push(Diagnostic::error(
+                format!("more than {MAX_ITERS} nested `foreach` loops"),
+                f.array.span,
+            ));
+            return;
+        }
+        let Some(t) = self.temps(n + u32::from(with_value), f.array.span) else {
+            return;
+        };
+        let slot = self.iters as i64;
+        self.iters += 1;
+        let spec = IterSpec {
+            by: match f.sort {
+                None => 0,
+                Some(Sort { key: None, .. }) => 1,
+                Some(Sort { key: Some(k), .. }) => k as u8 + 2,
+            },
+            desc: f.sort.is_some_and(|s| s.desc),
+            limit: f.limit.is_some(),
+        };
+        if let Some(l) = &f.limit {
+            self.expr(l, true);
+        }
+        self.span = f.array.span;
+        self.emit(Insn::new(Op::IterStart, g, slot | spec.pack() << 8));
+        let top = self.code.len();
+        let next = self.emit(Insn::new(
+            Op::IterNext,
+            0,
+            slot | (t as i64) << 8 | (with_value as i64) << 24,
+        ));
+        for (i, k) in f.keys.iter().enumerate() {
+            self.emit(Insn::with_arg(Op::LdL, (t + i as u32) as i32));
+            self.store(k);
+        }
+        if let Some(v) = &f.value {
+            self.emit(Insn::with_arg(Op::LdL, (t + n) as i32));
+            self.store(v);
+        }
+        self.loops.push(Loop {
+            breaks: vec![],
+            continues: vec![],
+        });
+        self.stmt(&f.body);
+        let l = self.loops.pop().unwrap_or(Loop {
+            breaks: vec![],
+            continues: vec![],
+        });
+        for c in l.continues {
+            self.patch_to(c, top);
+        }
+        self.jump_back(Op::Jmp, top);
+        self.patch(next);
+        for b in l.breaks {
+            self.patch(b);
+        }
+        self.iters -= 1;
+        self.top -= n + u32::from(with_value);
+    }
+
     fn format_id(&mut self, mut pieces: Vec<Piece>, nargs: usize) -> u32 {
         // Merge adjacent text pieces.
         let mut merged: Vec<Piece> = Vec::with_capacity(pieces.len());
@@ -772,13 +1044,14 @@ impl<'a> Compiler<'a> {
         };
         let mut pieces = Vec::new();
         let mut ints: Vec<&'a Expr> = Vec::new();
-        let mut int_piece = |a: &'a Expr, spec: Spec, pieces: &mut Vec<Piece>| {
-            pieces.push(Piece::Int {
-                arg: ints.len(),
-                spec,
-            });
-            ints.push(a);
-        };
+        let int_piece =
+            |a: &'a Expr, spec: Spec, pieces: &mut Vec<Piece>, ints: &mut Vec<&'a Expr>| {
+                pieces.push(Piece::Int {
+                    arg: ints.len(),
+                    spec,
+                });
+                ints.push(a);
+            };
         if b == Builtin::Printf {
             let fmt = match args.first().map(|a| &a.kind) {
                 Some(ExprKind::Str(s)) => s.as_str(),
@@ -793,16 +1066,27 @@ impl<'a> Compiler<'a> {
                         let Some(a) = rest.next() else { break };
                         match Self::string_piece(a, spec) {
                             Some(p) => pieces.push(p),
-                            None => int_piece(a, spec, &mut pieces),
+                            None => int_piece(a, spec, &mut pieces, &mut ints),
                         }
                     }
                 }
             }
         } else {
             for a in args {
+                if let ExprKind::Hist { kind, target, keys } = &a.kind {
+                    let global = self.checked.global(&target.name).unwrap_or(0);
+                    pieces.push(Piece::Hist {
+                        global,
+                        linear: matches!(kind, HistKind::Linear { .. }),
+                        arg: ints.len(),
+                        nkeys: keys.len(),
+                    });
+                    ints.extend(keys.iter());
+                    continue;
+                }
                 match Self::string_piece(a, plain) {
                     Some(p) => pieces.push(p),
-                    None => int_piece(a, int_spec, &mut pieces),
+                    None => int_piece(a, int_spec, &mut pieces, &mut ints),
                 }
             }
             if b == Builtin::Println {
@@ -859,6 +1143,7 @@ pub fn compile(checked: &Checked, aff: &Affection) -> Result<CompiledScript, Vec
         nest: 0,
         entries: Vec::new(),
         stmt_depth: 0,
+        iters: 0,
     };
     let mut units = Vec::new();
     for (ui, u) in checked.units.iter().enumerate() {

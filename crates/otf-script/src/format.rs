@@ -18,6 +18,8 @@ pub fn render(fmt: &Format, args: &[i64], execname: &str, pp: &str, probefunc: &
             Piece::Pp(spec) => push_str(&mut s, pp, spec),
             Piece::Probefunc(spec) => push_str(&mut s, probefunc, spec),
             Piece::Str(t, spec) => push_str(&mut s, t, spec),
+            // Rendered by the runtime, which has the aggregate ([`crate::hist`]).
+            Piece::Hist { .. } => {}
         }
     }
     s

@@ -36,6 +36,11 @@ pub enum TokenKind {
     Str(String),
     /// `@entry`.
     Entry,
+    /// A statistics operator: `@count`, `@sum`, `@min`, `@max`, `@avg`, `@variance`,
+    /// `@hist_log`, `@hist_linear` (the name without `@`).
+    StatOp(String),
+    /// `<<<` (add a value to a statistics aggregate).
+    Aggregate,
     /// `global`
     Global,
     /// `function`
@@ -174,8 +179,9 @@ impl TokenKind {
     pub fn text(&self) -> Option<&'static str> {
         use TokenKind::*;
         Some(match self {
-            Ident(_) | Int(_) | IntMinMagnitude | Str(_) | Eof => return None,
+            Ident(_) | Int(_) | IntMinMagnitude | Str(_) | StatOp(_) | Eof => return None,
             Entry => "@entry",
+            Aggregate => "<<<",
             Global => "global",
             Function => "function",
             Probe => "probe",
@@ -252,6 +258,7 @@ impl fmt::Display for TokenKind {
             TokenKind::Int(v) => write!(f, "integer `{v}`"),
             TokenKind::IntMinMagnitude => f.write_str("integer `9223372036854775808`"),
             TokenKind::Str(_) => f.write_str("a string"),
+            TokenKind::StatOp(op) => write!(f, "`@{op}`"),
             TokenKind::Eof => f.write_str("end of file"),
             other if other.is_keyword() => {
                 write!(f, "keyword `{}`", other.text().unwrap_or_default())
@@ -355,15 +362,31 @@ impl Lexer<'_> {
                     let end = self.ident_end(lo + 1);
                     self.pos = end.max(lo + 1);
                     let word = &self.text[lo + 1..end];
+                    const STATS: &[&str] = &[
+                        "count",
+                        "sum",
+                        "min",
+                        "max",
+                        "avg",
+                        "variance",
+                        "hist_log",
+                        "hist_linear",
+                    ];
                     if word == "entry" {
                         self.push(TokenKind::Entry, lo);
+                    } else if STATS.contains(&word) {
+                        self.push(TokenKind::StatOp(word.to_string()), lo);
                     } else if word.is_empty() {
-                        self.error("unexpected character `@`", lo, lo + 1).hint =
-                            Some("the only `@` operator otf supports is `@entry(E)`".into());
+                        self.error("unexpected character `@`", lo, lo + 1).hint = Some(
+                            "`@` starts `@entry(E)` or a statistics operator such as `@count(x)`"
+                                .into(),
+                        );
                     } else {
                         self.error(format!("`@{word}` is not supported"), lo, end)
-                            .hint =
-                            Some("the only `@` operator otf supports is `@entry(E)`".into());
+                            .hint = Some(
+                            "`@` starts `@entry(E)` or a statistics operator such as `@count(x)`"
+                                .into(),
+                        );
                     }
                 }
                 b'$' if is_ident_start(self.peek(1)) => {
@@ -594,15 +617,7 @@ impl Lexer<'_> {
         let (kind, len) = match (a, b, c) {
             (b'<', b'<', b'=') => (ShlEq, 3),
             (b'>', b'>', b'=') => (ShrEq, 3),
-            (b'<', b'<', b'<') => {
-                self.pos += 3;
-                self.error(
-                    "statistics aggregation (`<<<`) is not supported",
-                    lo,
-                    lo + 3,
-                );
-                return;
-            }
+            (b'<', b'<', b'<') => (Aggregate, 3),
             (b'<', b'<', _) => (Shl, 2),
             (b'>', b'>', _) => (Shr, 2),
             (b'<', b'=', _) => (Le, 2),
@@ -770,7 +785,7 @@ mod tests {
 
     #[test]
     fn bad_characters_continue() {
-        let (toks, diags) = lex("a ` b \u{7} c $x @count");
+        let (toks, diags) = lex("a ` b \u{7} c $x @cast");
         assert_eq!(diags.len(), 4, "{diags:?}");
         assert_eq!(diags[0].message, "unexpected character '`'");
         assert_eq!(diags[1].message, "unexpected character '\\u{7}'");
@@ -778,7 +793,7 @@ mod tests {
             diags[2].message,
             "target variables (`$x`) are not supported"
         );
-        assert_eq!(diags[3].message, "`@count` is not supported");
+        assert_eq!(diags[3].message, "`@cast` is not supported");
         assert_eq!(toks.len(), 4); // a b c EOF
     }
 

@@ -12,10 +12,13 @@ pub mod bytecode;
 pub mod compile;
 pub mod diag;
 pub mod format;
+pub mod hist;
+pub mod kinds;
 pub mod lexer;
 pub mod parser;
 pub mod point;
 pub mod sema;
+pub mod store;
 pub mod vm;
 
 use diag::{Diagnostic, SourceFile};

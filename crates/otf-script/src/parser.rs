@@ -102,25 +102,28 @@ fn binop(kind: &TokenKind) -> Option<(BinOp, u8)> {
     Some(match kind {
         T::OrOr => (BinOp::Or, 1),
         T::AndAnd => (BinOp::And, 2),
-        T::Pipe => (BinOp::BitOr, 3),
-        T::Caret => (BinOp::BitXor, 4),
-        T::Amp => (BinOp::BitAnd, 5),
-        T::EqEq => (BinOp::Eq, 6),
-        T::Ne => (BinOp::Ne, 6),
-        T::Lt => (BinOp::Lt, 7),
-        T::Le => (BinOp::Le, 7),
-        T::Gt => (BinOp::Gt, 7),
-        T::Ge => (BinOp::Ge, 7),
-        T::Shl => (BinOp::Shl, 8),
-        T::Shr => (BinOp::Shr, 8),
-        T::Plus => (BinOp::Add, 9),
-        T::Minus => (BinOp::Sub, 9),
-        T::Star => (BinOp::Mul, 10),
-        T::Slash => (BinOp::Div, 10),
-        T::Percent => (BinOp::Mod, 10),
+        T::Pipe => (BinOp::BitOr, 4),
+        T::Caret => (BinOp::BitXor, 5),
+        T::Amp => (BinOp::BitAnd, 6),
+        T::EqEq => (BinOp::Eq, 7),
+        T::Ne => (BinOp::Ne, 7),
+        T::Lt => (BinOp::Lt, 8),
+        T::Le => (BinOp::Le, 8),
+        T::Gt => (BinOp::Gt, 8),
+        T::Ge => (BinOp::Ge, 8),
+        T::Shl => (BinOp::Shl, 9),
+        T::Shr => (BinOp::Shr, 9),
+        T::Plus => (BinOp::Add, 10),
+        T::Minus => (BinOp::Sub, 10),
+        T::Star => (BinOp::Mul, 11),
+        T::Slash => (BinOp::Div, 11),
+        T::Percent => (BinOp::Mod, 11),
         _ => return None,
     })
 }
+
+/// The precedence of `k in a`: looser than `|`, tighter than `&&` (as in SystemTap).
+const IN_PREC: u8 = 3;
 
 fn assign_op(kind: &TokenKind) -> Option<Option<BinOp>> {
     use TokenKind as T;
@@ -149,6 +152,8 @@ fn starts_expr(kind: &TokenKind) -> bool {
             | T::IntMinMagnitude
             | T::Str(_)
             | T::Entry
+            | T::StatOp(_)
+            | T::LBracket
             | T::LParen
             | T::Minus
             | T::Plus
@@ -161,8 +166,6 @@ fn starts_expr(kind: &TokenKind) -> bool {
 
 /// SystemTap keywords that otf does not support; refused by name where a statement starts.
 const UNSUPPORTED_STATEMENTS: &[(&str, &str)] = &[
-    ("foreach", "arrays and `foreach` are not supported"),
-    ("delete", "arrays and `delete` are not supported"),
     ("try", "`try`/`catch` is not supported"),
     ("catch", "`try`/`catch` is not supported"),
     ("do", "`do ... while` is not supported; use `while (E) S`"),
@@ -419,16 +422,28 @@ impl Parser<'_> {
         self.bump();
         loop {
             let name = self.ident("a variable name after `global`")?;
-            if self.at(&TokenKind::LBracket) {
-                return Err(self.error_here("arrays are not supported"));
-            }
+            let mut wrap = self.eat(&TokenKind::Percent);
+            let size = if self.eat(&TokenKind::LBracket) {
+                let e = self.expr(true)?;
+                self.expect(TokenKind::RBracket, "to close the array size")?;
+                Some(e)
+            } else {
+                None
+            };
+            wrap |= self.eat(&TokenKind::Percent);
             let init = if self.eat(&TokenKind::Assign) {
                 Some(self.expr(true)?)
             } else {
                 None
             };
             let span = self.span_from(name.span.lo);
-            self.script.globals.push(Global { name, init, span });
+            self.script.globals.push(Global {
+                name,
+                init,
+                size,
+                wrap,
+                span,
+            });
             if !self.eat(&TokenKind::Comma) {
                 break;
             }
@@ -760,6 +775,9 @@ impl Parser<'_> {
             TokenKind::If => self.if_stmt(),
             TokenKind::While => self.while_stmt(),
             TokenKind::For => self.for_stmt(),
+            TokenKind::Ident(w) if w == "foreach" && self.peek_at(1) == &TokenKind::LParen => {
+                self.foreach_stmt()
+            }
             _ => self.simple_stmt(),
         }
     }
@@ -842,6 +860,76 @@ impl Parser<'_> {
         ))
     }
 
+    /// `foreach ([v =] K in a[+-] [limit N]) S` with `K` one key variable or `[k1, k2]`,
+    /// any one of the keys or the array followed by `+` or `-` (the sort order).
+    fn foreach_stmt(&mut self) -> PResult<Stmt> {
+        let lo = self.bump().span.lo;
+        self.expect(TokenKind::LParen, "after `foreach`")?;
+        let mut sort = None;
+        let mut value = None;
+        if matches!(self.peek(), TokenKind::Ident(_)) && self.peek_at(1) == &TokenKind::Assign {
+            value = Some(self.ident("a variable")?);
+            self.bump();
+        }
+        let mut keys = Vec::new();
+        if self.eat(&TokenKind::LBracket) {
+            loop {
+                keys.push(self.ident("a key variable")?);
+                self.sort_mark(&mut sort, Some(keys.len() - 1))?;
+                if !self.eat(&TokenKind::Comma) {
+                    break;
+                }
+            }
+            self.expect(TokenKind::RBracket, "to close the `foreach` keys")?;
+        } else {
+            keys.push(self.ident("a key variable after `foreach (`")?);
+            self.sort_mark(&mut sort, Some(0))?;
+        }
+        if !matches!(self.peek(), TokenKind::Ident(w) if w == "in") {
+            return Err(self.expected_found("`in` in `foreach (KEY in ARRAY)`"));
+        }
+        self.bump();
+        let array = self.ident("an array name after `in`")?;
+        self.sort_mark(&mut sort, None)?;
+        let limit = if matches!(self.peek(), TokenKind::Ident(w) if w == "limit") {
+            self.bump();
+            Some(self.expr(true)?)
+        } else {
+            None
+        };
+        self.expect(TokenKind::RParen, "to close the `foreach` header")?;
+        let body = *self.sub_stmt()?;
+        Ok(self.stmt_from(
+            lo,
+            StmtKind::Foreach(Box::new(Foreach {
+                value,
+                keys,
+                array,
+                sort,
+                limit,
+                body,
+            })),
+        ))
+    }
+
+    /// An optional `+` / `-` sort mark after a `foreach` key (`key`) or array (`None`).
+    fn sort_mark(&mut self, sort: &mut Option<Sort>, key: Option<usize>) -> PResult<()> {
+        let desc = match self.peek() {
+            TokenKind::Plus => false,
+            TokenKind::Minus => true,
+            _ => return Ok(()),
+        };
+        if sort.is_some() {
+            return Err(self.error_here_hint(
+                "a `foreach` may sort by only one key or value",
+                "keep one `+` or `-` mark",
+            ));
+        }
+        self.bump();
+        *sort = Some(Sort { key, desc });
+        Ok(())
+    }
+
     fn opt_expr(&mut self, end: &TokenKind) -> PResult<Option<Expr>> {
         if self.at(end) {
             Ok(None)
@@ -880,6 +968,18 @@ impl Parser<'_> {
                 }
             }
             TokenKind::Else => return Err(self.error_here("`else` without a matching `if`")),
+            TokenKind::Ident(w) if w == "delete" && starts_expr(self.peek_at(1)) => {
+                self.bump();
+                let e = self.unary()?;
+                if !matches!(e.kind, ExprKind::Var(_) | ExprKind::Index { .. }) {
+                    return Err(self.report(
+                        e.span,
+                        "`delete` needs a variable, an array or an array element",
+                        Some("write `delete a[k]`, `delete a` or `delete x`".into()),
+                    ));
+                }
+                StmtKind::Delete(e)
+            }
             TokenKind::Ident(name)
                 if UNSUPPORTED_STATEMENTS.iter().any(|(n, _)| n == name)
                     && !matches!(self.peek_at(1), TokenKind::Assign) =>
@@ -917,9 +1017,37 @@ impl Parser<'_> {
         }
         if assign && assign_op(self.peek()).is_some() {
             e = self.assignment(e)?;
+        } else if assign && self.at(&TokenKind::Aggregate) {
+            e = self.aggregate(e)?;
         }
         self.depth -= 1;
         Ok(e)
+    }
+
+    /// `target <<< value`; the current token is `<<<`.
+    fn aggregate(&mut self, target: Expr) -> PResult<Expr> {
+        self.bump();
+        let value = self.expr(true)?;
+        let span = target.span.to(value.span);
+        let (target, keys) = match target.kind {
+            ExprKind::Var(t) => (t, Vec::new()),
+            ExprKind::Index { array, keys } => (array, keys),
+            _ => {
+                return Err(self.report(
+                    target.span,
+                    "left side of `<<<` must be a global or an array element",
+                    Some("write `x <<< v` or `a[k] <<< v`".into()),
+                ))
+            }
+        };
+        Ok(Expr {
+            kind: ExprKind::Aggregate {
+                target,
+                keys,
+                value: Box::new(value),
+            },
+            span,
+        })
     }
 
     /// `cond ? then : els`; the current token is `?`.
@@ -957,6 +1085,15 @@ impl Parser<'_> {
                 },
                 span,
             }),
+            ExprKind::Index { array, keys } => Ok(Expr {
+                kind: ExprKind::IndexAssign {
+                    op,
+                    array,
+                    keys,
+                    value: Box::new(value),
+                },
+                span,
+            }),
             _ => Err(self.not_assignable(target.span, op)),
         }
     }
@@ -970,7 +1107,7 @@ impl Parser<'_> {
             span,
             "left side of assignment must be a variable",
             Some(format!(
-                "only a plain variable can be assigned with `{op}` (otf has no arrays or fields)"
+                "only a variable or an array element can be assigned with `{op}`"
             )),
         )
     }
@@ -979,18 +1116,49 @@ impl Parser<'_> {
     /// of operators of one level is a loop (each link counts one nesting level).
     fn binary(&mut self, min_prec: u8) -> PResult<Expr> {
         let lhs = self.unary()?;
-        match binop(self.peek()) {
-            Some((_, prec)) if prec >= min_prec => self.binary_chain(lhs, min_prec),
+        match self.peek_prec() {
+            Some(prec) if prec >= min_prec => self.binary_chain(lhs, min_prec),
             _ => Ok(lhs),
         }
     }
 
+    fn at_in(&self) -> bool {
+        matches!(self.peek(), TokenKind::Ident(w) if w == "in")
+    }
+
+    /// The precedence of the binary operator (or `in`) at the current token.
+    fn peek_prec(&self) -> Option<u8> {
+        if self.at_in() {
+            return Some(IN_PREC);
+        }
+        binop(self.peek()).map(|(_, p)| p)
+    }
+
+    /// `KEY in ARRAY`; the current token is `in`.
+    fn array_in(&mut self, keys: Vec<Expr>, lo: Span) -> PResult<Expr> {
+        self.bump();
+        let array = self.ident("an array name after `in`")?;
+        let span = lo.to(array.span);
+        Ok(Expr {
+            kind: ExprKind::In { keys, array },
+            span,
+        })
+    }
+
     fn binary_chain(&mut self, mut lhs: Expr, min_prec: u8) -> PResult<Expr> {
         let saved = self.depth;
-        while let Some((op, prec)) = binop(self.peek()) {
+        while let Some(prec) = self.peek_prec() {
             if prec < min_prec {
                 break;
             }
+            if self.at_in() {
+                let lo = lhs.span;
+                lhs = self.array_in(vec![lhs], lo)?;
+                continue;
+            }
+            let Some((op, _)) = binop(self.peek()) else {
+                break;
+            };
             self.bump();
             self.enter()?;
             let rhs = self.binary(prec + 1)?;
@@ -1079,12 +1247,24 @@ impl Parser<'_> {
                 },
                 span,
             }),
+            ExprKind::Index { array, keys } => Ok(Expr {
+                kind: ExprKind::IndexIncDec {
+                    prefix,
+                    inc,
+                    array,
+                    keys,
+                },
+                span,
+            }),
             _ => {
                 let op = if inc { "++" } else { "--" };
                 Err(self.report(
                     operand.span,
-                    format!("operand of `{op}` must be a variable"),
-                    Some("only a plain variable can be incremented or decremented".into()),
+                    format!("operand of `{op}` must be a variable or an array element"),
+                    Some(
+                        "only a variable or an array element can be incremented or decremented"
+                            .into(),
+                    ),
                 ))
             }
         }
@@ -1098,10 +1278,6 @@ impl Parser<'_> {
                 let t = self.bump();
                 self.incdec(e, false, t.kind == TokenKind::PlusPlus, t.span)
             }
-            TokenKind::LBracket => Err(self.error_here_hint(
-                "arrays are not supported",
-                "otf variables are 64-bit integers",
-            )),
             TokenKind::Dot => Err(self.error_here_hint(
                 "string concatenation (`.`) is not supported",
                 "print the pieces separately, e.g. `printf(\"%s%s\", a, b)`",
@@ -1125,6 +1301,16 @@ impl Parser<'_> {
             TokenKind::LParen => self.paren(),
             TokenKind::Ident(_) => self.name_or_call(),
             TokenKind::Entry => self.entry(),
+            TokenKind::StatOp(_) => self.stat(),
+            TokenKind::LBracket => {
+                let lo = self.bump().span;
+                let keys = self.expr_list(&TokenKind::RBracket)?;
+                self.expect(TokenKind::RBracket, "to close the keys")?;
+                if !self.at_in() {
+                    return Err(self.expected_found("`in` after `[KEYS]`"));
+                }
+                self.array_in(keys, lo)
+            }
             _ => self.atom(),
         }
     }
@@ -1174,7 +1360,80 @@ impl Parser<'_> {
         })
     }
 
-    /// A variable or, before `(`, a call.
+    /// Expressions separated by `,` up to (not including) `end`; at least one.
+    fn expr_list(&mut self, end: &TokenKind) -> PResult<Vec<Expr>> {
+        let mut v = vec![self.expr(true)?];
+        while self.eat(&TokenKind::Comma) {
+            v.push(self.expr(true)?);
+        }
+        if !self.at(end) {
+            return Err(self.expected_found(&format!("`,` or {end}")));
+        }
+        Ok(v)
+    }
+
+    /// `@count(x)`, `@sum(a[k])`, `@hist_log(x)`, `@hist_linear(x, lo, hi, step)`.
+    fn stat(&mut self) -> PResult<Expr> {
+        let t = self.bump();
+        let TokenKind::StatOp(name) = t.kind else {
+            return Err(Fail);
+        };
+        self.expect(TokenKind::LParen, &format!("after `@{name}`"))?;
+        let operand = self.unary()?;
+        let (target, keys) = match operand.kind {
+            ExprKind::Var(v) => (v, Vec::new()),
+            ExprKind::Index { array, keys } => (array, keys),
+            _ => {
+                return Err(self.report(
+                    operand.span,
+                    format!("the operand of `@{name}` must be an aggregate"),
+                    Some(
+                        "write a global (`x`) or an array element (`a[k]`) filled with `<<<`"
+                            .into(),
+                    ),
+                ))
+            }
+        };
+        let kind = if name == "hist_linear" {
+            let mut params = [0i64; 3];
+            for p in params.iter_mut() {
+                self.expect(TokenKind::Comma, "between the `@hist_linear` parameters")?;
+                let e = self.expr(false)?;
+                *p = match const_int(&e) {
+                    Some(v) => v,
+                    None => {
+                        return Err(self.report(
+                            e.span,
+                            "`@hist_linear` parameters must be integer constants",
+                            Some("write `@hist_linear(x, LOW, HIGH, STEP)` with literals".into()),
+                        ))
+                    }
+                };
+            }
+            Some(HistKind::Linear {
+                lo: params[0],
+                hi: params[1],
+                step: params[2],
+            })
+        } else if name == "hist_log" {
+            Some(HistKind::Log)
+        } else {
+            None
+        };
+        self.expect(TokenKind::RParen, &format!("to close `@{name}(`"))?;
+        let span = self.span_from(t.span.lo);
+        let kind = match kind {
+            Some(kind) => ExprKind::Hist { kind, target, keys },
+            None => ExprKind::Stat {
+                op: StatOp::from_name(&name).ok_or(Fail)?,
+                target,
+                keys,
+            },
+        };
+        Ok(Expr { kind, span })
+    }
+
+    /// A variable, an array element `a[k1, k2]` or, before `(`, a call.
     fn name_or_call(&mut self) -> PResult<Expr> {
         let t = self.bump();
         let TokenKind::Ident(name) = t.kind else {
@@ -1183,6 +1442,16 @@ impl Parser<'_> {
         let name = Ident { name, span: t.span };
         if self.at(&TokenKind::LParen) {
             return self.call(name);
+        }
+        if self.at(&TokenKind::LBracket) {
+            self.bump();
+            let keys = self.expr_list(&TokenKind::RBracket)?;
+            self.expect(TokenKind::RBracket, "to close the array index")?;
+            let span = self.span_from(name.span.lo);
+            return Ok(Expr {
+                kind: ExprKind::Index { array: name, keys },
+                span,
+            });
         }
         Ok(Expr {
             kind: ExprKind::Var(name),
@@ -1216,6 +1485,22 @@ impl Parser<'_> {
     fn bad_argument_list(&mut self, name: &Ident) -> Fail {
         let what = format!("`,` or `)` in the arguments of `{}`", name.name);
         self.expected_found(&what)
+    }
+}
+
+/// The value of an integer literal, possibly negated.
+fn const_int(e: &Expr) -> Option<i64> {
+    match &e.kind {
+        ExprKind::Int(v) => Some(*v),
+        ExprKind::Unary {
+            op: UnOp::Neg,
+            expr,
+        } => const_int(expr).map(i64::wrapping_neg),
+        ExprKind::Unary {
+            op: UnOp::Plus,
+            expr,
+        } => const_int(expr),
+        _ => None,
     }
 }
 

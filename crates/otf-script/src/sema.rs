@@ -9,7 +9,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::ast::{Block, Expr, ExprKind, Ident, Script, Span, Stmt, StmtKind, UnOp};
-use crate::bytecode::{Ctx, MAX_ENTRY_SLOTS, MAX_GLOBALS};
+use crate::bytecode::{Ctx, GlobalKind, HistSpec, MAXMAPENTRIES, MAX_ENTRY_SLOTS, MAX_GLOBALS};
 use crate::diag::{Diagnostic, SourceFile};
 use crate::format::{parse_printf, FmtItem};
 use crate::point::{interpret, PointKind};
@@ -99,8 +99,23 @@ pub struct GlobalInfo {
     pub name: String,
     /// The initial value (0 when not initialised).
     pub init: i64,
+    /// What it is: a scalar, an array or an aggregate (inferred from its uses).
+    pub kind: GlobalKind,
+    /// `global a[N]`: the size limit as declared (arrays default to [`MAXMAPENTRIES`]).
+    pub size: Option<u32>,
+    /// `global a%`: full arrays drop their oldest element instead of failing.
+    pub wrap: bool,
+    /// The histograms an aggregate keeps.
+    pub hist: HistSpec,
     /// The declaration.
     pub span: Span,
+}
+
+impl GlobalInfo {
+    /// The most elements the array (or array of aggregates) may hold.
+    pub fn max_entries(&self) -> u32 {
+        self.size.unwrap_or(MAXMAPENTRIES)
+    }
 }
 
 /// Globals read and written by a body or condition.
@@ -231,6 +246,8 @@ enum Ty {
     Int,
     Str,
     Void,
+    /// `@hist_log(x)` / `@hist_linear(...)`: only printable.
+    Hist,
 }
 
 /// Context-dependent things a body uses.
@@ -240,6 +257,8 @@ enum Use {
     RetVal,
     /// `int_arg(N)` etc. and `probefunc()`: function probes only.
     FuncCtx(&'static str),
+    /// Constructs that run only in user space for now: `begin` and `end` probes.
+    UserOnly(&'static str),
 }
 
 /// What kind of expression context the walker is in.
@@ -262,6 +281,7 @@ struct BodyInfo {
 struct Walker<'a> {
     file: &'a SourceFile,
     globals: &'a HashMap<String, u32>,
+    infos: &'a [GlobalInfo],
     functions: &'a HashMap<String, usize>,
     script: &'a Script,
     diags: &'a mut Vec<Diagnostic>,
@@ -280,6 +300,7 @@ struct Walker<'a> {
 fn walker<'a>(
     file: &'a SourceFile,
     globals: &'a HashMap<String, u32>,
+    infos: &'a [GlobalInfo],
     functions: &'a HashMap<String, usize>,
     script: &'a Script,
     diags: &'a mut Vec<Diagnostic>,
@@ -287,6 +308,7 @@ fn walker<'a>(
     Walker {
         file,
         globals,
+        infos,
         functions,
         script,
         diags,
@@ -325,7 +347,17 @@ fn collect_assigned_stmt(s: &Stmt, out: &mut HashSet<String>) {
             }
             collect_assigned_stmt(body, out);
         }
-        StmtKind::Return(Some(e)) | StmtKind::Expr(e) => collect_assigned_expr(e, out),
+        StmtKind::Return(Some(e)) | StmtKind::Expr(e) | StmtKind::Delete(e) => {
+            collect_assigned_expr(e, out)
+        }
+        StmtKind::Foreach(f) => {
+            out.extend(f.keys.iter().map(|k| k.name.clone()));
+            out.extend(f.value.iter().map(|k| k.name.clone()));
+            if let Some(l) = &f.limit {
+                collect_assigned_expr(l, out);
+            }
+            collect_assigned_stmt(&f.body, out);
+        }
         StmtKind::Return(None)
         | StmtKind::Break
         | StmtKind::Continue
@@ -354,13 +386,37 @@ fn collect_assigned_expr(e: &Expr, out: &mut HashSet<String>) {
             collect_assigned_expr(then, out);
             collect_assigned_expr(els, out);
         }
-        ExprKind::Call { args, .. } => args.iter().for_each(|a| collect_assigned_expr(a, out)),
+        ExprKind::Call { args, .. }
+        | ExprKind::Index { keys: args, .. }
+        | ExprKind::IndexIncDec { keys: args, .. }
+        | ExprKind::In { keys: args, .. }
+        | ExprKind::Stat { keys: args, .. }
+        | ExprKind::Hist { keys: args, .. } => {
+            args.iter().for_each(|a| collect_assigned_expr(a, out))
+        }
+        ExprKind::IndexAssign { keys, value, .. } | ExprKind::Aggregate { keys, value, .. } => {
+            keys.iter().for_each(|a| collect_assigned_expr(a, out));
+            collect_assigned_expr(value, out);
+        }
+    }
+}
+
+fn is_const_int(e: &Expr) -> bool {
+    match &e.kind {
+        ExprKind::Int(_) => true,
+        ExprKind::Unary {
+            op: UnOp::Neg | UnOp::Plus,
+            expr,
+        } => is_const_int(expr),
+        _ => false,
     }
 }
 
 fn describe(e: &Expr) -> String {
     match &e.kind {
         ExprKind::Str(_) => "a string literal".to_string(),
+        ExprKind::Hist { .. } => "the histogram".to_string(),
+        ExprKind::Stat { op, .. } => format!("`@{}`", op.name()),
         ExprKind::Call { name, .. } => format!("`{}()`", name.name),
         _ => "this expression".to_string(),
     }
@@ -500,7 +556,159 @@ impl<'a> Walker<'a> {
                 }
             }
             StmtKind::Expr(e) => self.effect(e),
+            StmtKind::Delete(e) => self.delete(e),
+            StmtKind::Foreach(f) => {
+                let Some(g) = self.map_global(&f.array) else {
+                    return;
+                };
+                self.info
+                    .uses
+                    .push((Use::UserOnly("`foreach`"), f.array.span));
+                self.info.access.reads.insert(g);
+                let kind = self.infos[g as usize].kind;
+                if let (Some(v), GlobalKind::Stat { .. }) = (&f.value, kind) {
+                    self.err_hint(
+                        format!(
+                            "`{}` is an array of aggregates: it has no values to assign to `{}`",
+                            f.array.name, v.name
+                        ),
+                        v.span,
+                        format!(
+                            "write `foreach ([k] in {})` and read `@count({}[k])` etc.",
+                            f.array.name, f.array.name
+                        ),
+                    );
+                }
+                for v in f.keys.iter().chain(f.value.iter()) {
+                    if self.globals.contains_key(&v.name) && !self.is_param(&v.name) {
+                        self.err(
+                            format!(
+                                "`foreach` variable `{}` is a global; use a local name",
+                                v.name
+                            ),
+                            v.span,
+                        );
+                    } else {
+                        self.local_slot(&v.name);
+                    }
+                }
+                if let Some(l) = &f.limit {
+                    self.int(l);
+                }
+                self.loops += 1;
+                self.stmt(&f.body);
+                self.loops -= 1;
+            }
             StmtKind::Empty => {}
+        }
+    }
+
+    /// `delete x`, `delete a`, `delete a[k]`.
+    fn delete(&mut self, e: &Expr) {
+        if !self.writable(e.span) {
+            return;
+        }
+        match &e.kind {
+            ExprKind::Var(v) => {
+                if let Some(&g) = self.globals.get(&v.name) {
+                    if !(self.in_function && self.is_param(&v.name)) {
+                        if self.infos[g as usize].kind.is_map() {
+                            self.info
+                                .uses
+                                .push((Use::UserOnly("`delete` of a whole array"), e.span));
+                        }
+                        self.info.access.writes.insert(g);
+                        return;
+                    }
+                }
+                self.local_slot(&v.name);
+            }
+            ExprKind::Index { array, keys } => {
+                self.keys(keys);
+                if let Some(g) = self.map_global(array) {
+                    self.info.access.writes.insert(g);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The global index of an array or aggregate named `array`; an error if it is not a
+    /// global.
+    fn map_global(&mut self, array: &Ident) -> Option<u32> {
+        match self.globals.get(&array.name) {
+            Some(_) if self.mode == Mode::Cond => {
+                self.err_hint(
+                    format!(
+                        "probe conditions cannot read arrays or aggregates yet (`{}`)",
+                        array.name
+                    ),
+                    array.span,
+                    "keep the value in a scalar global and test that",
+                );
+                None
+            }
+            Some(&g) if !(self.in_function && self.is_param(&array.name)) => {
+                self.info
+                    .uses
+                    .push((Use::UserOnly("arrays and statistics"), array.span));
+                Some(g)
+            }
+            _ => {
+                self.err_hint(
+                    format!(
+                        "`{}` is not a global: arrays and aggregates are globals",
+                        array.name
+                    ),
+                    array.span,
+                    format!("declare it with `global {}`", array.name),
+                );
+                None
+            }
+        }
+    }
+
+    /// Array keys: integers (string keys need string values, which otf does not have yet).
+    fn keys(&mut self, keys: &[Expr]) {
+        for k in keys {
+            if self.mode == Mode::Cond && !is_const_int(k) {
+                self.err_hint(
+                    "array keys in a probe condition must be integer constants",
+                    k.span,
+                    "conditions are evaluated again after every write; use a constant key",
+                );
+                continue;
+            }
+            match self.expr(k) {
+                Ty::Int => {}
+                Ty::Str => self.err_hint(
+                    format!(
+                        "{} is a string: string array keys are not supported yet",
+                        describe(k)
+                    ),
+                    k.span,
+                    "otf arrays are indexed by integers for now (e.g. `a[pid()]`)",
+                ),
+                _ => self.err(
+                    format!("{} has no value to use as a key", describe(k)),
+                    k.span,
+                ),
+            }
+        }
+    }
+
+    /// Writes are refused in conditions and `@entry` expressions.
+    fn writable(&mut self, span: Span) -> bool {
+        match self.mode {
+            Mode::Cond => {
+                self.err("probe condition must not modify any variables", span);
+                false
+            }
+            Mode::Entry => {
+                self.err("@entry expression must not modify any variables", span);
+                false
+            }
+            Mode::Body => true,
         }
     }
 
@@ -531,6 +739,14 @@ impl<'a> Walker<'a> {
                 "strings can only be used as arguments of print, println and printf",
             ),
             Ty::Void => self.err(format!("{} has no value", describe(e)), e.span),
+            Ty::Hist => self.err_hint(
+                format!(
+                    "{} is a histogram, but an integer is needed here",
+                    describe(e)
+                ),
+                e.span,
+                "a histogram can only be printed: print(@hist_log(x))",
+            ),
         }
     }
 
@@ -607,6 +823,102 @@ impl<'a> Walker<'a> {
                 Ty::Int
             }
             ExprKind::Call { name, args } => self.call(e, name, args),
+            _ => self.map_expr(e),
+        }
+    }
+
+    /// Arrays and statistics (kept out of [`Walker::expr`] so that its stack frame, which
+    /// deep expressions multiply, stays small).
+    #[inline(never)]
+    fn map_expr(&mut self, e: &Expr) -> Ty {
+        match &e.kind {
+            ExprKind::Index { array, keys } | ExprKind::In { array, keys } => {
+                if self.mode == Mode::Entry {
+                    self.err("@entry may not read arrays", e.span);
+                    return Ty::Int;
+                }
+                self.keys(keys);
+                if let Some(g) = self.map_global(array) {
+                    self.info.access.reads.insert(g);
+                }
+                Ty::Int
+            }
+            ExprKind::IndexAssign {
+                array,
+                keys,
+                value,
+                op,
+            } => {
+                if self.writable(e.span) {
+                    self.keys(keys);
+                    self.int(value);
+                    if let Some(g) = self.map_global(array) {
+                        self.info.access.writes.insert(g);
+                        if op.is_some() {
+                            self.info.access.reads.insert(g);
+                        }
+                    }
+                }
+                Ty::Int
+            }
+            ExprKind::IndexIncDec { array, keys, .. } => {
+                if self.writable(e.span) {
+                    self.keys(keys);
+                    if let Some(g) = self.map_global(array) {
+                        self.info.access.writes.insert(g);
+                        self.info.access.reads.insert(g);
+                    }
+                }
+                Ty::Int
+            }
+            ExprKind::Aggregate {
+                target,
+                keys,
+                value,
+            } => {
+                if self.writable(e.span) {
+                    self.keys(keys);
+                    self.int(value);
+                    if let Some(g) = self.map_global(target) {
+                        self.info.access.writes.insert(g);
+                    }
+                }
+                Ty::Void
+            }
+            ExprKind::Stat { op, target, keys } => {
+                if *op == crate::ast::StatOp::Variance {
+                    self.err("`@variance` is not supported yet", e.span);
+                    return Ty::Int;
+                }
+                if self.mode != Mode::Body {
+                    self.err(format!("`@{}` cannot be used here", op.name()), e.span);
+                    return Ty::Int;
+                }
+                self.keys(keys);
+                self.info.uses.push((
+                    Use::UserOnly("reading an aggregate (`@count`, `@sum`, ...)"),
+                    e.span,
+                ));
+                if let Some(g) = self.map_global(target) {
+                    self.info.access.reads.insert(g);
+                }
+                Ty::Int
+            }
+            ExprKind::Hist { target, keys, .. } => {
+                if self.mode != Mode::Body {
+                    self.err("a histogram cannot be used here", e.span);
+                    return Ty::Hist;
+                }
+                self.keys(keys);
+                self.info
+                    .uses
+                    .push((Use::UserOnly("printing a histogram"), e.span));
+                if let Some(g) = self.map_global(target) {
+                    self.info.access.reads.insert(g);
+                }
+                Ty::Hist
+            }
+            _ => Ty::Int,
         }
     }
 
@@ -882,6 +1194,14 @@ impl<'a> Walker<'a> {
             };
             match (spec.conv == b's', ty) {
                 (_, Ty::Void) => self.err(format!("{} has no value to print", describe(a)), a.span),
+                (_, Ty::Hist) => self.err_hint(
+                    format!(
+                        "{} is a histogram and cannot be formatted by `{text}`",
+                        describe(a)
+                    ),
+                    a.span,
+                    "print it on its own: print(@hist_log(x))",
+                ),
                 (true, Ty::Int) => self.err(
                     format!(
                         "`{text}` needs a string argument, but {} is an integer",
@@ -974,12 +1294,41 @@ pub fn check(file: &SourceFile, script: &Script) -> Checked {
                 g.name.span,
             ));
         }
+        let size = g.size.as_ref().and_then(|e| match e.kind {
+            ExprKind::Int(n) if n > 0 && n <= i64::from(u32::MAX) => Some(n as u32),
+            _ => {
+                diags.push(
+                    Diagnostic::error(
+                        format!(
+                            "the size of array `{}` must be a positive integer constant",
+                            g.name.name
+                        ),
+                        e.span,
+                    )
+                    .with_hint("write e.g. `global a[1000]`"),
+                );
+                None
+            }
+        });
         global_index.insert(g.name.name.clone(), globals.len() as u32);
         globals.push(GlobalInfo {
             name: g.name.name.clone(),
             init,
+            kind: GlobalKind::Scalar,
+            size,
+            wrap: g.wrap,
+            hist: HistSpec::default(),
             span: g.span,
         });
+    }
+    crate::kinds::infer(file, script, &global_index, &mut globals, &mut diags);
+    for g in &globals {
+        if g.kind.is_map() && g.init != 0 {
+            diags.push(Diagnostic::error(
+                format!("array `{}` cannot have an initial value", g.name),
+                g.span,
+            ));
+        }
     }
 
     // Functions.
@@ -1007,7 +1356,14 @@ pub fn check(file: &SourceFile, script: &Script) -> Checked {
 
     let mut fn_infos = Vec::new();
     for f in &script.functions {
-        let mut w = walker(file, &global_index, &function_index, script, &mut diags);
+        let mut w = walker(
+            file,
+            &global_index,
+            &globals,
+            &function_index,
+            script,
+            &mut diags,
+        );
         w.in_function = true;
         let mut seen = HashSet::new();
         for p in &f.params {
@@ -1118,7 +1474,14 @@ pub fn check(file: &SourceFile, script: &Script) -> Checked {
             };
             let mut cond_reads = BTreeSet::new();
             if let Some(c) = &spec.cond {
-                let mut w = walker(file, &global_index, &function_index, script, &mut diags);
+                let mut w = walker(
+                    file,
+                    &global_index,
+                    &globals,
+                    &function_index,
+                    script,
+                    &mut diags,
+                );
                 w.mode = Mode::Cond;
                 w.int(c);
                 cond_reads = w.info.access.reads;
@@ -1134,7 +1497,14 @@ pub fn check(file: &SourceFile, script: &Script) -> Checked {
                 cond_reads,
             });
         }
-        let mut w = walker(file, &global_index, &function_index, script, &mut diags);
+        let mut w = walker(
+            file,
+            &global_index,
+            &globals,
+            &function_index,
+            script,
+            &mut diags,
+        );
         p.body
             .stmts
             .iter()
@@ -1155,6 +1525,13 @@ pub fn check(file: &SourceFile, script: &Script) -> Checked {
                     what,
                     "function probes (kernel.function, process.function)",
                 ),
+                Use::UserOnly(what) => (
+                    kinds
+                        .iter()
+                        .all(|k| matches!(k, PointKind::Begin | PointKind::End)),
+                    what,
+                    "`begin` and `end` probes for now (kernel probe bodies get it next)",
+                ),
             };
             if ok || !reported_uses.insert((span, what)) {
                 continue;
@@ -1168,6 +1545,7 @@ pub fn check(file: &SourceFile, script: &Script) -> Checked {
                 .find(|k| match u {
                     Use::RetVal => !k.is_return(),
                     Use::FuncCtx(_) => !k.is_function_probe(),
+                    Use::UserOnly(_) => !matches!(k, PointKind::Begin | PointKind::End),
                 })
                 .map(|k| format!("this probe includes `{k}`"));
             let mut d = Diagnostic::error(msg, span);

@@ -10,8 +10,10 @@ use std::fmt;
 use std::ops::Range;
 
 use crate::bytecode::{
-    Ctx, Insn, Op, MAX_ENTRY_SLOTS, MAX_GLOBALS, MAX_LOCALS, MAX_OUT_ARGS, MAX_STACK, MAX_STEPS,
+    Ctx, Insn, IterSpec, Op, StatKind, MAX_ENTRY_SLOTS, MAX_GLOBALS, MAX_ITERS, MAX_KEYS,
+    MAX_LOCALS, MAX_OUT_ARGS, MAX_STACK, MAX_STEPS,
 };
+pub use crate::store::{Aggregate, MapError};
 
 /// The script's globals, as the VM sees them: 64-bit integers by index.
 ///
@@ -30,6 +32,44 @@ pub trait GlobalStore {
     /// `true` when the store holds no globals.
     fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+    /// The element `key` of array `g`, if present. Stores without arrays have none.
+    fn map_get(&mut self, g: u32, key: &[i64]) -> Option<i64> {
+        let _ = (g, key);
+        None
+    }
+    /// Set element `key` of array `g` to `v` (inserting it).
+    fn map_put(&mut self, g: u32, key: &[i64], v: i64) -> Result<(), MapError> {
+        let _ = (g, key, v);
+        Err(MapError::NoArrays)
+    }
+    /// Delete element `key` of array or aggregate `g` (nothing if missing).
+    fn map_delete(&mut self, g: u32, key: &[i64]) {
+        let _ = (g, key);
+    }
+    /// Delete every element of array or aggregate `g`.
+    fn map_clear(&mut self, g: u32) {
+        let _ = g;
+    }
+    /// Every element of array `g`: its keys and value (in no particular order).
+    fn map_entries(&mut self, g: u32) -> Vec<(Vec<i64>, i64)> {
+        let _ = g;
+        Vec::new()
+    }
+    /// Add `v` to aggregate `g` (element `key` of it when it is an array of aggregates).
+    fn stat_add(&mut self, g: u32, key: &[i64], v: i64) -> Result<(), MapError> {
+        let _ = (g, key, v);
+        Err(MapError::NoArrays)
+    }
+    /// The aggregate `g` (element `key`), combined over CPUs; `None` when nothing was added.
+    fn stat_get(&mut self, g: u32, key: &[i64]) -> Option<Aggregate> {
+        let _ = (g, key);
+        None
+    }
+    /// Every element of array of aggregates `g` (the scalar aggregate with empty keys).
+    fn stat_entries(&mut self, g: u32) -> Vec<(Vec<i64>, Aggregate)> {
+        let _ = g;
+        Vec::new()
     }
 }
 
@@ -299,6 +339,18 @@ pub enum VmError {
         /// The count.
         n: i64,
     },
+    /// An array operation failed (a new key in a full array).
+    Array {
+        /// The instruction.
+        pc: usize,
+        /// Why.
+        err: MapError,
+    },
+    /// `@min`, `@max` or `@avg` of an aggregate that has no value.
+    EmptyAggregate {
+        /// The instruction.
+        pc: usize,
+    },
 }
 
 impl VmError {
@@ -316,7 +368,9 @@ impl VmError {
             | VmError::LocalOutOfRange { pc, .. }
             | VmError::GlobalOutOfRange { pc, .. }
             | VmError::EntrySlotOutOfRange { pc, .. }
-            | VmError::BadOutArgs { pc, .. } => pc,
+            | VmError::BadOutArgs { pc, .. }
+            | VmError::Array { pc, .. }
+            | VmError::EmptyAggregate { pc } => pc,
         }
     }
 }
@@ -359,6 +413,8 @@ impl fmt::Display for VmError {
                     "malformed code: output record with {n} arguments at {pc}"
                 )
             }
+            VmError::Array { err, .. } => write!(f, "{err}"),
+            VmError::EmptyAggregate { .. } => f.write_str("empty aggregate"),
         }
     }
 }
@@ -379,6 +435,18 @@ impl Stack {
         self.v[self.n] = x;
         self.n += 1;
         Ok(())
+    }
+    /// Pop `n` values (keys), the deepest first.
+    fn pop_n(&mut self, n: i64, pc: usize) -> Result<Vec<i64>, VmError> {
+        let n = usize::try_from(n)
+            .ok()
+            .filter(|&n| n <= MAX_KEYS)
+            .ok_or(VmError::BadOpcode { pc, op: 0 })?;
+        if self.n < n {
+            return Err(VmError::StackUnderflow { pc });
+        }
+        self.n -= n;
+        Ok(self.v[self.n..self.n + n].to_vec())
     }
     #[inline]
     fn pop(&mut self, pc: usize) -> Result<i64, VmError> {
@@ -447,6 +515,7 @@ pub fn run(
         n: 0,
     };
     let mut locals = [0i64; MAX_LOCALS];
+    let mut iters: Vec<Iteration> = vec![(Vec::new(), 0); MAX_ITERS];
     let mut exit_requested = false;
     let mut steps: u32 = 0;
     let mut pc = start;
@@ -629,9 +698,137 @@ pub fn run(
                 let v = hit.entry_load(s);
                 st.push(v, pc)?
             }
+            Op::MapGet | Op::MapIn => {
+                let g = global(a)?;
+                let key = st.pop_n(insn.imm, pc)?;
+                let v = globals.map_get(g, &key);
+                let r = if op == Op::MapIn {
+                    v.is_some() as i64
+                } else {
+                    v.unwrap_or(0)
+                };
+                st.push(r, pc)?
+            }
+            Op::MapPut | Op::MapAdd => {
+                let g = global(a)?;
+                let v = st.pop(pc)?;
+                let key = st.pop_n(insn.imm, pc)?;
+                let new = if op == Op::MapAdd {
+                    globals.map_get(g, &key).unwrap_or(0).wrapping_add(v)
+                } else {
+                    v
+                };
+                globals
+                    .map_put(g, &key, new)
+                    .map_err(|err| VmError::Array { pc, err })?;
+                st.push(new, pc)?
+            }
+            Op::MapDel => {
+                let g = global(a)?;
+                let key = st.pop_n(insn.imm, pc)?;
+                globals.map_delete(g, &key)
+            }
+            Op::MapClear => {
+                let g = global(a)?;
+                globals.map_clear(g)
+            }
+            Op::StatAdd => {
+                let g = global(a)?;
+                let v = st.pop(pc)?;
+                let key = st.pop_n(insn.imm, pc)?;
+                globals
+                    .stat_add(g, &key, v)
+                    .map_err(|err| VmError::Array { pc, err })?;
+            }
+            Op::StatGet => {
+                let g = global(a)?;
+                let key = st.pop_n(insn.imm & 0xff, pc)?;
+                let kind = StatKind::from_i64(insn.imm >> 8)
+                    .ok_or(VmError::BadOpcode { pc, op: insn.op })?;
+                let agg = globals.stat_get(g, &key).unwrap_or_default();
+                let v = agg.stat(kind).ok_or(VmError::EmptyAggregate { pc })?;
+                st.push(v, pc)?
+            }
+            Op::IterStart => {
+                let g = global(a)?;
+                let spec = IterSpec::unpack(insn.imm >> 8);
+                let limit = if spec.limit { Some(st.pop(pc)?) } else { None };
+                let slot = (insn.imm & 0xff) as usize;
+                let mut elems = globals.map_entries(g);
+                if elems.is_empty() {
+                    elems = globals
+                        .stat_entries(g)
+                        .into_iter()
+                        .map(|(k, agg)| (k, agg.count))
+                        .collect();
+                }
+                sort_elements(&mut elems, spec);
+                if let Some(l) = limit {
+                    elems.truncate(l.max(0) as usize);
+                }
+                let Some(it) = iters.get_mut(slot) else {
+                    return Err(VmError::BadOpcode { pc, op: insn.op });
+                };
+                *it = (elems, 0);
+            }
+            Op::IterNext => {
+                let slot = (insn.imm & 0xff) as usize;
+                let base = ((insn.imm >> 8) & 0xffff) as usize;
+                let with_value = (insn.imm >> 24) & 1 != 0;
+                let Some((elems, pos)) = iters.get_mut(slot) else {
+                    return Err(VmError::BadOpcode { pc, op: insn.op });
+                };
+                match elems.get(*pos) {
+                    None => next = jump_target(code.len(), pc, a)?,
+                    Some((k, v)) => {
+                        *pos += 1;
+                        let n = k.len() + usize::from(with_value);
+                        if base + n > MAX_LOCALS {
+                            return Err(VmError::LocalOutOfRange {
+                                pc,
+                                slot: (base + n) as i32,
+                            });
+                        }
+                        locals[base..base + k.len()].copy_from_slice(k);
+                        if with_value {
+                            locals[base + k.len()] = *v;
+                        }
+                    }
+                }
+            }
         }
         pc = next;
     }
+}
+
+/// A `foreach` in progress: the snapshot of the elements (keys, value) and the next one.
+type Iteration = (Vec<(Vec<i64>, i64)>, usize);
+
+/// Order `foreach` elements: by keys when unsorted, else by the value or key `spec` names
+/// (descending with `-`), ties by keys.
+pub fn sort_elements(elems: &mut [(Vec<i64>, i64)], spec: IterSpec) {
+    elems.sort_by(|a, b| a.0.cmp(&b.0));
+    if spec.by == 0 {
+        if spec.desc {
+            elems.reverse();
+        }
+        return;
+    }
+    let field = |e: &(Vec<i64>, i64)| -> i64 {
+        if spec.by == 1 {
+            e.1
+        } else {
+            e.0.get(spec.by as usize - 2).copied().unwrap_or(0)
+        }
+    };
+    elems.sort_by(|a, b| {
+        let o = field(a).cmp(&field(b));
+        if spec.desc {
+            o.reverse()
+        } else {
+            o
+        }
+    });
 }
 
 /// Why [`verify`] refused a program.
@@ -743,7 +940,19 @@ pub fn stack_effect(insn: &Insn) -> Option<(usize, usize)> {
         | Op::Eq
         | Op::Ne => (2, 1),
         Op::Out => (usize::try_from(insn.imm).ok()?, 0),
+        Op::MapGet | Op::MapIn => (map_keys(insn)?, 1),
+        Op::MapPut | Op::MapAdd => (map_keys(insn)? + 1, 1),
+        Op::MapDel => (map_keys(insn)?, 0),
+        Op::MapClear | Op::IterNext => (0, 0),
+        Op::StatAdd => (map_keys(insn)? + 1, 0),
+        Op::StatGet => ((insn.imm & 0xff) as usize, 1),
+        Op::IterStart => (usize::from(IterSpec::unpack(insn.imm >> 8).limit), 0),
     })
+}
+
+/// The key count of a map instruction, if valid.
+fn map_keys(insn: &Insn) -> Option<usize> {
+    usize::try_from(insn.imm).ok().filter(|&n| n <= MAX_KEYS)
 }
 
 /// The basic blocks of the program that starts at `start`: each block's first instruction
@@ -757,7 +966,7 @@ pub fn basic_blocks(code: &[Insn], start: usize) -> std::collections::BTreeMap<u
     let ends_block = |op: Option<Op>| {
         matches!(
             op,
-            Some(Op::Jmp | Op::Jz | Op::Jnz | Op::Next | Op::Skip | Op::Ret)
+            Some(Op::Jmp | Op::Jz | Op::Jnz | Op::IterNext | Op::Next | Op::Skip | Op::Ret)
         )
     };
     let mut leaders = BTreeSet::new();
@@ -773,7 +982,7 @@ pub fn basic_blocks(code: &[Insn], start: usize) -> std::collections::BTreeMap<u
         let op = insn.opcode();
         let target = pc as i64 + 1 + insn.arg as i64;
         match op {
-            Some(Op::Jmp | Op::Jz | Op::Jnz) => {
+            Some(Op::Jmp | Op::Jz | Op::Jnz | Op::IterNext) => {
                 if target >= 0 {
                     leaders.insert(target as usize);
                     work.push(target as usize);
@@ -840,6 +1049,26 @@ pub fn verify(code: &[Insn], range: Range<usize>) -> Result<usize, VerifyError> 
             Op::EntrySave | Op::EntryLoad if a < 0 || a as usize >= MAX_ENTRY_SLOTS => return bad,
             Op::Ctx if Ctx::from_i32(a).is_none() => return bad,
             Op::Out if insn.imm < 0 || insn.imm as usize > MAX_OUT_ARGS || a < 0 => return bad,
+            Op::MapGet
+            | Op::MapPut
+            | Op::MapAdd
+            | Op::MapIn
+            | Op::MapDel
+            | Op::MapClear
+            | Op::StatAdd
+            | Op::StatGet
+            | Op::IterStart
+                if a < 0 || a as usize >= MAX_GLOBALS =>
+            {
+                return bad
+            }
+            Op::StatGet if StatKind::from_i64(insn.imm >> 8).is_none() => return bad,
+            Op::IterStart | Op::IterNext if (insn.imm & 0xff) as usize >= MAX_ITERS => return bad,
+            Op::IterNext
+                if ((insn.imm >> 8) & 0xffff) as usize + MAX_KEYS + 1 > MAX_LOCALS + MAX_KEYS =>
+            {
+                return bad
+            }
             _ => {}
         }
         let (pops, pushes) = stack_effect(insn).ok_or(VerifyError::OperandOutOfRange { pc })?;
@@ -858,7 +1087,7 @@ pub fn verify(code: &[Insn], range: Range<usize>) -> Result<usize, VerifyError> 
         match op {
             Op::Next | Op::Skip | Op::Ret => {}
             Op::Jmp => succ[0] = Some(jump),
-            Op::Jz | Op::Jnz => {
+            Op::Jz | Op::Jnz | Op::IterNext => {
                 succ[0] = Some(fall);
                 succ[1] = Some(jump);
             }

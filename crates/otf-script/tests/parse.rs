@@ -61,7 +61,43 @@ fn sx(e: &Expr) -> String {
             s
         }
         ExprKind::Entry(e) => format!("(@entry {})", sx(e)),
+        ExprKind::Index { array, keys } => format!("{}[{}]", array.name, list(keys)),
+        ExprKind::IndexAssign {
+            op,
+            array,
+            keys,
+            value,
+        } => {
+            let op = op.map(|o| format!("{}=", o.as_str())).unwrap_or("=".into());
+            format!("({op} {}[{}] {})", array.name, list(keys), sx(value))
+        }
+        ExprKind::IndexIncDec {
+            prefix,
+            inc,
+            array,
+            keys,
+        } => {
+            let op = if *inc { "++" } else { "--" };
+            let fix = if *prefix { "pre" } else { "post" };
+            format!("({fix}{op} {}[{}])", array.name, list(keys))
+        }
+        ExprKind::In { keys, array } => format!("(in [{}] {})", list(keys), array.name),
+        ExprKind::Aggregate {
+            target,
+            keys,
+            value,
+        } => format!("(<<< {}[{}] {})", target.name, list(keys), sx(value)),
+        ExprKind::Stat { op, target, keys } => {
+            format!("(@{} {}[{}])", op.name(), target.name, list(keys))
+        }
+        ExprKind::Hist { kind, target, keys } => {
+            format!("(hist {kind:?} {}[{}])", target.name, list(keys))
+        }
     }
+}
+
+fn list(es: &[Expr]) -> String {
+    es.iter().map(sx).collect::<Vec<_>>().join(" ")
 }
 
 /// A compact S-expression of a statement.
@@ -88,6 +124,21 @@ fn st(s: &Stmt) -> String {
         StmtKind::Return(None) => "(return)".into(),
         StmtKind::Return(Some(e)) => format!("(return {})", sx(e)),
         StmtKind::Expr(e) => sx(e),
+        StmtKind::Delete(e) => format!("(delete {})", sx(e)),
+        StmtKind::Foreach(f) => {
+            let keys: Vec<&str> = f.keys.iter().map(|k| k.name.as_str()).collect();
+            format!(
+                "(foreach {}[{}] {} {:?} {} {})",
+                f.value
+                    .as_ref()
+                    .map_or(String::new(), |v| format!("{}=", v.name)),
+                keys.join(" "),
+                f.array.name,
+                f.sort.map(|s| (s.key, s.desc)),
+                f.limit.as_ref().map_or("_".into(), sx),
+                st(&f.body)
+            )
+        }
         StmtKind::Empty => ";".into(),
     }
 }
@@ -601,4 +652,57 @@ fn garbage_yields_errors_not_a_tree() {
     assert_eq!(errors(""), Vec::<String>::new());
     assert!(ok("").probes.is_empty());
     assert!(ok("  # only a comment\n;;").probes.is_empty());
+}
+
+#[test]
+fn arrays_statistics_and_foreach() {
+    assert_eq!(e("a[1, x] = 2"), "(= a[1 x] 2)");
+    assert_eq!(e("a[k] += 2"), "(+= a[k] 2)");
+    assert_eq!(e("a[k]++"), "(post++ a[k])");
+    assert_eq!(e("--a[k]"), "(pre-- a[k])");
+    assert_eq!(e("x = a[k] + 1"), "(= x (+ a[k] 1))");
+    // `in` binds looser than `|` and tighter than `&&`, as in SystemTap.
+    assert_eq!(e("x = k + 1 in a && y"), "(= x (&& (in [(+ k 1)] a) y))");
+    assert_eq!(e("x = [1, 2] in a"), "(= x (in [1 2] a))");
+    assert_eq!(e("x = !(k in a)"), "(= x (! (in [k] a)))");
+    assert_eq!(e("s <<< 5"), "(<<< s[] 5)");
+    assert_eq!(e("t[pid()] <<< x * 2"), "(<<< t[(call pid)] (* x 2))");
+    assert_eq!(
+        e("x = @count(s) + @avg(t[1])"),
+        "(= x (+ (@count s[]) (@avg t[1])))"
+    );
+    assert_eq!(e("print(@hist_log(s))"), "(call print (hist Log s[]))");
+    assert_eq!(
+        e("print(@hist_linear(t[1], -10, 10, 5))"),
+        "(call print (hist Linear { lo: -10, hi: 10, step: 5 } t[1]))"
+    );
+    assert_eq!(e("delete a[1]"), "(delete a[1])");
+    assert_eq!(e("delete a"), "(delete a)");
+    assert_eq!(
+        e("foreach (k in a) n++"),
+        "(foreach [k] a None _ (post++ n))"
+    );
+    assert_eq!(
+        e("foreach (v = [k1, k2-] in a limit 3) {}"),
+        "(foreach v=[k1 k2] a Some((Some(1), true)) 3 {})"
+    );
+    assert_eq!(
+        e("foreach (k in a+) {}"),
+        "(foreach [k] a Some((None, false)) _ {})"
+    );
+    let s = ok("global a[100], b%, c%[5], d");
+    let g: Vec<_> = s
+        .globals
+        .iter()
+        .map(|g| (g.name.name.as_str(), g.size.is_some(), g.wrap))
+        .collect();
+    assert_eq!(
+        g,
+        [
+            ("a", true, false),
+            ("b", false, true),
+            ("c", true, true),
+            ("d", false, false)
+        ]
+    );
 }

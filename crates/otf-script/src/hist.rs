@@ -1,0 +1,248 @@
+//! SystemTap's text layout of `print(@hist_log(x))` and `print(@hist_linear(x, lo, hi, step))`
+//! (its runtime's `_stp_stat_print_histogram`): a `value |---…--- count` header, one row per
+//! bucket from two empty buckets before the first non-empty one to two after the last, bars of
+//! `@` scaled to 50 columns, runs of empty rows elided as `~`, and a blank line at the end.
+
+use crate::bytecode::{Format, Piece, HIST_LOG_BUCKET0};
+use crate::store::{log_bucket_value, Aggregate};
+
+/// The width of the bars.
+const HIST_WIDTH: i64 = 50;
+/// Empty buckets kept on each side of a non-empty one; longer runs become `~`.
+const HIST_ELISION: usize = 2;
+
+/// The number of characters of `v` in decimal, sign included.
+fn needed_space(v: i64) -> usize {
+    v.to_string().len()
+}
+
+/// Render a histogram: `linear` gives `@hist_linear`'s `(lo, hi, step)`, `None` is
+/// `@hist_log`. The buckets are `agg.log` or `agg.linear`.
+pub fn render(agg: &Aggregate, linear: Option<(i64, i64, i64)>) -> String {
+    let buckets: &[i64] = if linear.is_some() {
+        &agg.linear
+    } else {
+        &agg.log
+    };
+    let n = buckets.len();
+    let mut out = String::new();
+    if n == 0 {
+        return out;
+    }
+    let mut low: Option<usize> = None;
+    let mut high = 0usize;
+    let mut valmax = 0i64;
+    for (i, &c) in buckets.iter().enumerate() {
+        if c > 0 {
+            low.get_or_insert(i);
+            high = i;
+        }
+        valmax = valmax.max(c);
+    }
+    // SystemTap starts from bucket 0 when everything is empty (low_bucket = -1 ⇒ margins).
+    let mut low = low.map_or(-1i64, |l| l as i64);
+    let mut high = high as i64;
+    for _ in 0..2 {
+        if linear.is_none() {
+            if low != HIST_LOG_BUCKET0 as i64 && low > 0 {
+                low -= 1;
+            }
+        } else if low > 0 {
+            low -= 1;
+        }
+        if high < n as i64 - 1 {
+            high += 1;
+        }
+    }
+    let (mut under, mut over) = (0usize, 0usize);
+    if linear.is_some() {
+        if low == 0 && buckets[0] == 0 {
+            low += 1;
+        }
+        if high == n as i64 - 1 && buckets[high as usize] == 0 {
+            high -= 1;
+        }
+        if low == 0 {
+            under = 1;
+        }
+        if high == n as i64 - 1 {
+            over = 1;
+        }
+    }
+    let low = low.max(0) as usize;
+    let high = high.max(0) as usize;
+    let scale = if valmax <= HIST_WIDTH {
+        1
+    } else {
+        (valmax + HIST_WIDTH - 1) / HIST_WIDTH
+    };
+    let cnt_space = needed_space(valmax);
+    let value_of = |i: usize| -> (i64, &'static str) {
+        match linear {
+            Some((lo, _, step)) => {
+                if i == 0 {
+                    (lo, "<")
+                } else if i == n - 1 {
+                    (lo + (i as i64 - 2) * step, ">")
+                } else {
+                    (lo + (i as i64 - 1) * step, "")
+                }
+            }
+            None => (log_bucket_value(i), ""),
+        }
+    };
+    let val_space = match linear {
+        Some((lo, _, step)) => {
+            (needed_space(lo) + under).max(needed_space(lo + step * high as i64) + over)
+        }
+        None => needed_space(log_bucket_value(high)).max(needed_space(log_bucket_value(low))),
+    }
+    .max(5);
+    out.push_str(&format!("{:>val_space$} |", "value"));
+    out.push_str(&"-".repeat(HIST_WIDTH as usize));
+    out.push_str(" count\n");
+    let mut eliding = false;
+    for i in low..=high {
+        let lo_k = i.saturating_sub(HIST_ELISION).max(low);
+        let hi_k = (i + HIST_ELISION).min(high);
+        if (lo_k..=hi_k).all(|k| buckets[k] == 0) {
+            eliding = true;
+            continue;
+        }
+        if eliding {
+            out.push_str(&format!("{:>val_space$} ~\n", ""));
+            eliding = false;
+        }
+        let (val, prefix) = value_of(i);
+        let pad = val_space.saturating_sub(needed_space(val));
+        out.push_str(&format!("{prefix:>pad$}{val} |"));
+        let v = buckets[i] / scale;
+        out.push_str(&"@".repeat(v as usize));
+        let w = (HIST_WIDTH - v + 1) as usize + cnt_space;
+        out.push_str(&format!("{:>w$}\n", buckets[i]));
+    }
+    out.push('\n');
+    out
+}
+
+/// Render an output record whose format may hold histograms: `hist(global, linear, keys)`
+/// renders each [`Piece::Hist`]; the other pieces as [`crate::format::render`] does.
+pub fn render_record(
+    fmt: &Format,
+    args: &[i64],
+    execname: &str,
+    pp: &str,
+    probefunc: &str,
+    hist: &mut dyn FnMut(u32, bool, &[i64]) -> String,
+) -> String {
+    let mut s = String::new();
+    let mut run: Vec<Piece> = Vec::new();
+    let flush = |run: &mut Vec<Piece>, s: &mut String| {
+        if !run.is_empty() {
+            let f = Format {
+                pieces: std::mem::take(run),
+                nargs: fmt.nargs,
+            };
+            s.push_str(&crate::format::render(&f, args, execname, pp, probefunc));
+        }
+    };
+    for p in &fmt.pieces {
+        match p {
+            Piece::Hist {
+                global,
+                linear,
+                arg,
+                nkeys,
+            } => {
+                flush(&mut run, &mut s);
+                let keys = args.get(*arg..*arg + *nkeys).unwrap_or(&[]);
+                s.push_str(&hist(*global, *linear, keys));
+            }
+            other => run.push(other.clone()),
+        }
+    }
+    flush(&mut run, &mut s);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bytecode::HistSpec;
+
+    fn agg(values: &[i64], hist: HistSpec) -> Aggregate {
+        let mut a = Aggregate::new(&hist);
+        for &v in values {
+            a.add(v, &hist);
+        }
+        a
+    }
+
+    #[test]
+    fn log_histogram_layout() {
+        // Values 1, 2, 2, 3, 8: buckets 1 (1), 2 (3), 8 (1); rows from 0 (two below 1, not
+        // negative) to 32 (two above 8), bars unscaled, the 4 row kept (next to 2 and 8).
+        let h = HistSpec {
+            log: true,
+            linear: None,
+        };
+        let text = render(&agg(&[1, 2, 2, 3, 8], h), None);
+        let want = "\
+value |-------------------------------------------------- count
+    0 |                                                   0
+    1 |@                                                  1
+    2 |@@@                                                3
+    4 |                                                   0
+    8 |@                                                  1
+   16 |                                                   0
+   32 |                                                   0
+
+";
+        assert_eq!(text, want);
+    }
+
+    #[test]
+    fn log_histogram_elides_long_empty_runs_and_scales() {
+        let h = HistSpec {
+            log: true,
+            linear: None,
+        };
+        let mut vals = vec![1; 100];
+        vals.push(1 << 20);
+        let text = render(&agg(&vals, h), None);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0].trim_start(),
+            "value |-------------------------------------------------- count"
+        );
+        // 100 in one bucket: scale = 2, so 50 `@`.
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(&format!("|{} 100", "@".repeat(50)))),
+            "{text}"
+        );
+        assert!(lines.iter().any(|l| l.trim() == "~"), "{text}");
+        assert!(text.ends_with("\n\n"));
+    }
+
+    #[test]
+    fn linear_histogram_layout_with_underflow() {
+        // @hist_linear(x, 0, 30, 10): buckets <0, 0, 10, 20, >=30 (plus one more: 30/10+3 = 6).
+        let h = HistSpec {
+            log: false,
+            linear: Some((0, 30, 10)),
+        };
+        let text = render(&agg(&[-5, 0, 15, 15], h), Some((0, 30, 10)));
+        let want = "\
+value |-------------------------------------------------- count
+   <0 |@                                                  1
+    0 |@                                                  1
+   10 |@@                                                 2
+   20 |                                                   0
+   30 |                                                   0
+
+";
+        assert_eq!(text, want);
+    }
+}

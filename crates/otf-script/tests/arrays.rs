@@ -1,0 +1,158 @@
+//! Arrays, `foreach`, `delete`, `in` and statistics, run by the reference VM over an
+//! in-memory store: the semantics `begin` and `end` bodies have (SystemTap's, checked
+//! against its documented behaviour).
+
+use otf_script::compile_source;
+use otf_script::diag::SourceFile;
+use otf_script::hist;
+use otf_script::store::{Aggregate, MemStore};
+use otf_script::vm::{self, FixedHit, GlobalStore, VmError};
+
+/// Runs every `begin` body of `src` in order; returns the output text and the first error.
+fn run(src: &str) -> (String, Option<VmError>) {
+    let file = SourceFile::new("t.stp", src);
+    let c = compile_source(&file).unwrap_or_else(|d| panic!("{d:?}"));
+    let s = &c.script;
+    let mut store = MemStore::new(&s.globals);
+    let mut out = String::new();
+    for u in &s.units {
+        let mut recs = Vec::new();
+        let r = vm::run(
+            &s.code,
+            u.body.start as usize,
+            &mut store,
+            &mut FixedHit::default(),
+            &mut |r| recs.push(r),
+        );
+        for rec in recs {
+            let f = &s.formats[rec.fmt as usize];
+            let mut h = |g: u32, linear: bool, keys: &[i64]| {
+                let info = &s.globals[g as usize];
+                let agg = store
+                    .stat_get(g, keys)
+                    .unwrap_or_else(|| Aggregate::new(&info.hist));
+                hist::render(&agg, info.hist.linear.filter(|_| linear))
+            };
+            out.push_str(&hist::render_record(f, &rec.args, "t", "begin", "", &mut h));
+        }
+        if let Err(e) = r {
+            return (out, Some(e));
+        }
+    }
+    (out, None)
+}
+
+#[test]
+fn missing_elements_read_zero_and_in_tells_them_apart() {
+    let (out, err) = run("global a
+        probe begin { a[1] = 0; printf(\"%d %d %d %d\\n\", a[1], a[2], 1 in a, 2 in a) }");
+    assert_eq!((out.as_str(), err), ("0 0 1 0\n", None));
+}
+
+#[test]
+fn compound_assignment_and_increments_on_elements() {
+    let (out, _) = run("global a, b
+        probe begin {
+          a[1, 2] += 5; a[1, 2] *= 3; x = a[1, 2]++; y = ++a[1, 2]; b[7]--
+          printf(\"%d %d %d %d\\n\", a[1, 2], x, y, b[7])
+        }");
+    // 5 * 3 = 15; x gets 15 (post), then 16 → 17 with y = 17; b[7] = -1.
+    assert_eq!(out, "17 15 17 -1\n");
+}
+
+#[test]
+fn foreach_sorts_by_value_or_key_with_limit() {
+    let src = "global a
+        probe begin {
+          a[3] = 10; a[1] = 30; a[2] = 20; a[4] = 5
+          foreach (k in a-) printf(\"%d \", k); println(\"\")
+          foreach (k+ in a limit 2) printf(\"%d \", k); println(\"\")
+          foreach (v = [k] in a+ limit 3) printf(\"%d=%d \", k, v); println(\"\")
+        }";
+    let (out, _) = run(src);
+    assert_eq!(out, "1 2 3 4 \n1 2 \n4=5 3=10 2=20 \n");
+}
+
+#[test]
+fn delete_element_whole_array_and_scalar() {
+    let (out, _) = run("global a, n
+        probe begin {
+          a[1] = 1; a[2] = 2; n = 5
+          delete a[1]; printf(\"%d %d\\n\", 1 in a, 2 in a)
+          delete a; delete n
+          foreach (k in a) printf(\"left %d\\n\", k)
+          printf(\"n=%d\\n\", n)
+        }");
+    assert_eq!(out, "0 1\nn=0\n");
+}
+
+#[test]
+fn a_full_array_is_a_run_time_error_and_a_wrapping_one_drops_the_oldest() {
+    let (_, err) = run("global a[2] probe begin { a[1] = 1; a[2] = 2; a[1] = 5; a[3] = 3 }");
+    assert_eq!(
+        err.map(|e| e.to_string()).as_deref(),
+        Some("Array overflow, check size limit (2)")
+    );
+    let (out, err) = run("global a%[2]
+        probe begin { a[1] = 1; a[2] = 2; a[3] = 3; foreach (k+ in a) printf(\"%d \", k) }");
+    assert_eq!((out.as_str(), err), ("2 3 ", None));
+}
+
+#[test]
+fn statistics_and_empty_aggregates() {
+    let (out, _) = run("global s, t
+        probe begin {
+          s <<< 3; s <<< -1; s <<< 10
+          t[1] <<< 4; t[1] <<< 6; t[2] <<< 1
+          printf(\"%d %d %d %d %d\\n\", @count(s), @sum(s), @min(s), @max(s), @avg(s))
+          foreach ([k] in t-) printf(\"%d:%d:%d \", k, @count(t[k]), @avg(t[k]))
+          printf(\"%d\\n\", @count(t[9]))
+        }");
+    assert_eq!(out, "3 12 -1 10 4\n1:2:5 2:1:1 0\n");
+    let (_, err) = run("global s probe begin { s <<< 1; delete s; x = @avg(s) }");
+    assert_eq!(
+        err.map(|e| e.to_string()).as_deref(),
+        Some("empty aggregate")
+    );
+}
+
+#[test]
+fn histograms_print_in_systemtaps_layout() {
+    let (out, _) = run("global s
+        probe begin { s <<< 1; s <<< 2; s <<< 2; s <<< 3; s <<< 8; print(@hist_log(s)) }");
+    let want = "\
+value |-------------------------------------------------- count
+    0 |                                                   0
+    1 |@                                                  1
+    2 |@@@                                                3
+    4 |                                                   0
+    8 |@                                                  1
+   16 |                                                   0
+   32 |                                                   0
+
+";
+    assert_eq!(out, want);
+}
+
+#[test]
+fn bad_uses_are_refused_at_their_place() {
+    let check = |src: &str| {
+        let file = SourceFile::new("t.stp", src);
+        compile_source(&file).err().map(|d| {
+            let (l, c) = file.line_col(d[0].span.lo);
+            format!("{l}:{c} {}", d[0].message)
+        })
+    };
+    assert_eq!(
+        check("global a\nprobe begin { a[1] = 1; x = a[1, 2] }").as_deref(),
+        Some("2:29 `a` is indexed with 2 keys here but with 1 at 2:15")
+    );
+    assert_eq!(
+        check("global a\nprobe begin { a[execname()] = 1 }").as_deref(),
+        Some("2:17 `execname()` is a string: string array keys are not supported yet")
+    );
+    assert!(
+        check("global s\nprobe begin { s <<< 1; printf(\"%d\", @hist_log(s)) }")
+            .is_some_and(|m| m.contains("histogram"))
+    );
+}
