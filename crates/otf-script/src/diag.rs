@@ -16,13 +16,16 @@
 use crate::ast::Span;
 use std::fmt;
 
-/// A script's text with its name and the byte offsets of its lines.
+/// A script's text with its name, the byte offsets of its lines and the command line
+/// arguments it is run with (`$1`, `@1`, `$#`, ...; see [`SourceFile::with_args`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SourceFile {
     name: String,
     text: String,
     /// Byte offset of the first character of every line; `line_starts[0] == 0`.
     line_starts: Vec<u32>,
+    /// The script arguments, substituted for `$N` / `@N` by the lexer.
+    args: Vec<String>,
 }
 
 impl SourceFile {
@@ -40,7 +43,62 @@ impl SourceFile {
             name: name.into(),
             text,
             line_starts,
+            args: Vec::new(),
         }
+    }
+
+    /// Reads a script from raw bytes. Text that is not valid UTF-8 is refused with an error
+    /// at the line and column of the first invalid byte; the returned file (with the
+    /// invalid bytes replaced by U+FFFD) is the one to render that error against.
+    pub fn from_bytes(
+        name: impl Into<String>,
+        bytes: Vec<u8>,
+    ) -> Result<Self, (SourceFile, Diagnostic)> {
+        match String::from_utf8(bytes) {
+            Ok(text) => Ok(SourceFile::new(name, text)),
+            Err(e) => {
+                let bytes = e.as_bytes();
+                let at = e.utf8_error().valid_up_to();
+                let len = e.utf8_error().error_len().unwrap_or(bytes.len() - at);
+                let shown: Vec<String> = bytes[at..at + len]
+                    .iter()
+                    .map(|b| format!("0x{b:02x}"))
+                    .collect();
+                // The valid prefix is kept as is, so offsets up to the bad byte are the same
+                // in the lossy text.
+                let file = SourceFile::new(name, String::from_utf8_lossy(bytes).into_owned());
+                let diag = Diagnostic::error(
+                    format!(
+                        "the script is not valid UTF-8: invalid byte{} {}",
+                        if len == 1 { "" } else { "s" },
+                        shown.join(" ")
+                    ),
+                    Span::new(at, at + 1),
+                )
+                .with_hint(
+                    "otf scripts are UTF-8 text; convert the file, e.g. with \
+                     `iconv -f LATIN1 -t UTF-8`",
+                );
+                Err((file, diag))
+            }
+        }
+    }
+
+    /// The same file run with the script arguments `args`: `$N` is the text of `args[N-1]`
+    /// lexed as script text, `@N` the same text as a string literal, and `$#` / `@#` the
+    /// number of arguments (as an integer / a string), as in SystemTap.
+    pub fn with_args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args = args.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The script arguments given with [`SourceFile::with_args`] (empty by default).
+    pub fn args(&self) -> &[String] {
+        &self.args
     }
 
     /// The name given at construction (usually the path, or `<command line>`).
