@@ -38,9 +38,12 @@ pub fn load_source(source: &cli::ScriptSource) -> Result<SourceFile, Failure> {
     let file = match (source.file.as_deref(), source.expr.as_deref()) {
         (_, Some(text)) => SourceFile::new("<command line>", text),
         (Some(path), None) => match std::fs::read(path) {
-            Ok(bytes) => SourceFile::from_bytes(path.display().to_string(), bytes).map_err(
-                |(file, diag)| Failure::Rendered(otf_script::diag::render_all(&[diag], &file)),
-            )?,
+            Ok(bytes) => {
+                SourceFile::from_bytes(path.display().to_string(), bytes).map_err(|e| {
+                    let (file, diag) = *e;
+                    Failure::Rendered(otf_script::diag::render_all(&[diag], &file))
+                })?
+            }
             Err(e) => {
                 return Err(Failure::Message(format!(
                     "cannot read script {}: {e}",

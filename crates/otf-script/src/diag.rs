@@ -49,11 +49,12 @@ impl SourceFile {
 
     /// Reads a script from raw bytes. Text that is not valid UTF-8 is refused with an error
     /// at the line and column of the first invalid byte; the returned file (with the
-    /// invalid bytes replaced by U+FFFD) is the one to render that error against.
+    /// invalid bytes replaced by U+FFFD) is the one to render that error against (both are
+    /// boxed, to keep the `Result` small).
     pub fn from_bytes(
         name: impl Into<String>,
         bytes: Vec<u8>,
-    ) -> Result<Self, (SourceFile, Diagnostic)> {
+    ) -> Result<Self, Box<(SourceFile, Diagnostic)>> {
         match String::from_utf8(bytes) {
             Ok(text) => Ok(SourceFile::new(name, text)),
             Err(e) => {
@@ -79,7 +80,7 @@ impl SourceFile {
                     "otf scripts are UTF-8 text; convert the file, e.g. with \
                      `iconv -f LATIN1 -t UTF-8`",
                 );
-                Err((file, diag))
+                Err(Box::new((file, diag)))
             }
         }
     }
@@ -338,6 +339,21 @@ mod tests {
         // A span past the end of the text is clamped to it.
         let d = Diagnostic::error("m", Span::new(100, 200));
         assert!(d.render(&file).contains("--> t.stp:1:8\n"));
+    }
+
+    #[test]
+    fn invalid_utf8_is_an_error_at_the_first_bad_byte() {
+        let ok = SourceFile::from_bytes("a.stp", b"probe begin {}".to_vec()).expect("utf-8");
+        assert_eq!(ok.text(), "probe begin {}");
+        let e = SourceFile::from_bytes("b.stp", b"x\n \xc3\xa9 \xe2\x82 y\n".to_vec())
+            .expect_err("not utf-8");
+        let (file, d) = *e;
+        assert_eq!(
+            d.message,
+            "the script is not valid UTF-8: invalid bytes 0xe2 0x82"
+        );
+        assert_eq!(file.line_col(d.span.lo), (2, 4));
+        assert!(d.render(&file).contains("--> b.stp:2:4\n"));
     }
 
     #[test]
