@@ -146,7 +146,7 @@ fn generated(
 
 /// Runs `otf check`.
 pub fn check(args: &CheckArgs) -> Result<i32, Failure> {
-    let src = load_source(args.source.file.as_deref(), args.source.expr.as_deref())?;
+    let src = load_source(&args.source)?;
     let (front, res) = compile_and_resolve(&src)?;
     let mut text = report(&front, &res, args.verbose > 0);
     text.push_str(&generated(&src, &front, &res, args.bpf)?);

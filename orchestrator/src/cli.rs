@@ -24,7 +24,7 @@ pub enum Command {
     List(ListArgs),
 }
 
-/// Where the script comes from.
+/// Where the script comes from, and its arguments.
 #[derive(Debug, Args)]
 pub struct ScriptSource {
     /// The script file (`.stp`).
@@ -34,9 +34,27 @@ pub struct ScriptSource {
         conflicts_with = "expr"
     )]
     pub file: Option<std::path::PathBuf>,
+    /// Arguments for the script after SCRIPT_FILE ($1, @1, ...; see SCRIPT_ARGS).
+    #[arg(value_name = "ARGS", requires = "file")]
+    pub trailing: Vec<String>,
     /// The script as text instead of a file.
     #[arg(short = 'e', long = "expr", value_name = "TEXT")]
     pub expr: Option<String>,
+    /// Arguments for the script, after `--`: `$1`..`$N` are their text as script tokens,
+    /// `@1`..`@N` as strings, `$#` / `@#` their number.
+    #[arg(last = true, value_name = "SCRIPT_ARGS")]
+    pub script_args: Vec<String>,
+}
+
+impl ScriptSource {
+    /// Every script argument: those after SCRIPT_FILE, then those after `--`.
+    pub fn args(&self) -> Vec<String> {
+        self.trailing
+            .iter()
+            .chain(&self.script_args)
+            .cloned()
+            .collect()
+    }
 }
 
 /// Output format of `otf run`.
@@ -96,9 +114,6 @@ pub struct RunArgs {
     /// More detail about compilation and attachment.
     #[arg(short = 'v', action = clap::ArgAction::Count)]
     pub verbose: u8,
-    /// Arguments for the script (after `--`).
-    #[arg(last = true, value_name = "SCRIPT_ARGS")]
-    pub script_args: Vec<String>,
 }
 
 /// `otf check`.

@@ -31,30 +31,33 @@ impl From<String> for Failure {
     }
 }
 
-/// Reads the script named by `file`, or takes `expr`, as a [`SourceFile`].
-pub fn load_source(
-    file: Option<&std::path::Path>,
-    expr: Option<&str>,
-) -> Result<SourceFile, Failure> {
-    match (file, expr) {
-        (_, Some(text)) => Ok(SourceFile::new("<command line>", text)),
+/// Reads the script named by `source` (its file, or its `-e` text) as a [`SourceFile`] with
+/// its script arguments. A file that is not UTF-8 is refused with the position of the first
+/// invalid byte.
+pub fn load_source(source: &cli::ScriptSource) -> Result<SourceFile, Failure> {
+    let file = match (source.file.as_deref(), source.expr.as_deref()) {
+        (_, Some(text)) => SourceFile::new("<command line>", text),
         (Some(path), None) => match std::fs::read(path) {
-            Ok(bytes) => match String::from_utf8(bytes) {
-                Ok(text) => Ok(SourceFile::new(path.display().to_string(), text)),
-                Err(_) => Err(Failure::Message(format!(
-                    "{}: the script is not valid UTF-8",
+            Ok(bytes) => {
+                SourceFile::from_bytes(path.display().to_string(), bytes).map_err(|e| {
+                    let (file, diag) = *e;
+                    Failure::Rendered(otf_script::diag::render_all(&[diag], &file))
+                })?
+            }
+            Err(e) => {
+                return Err(Failure::Message(format!(
+                    "cannot read script {}: {e}",
                     path.display()
-                ))),
-            },
-            Err(e) => Err(Failure::Message(format!(
-                "cannot read script {}: {e}",
-                path.display()
-            ))),
+                )))
+            }
         },
-        (None, None) => Err(Failure::Message(
-            "no script given: pass SCRIPT_FILE or -e TEXT".into(),
-        )),
-    }
+        (None, None) => {
+            return Err(Failure::Message(
+                "no script given: pass SCRIPT_FILE or -e TEXT".into(),
+            ))
+        }
+    };
+    Ok(file.with_args(source.args()))
 }
 
 fn dispatch(cli: cli::Cli) -> Result<i32, Failure> {

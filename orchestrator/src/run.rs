@@ -987,7 +987,7 @@ pub fn run(args: &RunArgs) -> Result<i32, Failure> {
             "otf run needs root (or CAP_BPF and CAP_PERFMON)".into(),
         ));
     }
-    let src = crate::load_source(args.source.file.as_deref(), args.source.expr.as_deref())?;
+    let src = crate::load_source(&args.source)?;
     let (front, res) = crate::check::compile_and_resolve(&src)?;
     raise_fd_limit(res.probes.len());
     if args.verbose > 0 {

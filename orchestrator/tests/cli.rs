@@ -319,3 +319,87 @@ fn check_verbose_says_whether_kprobes_are_available() {
         "the CONFIG_KPROBES note must appear exactly when kprobes are missing:\n{text}"
     );
 }
+
+/// Script arguments after `--` (or after the script file) reach `$N`, `@N`, `$#`, also in
+/// probe points.
+#[test]
+fn script_arguments_reach_the_script() {
+    let o = run(&[
+        "check",
+        "-e",
+        "probe timer.ms($1), kernel.trace(@2) { n = $# }",
+        "--",
+        "250",
+        "sched_switch",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains(" timer.ms(250) "), "{text}");
+    assert!(
+        text.contains(" kernel.trace(\"sched:sched_switch\") "),
+        "{text}"
+    );
+    // After a script file, with or without `--`.
+    let dir = std::env::temp_dir().join(format!("otf-cli-args-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("a.stp");
+    std::fs::write(&path, "probe timer.ms($1) { } probe timer.s($2) { }\n").expect("write");
+    let p = path.display().to_string();
+    for args in [
+        &["check", &p, "7", "3"][..],
+        &["check", &p, "--", "7", "3"],
+        &["check", &p, "7", "--", "3"],
+    ] {
+        let o = run(args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        let text = stdout(&o);
+        assert!(
+            text.contains(" timer.ms(7) ") && text.contains(" timer.s(3) "),
+            "{args:?}: {text}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A missing script argument is an error at the `$N`, with status 1.
+#[test]
+fn missing_script_argument_is_an_error_at_its_position() {
+    let o = run(&["check", "-e", "probe begin {\n  x = $1 + $3\n}", "--", "1"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.starts_with(
+            "error: command line argument index 3 out of range [1-1]\n  --> <command line>:2:12\n"
+        ),
+        "{err}"
+    );
+    let o = run(&["check", "-e", "probe begin { printf(\"%s\\n\", @1) }"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains(
+            "error: command line argument index 1 out of range [1-0]\n  --> <command line>:1:30\n"
+        ),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// A script that is not UTF-8 is refused at the line:col of its first invalid byte.
+#[test]
+fn invalid_utf8_is_an_error_at_the_first_bad_byte() {
+    let dir = std::env::temp_dir().join(format!("otf-cli-utf8-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("bad.stp");
+    std::fs::write(&path, b"probe begin {\n  x = 1 \xff\xfe\n}\n").expect("write");
+    let p = path.display().to_string();
+    let o = run(&["check", &p]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.starts_with(&format!(
+            "error: the script is not valid UTF-8: invalid byte 0xff\n  --> {p}:2:9\n"
+        )),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -414,3 +414,36 @@ fn two_probes_on_one_syscall_tracepoint_both_run() {
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     assert!(out(&o).starts_with("1 1\n"), "{}", out(&o));
 }
+
+/// Script arguments: `$1` lexed as script text, `@2` a string, `$#` their number.
+#[test]
+fn script_arguments_are_substituted() {
+    need_root!();
+    let o = otf(&[
+        "run",
+        "-e",
+        "probe begin { printf(\"%d %s %d\\n\", $1, @2, $#); exit() }",
+        "--",
+        "5",
+        "hello",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(out(&o), "5 hello 2\n");
+    // Missing: refused before anything runs.
+    let o = otf(&[
+        "run",
+        "-e",
+        "probe begin { printf(\"%d\\n\", $2); exit() }",
+        "--",
+        "5",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err(&o).contains(
+            "command line argument index 2 out of range [1-1]\n  --> <command line>:1:30\n"
+        ),
+        "{}",
+        err(&o)
+    );
+    assert_eq!(out(&o), "");
+}

@@ -16,13 +16,16 @@
 use crate::ast::Span;
 use std::fmt;
 
-/// A script's text with its name and the byte offsets of its lines.
+/// A script's text with its name, the byte offsets of its lines and the command line
+/// arguments it is run with (`$1`, `@1`, `$#`, ...; see [`SourceFile::with_args`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SourceFile {
     name: String,
     text: String,
     /// Byte offset of the first character of every line; `line_starts[0] == 0`.
     line_starts: Vec<u32>,
+    /// The script arguments, substituted for `$N` / `@N` by the lexer.
+    args: Vec<String>,
 }
 
 impl SourceFile {
@@ -40,7 +43,63 @@ impl SourceFile {
             name: name.into(),
             text,
             line_starts,
+            args: Vec::new(),
         }
+    }
+
+    /// Reads a script from raw bytes. Text that is not valid UTF-8 is refused with an error
+    /// at the line and column of the first invalid byte; the returned file (with the
+    /// invalid bytes replaced by U+FFFD) is the one to render that error against (both are
+    /// boxed, to keep the `Result` small).
+    pub fn from_bytes(
+        name: impl Into<String>,
+        bytes: Vec<u8>,
+    ) -> Result<Self, Box<(SourceFile, Diagnostic)>> {
+        match String::from_utf8(bytes) {
+            Ok(text) => Ok(SourceFile::new(name, text)),
+            Err(e) => {
+                let bytes = e.as_bytes();
+                let at = e.utf8_error().valid_up_to();
+                let len = e.utf8_error().error_len().unwrap_or(bytes.len() - at);
+                let shown: Vec<String> = bytes[at..at + len]
+                    .iter()
+                    .map(|b| format!("0x{b:02x}"))
+                    .collect();
+                // The valid prefix is kept as is, so offsets up to the bad byte are the same
+                // in the lossy text.
+                let file = SourceFile::new(name, String::from_utf8_lossy(bytes).into_owned());
+                let diag = Diagnostic::error(
+                    format!(
+                        "the script is not valid UTF-8: invalid byte{} {}",
+                        if len == 1 { "" } else { "s" },
+                        shown.join(" ")
+                    ),
+                    Span::new(at, at + 1),
+                )
+                .with_hint(
+                    "otf scripts are UTF-8 text; convert the file, e.g. with \
+                     `iconv -f LATIN1 -t UTF-8`",
+                );
+                Err(Box::new((file, diag)))
+            }
+        }
+    }
+
+    /// The same file run with the script arguments `args`: `$N` is the text of `args[N-1]`
+    /// lexed as script text, `@N` the same text as a string literal, and `$#` / `@#` the
+    /// number of arguments (as an integer / a string), as in SystemTap.
+    pub fn with_args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args = args.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The script arguments given with [`SourceFile::with_args`] (empty by default).
+    pub fn args(&self) -> &[String] {
+        &self.args
     }
 
     /// The name given at construction (usually the path, or `<command line>`).
@@ -280,6 +339,21 @@ mod tests {
         // A span past the end of the text is clamped to it.
         let d = Diagnostic::error("m", Span::new(100, 200));
         assert!(d.render(&file).contains("--> t.stp:1:8\n"));
+    }
+
+    #[test]
+    fn invalid_utf8_is_an_error_at_the_first_bad_byte() {
+        let ok = SourceFile::from_bytes("a.stp", b"probe begin {}".to_vec()).expect("utf-8");
+        assert_eq!(ok.text(), "probe begin {}");
+        let e = SourceFile::from_bytes("b.stp", b"x\n \xc3\xa9 \xe2\x82 y\n".to_vec())
+            .expect_err("not utf-8");
+        let (file, d) = *e;
+        assert_eq!(
+            d.message,
+            "the script is not valid UTF-8: invalid bytes 0xe2 0x82"
+        );
+        assert_eq!(file.line_col(d.span.lo), (2, 4));
+        assert!(d.render(&file).contains("--> b.stp:2:4\n"));
     }
 
     #[test]

@@ -17,6 +17,19 @@
 //! String literals support the escapes `\n \t \r \" \\ \' \a \b \f \v \?`, octal escapes
 //! `\0`..`\377` (one to three digits) and hex escapes `\xH` / `\xHH`, as long as the value
 //! is ASCII (at most `0x7f`); anything else is an error. A string cannot span lines.
+//! Adjacent string literals (`"a" "b"`) are one literal, as in SystemTap.
+//!
+//! Script arguments are substituted here, as SystemTap does (see [`lex_with_args`]): `$N` is
+//! the text of argument N lexed as script text, `@N` that text as a string literal, `$#` and
+//! `@#` the number of arguments as an integer and as a string. A missing argument is the
+//! error "command line argument index N out of range [1-M]" at the `$N`.
+//!
+//! SystemTap constructs that otf does not support are refused here by name when they can be
+//! recognised from the text alone: target variables (`$x`, `$$vars`, `&$x`, `$x->f`), `@`
+//! operators such as `@cast(...)`, `->`, `=~` / `!~`, `@define` macros, embedded C
+//! (`%{ %}`) and preprocessor conditionals (`%( %? %: %)`). Each is reported once and
+//! skipped whole, and where the construct is an operand a placeholder identifier takes its
+//! place, so that the parser reports no follow-on errors (nor blames a neighbouring line).
 
 use crate::ast::Span;
 use crate::diag::Diagnostic;
@@ -282,14 +295,16 @@ pub struct Token {
 /// The end-of-file token sits right after the last non-blank character, so that "found end
 /// of file" errors point at the end of the last line rather than past a trailing newline.
 pub fn lex(text: &str) -> (Vec<Token>, Vec<Diagnostic>) {
-    let mut lx = Lexer {
-        src: text.as_bytes(),
-        text,
-        pos: 0,
-        tokens: Vec::new(),
-        diags: Vec::new(),
-    };
+    lex_with_args(text, &[])
+}
+
+/// Lexes `text` like [`lex`], substituting the script arguments `args` for `$1`..`$N`,
+/// `@1`..`@N`, `$#` and `@#` (the tokens of a substitution all have the span of the `$N` they
+/// replace).
+pub fn lex_with_args(text: &str, args: &[String]) -> (Vec<Token>, Vec<Diagnostic>) {
+    let mut lx = Lexer::new(text, args, false);
     lx.run();
+    merge_adjacent_strings(&mut lx.tokens);
     let end = text.trim_end().len();
     lx.tokens.push(Token {
         kind: TokenKind::Eof,
@@ -304,6 +319,33 @@ struct Lexer<'a> {
     pos: usize,
     tokens: Vec<Token>,
     diags: Vec<Diagnostic>,
+    /// The script arguments.
+    args: &'a [String],
+    /// Lexing the text of a script argument: `$N` in it is an error, as in SystemTap.
+    nested: bool,
+    /// How many preprocessor conditionals are open (their first branch is being lexed).
+    pp_depth: usize,
+}
+
+/// Joins adjacent string literals into one, as SystemTap does (`"a" "b"` is `"ab"`).
+fn merge_adjacent_strings(tokens: &mut Vec<Token>) {
+    let mut out: Vec<Token> = Vec::with_capacity(tokens.len());
+    for t in tokens.drain(..) {
+        if let (
+            TokenKind::Str(s),
+            Some(Token {
+                kind: TokenKind::Str(prev),
+                span,
+            }),
+        ) = (&t.kind, out.last_mut())
+        {
+            prev.push_str(s);
+            span.hi = span.hi.max(t.span.hi);
+            continue;
+        }
+        out.push(t);
+    }
+    *tokens = out;
 }
 
 fn is_ident_start(b: u8) -> bool {
@@ -314,7 +356,20 @@ fn is_ident_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
 
-impl Lexer<'_> {
+impl<'a> Lexer<'a> {
+    fn new(text: &'a str, args: &'a [String], nested: bool) -> Self {
+        Lexer {
+            src: text.as_bytes(),
+            text,
+            pos: 0,
+            tokens: Vec::new(),
+            diags: Vec::new(),
+            args,
+            nested,
+            pp_depth: 0,
+        }
+    }
+
     fn peek(&self, ahead: usize) -> u8 {
         self.src.get(self.pos + ahead).copied().unwrap_or(0)
     }
@@ -358,6 +413,10 @@ impl Lexer<'_> {
                         .unwrap_or_else(|| TokenKind::Ident(word.to_string()));
                     self.push(kind, lo);
                 }
+                b'$' | b'@' if self.peek(1) == b'#' || self.peek(1).is_ascii_digit() => {
+                    self.script_arg()
+                }
+                b'@' if &self.text[lo + 1..self.ident_end(lo + 1)] == "define" => self.define(),
                 b'@' => {
                     let end = self.ident_end(lo + 1);
                     self.pos = end.max(lo + 1);
@@ -387,25 +446,368 @@ impl Lexer<'_> {
                             "`@` starts `@entry(E)` or a statistics operator such as `@count(x)`"
                                 .into(),
                         );
+                        self.skip_operand_rest(lo);
                     }
                 }
-                b'$' if is_ident_start(self.peek(1)) => {
-                    let end = self.ident_end(lo + 1);
-                    self.pos = end;
-                    let word = &self.text[lo..end];
-                    self.error(
-                        format!("target variables (`{word}`) are not supported"),
-                        lo,
-                        self.pos,
-                    )
-                    .hint = Some(
-                        "use `int_arg(N)`, `long_arg(N)`, `pointer_arg(N)` or `returnval()`".into(),
-                    );
+                b'$' if self.at_target_variable(lo) => self.target_variable(),
+                b'&' if self.peek(1) == b'$'
+                    && self.at_target_variable(lo + 1)
+                    && !self.after_operand() =>
+                {
+                    self.target_variable()
                 }
                 b'%' if self.peek(1) == b'{' => self.embedded_c(),
+                b'%' if matches!(self.peek(1), b'(' | b'?' | b':' | b')') => self.preprocessor(),
+                b'-' if self.peek(1) == b'>' => self.arrow(),
+                b'=' | b'!' if self.peek(1) == b'~' => self.regex_match(),
                 _ => self.operator(),
             }
         }
+    }
+
+    // ---- script arguments -------------------------------------------------------------------
+
+    /// `$N`, `@N`, `$#` or `@#` at `self.pos`.
+    fn script_arg(&mut self) {
+        let lo = self.pos;
+        let quoted = self.src[lo] == b'@';
+        let end = if self.peek(1) == b'#' {
+            lo + 2
+        } else {
+            let mut end = lo + 1;
+            while end < self.src.len() && self.src[end].is_ascii_digit() {
+                end += 1;
+            }
+            end
+        };
+        self.pos = end;
+        let shown = &self.text[lo..end];
+        if self.nested {
+            self.error(
+                "invalid nested substitution of command line arguments",
+                lo,
+                end,
+            )
+            .hint = Some(format!(
+                "the text of a script argument cannot use `{shown}`"
+            ));
+            self.push(TokenKind::Int(0), lo);
+            return;
+        }
+        let count = self.args.len();
+        let digits = &self.text[lo + 1..end];
+        if digits == "#" {
+            let kind = if quoted {
+                TokenKind::Str(count.to_string())
+            } else {
+                TokenKind::Int(count as i64)
+            };
+            self.push(kind, lo);
+            return;
+        }
+        let index = digits.parse::<usize>().unwrap_or(usize::MAX);
+        let Some(arg) = index.checked_sub(1).and_then(|i| self.args.get(i)) else {
+            self.error(
+                format!("command line argument index {digits} out of range [1-{count}]"),
+                lo,
+                end,
+            )
+            .hint = Some(if count == 0 {
+                "the script was given no arguments; pass them after `--`, e.g. \
+                 `otf run SCRIPT -- ARG...`"
+                    .into()
+            } else {
+                format!(
+                    "the script was given {count} argument{} (after `--`)",
+                    if count == 1 { "" } else { "s" }
+                )
+            });
+            // A stand-in, so that the parser does not report the hole.
+            self.push(
+                if quoted {
+                    TokenKind::Str(String::new())
+                } else {
+                    TokenKind::Int(0)
+                },
+                lo,
+            );
+            return;
+        };
+        if quoted {
+            self.push(TokenKind::Str(arg.clone()), lo);
+            return;
+        }
+        // `$N`: the argument's text lexed as script text; every token (and error) of it is
+        // placed at the `$N`.
+        let mut sub = Lexer::new(arg, &[], true);
+        sub.run();
+        let span = Span::new(lo, end);
+        self.tokens
+            .extend(sub.tokens.into_iter().map(|t| Token { kind: t.kind, span }));
+        for mut d in sub.diags {
+            d.message = format!("{} (in `{shown}`, the argument `{arg}`)", d.message);
+            d.span = span;
+            self.diags.push(d);
+        }
+    }
+
+    // ---- unsupported SystemTap constructs -----------------------------------------------
+
+    /// `true` if a target variable starts at `at`: `$name`, `$$name`.
+    fn at_target_variable(&self, at: usize) -> bool {
+        let b = |i: usize| self.src.get(at + i).copied().unwrap_or(0);
+        b(0) == b'$' && (is_ident_start(b(1)) || (b(1) == b'$' && is_ident_start(b(2))))
+    }
+
+    /// `true` if the last token ends an operand (so that a following `&` is binary).
+    fn after_operand(&self) -> bool {
+        matches!(
+            self.tokens.last().map(|t| &t.kind),
+            Some(
+                TokenKind::Ident(_)
+                    | TokenKind::Int(_)
+                    | TokenKind::IntMinMagnitude
+                    | TokenKind::Str(_)
+                    | TokenKind::RParen
+                    | TokenKind::RBracket
+            )
+        )
+    }
+
+    /// End of a SystemTap name at `from` (letters, digits, `_` and `$`).
+    fn stap_name_end(&self, from: usize) -> usize {
+        let mut end = from;
+        while end < self.src.len() && (is_ident_char(self.src[end]) || self.src[end] == b'$') {
+            end += 1;
+        }
+        end
+    }
+
+    /// A target variable with its optional `&` and its `->field` / `[index]` suffixes, at
+    /// `self.pos`: refused once, replaced by a placeholder identifier.
+    fn target_variable(&mut self) {
+        let lo = self.pos;
+        let name_lo = if self.src[lo] == b'&' { lo + 1 } else { lo };
+        let name_end = self.stap_name_end(name_lo + 1);
+        self.pos = name_end;
+        self.skip_member_suffixes();
+        let word = self.text[name_lo..name_end].to_string();
+        self.error(
+            format!("target variables (`{word}`) are not supported"),
+            lo,
+            self.pos,
+        )
+        .hint = Some("use `int_arg(N)`, `long_arg(N)`, `pointer_arg(N)` or `returnval()`".into());
+        self.push(TokenKind::Ident(word), lo);
+    }
+
+    /// Skips `->name` and `[ ... ]` suffixes (on the same line), as after a target variable.
+    fn skip_member_suffixes(&mut self) {
+        loop {
+            let mut at = self.pos;
+            while matches!(self.src.get(at), Some(b' ' | b'\t')) {
+                at += 1;
+            }
+            match (self.src.get(at), self.src.get(at + 1)) {
+                (Some(b'-'), Some(b'>')) => {
+                    let mut name = at + 2;
+                    while matches!(self.src.get(name), Some(b' ' | b'\t')) {
+                        name += 1;
+                    }
+                    self.pos = self.stap_name_end(name);
+                }
+                (Some(b'['), _) => {
+                    let Some(close) = self.matching(at, b'[', b']') else {
+                        return;
+                    };
+                    self.pos = close;
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// The offset after the `close` matching the `open` at `at`, on the same line, skipping
+    /// string literals; `None` if there is none.
+    fn matching(&self, at: usize, open: u8, close: u8) -> Option<usize> {
+        let mut level = 0usize;
+        let mut i = at;
+        let mut in_str = false;
+        while let Some(&b) = self.src.get(i) {
+            match b {
+                b'\n' => return None,
+                b'\\' if in_str => i += 1,
+                b'"' => in_str = !in_str,
+                _ if in_str => {}
+                _ if b == open => level += 1,
+                _ if b == close => {
+                    level -= 1;
+                    if level == 0 {
+                        return Some(i + 1);
+                    }
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        None
+    }
+
+    /// After an unsupported `@word` (already reported) that started at `lo`: skips its
+    /// `( ... )` operands and `->field` suffixes, and leaves a placeholder identifier.
+    fn skip_operand_rest(&mut self, lo: usize) {
+        let mut at = self.pos;
+        while matches!(self.src.get(at), Some(b' ' | b'\t')) {
+            at += 1;
+        }
+        if self.src.get(at) == Some(&b'(') {
+            if let Some(close) = self.matching(at, b'(', b')') {
+                self.pos = close;
+            }
+        }
+        self.skip_member_suffixes();
+        let word = self.text[lo..self.ident_end(lo + 1)].to_string();
+        self.push(TokenKind::Ident(word), lo);
+    }
+
+    /// `@define NAME(PARAMS) %( BODY %)`: refused and skipped whole.
+    fn define(&mut self) {
+        let lo = self.pos;
+        self.pos = self.ident_end(lo + 1);
+        self.error(
+            "preprocessor macros (`@define`) are not supported",
+            lo,
+            self.pos,
+        )
+        .hint = Some("write the macro's text out where it is used".into());
+        // The name, its parameters and the body.
+        let mut at = self.pos;
+        while at < self.src.len() && self.src[at].is_ascii_whitespace() {
+            at += 1;
+        }
+        at = self.ident_end(at);
+        if self.src.get(at) == Some(&b'(') {
+            at = self.matching(at, b'(', b')').unwrap_or(at);
+        }
+        while at < self.src.len() && self.src[at].is_ascii_whitespace() {
+            at += 1;
+        }
+        self.pos = at;
+        if self.src.get(at) == Some(&b'%') && self.peek(1) == b'(' {
+            self.pos += 2;
+            self.skip_conditional(false);
+        }
+    }
+
+    /// `%(`, `%?`, `%:` or `%)` at `self.pos`. otf has no preprocessor: the first
+    /// `%( CONDITION %? THEN %: ELSE %)` is refused (once per conditional); to keep later
+    /// errors meaningful, lexing goes on with the THEN branch and skips the rest.
+    fn preprocessor(&mut self) {
+        let lo = self.pos;
+        let op = self.peek(1);
+        self.pos += 2;
+        match op {
+            b'(' => {
+                if self.pp_depth == 0 {
+                    self.error(
+                        "preprocessor conditionals (`%( %)`) are not supported",
+                        lo,
+                        lo + 2,
+                    )
+                    .hint = Some(
+                        "keep the branch for your system and remove the `%( ... %? ... %: ... %)` \
+                         around it (for the remainder operator, write `% (`)"
+                            .into(),
+                    );
+                }
+                self.pp_depth += 1;
+                self.skip_conditional(true);
+            }
+            b':' if self.pp_depth > 0 => self.skip_conditional(false),
+            b')' if self.pp_depth > 0 => self.pp_depth -= 1,
+            _ => {
+                let shown = &self.text[lo..lo + 2];
+                self.error(
+                    format!("preprocessor conditionals (`{shown}`) are not supported"),
+                    lo,
+                    lo + 2,
+                )
+                .hint = Some(format!("this `{shown}` has no opening `%(`"));
+            }
+        }
+    }
+
+    /// Skips a conditional's text: with `to_then`, up to and including its `%?` (the
+    /// conditional stays open); otherwise up to and including its `%)` (the conditional is
+    /// closed). Nested conditionals are skipped whole.
+    fn skip_conditional(&mut self, to_then: bool) {
+        let mut level = 0usize;
+        while self.pos < self.src.len() {
+            if self.src[self.pos] == b'%' {
+                match self.peek(1) {
+                    b'(' => level += 1,
+                    b')' if level > 0 => level -= 1,
+                    b')' => {
+                        self.pos += 2;
+                        self.pp_depth = self.pp_depth.saturating_sub(1);
+                        return;
+                    }
+                    b'?' if level == 0 && to_then => {
+                        self.pos += 2;
+                        return;
+                    }
+                    _ => {
+                        self.pos += 1;
+                        continue;
+                    }
+                }
+                self.pos += 2;
+                continue;
+            }
+            self.pos += 1;
+        }
+        self.pp_depth = 0;
+    }
+
+    /// `->` outside a target variable: refused with its member name.
+    fn arrow(&mut self) {
+        let lo = self.pos;
+        self.pos += 2;
+        self.skip_member_suffixes();
+        let mut name = self.pos;
+        while matches!(self.src.get(name), Some(b' ' | b'\t')) {
+            name += 1;
+        }
+        self.pos = self.stap_name_end(name);
+        self.error("member access (`->`) is not supported", lo, self.pos)
+            .hint =
+            Some("otf has no pointers or structures (no target variables or `@cast`)".into());
+    }
+
+    /// `=~` or `!~`: refused; an `==` / `!=` stands in so that the parser goes on.
+    fn regex_match(&mut self) {
+        let lo = self.pos;
+        let negated = self.src[lo] == b'!';
+        self.pos += 2;
+        let op = if negated { "!~" } else { "=~" };
+        self.error(
+            format!("regular expression matching (`{op}`) is not supported"),
+            lo,
+            lo + 2,
+        )
+        .hint = Some(if negated {
+            "for `!(~x)`, write `! ~x`".into()
+        } else {
+            "for an assignment of `~x`, write `= ~x`".into()
+        });
+        self.push(
+            if negated {
+                TokenKind::Ne
+            } else {
+                TokenKind::EqEq
+            },
+            lo,
+        );
     }
 
     fn skip_line(&mut self) {
@@ -439,7 +841,23 @@ impl Lexer<'_> {
             self.pos += 1;
         }
         self.pos = self.pos.min(self.src.len());
-        self.error("embedded C code (`%{ ... %}`) is not supported", lo, lo + 2);
+        self.error("embedded C code (`%{ ... %}`) is not supported", lo, lo + 2)
+            .hint = Some("write the code in the script language (or drop it)".into());
+        // As the body of `function f(...)` or `function f:long(...)`, stand in for an empty
+        // body so that the function itself parses.
+        let n = self.tokens.len();
+        let body = match self.tokens.last().map(|t| &t.kind) {
+            Some(TokenKind::RParen) => true,
+            Some(TokenKind::Ident(_)) => n >= 2 && self.tokens[n - 2].kind == TokenKind::Colon,
+            _ => false,
+        };
+        if body {
+            self.tokens.push(Token {
+                kind: TokenKind::LBrace,
+                span: Span::new(lo, lo + 2),
+            });
+            self.push(TokenKind::RBrace, self.pos.saturating_sub(2).max(lo));
+        }
     }
 
     fn number(&mut self) {
@@ -739,7 +1157,7 @@ mod tests {
         use TokenKind::*;
         assert_eq!(
             kinds(r#""a\n\t\"\\\r\0\101\x41z" "é""#),
-            vec![Str("a\n\t\"\\\r\0AAz".into()), Str("é".into()), Eof]
+            vec![Str("a\n\t\"\\\r\0AAzé".into()), Eof]
         );
         assert_eq!(
             errors(r#"x "a\qb""#)[0],
@@ -794,7 +1212,231 @@ mod tests {
             "target variables (`$x`) are not supported"
         );
         assert_eq!(diags[3].message, "`@cast` is not supported");
-        assert_eq!(toks.len(), 4); // a b c EOF
+        // a b c EOF, and placeholders for `$x` and `@cast`.
+        let names: Vec<String> = toks.iter().map(|t| t.kind.to_string()).collect();
+        assert_eq!(
+            names,
+            [
+                "identifier `a`",
+                "identifier `b`",
+                "identifier `c`",
+                "identifier `$x`",
+                "identifier `@cast`",
+                "end of file"
+            ]
+        );
+    }
+
+    fn args_kinds(text: &str, args: &[&str]) -> Vec<TokenKind> {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let (toks, diags) = lex_with_args(text, &args);
+        assert!(diags.is_empty(), "{diags:?}");
+        toks.into_iter().map(|t| t.kind).collect()
+    }
+
+    fn args_errors(text: &str, args: &[&str]) -> Vec<(String, u32, u32)> {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        lex_with_args(text, &args)
+            .1
+            .into_iter()
+            .map(|d| (d.message, d.span.lo, d.span.hi))
+            .collect()
+    }
+
+    #[test]
+    fn script_arguments_are_substituted() {
+        use TokenKind::*;
+        assert_eq!(
+            args_kinds("$1 @2 $# @# $2", &["5", "hello"]),
+            vec![
+                Int(5),
+                Str("hello".into()),
+                Int(2),
+                Str("2".into()),
+                Ident("hello".into()),
+                Eof
+            ]
+        );
+        // `$N` is the argument's text lexed as script text, `@N` the text verbatim.
+        assert_eq!(
+            args_kinds("x = $1", &["-3 + y"]),
+            vec![
+                Ident("x".into()),
+                Assign,
+                Minus,
+                Int(3),
+                Plus,
+                Ident("y".into()),
+                Eof
+            ]
+        );
+        assert_eq!(
+            args_kinds("@1", &["a \"b\" \\n $1"]),
+            vec![Str("a \"b\" \\n $1".into()), Eof]
+        );
+        assert_eq!(
+            args_kinds("$1", &["\"sched\""]),
+            vec![Str("sched".into()), Eof]
+        );
+        assert_eq!(args_kinds("$#", &[]), vec![Int(0), Eof]);
+        // Every token of a substitution is at the `$N`.
+        let (toks, _) = lex_with_args(
+            "a $12",
+            &(1..=12).map(|i| format!("{i} x")).collect::<Vec<_>>(),
+        );
+        assert_eq!(toks[1].kind, Int(12));
+        assert_eq!(toks[1].span, Span::new(2, 5));
+        assert_eq!(toks[2].span, Span::new(2, 5));
+        // In strings and comments nothing is substituted.
+        assert_eq!(
+            args_kinds("\"$1 @1\" # $2", &[]),
+            vec![Str("$1 @1".into()), Eof]
+        );
+    }
+
+    #[test]
+    fn missing_and_nested_script_arguments() {
+        assert_eq!(
+            args_errors("x $3", &["a"]),
+            vec![(
+                "command line argument index 3 out of range [1-1]".into(),
+                2,
+                4
+            )]
+        );
+        assert_eq!(
+            args_errors("@1 $0", &[]),
+            vec![
+                (
+                    "command line argument index 1 out of range [1-0]".into(),
+                    0,
+                    2
+                ),
+                (
+                    "command line argument index 0 out of range [1-0]".into(),
+                    3,
+                    5
+                )
+            ]
+        );
+        // A stand-in token replaces a missing argument.
+        let (toks, _) = lex_with_args("$1", &[]);
+        assert_eq!(toks[0].kind, TokenKind::Int(0));
+        assert_eq!(
+            args_errors("  $1", &["$2", "x"]),
+            vec![(
+                "invalid nested substitution of command line arguments (in `$1`, the argument `$2`)"
+                    .into(),
+                2,
+                4
+            )]
+        );
+        assert_eq!(
+            args_errors("$1", &["12ab"])[0].0,
+            "invalid digit `a` in decimal literal (in `$1`, the argument `12ab`)"
+        );
+        // `$name` is still a target variable.
+        assert_eq!(
+            args_errors("$x1", &["a"])[0].0,
+            "target variables (`$x1`) are not supported"
+        );
+    }
+
+    #[test]
+    fn unsupported_constructs_are_refused_by_name_and_skipped() {
+        use TokenKind::*;
+        let lexed = |text: &str| {
+            let (toks, diags) = lex(text);
+            let msgs: Vec<String> = diags.into_iter().map(|d| d.message).collect();
+            let kinds: Vec<TokenKind> = toks.into_iter().map(|t| t.kind).collect();
+            (msgs, kinds)
+        };
+        let (m, k) = lexed("x = &$p->a->b[i] + 1");
+        assert_eq!(m, ["target variables (`$p`) are not supported"]);
+        assert_eq!(
+            k,
+            [
+                Ident("x".into()),
+                Assign,
+                Ident("$p".into()),
+                Plus,
+                Int(1),
+                Eof
+            ]
+        );
+        // A binary `&` stays an operator.
+        let (m, k) = lexed("y &$p");
+        assert_eq!(m.len(), 1);
+        assert_eq!(k, [Ident("y".into()), Amp, Ident("$p".into()), Eof]);
+        let (m, k) = lexed("@cast(p, \"task_struct\", \"kernel\")->pid z");
+        assert_eq!(m, ["`@cast` is not supported"]);
+        assert_eq!(k, [Ident("@cast".into()), Ident("z".into()), Eof]);
+        let (m, k) = lexed("a->b c");
+        assert_eq!(m, ["member access (`->`) is not supported"]);
+        assert_eq!(k, [Ident("a".into()), Ident("c".into()), Eof]);
+        let (m, k) = lexed("a =~ \"x\" b !~ c");
+        assert_eq!(
+            m,
+            [
+                "regular expression matching (`=~`) is not supported",
+                "regular expression matching (`!~`) is not supported"
+            ]
+        );
+        assert_eq!(
+            k,
+            [
+                Ident("a".into()),
+                EqEq,
+                Str("x".into()),
+                Ident("b".into()),
+                Ne,
+                Ident("c".into()),
+                Eof
+            ]
+        );
+        // `@define` is skipped with its body.
+        let (m, k) = lexed("@define max(a, b) %( (@a > @b ? @a : @b) %) probe");
+        assert_eq!(m, ["preprocessor macros (`@define`) are not supported"]);
+        assert_eq!(k, [Probe, Eof]);
+        // A conditional is refused once; its first branch is kept.
+        let (m, k) = lexed("%( a %? 1 %( b %? 2 %: 3 %) %: 4 %( c %? 5 %) %) 6");
+        assert_eq!(m, ["preprocessor conditionals (`%( %)`) are not supported"]);
+        assert_eq!(k, [Int(1), Int(2), Int(6), Eof]);
+        let (m, k) = lexed("%( a %) 7");
+        assert_eq!(m.len(), 1);
+        assert_eq!(k, [Int(7), Eof]);
+        let (m, _) = lexed("1 %: 2 %)");
+        assert_eq!(
+            m,
+            [
+                "preprocessor conditionals (`%:`) are not supported",
+                "preprocessor conditionals (`%)`) are not supported"
+            ]
+        );
+        // Embedded C as a function body leaves an empty body.
+        let (m, k) = lexed("f() %{ x %} g %{ y %}");
+        assert_eq!(m.len(), 2);
+        assert_eq!(
+            k,
+            [
+                Ident("f".into()),
+                LParen,
+                RParen,
+                LBrace,
+                RBrace,
+                Ident("g".into()),
+                Eof
+            ]
+        );
+    }
+
+    #[test]
+    fn adjacent_strings_are_one_literal() {
+        use TokenKind::*;
+        let (toks, _) = lex("x \"a\" \"b\"\n \"c\" y");
+        assert_eq!(toks[1].kind, Str("abc".into()));
+        assert_eq!(toks[1].span, Span::new(2, 14));
+        assert_eq!(toks[2].kind, Ident("y".into()));
     }
 
     #[test]

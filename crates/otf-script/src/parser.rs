@@ -19,7 +19,7 @@
 
 use crate::ast::*;
 use crate::diag::{Diagnostic, SourceFile};
-use crate::lexer::{lex, Token, TokenKind};
+use crate::lexer::{lex_with_args, Token, TokenKind};
 
 /// The deepest nesting accepted (statements, blocks and expression operators together).
 pub const MAX_DEPTH: usize = 200;
@@ -46,7 +46,8 @@ impl Parsed {
 
 /// Parses a whole script.
 pub fn parse(file: &SourceFile) -> Parsed {
-    let (toks, lex_diags) = lex(file.text());
+    let (toks, lex_diags) = lex_with_args(file.text(), file.args());
+    let lexed_at: Vec<u32> = lex_diags.iter().map(|d| d.span.lo).collect();
     let mut p = Parser {
         file,
         toks,
@@ -59,6 +60,8 @@ pub fn parse(file: &SourceFile) -> Parsed {
     };
     p.script_items();
     let mut diags = lex_diags;
+    // A construct the lexer refused is not blamed twice.
+    p.diags.retain(|d| !lexed_at.contains(&d.span.lo));
     diags.append(&mut p.diags);
     diags.sort_by_key(|d| d.span.lo);
     if diags.len() > MAX_ERRORS {
@@ -381,6 +384,17 @@ impl Parser<'_> {
                     self.bump();
                     Ok(())
                 }
+                TokenKind::Ident(w) if w == "private" => {
+                    let f = self.error_here_hint(
+                        "`private` is not supported",
+                        "remove it: an otf script is one file, its globals and functions are its own",
+                    );
+                    self.bump();
+                    if matches!(self.peek(), TokenKind::Global | TokenKind::Function) {
+                        continue;
+                    }
+                    Err(f)
+                }
                 other => {
                     let hint = match other {
                         TokenKind::Ident(_) | TokenKind::LBrace | TokenKind::If => {
@@ -632,6 +646,7 @@ impl Parser<'_> {
                     self.error_here("wildcard probe point components (`*`) are not supported")
                 )
             }
+            TokenKind::LBrace => return Err(self.brace_alternatives()),
             other => {
                 let msg = format!("expected a probe point component name, found {other}");
                 return Err(self.error_here(msg));
@@ -660,6 +675,17 @@ impl Parser<'_> {
             arg,
             span: self.span_from(span.lo),
         })
+    }
+
+    /// `{a,b}` where a probe point component is expected: refused, and skipped whole so that
+    /// the braces are not taken for the probe body.
+    fn brace_alternatives(&mut self) -> Fail {
+        let f = self.error_here_hint(
+            "brace alternatives (`{a,b}`) in probe points are not supported",
+            "write each probe point out, separated by `,`: `probe a.x, a.y { ... }`",
+        );
+        self.skip_braces();
+        f
     }
 
     /// A literal probe point argument: a string, an integer or `-` integer.

@@ -640,7 +640,7 @@ fn postfix_operators_bind_only_on_the_same_line() {
     assert_eq!(body("a = b++\nc"), "{(= a (post++ b)) c}");
     assert_eq!(
         errors("probe begin { x = 5++ }"),
-        ["1:19 operand of `++` must be a variable"]
+        ["1:19 operand of `++` must be a variable or an array element"]
     );
 }
 

@@ -1,6 +1,8 @@
 //! The reference VM: every opcode, the arithmetic edges, the step budget and malformed code.
 
-use otf_script::bytecode::{Ctx, Insn, Op, MAX_STACK, MAX_STEPS};
+use otf_script::bytecode::{Ctx, GlobalKind, HistSpec, Insn, IterSpec, Op, MAX_STACK, MAX_STEPS};
+use otf_script::sema::GlobalInfo;
+use otf_script::store::{MapError, MemStore};
 use otf_script::vm::{self, End, FixedHit, OutRecord, VerifyError, VmError};
 
 fn push(v: i64) -> Insn {
@@ -253,12 +255,194 @@ fn table_cases_pass() {
     }
 }
 
+/// Globals 0 (an array with one key), 1 (an aggregate) and 2 (an array of 2 keys, size 2).
+fn map_store() -> MemStore {
+    let g = |name: &str, kind: GlobalKind, size: Option<u32>| GlobalInfo {
+        name: name.into(),
+        init: 0,
+        kind,
+        size,
+        wrap: false,
+        hist: HistSpec::default(),
+        span: Default::default(),
+    };
+    MemStore::new(&[
+        g("a", GlobalKind::Array { keys: 1 }, None),
+        g("s", GlobalKind::Stat { keys: 0 }, None),
+        g("b", GlobalKind::Array { keys: 2 }, Some(2)),
+    ])
+}
+
+fn mi(o: Op, g: i32, imm: i64) -> Insn {
+    Insn::new(o, g, imm)
+}
+
+/// The array and aggregate opcodes, over [`map_store`]: (opcode, code, expected `Ret`).
+fn map_cases() -> Vec<(Op, Vec<Insn>, Result<i64, VmError>)> {
+    let put = |k: i64, v: i64| [push(k), push(v), mi(Op::MapPut, 0, 1), op(Op::Pop)];
+    let stat = |v: i64| [push(v), mi(Op::StatAdd, 1, 0)];
+    let mut v = Vec::new();
+    v.push((
+        Op::MapGet,
+        [&put(3, 7)[..], &[push(3), mi(Op::MapGet, 0, 1), ret()]].concat(),
+        Ok(7),
+    ));
+    v.push((
+        Op::MapGet,
+        vec![push(3), mi(Op::MapGet, 0, 1), ret()],
+        Ok(0),
+    ));
+    v.push((
+        Op::MapPut,
+        vec![push(3), push(9), mi(Op::MapPut, 0, 1), ret()],
+        Ok(9),
+    ));
+    v.push((
+        Op::MapPut,
+        vec![
+            push(1),
+            push(1),
+            push(1),
+            mi(Op::MapPut, 2, 2),
+            op(Op::Pop),
+            push(1),
+            push(2),
+            push(1),
+            mi(Op::MapPut, 2, 2),
+            op(Op::Pop),
+            push(2),
+            push(2),
+            push(1),
+            mi(Op::MapPut, 2, 2),
+            ret(),
+        ],
+        Err(VmError::Array {
+            pc: 13,
+            err: MapError::Full { max: 2 },
+        }),
+    ));
+    v.push((
+        Op::MapAdd,
+        [
+            &put(3, 7)[..],
+            &[push(3), push(-2), mi(Op::MapAdd, 0, 1), ret()],
+        ]
+        .concat(),
+        Ok(5),
+    ));
+    v.push((
+        Op::MapIn,
+        [&put(3, 0)[..], &[push(3), mi(Op::MapIn, 0, 1), ret()]].concat(),
+        Ok(1),
+    ));
+    v.push((Op::MapIn, vec![push(3), mi(Op::MapIn, 0, 1), ret()], Ok(0)));
+    v.push((
+        Op::MapDel,
+        [
+            &put(3, 7)[..],
+            &[
+                push(3),
+                mi(Op::MapDel, 0, 1),
+                push(3),
+                mi(Op::MapIn, 0, 1),
+                ret(),
+            ],
+        ]
+        .concat(),
+        Ok(0),
+    ));
+    v.push((
+        Op::MapClear,
+        [
+            &put(3, 7)[..],
+            &put(4, 8),
+            &[mi(Op::MapClear, 0, 0), push(4), mi(Op::MapIn, 0, 1), ret()],
+        ]
+        .concat(),
+        Ok(0),
+    ));
+    v.push((
+        Op::StatAdd,
+        [&stat(4)[..], &stat(6), &[mi(Op::StatGet, 1, 4 << 8), ret()]].concat(),
+        Ok(5),
+    ));
+    v.push((
+        Op::StatGet,
+        [&stat(4)[..], &[mi(Op::StatGet, 1, 0), ret()]].concat(),
+        Ok(1),
+    ));
+    v.push((
+        Op::StatGet,
+        vec![mi(Op::StatGet, 1, 2 << 8), ret()],
+        Err(VmError::EmptyAggregate { pc: 0 }),
+    ));
+    // foreach (k in a-): sum of k * position, with a[1] = 10, a[2] = 30, a[3] = 20: order 2, 3, 1.
+    let by_value_desc = IterSpec {
+        by: 1,
+        desc: true,
+        limit: false,
+    }
+    .pack();
+    v.push((
+        Op::IterStart,
+        [
+            &put(1, 10)[..],
+            &put(2, 30),
+            &put(3, 20),
+            &[
+                mi(Op::IterStart, 0, by_value_desc << 8),
+                // loop: IterNext into locals 10 (key), 11 (value); done → out
+                Insn::new(Op::IterNext, 7, 10 << 8 | 1 << 24),
+                arg(Op::LdL, 0),
+                push(10),
+                op(Op::Mul),
+                arg(Op::LdL, 10),
+                op(Op::Add),
+                arg(Op::StL, 0),
+                arg(Op::Jmp, -8),
+                arg(Op::LdL, 0),
+                ret(),
+            ],
+        ]
+        .concat(),
+        Ok(231),
+    ));
+    v.push((
+        Op::IterNext,
+        vec![
+            mi(Op::IterStart, 0, 0),
+            Insn::new(Op::IterNext, 2, 0),
+            push(1),
+            ret(),
+            push(2),
+            ret(),
+        ],
+        Ok(2),
+    ));
+    v
+}
+
+#[test]
+fn map_opcodes() {
+    for (o, code, want) in map_cases() {
+        let mut store = map_store();
+        let r = vm::run(&code, 0, &mut store, &mut test_hit(), &mut |_| {});
+        let got = r.map(|x| match x.end {
+            End::Ret(v) => v,
+            e => panic!("{o:?}: unexpected end {e:?}"),
+        });
+        assert_eq!(got, want, "{o:?}: {code:?}");
+        assert!(vm::verify(&code, 0..code.len()).is_ok(), "{o:?} verifies");
+    }
+}
+
 #[test]
 fn every_opcode_has_a_case() {
     let cases = cases();
+    let maps = map_cases();
     for o in Op::ALL {
         assert!(
-            cases.iter().any(|(c, _, _)| c == o),
+            cases.iter().any(|(c, _, _)| c == o) || maps.iter().any(|(c, _, _)| c == o),
             "no VM test case for {o:?}"
         );
     }
