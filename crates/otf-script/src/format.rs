@@ -20,7 +20,9 @@
 //!   it is not printable ASCII or is a quote or backslash.
 //! - Widths and precisions count bytes, not characters.
 //!
-//! Length modifiers `l` and `ll` are accepted and ignored: every value is 64-bit.
+//! Length modifiers `l` and `ll` are accepted and ignored: every value is 64-bit. SystemTap's
+//! translator takes at most one flag and a single `l`; several flags (`%-#10x`) and `ll` are
+//! accepted here and printed as the runtime's `_stp_vsnprintf` would print them.
 
 use crate::bytecode::{Format, Piece, Spec};
 
@@ -62,13 +64,16 @@ pub fn render(fmt: &Format, args: &[i64], execname: &str, pp: &str, probefunc: &
 /// does). A `*` width or `.*` precision counts as absent. Non-UTF-8 output is replaced as by
 /// [`render`].
 pub fn format_int(v: i64, spec: &Spec) -> String {
-    let (field, _) = field(spec, &[], usize::MAX);
     let field = Field {
-        width: if spec.star_width { 0 } else { field.width },
+        width: if spec.star_width {
+            0
+        } else {
+            spec.width as usize
+        },
         precision: if spec.star_prec {
             None
         } else {
-            field.precision
+            spec.precision.map(|p| p as usize)
         },
     };
     let mut out = Vec::new();
