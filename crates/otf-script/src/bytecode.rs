@@ -402,25 +402,51 @@ pub struct Format {
 }
 
 /// A piece of an output format.
+///
+/// A conversion with a `*` width or a `.*` precision takes those from the record's integer
+/// arguments: `arg` is the index of the first argument the conversion consumes, in the order
+/// `*` width, `.*` precision, then (for [`Piece::Int`]) the value itself.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Piece {
     /// Literal text (format text, string literals, separators, the final newline).
     Text(String),
-    /// The `n`th integer argument of the record, formatted by `spec`.
+    /// An integer argument of the record, formatted by `spec`.
     Int {
-        /// Index into the record's arguments.
+        /// Index into the record's arguments of the first argument this conversion consumes.
         arg: usize,
         /// How to format it.
         spec: Spec,
     },
-    /// The string `execname()` of the hit, formatted by `spec` (width and `-` only).
-    Execname(Spec),
+    /// The string `execname()` of the hit, formatted by `spec`.
+    Execname {
+        /// Index of the first `*` width or `.*` precision argument (unused without them).
+        arg: usize,
+        /// How to format it.
+        spec: Spec,
+    },
     /// `pp()`: the probe point of the hit.
-    Pp(Spec),
+    Pp {
+        /// Index of the first `*` width or `.*` precision argument (unused without them).
+        arg: usize,
+        /// How to format it.
+        spec: Spec,
+    },
     /// `probefunc()`: the function name of the hit.
-    Probefunc(Spec),
-    /// A string literal argument formatted by a `%s` with width.
-    Str(String, Spec),
+    Probefunc {
+        /// Index of the first `*` width or `.*` precision argument (unused without them).
+        arg: usize,
+        /// How to format it.
+        spec: Spec,
+    },
+    /// A string literal argument formatted by a `%s` with a width, precision or flag.
+    Str {
+        /// The literal.
+        text: String,
+        /// Index of the first `*` width or `.*` precision argument (unused without them).
+        arg: usize,
+        /// How to format it.
+        spec: Spec,
+    },
     /// `print(@hist_log(x))` / `@hist_linear`: the histogram of aggregate `global` (the
     /// element whose `nkeys` keys are the record's arguments from `arg`), rendered by the
     /// runtime from the aggregate at the time of the print.
@@ -436,15 +462,37 @@ pub enum Piece {
     },
 }
 
-/// A printf conversion: `%[-][0][width]conv`.
+/// A printf conversion: `%[flags][width][.precision][length]conv`, as SystemTap's runtime
+/// formats it (see [`crate::format`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Spec {
-    /// The conversion character: one of `d i u x X o s c`.
+    /// The conversion character: one of `d i u x X o c s p b`.
     pub conv: u8,
-    /// Minimum field width.
+    /// Minimum field width (0: none). Unused when `star_width` is set.
     pub width: u32,
+    /// `.N`: the precision. `None` when absent (or written `.` alone, as SystemTap reads it).
+    /// Unused when `star_prec` is set.
+    pub precision: Option<u32>,
+    /// `*`: the width is the next integer argument.
+    pub star_width: bool,
+    /// `.*`: the precision is the next integer argument (after a `*` width).
+    pub star_prec: bool,
     /// `-`: left-justify.
     pub left: bool,
-    /// `0`: pad with zeros.
+    /// `0`: pad numbers with zeros (for `%s`: a NUL byte follows the field, as in SystemTap).
     pub zero: bool,
+    /// `+`: a `+` before non-negative `%d`/`%i` values.
+    pub plus: bool,
+    /// ` `: a space before non-negative `%d`/`%i` values (when `+` is absent).
+    pub space: bool,
+    /// `#`: a `0x`/`0X` prefix for `%x`/`%X`, `0` for `%o`; `%c` escapes unprintable bytes.
+    pub alt: bool,
+}
+
+impl Spec {
+    /// The number of integer arguments the conversion takes for its `*` width and `.*`
+    /// precision (0 to 2), before its value.
+    pub fn dyn_args(&self) -> usize {
+        usize::from(self.star_width) + usize::from(self.star_prec)
+    }
 }

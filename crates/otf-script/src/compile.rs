@@ -1015,21 +1015,48 @@ impl<'a> Compiler<'a> {
         id
     }
 
-    /// A string-valued output argument as a piece, or `None` for an integer argument.
-    fn string_piece(a: &Expr, spec: Spec) -> Option<Piece> {
+    /// A string-valued output argument as a piece, or `None` for an integer argument. `arg`
+    /// is the index of the conversion's first `*` argument.
+    fn string_piece(a: &Expr, spec: Spec, arg: usize) -> Option<Piece> {
         match &a.kind {
-            ExprKind::Str(s) => Some(if spec.width == 0 {
-                Piece::Text(s.clone())
-            } else {
-                Piece::Str(s.clone(), spec)
-            }),
+            ExprKind::Str(s) => Some(
+                if spec.width == 0 && spec.precision.is_none() && spec.dyn_args() == 0 && !spec.zero
+                {
+                    Piece::Text(s.clone())
+                } else {
+                    Piece::Str {
+                        text: s.clone(),
+                        arg,
+                        spec,
+                    }
+                },
+            ),
             ExprKind::Call { name, args } if args.is_empty() => match name.name.as_str() {
-                "execname" => Some(Piece::Execname(spec)),
-                "pp" => Some(Piece::Pp(spec)),
-                "probefunc" => Some(Piece::Probefunc(spec)),
+                "execname" => Some(Piece::Execname { arg, spec }),
+                "pp" => Some(Piece::Pp { arg, spec }),
+                "probefunc" => Some(Piece::Probefunc { arg, spec }),
                 _ => None,
             },
             _ => None,
+        }
+    }
+
+    /// One output value `a` formatted by `spec`: a string piece, or an integer piece whose
+    /// value joins the record's arguments `ints`. `first` is the index of the conversion's
+    /// first record argument (its `*` arguments, already in `ints`, or else the value).
+    fn push_value(
+        a: &'a Expr,
+        spec: Spec,
+        first: usize,
+        ints: &mut Vec<&'a Expr>,
+        pieces: &mut Vec<Piece>,
+    ) {
+        match Self::string_piece(a, spec, first) {
+            Some(p) => pieces.push(p),
+            None => {
+                pieces.push(Piece::Int { arg: first, spec });
+                ints.push(a);
+            }
         }
     }
 
@@ -1043,15 +1070,8 @@ impl<'a> Compiler<'a> {
             ..Spec::default()
         };
         let mut pieces = Vec::new();
+        // The record's integer arguments, in order.
         let mut ints: Vec<&'a Expr> = Vec::new();
-        let int_piece =
-            |a: &'a Expr, spec: Spec, pieces: &mut Vec<Piece>, ints: &mut Vec<&'a Expr>| {
-                pieces.push(Piece::Int {
-                    arg: ints.len(),
-                    spec,
-                });
-                ints.push(a);
-            };
         if b == Builtin::Printf {
             let fmt = match args.first().map(|a| &a.kind) {
                 Some(ExprKind::Str(s)) => s.as_str(),
@@ -1059,15 +1079,17 @@ impl<'a> Compiler<'a> {
             };
             let items = parse_printf(fmt).unwrap_or_default();
             let mut rest = args[1..].iter();
-            for it in items {
+            'items: for it in items {
                 match it {
                     FmtItem::Text(t) => pieces.push(Piece::Text(t)),
                     FmtItem::Conv { spec, .. } => {
-                        let Some(a) = rest.next() else { break };
-                        match Self::string_piece(a, spec) {
-                            Some(p) => pieces.push(p),
-                            None => int_piece(a, spec, &mut pieces, &mut ints),
+                        let first = ints.len();
+                        for _ in 0..spec.dyn_args() {
+                            let Some(a) = rest.next() else { break 'items };
+                            ints.push(a);
                         }
+                        let Some(a) = rest.next() else { break };
+                        Self::push_value(a, spec, first, &mut ints, &mut pieces);
                     }
                 }
             }
@@ -1084,9 +1106,10 @@ impl<'a> Compiler<'a> {
                     ints.extend(keys.iter());
                     continue;
                 }
-                match Self::string_piece(a, plain) {
+                let first = ints.len();
+                match Self::string_piece(a, plain, first) {
                     Some(p) => pieces.push(p),
-                    None => int_piece(a, int_spec, &mut pieces, &mut ints),
+                    None => Self::push_value(a, int_spec, first, &mut ints, &mut pieces),
                 }
             }
             if b == Builtin::Println {

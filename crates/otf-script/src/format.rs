@@ -1,79 +1,283 @@
-//! Rendering output records: a [`Format`] and a record's integer arguments to text, as C's
-//! `printf` does on 64-bit values.
+//! Rendering output records: a [`Format`] and a record's integer arguments to bytes, as
+//! SystemTap's runtime prints them.
+//!
+//! The rules follow SystemTap's runtime (`runtime/vsprintf.c`: `number()`,
+//! `_stp_vsprint_char`, `_stp_vsprint_memory`, `_stp_vsprint_binary`) as its translator's
+//! compiled printf calls them (`translate.cxx`, `emit_compiled_printfs`). They differ from C's
+//! `printf` in a few places:
+//!
+//! - `%#x`, `%#X` and `%#o` prefix `0x`, `0X` and `0` to every value, 0 included (`0x0`, `00`).
+//! - `%p` is `%#x`: `0x` and the hexadecimal digits, no padding of its own (`%p` of 0 is `0x0`).
+//! - The `0` flag still pads with zeros when a precision is given (`%08.3d` of 5 is `00000005`).
+//! - `%.0s` prints nothing, `%.s` (no digits) is `%s`.
+//! - A `*` width or `.*` precision argument is read as a 32-bit `int` and clamped to
+//!   `0..=`[`MAX_WIDTH`]: a negative width is 0 (not left-justification, as C's would be).
+//! - `%05s` pads with spaces and writes a NUL byte after the field.
+//! - `%b` writes the value's bytes in native order: 1, 2, 4 or 8 of them, chosen by the
+//!   precision, else by the width when it is one of those, else 8; a wider field is padded
+//!   with NUL bytes (after the value with `-`).
+//! - `%c` writes the value's low byte; `%#c` escapes it as C does (`\n`, `\'`, `\ooo`) when
+//!   it is not printable ASCII or is a quote or backslash.
+//! - Widths and precisions count bytes, not characters.
+//!
+//! Length modifiers `l` and `ll` are accepted and ignored: every value is 64-bit. SystemTap's
+//! translator takes at most one flag and a single `l`; several flags (`%-#10x`) and `ll` are
+//! accepted here and printed as the runtime's `_stp_vsnprintf` would print them.
 
 use crate::bytecode::{Format, Piece, Spec};
 
-/// Render one output record. `args` are the record's integer arguments; `execname`, `pp` and
-/// `probefunc` are the strings of the hit (used by [`Piece::Execname`], [`Piece::Pp`] and
-/// [`Piece::Probefunc`]). A missing argument renders as 0.
-pub fn render(fmt: &Format, args: &[i64], execname: &str, pp: &str, probefunc: &str) -> String {
-    let mut s = String::new();
+/// Render one output record to bytes, exactly as SystemTap would write them. `args` are the
+/// record's integer arguments; `execname`, `pp` and `probefunc` are the strings of the hit
+/// (used by [`Piece::Execname`], [`Piece::Pp`] and [`Piece::Probefunc`]). A missing argument
+/// renders as 0.
+pub fn render_bytes(
+    fmt: &Format,
+    args: &[i64],
+    execname: &str,
+    pp: &str,
+    probefunc: &str,
+) -> Vec<u8> {
+    let mut out = Vec::new();
     for piece in &fmt.pieces {
         match piece {
-            Piece::Text(t) => s.push_str(t),
+            Piece::Text(t) => out.extend_from_slice(t.as_bytes()),
             Piece::Int { arg, spec } => {
-                push_int(&mut s, args.get(*arg).copied().unwrap_or(0), spec)
+                let (field, value_at) = field(spec, args, *arg);
+                push_int(&mut out, arg_at(args, value_at), spec, field);
             }
-            Piece::Execname(spec) => push_str(&mut s, execname, spec),
-            Piece::Pp(spec) => push_str(&mut s, pp, spec),
-            Piece::Probefunc(spec) => push_str(&mut s, probefunc, spec),
-            Piece::Str(t, spec) => push_str(&mut s, t, spec),
+            Piece::Execname { arg, spec } => push_str(&mut out, execname, spec, args, *arg),
+            Piece::Pp { arg, spec } => push_str(&mut out, pp, spec, args, *arg),
+            Piece::Probefunc { arg, spec } => push_str(&mut out, probefunc, spec, args, *arg),
+            Piece::Str { text, arg, spec } => push_str(&mut out, text, spec, args, *arg),
             // Rendered by the runtime, which has the aggregate ([`crate::hist`]).
             Piece::Hist { .. } => {}
         }
     }
-    s
+    out
 }
 
-/// Format one integer by a conversion `%[-][0][width]conv` (conv one of `d i u x X o c s`;
-/// `s` prints the value as `%d` does, as SystemTap prints a number given to `%s`).
+/// Render one output record as text: [`render_bytes`], with any byte sequence that is not
+/// UTF-8 (a `%c` of a byte above 0x7f, a `%.Ns` cutting a character) replaced by U+FFFD.
+pub fn render(fmt: &Format, args: &[i64], execname: &str, pp: &str, probefunc: &str) -> String {
+    into_text(render_bytes(fmt, args, execname, pp, probefunc))
+}
+
+/// Format one integer by a conversion (`d i u x X o c p b`; `s` prints the value as `%d`
+/// does). A `*` width or `.*` precision counts as absent. Non-UTF-8 output is replaced as by
+/// [`render`].
 pub fn format_int(v: i64, spec: &Spec) -> String {
-    let mut s = String::new();
-    push_int(&mut s, v, spec);
-    s
-}
-
-fn push_int(s: &mut String, v: i64, spec: &Spec) {
-    let (sign, digits) = match spec.conv {
-        b'u' => ("", (v as u64).to_string()),
-        b'x' => ("", format!("{:x}", v as u64)),
-        b'X' => ("", format!("{:X}", v as u64)),
-        b'o' => ("", format!("{:o}", v as u64)),
-        b'c' => {
-            let c = char::from(v as u8).to_string();
-            push_padded(s, "", &c, spec.width as usize, spec.left, false);
-            return;
-        }
-        _ => {
-            if v < 0 {
-                ("-", v.unsigned_abs().to_string())
-            } else {
-                ("", v.to_string())
-            }
-        }
+    let field = Field {
+        width: if spec.star_width {
+            0
+        } else {
+            spec.width as usize
+        },
+        precision: if spec.star_prec {
+            None
+        } else {
+            spec.precision.map(|p| p as usize)
+        },
     };
-    push_padded(s, sign, &digits, spec.width as usize, spec.left, spec.zero);
+    let mut out = Vec::new();
+    push_int(&mut out, v, spec, field);
+    into_text(out)
 }
 
-fn push_str(s: &mut String, t: &str, spec: &Spec) {
-    push_padded(s, "", t, spec.width as usize, spec.left, false);
+fn into_text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-fn push_padded(s: &mut String, sign: &str, body: &str, width: usize, left: bool, zero: bool) {
-    let len = sign.len() + body.chars().count();
-    let pad = width.saturating_sub(len);
-    if left {
-        s.push_str(sign);
-        s.push_str(body);
-        s.extend(std::iter::repeat_n(' ', pad));
-    } else if zero {
-        s.push_str(sign);
-        s.extend(std::iter::repeat_n('0', pad));
-        s.push_str(body);
+/// A conversion's width and precision once its `*` arguments are read.
+#[derive(Clone, Copy, Debug)]
+struct Field {
+    width: usize,
+    precision: Option<usize>,
+}
+
+fn arg_at(args: &[i64], i: usize) -> i64 {
+    args.get(i).copied().unwrap_or(0)
+}
+
+/// A `*` width or `.*` precision argument: SystemTap reads it as an `int` and clamps it to
+/// `0..=` the space left (here [`MAX_WIDTH`]).
+fn dyn_value(v: i64) -> usize {
+    (v as i32).clamp(0, MAX_WIDTH as i32) as usize
+}
+
+/// The width and precision of `spec`, reading its `*` arguments from `args[arg..]`, and the
+/// index of the argument after them.
+fn field(spec: &Spec, args: &[i64], arg: usize) -> (Field, usize) {
+    let mut i = arg;
+    let width = if spec.star_width {
+        i = i.saturating_add(1);
+        dyn_value(arg_at(args, i - 1))
     } else {
-        s.extend(std::iter::repeat_n(' ', pad));
-        s.push_str(sign);
-        s.push_str(body);
+        spec.width as usize
+    };
+    let precision = if spec.star_prec {
+        i = i.saturating_add(1);
+        Some(dyn_value(arg_at(args, i - 1)))
+    } else {
+        spec.precision.map(|p| p as usize)
+    };
+    (Field { width, precision }, i)
+}
+
+fn push_int(out: &mut Vec<u8>, v: i64, spec: &Spec, field: Field) {
+    match spec.conv {
+        b'u' => push_number(out, v, 10, false, false, spec, field),
+        b'x' => push_number(out, v, 16, false, false, spec, field),
+        b'X' => push_number(out, v, 16, true, false, spec, field),
+        b'o' => push_number(out, v, 8, false, false, spec, field),
+        b'p' => {
+            let spec = Spec { alt: true, ..*spec };
+            push_number(out, v, 16, false, false, &spec, field)
+        }
+        b'c' => push_char(out, v as u8, spec, field),
+        b'b' => push_binary(out, v, spec, field),
+        _ => push_number(out, v, 10, false, true, spec, field),
+    }
+}
+
+fn pad(out: &mut Vec<u8>, byte: u8, n: usize) {
+    out.extend(std::iter::repeat_n(byte, n));
+}
+
+/// SystemTap's `number()`: sign, `#` prefix, zero or space padding, precision zeros, digits.
+fn push_number(
+    out: &mut Vec<u8>,
+    v: i64,
+    base: u64,
+    upper: bool,
+    signed: bool,
+    spec: &Spec,
+    field: Field,
+) {
+    let left = spec.left;
+    let zeropad = spec.zero && !left;
+    let mut num = v as u64;
+    let sign = if !signed {
+        None
+    } else if v < 0 {
+        num = v.unsigned_abs();
+        Some(b'-')
+    } else if spec.plus {
+        Some(b'+')
+    } else if spec.space {
+        Some(b' ')
+    } else {
+        None
+    };
+    let prefix: &[u8] = match (spec.alt, base, upper) {
+        (true, 16, false) => b"0x",
+        (true, 16, true) => b"0X",
+        (true, 8, _) => b"0",
+        _ => b"",
+    };
+    let digits_of: &[u8; 16] = if upper {
+        b"0123456789ABCDEF"
+    } else {
+        b"0123456789abcdef"
+    };
+    let mut digits = Vec::with_capacity(22);
+    loop {
+        digits.push(digits_of[(num % base) as usize]);
+        num /= base;
+        if num == 0 {
+            break;
+        }
+    }
+    digits.reverse();
+    let precision = field.precision.unwrap_or(0).max(digits.len());
+    let used = usize::from(sign.is_some()) + prefix.len() + precision;
+    let fill = field.width.saturating_sub(used);
+    if !zeropad && !left {
+        pad(out, b' ', fill);
+    }
+    out.extend(sign);
+    out.extend_from_slice(prefix);
+    if zeropad {
+        pad(out, b'0', fill);
+    }
+    pad(out, b'0', precision - digits.len());
+    out.extend_from_slice(&digits);
+    if left {
+        pad(out, b' ', fill);
+    }
+}
+
+/// SystemTap's `_stp_vsprint_char`: the low byte, escaped by `#` when it is not printable
+/// ASCII or is `'` or `\\`, padded with spaces.
+fn push_char(out: &mut Vec<u8>, c: u8, spec: &Spec, field: Field) {
+    let mut body = Vec::with_capacity(4);
+    if spec.alt && (!(0x20..0x7f).contains(&c) || c == b'\'' || c == b'\\') {
+        body.push(b'\\');
+        match c {
+            0x07 => body.push(b'a'),
+            0x08 => body.push(b'b'),
+            0x0c => body.push(b'f'),
+            b'\n' => body.push(b'n'),
+            b'\r' => body.push(b'r'),
+            b'\t' => body.push(b't'),
+            0x0b => body.push(b'v'),
+            b'\'' | b'\\' => body.push(c),
+            _ => body.extend([b'0' + (c >> 6), b'0' + ((c >> 3) & 7), b'0' + (c & 7)]),
+        }
+    } else {
+        body.push(c);
+    }
+    let fill = field.width.saturating_sub(body.len());
+    if !spec.left {
+        pad(out, b' ', fill);
+    }
+    out.extend_from_slice(&body);
+    if spec.left {
+        pad(out, b' ', fill);
+    }
+}
+
+/// SystemTap's `_stp_vsprint_binary`: the value's bytes in native order.
+fn push_binary(out: &mut Vec<u8>, v: i64, spec: &Spec, field: Field) {
+    let valid = |n: usize| matches!(n, 1 | 2 | 4 | 8).then_some(n);
+    // A width of 0 behaves as no width: SystemTap's -1 and 0 give the same bytes.
+    let width = (field.width > 0).then_some(field.width);
+    let (width, size) = match (width, field.precision.and_then(valid)) {
+        (None, None) => (8, 8),
+        (None, Some(p)) => (p, p),
+        (Some(w), Some(p)) => (w, p),
+        (Some(w), None) => (w, valid(w).unwrap_or(8)),
+    };
+    let fill = width.saturating_sub(size);
+    if !spec.left {
+        pad(out, 0, fill);
+    }
+    match size {
+        1 => out.extend((v as i8).to_ne_bytes()),
+        2 => out.extend((v as i16).to_ne_bytes()),
+        4 => out.extend((v as i32).to_ne_bytes()),
+        _ => out.extend(v.to_ne_bytes()),
+    }
+    if spec.left {
+        pad(out, 0, fill);
+    }
+}
+
+/// SystemTap's `_stp_vsprint_memory` for `%s`: at most `precision` bytes, padded with spaces;
+/// the `0` flag writes a NUL byte after the field.
+fn push_str(out: &mut Vec<u8>, s: &str, spec: &Spec, args: &[i64], arg: usize) {
+    let (field, _) = field(spec, args, arg);
+    let s = s.as_bytes();
+    let body = &s[..field.precision.map_or(s.len(), |p| p.min(s.len()))];
+    let fill = field.width.saturating_sub(body.len());
+    if !spec.left {
+        pad(out, b' ', fill);
+    }
+    out.extend_from_slice(body);
+    if spec.left {
+        pad(out, b' ', fill);
+    }
+    if spec.zero {
+        out.push(0);
     }
 }
 
@@ -82,7 +286,7 @@ fn push_padded(s: &mut String, sign: &str, body: &str, width: usize, left: bool,
 pub enum FmtItem {
     /// Literal text (`%%` already turned into `%`).
     Text(String),
-    /// A conversion `%[-][0][width]conv`.
+    /// A conversion `%[flags][width][.precision][length]conv`.
     Conv {
         /// The conversion.
         spec: Spec,
@@ -94,7 +298,7 @@ pub enum FmtItem {
 }
 
 impl FmtItem {
-    /// `true` for `%s`, which takes a string argument.
+    /// `true` for `%s`, which takes a string argument (after its `*` arguments, if any).
     pub fn is_string_conv(&self) -> bool {
         matches!(self, FmtItem::Conv { spec, .. } if spec.conv == b's')
     }
@@ -110,12 +314,18 @@ pub struct FmtError {
     pub offset: usize,
 }
 
-/// The largest field width accepted in a conversion.
+/// The largest field width or precision accepted in a conversion; a `*` width or `.*`
+/// precision argument is clamped to it.
 pub const MAX_WIDTH: u32 = 1024;
 
-/// Parse a `printf` format: text, `%%`, and `%[-][0][width]conv` with conv one of
-/// `d i u x X o s c`. Anything else (precision, `+`, `#`, length modifiers, `%p`, ...) is
-/// refused with an error naming the conversion.
+/// What `parse_printf` supports, for error messages.
+const SUPPORTED: &str =
+    "%d %i %u %x %X %o %p %c %s %% with flags `-+ #0`, width, precision, `*` and `l`/`ll`";
+
+/// Parse a `printf` format: text, `%%`, and `%[flags][width][.precision][length]conv` with
+/// flags among `- + space # 0`, a width of digits or `*`, a precision of `.` and digits or `*`,
+/// length `l` or `ll` (ignored) and conv one of `d i u x X o p c s b`. Anything else (`%f`,
+/// `%h`, `%m`, ...) is refused with an error naming the conversion as written.
 pub fn parse_printf(fmt: &str) -> Result<Vec<FmtItem>, FmtError> {
     let b = fmt.as_bytes();
     let mut items = Vec::new();
@@ -141,17 +351,49 @@ pub fn parse_printf(fmt: &str) -> Result<Vec<FmtItem>, FmtError> {
             match c {
                 b'-' => spec.left = true,
                 b'0' => spec.zero = true,
+                b'+' => spec.plus = true,
+                b' ' => spec.space = true,
+                b'#' => spec.alt = true,
                 _ => break,
             }
             i += 1;
         }
-        let mut width: u64 = 0;
-        while let Some(&c) = b.get(i) {
-            if !c.is_ascii_digit() {
-                break;
+        let number = |i: &mut usize| -> u64 {
+            let mut n: u64 = 0;
+            while let Some(&c) = b.get(*i) {
+                if !c.is_ascii_digit() {
+                    break;
+                }
+                n = (n * 10 + (c - b'0') as u64).min(u64::from(u32::MAX));
+                *i += 1;
             }
-            width = (width * 10 + (c - b'0') as u64).min(u64::from(u32::MAX));
+            n
+        };
+        let mut width = 0;
+        if b.get(i) == Some(&b'*') {
+            spec.star_width = true;
             i += 1;
+        } else {
+            width = number(&mut i);
+        }
+        let mut precision = None;
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            match b.get(i) {
+                Some(b'*') => {
+                    spec.star_prec = true;
+                    i += 1;
+                }
+                // SystemTap reads `.` without digits as no precision (C reads it as 0).
+                Some(c) if c.is_ascii_digit() => precision = Some(number(&mut i)),
+                _ => {}
+            }
+        }
+        if b.get(i) == Some(&b'l') {
+            i += 1;
+            if b.get(i) == Some(&b'l') {
+                i += 1;
+            }
         }
         let conv = b.get(i).copied();
         let end = (i + 1).min(b.len());
@@ -161,18 +403,25 @@ pub fn parse_printf(fmt: &str) -> Result<Vec<FmtItem>, FmtError> {
             end_txt += 1;
         }
         let written = &fmt[start..end_txt];
+        let err = |message: String| FmtError {
+            message,
+            offset: start,
+        };
         match conv {
-            Some(c @ (b'd' | b'i' | b'u' | b'x' | b'X' | b'o' | b's' | b'c')) => {
+            Some(c @ (b'd' | b'i' | b'u' | b'x' | b'X' | b'o' | b'p' | b's' | b'c' | b'b')) => {
                 if width > u64::from(MAX_WIDTH) {
-                    return Err(FmtError {
-                        message: format!(
-                            "field width in printf conversion `{written}` is larger than {MAX_WIDTH}"
-                        ),
-                        offset: start,
-                    });
+                    return Err(err(format!(
+                        "field width in printf conversion `{written}` is larger than {MAX_WIDTH}"
+                    )));
+                }
+                if precision.is_some_and(|p| p > u64::from(MAX_WIDTH)) {
+                    return Err(err(format!(
+                        "precision in printf conversion `{written}` is larger than {MAX_WIDTH}"
+                    )));
                 }
                 spec.conv = c;
                 spec.width = width as u32;
+                spec.precision = precision.map(|p| p as u32);
                 if spec.left {
                     spec.zero = false;
                 }
@@ -187,13 +436,20 @@ pub fn parse_printf(fmt: &str) -> Result<Vec<FmtItem>, FmtError> {
                 i += 1;
                 lit_start = i;
             }
+            Some(c @ (b'm' | b'M')) => {
+                let what = if c == b'm' {
+                    "memory dump"
+                } else {
+                    "hexadecimal memory dump"
+                };
+                return Err(err(format!(
+                    "printf conversion `{written}` ({what}) is not supported yet"
+                )));
+            }
             None => {
-                return Err(FmtError {
-                    message: format!(
-                        "incomplete printf conversion `{written}` at the end of the format"
-                    ),
-                    offset: start,
-                })
+                return Err(err(format!(
+                    "incomplete printf conversion `{written}` at the end of the format"
+                )))
             }
             Some(_) => {
                 // Show the whole conversion as written: flags, precision, length modifiers
@@ -207,12 +463,9 @@ pub fn parse_printf(fmt: &str) -> Result<Vec<FmtItem>, FmtError> {
                     j += 1;
                 }
                 let written = &fmt[start..j];
-                return Err(FmtError {
-                    message: format!(
-                        "unsupported printf conversion `{written}` (supported: %d %i %u %x %X %o %s %c %% with width, `-` and `0`)"
-                    ),
-                    offset: start,
-                });
+                return Err(err(format!(
+                    "unsupported printf conversion `{written}` (supported: {SUPPORTED})"
+                )));
             }
         }
     }
@@ -227,12 +480,60 @@ pub fn parse_printf(fmt: &str) -> Result<Vec<FmtItem>, FmtError> {
 mod tests {
     use super::*;
 
+    /// The pieces `compile` builds for a format whose conversions all take integers: each
+    /// conversion consumes its `*` arguments, then its value.
+    fn int_format(f: &str) -> Format {
+        let mut pieces = Vec::new();
+        let mut nargs = 0;
+        for item in parse_printf(f).unwrap_or_else(|e| panic!("{f}: {}", e.message)) {
+            match item {
+                FmtItem::Text(t) => pieces.push(Piece::Text(t)),
+                FmtItem::Conv { spec, .. } => {
+                    pieces.push(Piece::Int { arg: nargs, spec });
+                    nargs += spec.dyn_args() + 1;
+                }
+            }
+        }
+        Format { pieces, nargs }
+    }
+
+    /// `printf(f, args...)` with integer arguments, as bytes.
+    fn bytes(f: &str, args: &[i64]) -> Vec<u8> {
+        render_bytes(&int_format(f), args, "", "", "")
+    }
+
+    /// `printf(f, args...)` with integer arguments, as text.
+    fn text(f: &str, args: &[i64]) -> String {
+        String::from_utf8(bytes(f, args)).expect("UTF-8 output")
+    }
+
+    /// `printf(f, [ints...,] s)`: one string conversion (after its `*` arguments `ints`).
+    fn string(f: &str, ints: &[i64], s: &str) -> Vec<u8> {
+        let mut pieces = Vec::new();
+        for item in parse_printf(f).unwrap() {
+            match item {
+                FmtItem::Text(t) => pieces.push(Piece::Text(t)),
+                FmtItem::Conv { spec, .. } => pieces.push(Piece::Str {
+                    text: s.into(),
+                    arg: 0,
+                    spec,
+                }),
+            }
+        }
+        let fmt = Format {
+            pieces,
+            nargs: ints.len(),
+        };
+        render_bytes(&fmt, ints, "", "", "")
+    }
+
     fn spec(conv: u8, width: u32, left: bool, zero: bool) -> Spec {
         Spec {
             conv,
             width,
             left,
             zero,
+            ..Spec::default()
         }
     }
 
@@ -259,6 +560,161 @@ mod tests {
         assert_eq!(format_int(65, &spec(b'c', 3, false, false)), "  A");
         assert_eq!(format_int(65, &spec(b'c', 3, true, false)), "A  ");
         assert_eq!(format_int(12345, &spec(b'd', 3, false, false)), "12345");
+        assert_eq!(
+            text("%d|%5d|%-5d|%05d", &[-7, 7, 7, 7]),
+            "-7|    7|7    |00007"
+        );
+        assert_eq!(text("%-05d|", &[42]), "42   |");
+        assert_eq!(text("%016d", &[-1]), "-000000000000001");
+    }
+
+    #[test]
+    fn length_modifiers_are_ignored() {
+        assert_eq!(text("%ld %li", &[-5, 7]), "-5 7");
+        assert_eq!(text("%lu", &[-1]), "18446744073709551615");
+        assert_eq!(text("%lld", &[i64::MIN]), "-9223372036854775808");
+        assert_eq!(text("%llu", &[-1024]), "18446744073709550592");
+        assert_eq!(text("%lx %lX", &[255, 0xabc]), "ff ABC");
+        assert_eq!(text("%llx", &[-1]), "ffffffffffffffff");
+        assert_eq!(text("%llo %08lx", &[8, 255]), "10 000000ff");
+    }
+
+    #[test]
+    fn pointers_are_hash_x() {
+        // SystemTap since 1.3: `%p` is `%#x` on the 64-bit value, no padding of its own.
+        assert_eq!(text("%p", &[0]), "0x0");
+        assert_eq!(text("%p", &[1]), "0x1");
+        assert_eq!(text("%p", &[0x1234_5678_abcd_ef00]), "0x12345678abcdef00");
+        assert_eq!(text("%p", &[-1]), "0xffffffffffffffff");
+        assert_eq!(text("%20p|", &[0x1234_5678]), "          0x12345678|");
+        assert_eq!(text("%-20p|", &[1]), "0x1                 |");
+        assert_eq!(text("%.8p", &[1]), "0x00000001");
+        assert_eq!(text("%20.8p|", &[0]), "          0x00000000|");
+        assert_eq!(text("%020p", &[1]), "0x000000000000000001");
+        assert_eq!(text("%+p", &[1]), "0x1");
+    }
+
+    #[test]
+    fn alternate_form_prefixes_every_value() {
+        assert_eq!(text("%#x %#X %#o", &[255, 255, 8]), "0xff 0XFF 010");
+        // Unlike C, SystemTap's number() prefixes 0 too.
+        assert_eq!(text("%#x %#X %#o", &[0, 0, 0]), "0x0 0X0 00");
+        assert_eq!(text("%#x", &[-1]), "0xffffffffffffffff");
+        assert_eq!(text("%#10x|", &[255]), "      0xff|");
+        assert_eq!(text("%#010x|", &[255]), "0x000000ff|");
+        assert_eq!(text("%-#10x|", &[255]), "0xff      |");
+        assert_eq!(text("%#-10X|", &[255]), "0XFF      |");
+        assert_eq!(text("%#6o|", &[8]), "   010|");
+        assert_eq!(text("%#d %#u %#ld", &[5, 5, -5]), "5 5 -5");
+    }
+
+    #[test]
+    fn signs() {
+        assert_eq!(text("%+d %+d %+d", &[5, -5, 0]), "+5 -5 +0");
+        assert_eq!(text("% d|% d", &[5, -5]), " 5|-5");
+        assert_eq!(text("%+ d|% +d", &[5, 5]), "+5|+5");
+        assert_eq!(text("%+5d|%+05d|%-+5d|", &[5, 5, 5]), "   +5|+0005|+5   |");
+        // Only signed conversions take a sign.
+        assert_eq!(text("%+u %+x % o", &[5, 255, 8]), "5 ff 10");
+    }
+
+    #[test]
+    fn precision_on_integers() {
+        assert_eq!(text("%.3d", &[5]), "005");
+        assert_eq!(text("%.3d", &[-5]), "-005");
+        assert_eq!(text("%.3d", &[12345]), "12345");
+        assert_eq!(text("%8.3d|", &[5]), "     005|");
+        assert_eq!(text("%-8.3d|", &[5]), "005     |");
+        assert_eq!(text("%+.3d", &[5]), "+005");
+        // SystemTap keeps zero padding with a precision (C would pad with spaces).
+        assert_eq!(text("%08.3d", &[5]), "00000005");
+        assert_eq!(text("%08.3d", &[-5]), "-0000005");
+        // A digit is always written; `.` alone is no precision.
+        assert_eq!(text("%.0d|%.d", &[0, 7]), "0|7");
+        assert_eq!(
+            text("%.5x %#.5x %.4o", &[255, 255, 8]),
+            "000ff 0x000ff 0010"
+        );
+        assert_eq!(text("%.3u", &[-1]), "18446744073709551615");
+    }
+
+    #[test]
+    fn dynamic_width_and_precision() {
+        assert_eq!(text("%*d|", &[5, 42]), "   42|");
+        assert_eq!(text("%-*d|", &[5, 42]), "42   |");
+        assert_eq!(text("%0*x", &[4, 255]), "00ff");
+        // SystemTap's compiled printf clamps a negative width to 0.
+        assert_eq!(text("%*d|", &[-5, 42]), "42|");
+        assert_eq!(text("%*d|", &[0, 42]), "42|");
+        // The argument is read as a 32-bit int.
+        assert_eq!(text("%*d|", &[(1 << 32) | 3, 7]), "  7|");
+        assert_eq!(text("%.*d", &[4, 7]), "0007");
+        assert_eq!(text("%.*d", &[-1, 7]), "7");
+        assert_eq!(text("%*.*d|", &[6, 3, 7]), "   007|");
+        assert_eq!(text("%*d,%d", &[3, 1, 2]), "  1,2");
+        let wide = text("%*d", &[100_000, 1]);
+        assert_eq!(wide.len(), MAX_WIDTH as usize);
+        assert!(wide.ends_with(" 1"));
+    }
+
+    #[test]
+    fn strings() {
+        assert_eq!(string("%-6s|", &[], "ab"), b"ab    |");
+        assert_eq!(string("%6s|", &[], "ab"), b"    ab|");
+        assert_eq!(string("%.3s|", &[], "abcdef"), b"abc|");
+        assert_eq!(string("%.10s|", &[], "abc"), b"abc|");
+        assert_eq!(string("%6.2s|", &[], "abcdef"), b"    ab|");
+        assert_eq!(string("%-6.2s|", &[], "abcdef"), b"ab    |");
+        assert_eq!(string("%.0s|", &[], "abc"), b"|");
+        assert_eq!(string("%.s|", &[], "abc"), b"abc|");
+        assert_eq!(string("%*s|", &[4], "ab"), b"  ab|");
+        assert_eq!(string("%-*s|", &[4], "ab"), b"ab  |");
+        assert_eq!(string("%.*s|", &[2], "abcdef"), b"ab|");
+        assert_eq!(string("%*.*s|", &[5, 2], "abcdef"), b"   ab|");
+        // The `0` flag writes a NUL after the field.
+        assert_eq!(string("%05s|", &[], "ab"), b"   ab\0|");
+        // Widths and precisions count bytes.
+        assert_eq!(string("%3s|", &[], "é"), " é|".as_bytes());
+        assert_eq!(string("%.1s|", &[], "é"), b"\xc3|");
+        assert_eq!(string("%ls", &[], "x"), b"x");
+    }
+
+    #[test]
+    fn characters() {
+        assert_eq!(text("%c%c", &[65, 0x142]), "AB");
+        assert_eq!(bytes("%c", &[0xe9]), [0xe9]);
+        assert_eq!(
+            text("%#c|%#c|%#c", &[65, b' '.into(), b'~'.into()]),
+            "A| |~"
+        );
+        assert_eq!(text("%#c", &[10]), "\\n");
+        assert_eq!(text("%#c%#c%#c", &[7, 8, 12]), "\\a\\b\\f");
+        assert_eq!(text("%#c%#c%#c", &[13, 9, 11]), "\\r\\t\\v");
+        assert_eq!(text("%#c%#c", &[39, 92]), "\\'\\\\");
+        assert_eq!(text("%#c|%#c|%#c", &[1, 0x7f, 0xff]), "\\001|\\177|\\377");
+        assert_eq!(text("%#5c|%-#5c|", &[10, 1]), "   \\n|\\001 |");
+    }
+
+    #[test]
+    #[cfg(target_endian = "little")]
+    fn binary() {
+        let v = 0x0102_0304_0506_0708;
+        assert_eq!(bytes("%b", &[v]), [8, 7, 6, 5, 4, 3, 2, 1]);
+        assert_eq!(bytes("%8b", &[1]), [1, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(bytes("%1b", &[0x4142]), [0x42]);
+        assert_eq!(bytes("%2b", &[0x4142]), [0x42, 0x41]);
+        assert_eq!(bytes("%4b", &[-1]), [0xff; 4]);
+        assert_eq!(bytes("%.2b", &[0x4142]), [0x42, 0x41]);
+        // A width that is no size writes 8 bytes, padded to the width with NULs.
+        assert_eq!(bytes("%3b", &[1]), [1, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(bytes("%10b", &[1]), [0, 0, 1, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(bytes("%-10b", &[1]), [1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(bytes("%4.2b", &[0x4142]), [0, 0, 0x42, 0x41]);
+        assert_eq!(bytes("%-4.1b", &[0x41]), [0x41, 0, 0, 0]);
+        assert_eq!(bytes("%.3b", &[1]), [1, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(bytes("%*b", &[2, 0x4142]), [0x42, 0x41]);
+        // SystemTap's langref example.
+        assert_eq!(text("%3d: %1b%1b%1b\n", &[97, 97, 65, 33]), " 97: aA!\n");
     }
 
     #[test]
@@ -281,9 +737,53 @@ mod tests {
             .unwrap_err()
             .message
             .contains("incomplete"));
-        assert!(parse_printf("%ld").is_err());
+        assert!(parse_printf("%5")
+            .unwrap_err()
+            .message
+            .contains("incomplete"));
         assert!(parse_printf("%é").is_err());
         assert_eq!(parse_printf("").unwrap(), vec![]);
+
+        let [FmtItem::Conv { spec, text, .. }] = &parse_printf("%-#*.*llx").unwrap()[..] else {
+            panic!()
+        };
+        assert_eq!(text, "%-#*.*llx");
+        assert!(spec.left && spec.alt && spec.star_width && spec.star_prec);
+        assert_eq!((spec.conv, spec.dyn_args()), (b'x', 2));
+        let [FmtItem::Conv { spec, .. }] = &parse_printf("%+ 08.3d").unwrap()[..] else {
+            panic!()
+        };
+        assert!(spec.plus && spec.space && spec.zero);
+        assert_eq!((spec.width, spec.precision), (8, Some(3)));
+        let [FmtItem::Conv { spec, .. }] = &parse_printf("%-05d").unwrap()[..] else {
+            panic!()
+        };
+        assert!(spec.left && !spec.zero, "`-` overrides `0`");
+    }
+
+    #[test]
+    fn refused_conversions_are_named() {
+        let msg = |f: &str| parse_printf(f).unwrap_err().message;
+        assert_eq!(
+            msg("%m"),
+            "printf conversion `%m` (memory dump) is not supported yet"
+        );
+        assert_eq!(
+            msg("a %.4M"),
+            "printf conversion `%.4M` (hexadecimal memory dump) is not supported yet"
+        );
+        for f in [
+            "%hd", "%hhx", "%Ld", "%lf", "%zu", "%jd", "%lllx", "%5.2f", "%n",
+        ] {
+            assert!(
+                msg(f).starts_with(&format!("unsupported printf conversion `{f}`")),
+                "{f}: {}",
+                msg(f)
+            );
+        }
+        assert!(msg("%2000d").contains("field width"));
+        assert!(msg("%.2000d").contains("precision in printf conversion `%.2000d`"));
+        assert!(parse_printf("%1024d %.1024s").is_ok());
     }
 
     #[test]
@@ -296,21 +796,48 @@ mod tests {
                     spec: spec(b'd', 0, false, false),
                 },
                 Piece::Text(" ".into()),
-                Piece::Execname(spec(b's', 6, true, false)),
+                Piece::Execname {
+                    arg: 0,
+                    spec: spec(b's', 6, true, false),
+                },
                 Piece::Text("|".into()),
-                Piece::Pp(spec(b's', 0, false, false)),
-                Piece::Probefunc(spec(b's', 0, false, false)),
-                Piece::Str("x".into(), spec(b's', 3, false, false)),
+                Piece::Pp {
+                    arg: 0,
+                    spec: spec(b's', 0, false, false),
+                },
+                Piece::Probefunc {
+                    arg: 0,
+                    spec: spec(b's', 0, false, false),
+                },
+                Piece::Str {
+                    text: "x".into(),
+                    arg: 0,
+                    spec: spec(b's', 3, false, false),
+                },
                 Piece::Int {
                     arg: 5,
                     spec: spec(b'd', 0, false, false),
                 },
+                Piece::Pp {
+                    arg: 1,
+                    spec: Spec {
+                        star_width: true,
+                        star_prec: true,
+                        ..spec(b's', 0, false, false)
+                    },
+                },
             ],
-            nargs: 1,
+            nargs: 3,
         };
         assert_eq!(
-            render(&f, &[7], "bash", "begin", "main"),
-            "a=7 bash  |beginmain  x0"
+            render(&f, &[7, 4, 2], "bash", "begin", "main"),
+            "a=7 bash  |beginmain  x0  be"
         );
+        // Bytes that are not UTF-8 are replaced in text output.
+        assert_eq!(text_of_c(0xe9), "\u{fffd}");
+    }
+
+    fn text_of_c(c: i64) -> String {
+        render(&int_format("%c"), &[c], "", "", "")
     }
 }

@@ -1172,31 +1172,84 @@ impl<'a> Walker<'a> {
                 return;
             }
         };
-        let convs: Vec<&FmtItem> = items
-            .iter()
-            .filter(|i| matches!(i, FmtItem::Conv { .. }))
-            .collect();
+        // The arguments the format takes, in order: each conversion's `*` width and `.*`
+        // precision (integers), then its value.
+        struct Slot<'t> {
+            /// What the argument is for, e.g. "`%d`" or "the `*` width of `%*d`".
+            what: String,
+            /// The conversion as written.
+            text: &'t str,
+            offset: usize,
+            /// A `*` width or `.*` precision rather than the value.
+            dynamic: bool,
+            string: bool,
+        }
+        let mut slots = Vec::new();
+        let mut nconvs = 0;
+        for item in &items {
+            let FmtItem::Conv { spec, offset, text } = item else {
+                continue;
+            };
+            nconvs += 1;
+            if spec.conv == b'b' {
+                let span = self.in_literal(fmt_arg, fmt, *offset, text.len());
+                self.err_hint(
+                    format!("printf conversion `{text}` (binary output) is not supported yet"),
+                    span,
+                    "otf's output is text; print the value with %d or %x",
+                );
+            }
+            let dynamic = |what: &str| Slot {
+                what: format!("the {what} of `{text}`"),
+                text,
+                offset: *offset,
+                dynamic: true,
+                string: false,
+            };
+            if spec.star_width {
+                slots.push(dynamic("`*` width"));
+            }
+            if spec.star_prec {
+                slots.push(dynamic("`.*` precision"));
+            }
+            slots.push(Slot {
+                what: format!("`{text}`"),
+                text,
+                offset: *offset,
+                dynamic: false,
+                string: spec.conv == b's',
+            });
+        }
+        // "the format has 2 conversions", or "... taking 3 arguments" with `*`.
+        let plural =
+            |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        let has = if slots.len() == nconvs {
+            plural(nconvs, "conversion", "conversions")
+        } else {
+            format!(
+                "{} taking {}",
+                plural(nconvs, "conversion", "conversions"),
+                plural(slots.len(), "argument", "arguments")
+            )
+        };
         let rest = &args[1..];
         for (k, a) in rest.iter().enumerate() {
             let ty = self.expr(a);
-            let Some(FmtItem::Conv { spec, text, .. }) = convs.get(k) else {
-                if k == convs.len() {
+            let Some(slot) = slots.get(k) else {
+                if k == slots.len() {
                     self.err(
-                        format!(
-                            "too many arguments for printf: the format has {} conversion{}",
-                            convs.len(),
-                            if convs.len() == 1 { "" } else { "s" }
-                        ),
+                        format!("too many arguments for printf: the format has {has}"),
                         a.span,
                     );
                 }
                 continue;
             };
-            match (spec.conv == b's', ty) {
+            let what = &slot.what;
+            match (slot.string, ty) {
                 (_, Ty::Void) => self.err(format!("{} has no value to print", describe(a)), a.span),
                 (_, Ty::Hist) => self.err_hint(
                     format!(
-                        "{} is a histogram and cannot be formatted by `{text}`",
+                        "{} is a histogram and cannot be formatted by {what}",
                         describe(a)
                     ),
                     a.span,
@@ -1204,14 +1257,21 @@ impl<'a> Walker<'a> {
                 ),
                 (true, Ty::Int) => self.err(
                     format!(
-                        "`{text}` needs a string argument, but {} is an integer",
+                        "{what} needs a string argument, but {} is an integer",
+                        describe(a)
+                    ),
+                    a.span,
+                ),
+                (false, Ty::Str) if slot.dynamic => self.err(
+                    format!(
+                        "{what} needs an integer argument, but {} is a string",
                         describe(a)
                     ),
                     a.span,
                 ),
                 (false, Ty::Str) => self.err_hint(
                     format!(
-                        "`{text}` needs an integer argument, but {} is a string",
+                        "{what} needs an integer argument, but {} is a string",
                         describe(a)
                     ),
                     a.span,
@@ -1220,19 +1280,14 @@ impl<'a> Walker<'a> {
                 _ => {}
             }
         }
-        if rest.len() < convs.len() {
-            let FmtItem::Conv { offset, text, .. } = convs[rest.len()] else {
-                return;
-            };
-            let span = self.in_literal(fmt_arg, fmt, *offset, text.len());
+        if let Some(slot) = slots.get(rest.len()) {
+            let span = self.in_literal(fmt_arg, fmt, slot.offset, slot.text.len());
             let _ = call;
             self.err(
                 format!(
-                    "printf format has {} conversion{} but {} argument{} given: nothing for `{text}`",
-                    convs.len(),
-                    if convs.len() == 1 { "" } else { "s" },
-                    rest.len(),
-                    if rest.len() == 1 { " is" } else { "s are" },
+                    "printf format has {has} but {} given: nothing for {}",
+                    plural(rest.len(), "argument is", "arguments are"),
+                    slot.what,
                 ),
                 span,
             );

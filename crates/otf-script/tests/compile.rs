@@ -250,6 +250,34 @@ fn printf_conversions() {
 }
 
 #[test]
+fn printf_systemtap_conversions() {
+    let out = output_of(
+        "probe begin { printf(\"%p|%p|%#x|%#X|%#o|%#x|%+d|% d|%.3d|%08.3d|%-#10x|%lld|%llx|%lu|%li|%lX\\n\", \
+         0, 0x1234abcd, 255, 255, 8, 0, 5, 5, 7, 5, 255, -1, -1, -1, 3, 0xabc) }",
+    );
+    assert_eq!(
+        out,
+        "0x0|0x1234abcd|0xff|0XFF|010|0x0|+5| 5|007|00000005|0xff      |-1|ffffffffffffffff|18446744073709551615|3|ABC\n"
+    );
+    // `*` widths and `.*` precisions come from the arguments before the value.
+    let out = output_of(
+        "probe begin { w = 4; printf(\"%*d|%-*d|%*d|%.*d|%*.*x|%d\\n\", w, 42, w, 42, -3, 42, 3, 7, 6, 4, 255, 9) }",
+    );
+    assert_eq!(out, "  42|42  |42|007|  00ff|9\n");
+    let out = output_of(
+        "probe begin { printf(\"%.3s|%-6.2s|%*s|%.*s|%5s|%.0s|%c%#c\\n\", \
+         \"abcdef\", execname(), 4, \"ab\", 2, pp(), \"x\", \"gone\", 65, 10) }",
+    );
+    assert_eq!(out, "abc|st    |  ab|be|    x||A\\n\n");
+}
+
+#[test]
+fn dynamic_widths_are_record_arguments() {
+    let c = compile("probe begin { printf(\"%*d %.*s %d\\n\", 3, 1, 2, execname(), 5) }");
+    assert_eq!(c.script.formats[0].nargs, 4, "{:?}", c.script.formats);
+}
+
+#[test]
 fn print_and_println_concatenate() {
     let out = output_of(
         "probe begin { print(1, \"a\", 2); print(\"\\n\"); println(); println(\"x\", execname(), 5, pp()) }",

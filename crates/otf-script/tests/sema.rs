@@ -498,6 +498,63 @@ fn printf_checks() {
 }
 
 #[test]
+fn printf_systemtap_conversions() {
+    ok("probe begin { printf(\"%p %ld %lu %lld %llu %lx %llx %li %lX %#x %#X %#o %05d %+d % d\\n\", \
+        1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15) }");
+    ok("probe begin { printf(\"%.3d %08.3d %-#10x %-8s %.2s %c %#c\\n\", 1, 2, 3, \"a\", pp(), 65, 10) }");
+    // `*` and `.*` take integer arguments before the value.
+    ok("probe begin { printf(\"%*d %-*s %.*s %*.*x\\n\", 5, 1, 3, execname(), 2, \"abc\", 6, 3, 255) }");
+    err_at(
+        "probe begin { printf(\"%*d\\n\", 5) }",
+        1,
+        23,
+        "printf format has 1 conversion taking 2 arguments but 1 argument is given: nothing for `%*d`",
+    );
+    err_at(
+        "probe begin { printf(\"%d %.*s\\n\", 1, 2) }",
+        1,
+        26,
+        "nothing for `%.*s`",
+    );
+    err_at(
+        "probe begin { printf(\"%*d\\n\", \"x\", 1) }",
+        1,
+        31,
+        "the `*` width of `%*d` needs an integer argument, but",
+    );
+    err_at(
+        "probe begin { printf(\"%*s\\n\", 2, 1) }",
+        1,
+        34,
+        "`%*s` needs a string argument",
+    );
+    err_at(
+        "probe begin { printf(\"%*d\\n\", 1, 2, 3) }",
+        1,
+        37,
+        "too many arguments for printf: the format has 1 conversion taking 2 arguments",
+    );
+    err_at(
+        "probe begin { printf(\"x%4b\", 1) }",
+        1,
+        24,
+        "printf conversion `%4b` (binary output) is not supported yet",
+    );
+    err_at(
+        "probe begin { printf(\"%m\", 1) }",
+        1,
+        23,
+        "printf conversion `%m` (memory dump) is not supported yet",
+    );
+    err_at(
+        "probe begin { printf(\"%hd\", 1) }",
+        1,
+        23,
+        "unsupported printf conversion `%hd`",
+    );
+}
+
+#[test]
 fn assignment_to_functions() {
     err_at("probe begin { pid = 3 }", 1, 15, "cannot assign to `pid`");
     err_at(
