@@ -281,12 +281,11 @@ fn mi(o: Op, g: i32, imm: i64) -> Insn {
 fn map_cases() -> Vec<(Op, Vec<Insn>, Result<i64, VmError>)> {
     let put = |k: i64, v: i64| [push(k), push(v), mi(Op::MapPut, 0, 1), op(Op::Pop)];
     let stat = |v: i64| [push(v), mi(Op::StatAdd, 1, 0)];
-    let mut v = Vec::new();
-    v.push((
+    let mut v = vec![(
         Op::MapGet,
         [&put(3, 7)[..], &[push(3), mi(Op::MapGet, 0, 1), ret()]].concat(),
         Ok(7),
-    ));
+    )];
     v.push((
         Op::MapGet,
         vec![push(3), mi(Op::MapGet, 0, 1), ret()],
