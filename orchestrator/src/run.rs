@@ -19,7 +19,7 @@ use otf_core::{
 };
 use otf_script::diag::SourceFile;
 use otf_script::point::PointKind;
-use otf_script::store::{Aggregate, MemStore, Split};
+use otf_script::store::Aggregate;
 use otf_script::vm::{self, End, FixedHit, GlobalStore as _, OutRecord};
 
 use crate::cli::{OutputFormat, RunArgs};
@@ -129,8 +129,6 @@ struct Session<'a> {
     end_pending: bool,
     /// The cached condition bits were set from user space (once, at start).
     conds_synced: bool,
-    /// Arrays and aggregates (used by `begin` and `end` bodies only, for now).
-    arrays: MemStore,
 }
 
 impl Session<'_> {
@@ -167,14 +165,28 @@ impl Session<'_> {
                 self.out.output(Some(pidx), &text);
             }
             RtEvent::Exit { .. } => self.flags.exit = true,
-            RtEvent::Error { pidx, kind, .. } => {
+            RtEvent::Error { pidx, kind, pc } => {
                 let pp = self
                     .res
                     .probes
                     .get(pidx as usize)
                     .map(|p| p.pp.clone())
                     .unwrap_or_else(|| "an unknown probe".into());
-                self.report_error(kind.message(), &pp, Some(pidx));
+                let script = &self.front.compiled.script;
+                let msg = match kind {
+                    // SystemTap names the limit: the array is the failing instruction's.
+                    otf_bpf::RuntimeErrorKind::ArrayFull => {
+                        let max = script
+                            .code
+                            .get(pc as usize)
+                            .and_then(|i| script.globals.get(i.arg as usize))
+                            .map(|g| g.max_entries())
+                            .unwrap_or(otf_script::bytecode::MAXMAPENTRIES);
+                        format!("{} ({max})", kind.message())
+                    }
+                    _ => kind.message().to_string(),
+                };
+                self.report_error(&msg, &pp, Some(pidx));
             }
             RtEvent::Notification { .. } => self.flags.notified = true,
         }
@@ -243,10 +255,7 @@ impl Session<'_> {
             let name = which.to_string();
             let script = &self.front.compiled.script;
             let mut texts = Vec::new();
-            let mut globals = Split {
-                scalars: self.rt.globals(),
-                maps: &mut self.arrays,
-            };
+            let mut globals = self.rt.store();
             let r = vm::run(
                 &script.code,
                 u.body.start as usize,
@@ -259,7 +268,7 @@ impl Session<'_> {
                 let Some(f) = script.formats.get(rec.fmt as usize) else {
                     continue;
                 };
-                let maps = &mut *globals.maps;
+                let maps = &mut globals;
                 let mut hist = |g: u32, linear: bool, keys: &[i64]| {
                     let info = &script.globals[g as usize];
                     let agg = maps
@@ -290,6 +299,21 @@ impl Session<'_> {
             }
         }
         self.out.flush();
+    }
+}
+
+impl Session<'_> {
+    /// The `end` bodies, then the globals written and never read (SystemTap prints them as if
+    /// by `end` probes of its own, after the script's).
+    fn run_end_bodies(&mut self) {
+        self.run_user_bodies(&PointKind::End);
+        let globals = &self.front.compiled.script.globals;
+        let mut store = self.rt.store();
+        let text = otf_script::display::unread_globals(globals, &mut store);
+        if !text.is_empty() {
+            self.out.output(None, &text);
+            self.out.flush();
+        }
     }
 }
 
@@ -330,7 +354,7 @@ impl Kernel for Session<'_> {
         // The first drain after `run_end` is the one that follows the release of every group.
         if self.end_pending {
             self.end_pending = false;
-            self.run_user_bodies(&PointKind::End);
+            self.run_end_bodies();
         }
     }
 
@@ -339,7 +363,7 @@ impl Kernel for Session<'_> {
         let code = &self.front.compiled.script.code;
         for &(cond, start) in &self.conds {
             let mut hit = self.hit();
-            let mut globals = self.rt.globals();
+            let mut globals = self.rt.store();
             let r = vm::run(code, start as usize, &mut globals, &mut hit, &mut |_| {});
             // A condition that fails to evaluate counts as true: arming is an optimisation, and
             // the body re-checks the condition (and reports the error) in the kernel.
@@ -669,6 +693,7 @@ pub(crate) fn build_image(
         cond_code,
         cond_init: vec![false; script.units.len()],
         globals_init: script.globals.iter().map(|g| g.init).collect(),
+        maps: otf_codegen::maps::MapSpec::all(&script.globals),
         target_pid: target,
     }
 }
@@ -1045,7 +1070,6 @@ pub fn run(args: &RunArgs) -> Result<i32, Failure> {
         ncond: front.compiled.script.units.len(),
         end_pending: false,
         conds_synced: false,
-        arrays: MemStore::new(&front.compiled.script.globals),
     };
 
     let config = SchedulerConfig {
@@ -1159,7 +1183,7 @@ pub fn run(args: &RunArgs) -> Result<i32, Failure> {
         // Not reached with the current scheduler (it drains after releasing), kept so that end
         // bodies can never be lost.
         session.end_pending = false;
-        session.run_user_bodies(&PointKind::End);
+        session.run_end_bodies();
     }
 
     // SystemTap's "skipped probes": hits that did not run for want of a lock or a nesting

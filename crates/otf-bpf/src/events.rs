@@ -1,6 +1,6 @@
 //! Decoding of ring-buffer records into [`Event`]s.
 
-use crate::layout::{ERR_BAD_CODE, ERR_DIV_ZERO, ERR_MAXACTION, ERR_RANDINT};
+use crate::layout::{ERR_ARRAY_FULL, ERR_BAD_CODE, ERR_DIV_ZERO, ERR_MAXACTION, ERR_RANDINT};
 use crate::layout::{REC_ERROR, REC_EXIT, REC_HDR_SIZE, REC_NOTIFY, REC_OUT};
 
 /// A run-time error kind, as reported by the BPF VM.
@@ -14,6 +14,8 @@ pub enum RuntimeErrorKind {
     InvalidRandint,
     /// Malformed code: bad opcode, operand, jump or stack depth.
     BadCode,
+    /// A new element in a full array (SystemTap's "Array overflow").
+    ArrayFull,
     /// A kind this version does not know.
     Unknown(u32),
 }
@@ -26,6 +28,7 @@ impl RuntimeErrorKind {
             ERR_MAXACTION => Self::MaxAction,
             ERR_RANDINT => Self::InvalidRandint,
             ERR_BAD_CODE => Self::BadCode,
+            ERR_ARRAY_FULL => Self::ArrayFull,
             v => Self::Unknown(v),
         }
     }
@@ -37,6 +40,7 @@ impl RuntimeErrorKind {
             Self::MaxAction => "MAXACTION exceeded",
             Self::InvalidRandint => "invalid randint range",
             Self::BadCode => "malformed bytecode",
+            Self::ArrayFull => "Array overflow, check size limit",
             Self::Unknown(_) => "unknown run-time error",
         }
     }
@@ -202,6 +206,18 @@ mod tests {
                 kind: RuntimeErrorKind::DivisionByZero,
                 pc: 17
             })
+        );
+        assert_eq!(
+            decode(&hdr(REC_ERROR, 2, ERR_ARRAY_FULL, 5)),
+            Some(Event::Error {
+                pidx: 2,
+                kind: RuntimeErrorKind::ArrayFull,
+                pc: 5
+            })
+        );
+        assert_eq!(
+            RuntimeErrorKind::ArrayFull.to_string(),
+            "Array overflow, check size limit"
         );
         assert_eq!(
             decode(&hdr(REC_NOTIFY, 9, 0, 0)),

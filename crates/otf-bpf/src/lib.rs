@@ -7,8 +7,10 @@
 //! each attachment's pidx as the attach cookie ([`cookie`], [`entry_cookie`]), and then reads
 //! and writes the script's globals ([`Runtime::globals`]), the cached condition bits
 //! ([`Runtime::cond_enabled`]), the `need_refresh` flag ([`Runtime::take_need_refresh`]) and
-//! the counters through the mmapped shared map, without syscalls. Records (output, `exit()`,
-//! run-time errors, notifications) arrive on a ring buffer ([`Runtime::events`]).
+//! the counters through the mmapped shared map, without syscalls; the script's arrays and
+//! aggregates live in one BPF map each, read and written with bpf(2) through
+//! [`Runtime::store`], which sees every global. Records (output, `exit()`, run-time errors,
+//! notifications) arrive on a ring buffer ([`Runtime::events`]).
 //!
 //! See `docs/runtime.md` for the hit path, the lock and the limits, and `docs/codegen.md` for
 //! the generated code.
@@ -27,9 +29,11 @@ use otf_codegen::layout::{CpuState, Shared};
 use otf_script::bytecode::{Ctx, Op, MAX_GLOBALS};
 use otf_script::vm::GlobalStore;
 
+mod arrays;
 mod btf;
 mod events;
 
+pub use arrays::RuntimeStore;
 pub use events::{decode, Event, RuntimeErrorKind};
 use layout::*;
 pub use layout::{cookie, entry_cookie};
@@ -98,6 +102,8 @@ pub struct ErrorCounters {
     pub invalid_randint: u64,
     /// Malformed code.
     pub bad_code: u64,
+    /// New elements refused by a full array.
+    pub array_full: u64,
     /// Records lost because the ring buffer was full.
     pub ringbuf_dropped: u64,
     /// Hits whose cookie named no configured pidx.
@@ -137,6 +143,8 @@ struct Maps {
     events: MapHandle,
     cpu: MapHandle,
     entry: MapHandle,
+    /// The arrays' and aggregates' maps and the zero value.
+    globals: arrays::GlobalMaps,
 }
 
 /// The loaded runtime: maps, the mmapped shared value and the handler programs.
@@ -246,6 +254,7 @@ impl Runtime {
                 ENTRY_MAP_SIZE as u32,
                 0,
             )?,
+            globals: arrays::GlobalMaps::create(&image.maps)?,
         };
         // SAFETY: sysconf has no preconditions.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
@@ -293,14 +302,28 @@ impl Runtime {
         Ok(rt)
     }
 
-    fn map_fd(&self, m: otf_codegen::MapId) -> RawFd {
+    fn map_fd(&self, m: otf_codegen::MapId) -> Result<RawFd> {
         let h = match m {
             otf_codegen::MapId::Shared => &self.maps.shared,
             otf_codegen::MapId::Events => &self.maps.events,
             otf_codegen::MapId::Cpu => &self.maps.cpu,
             otf_codegen::MapId::Entry => &self.maps.entry,
+            otf_codegen::MapId::Global(g) => {
+                return self.maps.globals.fd(m).ok_or_else(|| {
+                    Error::msg(format!(
+                        "the generated code uses the map of global {g}, which the image does not have (an otf bug)"
+                    ))
+                })
+            }
+            otf_codegen::MapId::Zero => {
+                return self
+                    .maps
+                    .globals
+                    .fd(m)
+                    .ok_or_else(|| Error::msg("no zero map"))
+            }
         };
-        h.as_fd().as_raw_fd()
+        Ok(h.as_fd().as_raw_fd())
     }
 
     fn load_program(
@@ -311,7 +334,7 @@ impl Runtime {
     ) -> Result<OwnedFd> {
         let mut insns = prog.insns.clone();
         for &(at, m) in &prog.map_refs {
-            insns[at].imm = self.map_fd(m);
+            insns[at].imm = self.map_fd(m)?;
         }
         let bytes: Vec<u8> = insns.iter().flat_map(|i| i.to_bytes()).collect();
         let mut log = vec![0u8; 16 << 20];
@@ -469,6 +492,13 @@ impl Runtime {
             len: self.nglobals,
             _rt: std::marker::PhantomData,
         }
+    }
+
+    /// Every global, scalars and arrays and aggregates, as a
+    /// [`GlobalStore`](otf_script::vm::GlobalStore) for the reference VM (`begin`/`end`
+    /// bodies) and for reading results; see [`RuntimeStore`].
+    pub fn store(&self) -> RuntimeStore<'_> {
+        RuntimeStore::new(self.globals(), &self.maps.globals)
     }
 
     fn cond_ptr(&self, id: u32) -> Option<&AtomicU8> {
@@ -650,6 +680,7 @@ impl Runtime {
                 max_action: rd(e.add(ERR_MAXACTION as usize)),
                 invalid_randint: rd(e.add(ERR_RANDINT as usize)),
                 bad_code: rd(e.add(ERR_BAD_CODE as usize)),
+                array_full: rd(e.add(ERR_ARRAY_FULL as usize)),
                 ringbuf_dropped: rd(std::ptr::addr_of_mut!((*s).ringbuf_dropped)),
                 bad_cookie: rd(std::ptr::addr_of_mut!((*s).bad_cookie)),
                 notifications: rd(std::ptr::addr_of_mut!((*s).notifications)),

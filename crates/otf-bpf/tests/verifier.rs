@@ -75,6 +75,7 @@ fn image_of(src: &str) -> RuntimeImage {
             .collect(),
         cond_code: vec![0; s.units.len()],
         globals_init: s.globals.iter().map(|g| g.init).collect(),
+        maps: otf_codegen::maps::MapSpec::all(&s.globals),
         ..Default::default()
     }
 }

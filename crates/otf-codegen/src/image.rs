@@ -52,6 +52,8 @@ pub struct RuntimeImage {
     pub cond_init: Vec<bool>,
     /// Initial values of the globals; its length is the number of globals.
     pub globals_init: Vec<i64>,
+    /// The maps of the script's arrays and aggregates, one per such global.
+    pub maps: Vec<crate::maps::MapSpec>,
     /// `target()`.
     pub target_pid: i64,
 }

@@ -58,6 +58,8 @@ pub const ERR_MAXACTION: u32 = 2;
 pub const ERR_RANDINT: u32 = 3;
 /// Error kind: malformed code (never emitted by generated code; kept for the record format).
 pub const ERR_BAD_CODE: u32 = 4;
+/// Error kind: a new element in a full array ("Array overflow, check size limit").
+pub const ERR_ARRAY_FULL: u32 = 5;
 /// Size of the per-kind error counter array.
 pub const ERR_KINDS: usize = 8;
 

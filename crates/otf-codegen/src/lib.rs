@@ -20,6 +20,7 @@ pub mod insn;
 mod kind;
 pub mod layout;
 mod lower;
+pub mod maps;
 mod xlated;
 
 use std::collections::HashMap;
@@ -58,6 +59,10 @@ pub enum MapId {
     Cpu,
     /// The LRU hash of `@entry` values, keyed by `(tid, pidx)`.
     Entry,
+    /// The map of the array or aggregate that is global `.0` ([`maps::MapSpec`]).
+    Global(u32),
+    /// A zero-filled array value that new aggregate elements are inserted from.
+    Zero,
 }
 
 impl MapId {
@@ -68,6 +73,17 @@ impl MapId {
             MapId::Events => "events",
             MapId::Cpu => "cpu",
             MapId::Entry => "entry",
+            MapId::Global(_) => "global",
+            MapId::Zero => "zero",
+        }
+    }
+}
+
+impl std::fmt::Display for MapId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MapId::Global(g) => write!(f, "global{g}"),
+            m => f.write_str(m.name()),
         }
     }
 }
@@ -197,6 +213,7 @@ pub fn generate(
         code: &image.code,
         b: &mut b,
         kinfo,
+        maps: &image.maps,
     };
     handler::handler(&mut g, kind, &vars, &shapes, &image.cond_code)?;
     let linked = b.link()?;

@@ -24,14 +24,17 @@
 
 use std::collections::HashMap;
 
-use otf_script::bytecode::{Ctx, Insn as BInsn, Op, MAX_STEPS};
+use otf_script::bytecode::{Ctx, Insn as BInsn, Op, HIST_LOG_BUCKET0, HIST_LOG_BUCKETS, MAX_STEPS};
 
 use crate::asm::{Builder, FuncId, Label};
 use crate::cfg::{jump_target, successors, Exit, Loop, Shape};
 use crate::insn::{
     helper, Alu, Atomic, Cond, Insn, Reg, DW, R0, R1, R10, R2, R3, R4, R5, R6, R7, R8, R9, W,
 };
-use crate::layout::{off, ERR_DIV_ZERO, ERR_MAXACTION, ERR_RANDINT, REC_EXIT, REC_OUT};
+use crate::layout::{
+    off, ERR_ARRAY_FULL, ERR_DIV_ZERO, ERR_MAXACTION, ERR_RANDINT, REC_EXIT, REC_OUT,
+};
+use crate::maps::{MapKind, MapSpec, STAT_COUNT, STAT_MAX, STAT_MIN, STAT_SUM};
 use crate::{Error, KernelInfo, MapId};
 
 /// `Frame::exit` codes: how a loop callback ended. A jump to pc `p` is `EXIT_PC + p`.
@@ -60,6 +63,8 @@ pub(crate) struct Gen<'a> {
     pub code: &'a [BInsn],
     pub b: &'a mut Builder,
     pub kinfo: &'a KernelInfo,
+    /// The maps of the script's arrays and aggregates.
+    pub maps: &'a [MapSpec],
 }
 
 fn stack(d: u32) -> i16 {
@@ -146,7 +151,7 @@ fn global(g: i32) -> i16 {
     off::s16(off::GLOBALS + 8 * g as usize)
 }
 
-impl Gen<'_> {
+impl<'a> Gen<'a> {
     /// Emit the program starting at `start` into function `f` (the top level), whose r6-r9
     /// are set up. Its ends jump to `ends`.
     pub fn program(&mut self, f: FuncId, shape: &Shape, ends: Ends) -> Result<(), Error> {
@@ -739,16 +744,87 @@ impl Gen<'_> {
                 header(self.b.f(fid), REC_OUT, Some((a, n as i32)));
                 emit_record(self.b.f(fid), 48 + 8 * n as i32);
             }
-            Op::MapGet
-            | Op::MapPut
-            | Op::MapAdd
-            | Op::MapIn
-            | Op::MapDel
-            | Op::MapClear
-            | Op::StatAdd
-            | Op::StatGet
-            | Op::IterStart
-            | Op::IterNext => {
+            Op::MapGet | Op::MapIn | Op::MapDel => {
+                let base = d as usize - self.nkeys(insn)?;
+                self.flush(r);
+                let m = self.map(a)?;
+                self.key_ptr(fid, m, base);
+                let f = self.b.f(fid);
+                f.ld_map(R1, MapId::Global(a as u32), None);
+                r.vs.truncate(base);
+                if op == Op::MapDel {
+                    f.emit(Insn::call_helper(helper::MAP_DELETE_ELEM));
+                } else {
+                    f.emit(Insn::call_helper(helper::MAP_LOOKUP_ELEM));
+                    // A missing element reads 0 (the NULL pointer itself); `in` is 0 or 1.
+                    let done = f.new_label();
+                    f.jmp_imm(Cond::Eq, R0, 0, done);
+                    if op == Op::MapIn {
+                        f.emit(Insn::mov_imm(R0, 1));
+                    } else {
+                        f.emit(Insn::ldx(DW, R0, R0, 0));
+                    }
+                    f.bind(done);
+                    r.vs.push(Val::Reg(R0));
+                }
+            }
+            Op::MapPut | Op::MapAdd => {
+                let base = d as usize - 1 - self.nkeys(insn)?;
+                self.flush(r);
+                let m = self.map(a)?;
+                let val = stack(d - 1);
+                self.lookup(fid, m, base);
+                let f = self.b.f(fid);
+                let have = f.new_label();
+                f.jmp_imm(Cond::Ne, R0, 0, have);
+                if op == Op::MapPut {
+                    // A new element: insert the value itself.
+                    self.key_ptr(fid, m, base);
+                    let f = self.b.f(fid);
+                    f.ld_map(R1, MapId::Global(a as u32), None);
+                    f.emit(Insn::mov(R3, R8));
+                    f.emit(Insn::alu64_imm(Alu::Add, R3, i32::from(val)));
+                    f.emit(Insn::mov_imm(R4, 0));
+                    f.emit(Insn::call_helper(helper::MAP_UPDATE_ELEM));
+                    let ok = f.new_label();
+                    f.jmp_imm(Cond::Sge, R0, 0, ok);
+                    self.error(r, ERR_ARRAY_FULL, pc);
+                    let f = self.b.f(fid);
+                    f.bind(ok);
+                    let done = f.new_label();
+                    f.ja(done);
+                    f.bind(have);
+                    f.emit(Insn::ldx(DW, R1, R8, val));
+                    f.emit(Insn::stx(DW, R0, 0, R1));
+                    f.bind(done);
+                    f.emit(Insn::ldx(DW, R0, R8, val));
+                } else {
+                    self.insert_zero(r, m, base, pc)?;
+                    let f = self.b.f(fid);
+                    f.bind(have);
+                    f.emit(Insn::ldx(DW, R1, R0, 0));
+                    f.emit(Insn::ldx(DW, R2, R8, val));
+                    f.emit(Insn::alu64_reg(Alu::Add, R1, R2));
+                    f.emit(Insn::stx(DW, R0, 0, R1));
+                    f.emit(Insn::mov(R0, R1));
+                }
+                r.vs.truncate(base);
+                r.vs.push(Val::Reg(R0));
+            }
+            Op::StatAdd => {
+                let base = d as usize - 1 - self.nkeys(insn)?;
+                self.flush(r);
+                let m = self.map(a)?;
+                self.lookup(fid, m, base);
+                let have = self.b.f(fid).new_label();
+                self.b.f(fid).jmp_imm(Cond::Ne, R0, 0, have);
+                self.insert_zero(r, m, base, pc)?;
+                self.b.f(fid).bind(have);
+                self.b.f(fid).emit(Insn::ldx(DW, R1, R8, stack(d - 1)));
+                stat_add(self.b.f(fid), m);
+                r.vs.truncate(base);
+            }
+            Op::MapClear | Op::StatGet | Op::IterStart | Op::IterNext => {
                 // The front end keeps arrays and aggregates in `begin`/`end` bodies (user
                 // space) until they are lowered to BPF maps.
                 return Err(Error::BadCode(format!(
@@ -763,6 +839,74 @@ impl Gen<'_> {
                 emit_record(f, 48);
             }
         }
+        Ok(())
+    }
+
+    /// The number of keys of a map instruction.
+    fn nkeys(&self, insn: BInsn) -> Result<usize, Error> {
+        usize::try_from(insn.imm)
+            .ok()
+            .filter(|&n| n <= otf_script::bytecode::MAX_KEYS)
+            .ok_or_else(|| Error::BadCode(format!("{} keys", insn.imm)))
+    }
+
+    /// The map of global `g`.
+    fn map(&self, g: i32) -> Result<&'a MapSpec, Error> {
+        self.maps
+            .iter()
+            .find(|m| m.global as i32 == g)
+            .ok_or_else(|| Error::BadCode(format!("global {g} has no map")))
+    }
+
+    /// r2 = the key: the stack slots from depth `base` (flushed), or a zero `u32` for a
+    /// scalar aggregate's one-element array.
+    fn key_ptr(&mut self, fid: FuncId, m: &MapSpec, base: usize) {
+        let f = self.b.f(fid);
+        if m.kind == MapKind::PercpuArray {
+            f.emit(Insn::st(DW, R8, off::F_TMP, 0));
+            f.emit(Insn::mov(R2, R8));
+            f.emit(Insn::alu64_imm(Alu::Add, R2, i32::from(off::F_TMP)));
+        } else {
+            f.emit(Insn::mov(R2, R8));
+            f.emit(Insn::alu64_imm(Alu::Add, R2, i32::from(stack(base as u32))));
+        }
+    }
+
+    /// r0 = `bpf_map_lookup_elem(map, key)`.
+    fn lookup(&mut self, fid: FuncId, m: &MapSpec, base: usize) {
+        self.key_ptr(fid, m, base);
+        let f = self.b.f(fid);
+        f.ld_map(R1, MapId::Global(m.global), None);
+        f.emit(Insn::call_helper(helper::MAP_LOOKUP_ELEM));
+    }
+
+    /// After a failed lookup: insert a zero element and look it up again (r0); a full
+    /// array is the run-time error "array overflow". The body holds the array's lock
+    /// stripe, so no other body inserts meanwhile.
+    fn insert_zero(
+        &mut self,
+        r: &mut Region<'_>,
+        m: &MapSpec,
+        base: usize,
+        pc: usize,
+    ) -> Result<(), Error> {
+        let fid = r.f;
+        self.key_ptr(fid, m, base);
+        let f = self.b.f(fid);
+        f.ld_map(R1, MapId::Global(m.global), None);
+        f.ld_map(R3, MapId::Zero, Some(0));
+        f.emit(Insn::mov_imm(R4, 0));
+        f.emit(Insn::call_helper(helper::MAP_UPDATE_ELEM));
+        let ok = f.new_label();
+        f.jmp_imm(Cond::Sge, R0, 0, ok);
+        self.error(r, ERR_ARRAY_FULL, pc);
+        self.b.f(fid).bind(ok);
+        self.lookup(fid, m, base);
+        let f = self.b.f(fid);
+        let found = f.new_label();
+        f.jmp_imm(Cond::Ne, R0, 0, found);
+        self.error(r, ERR_ARRAY_FULL, pc);
+        self.b.f(fid).bind(found);
         Ok(())
     }
 
@@ -906,4 +1050,115 @@ pub(crate) fn zero(f: &mut crate::asm::Func, start: usize, n: usize) {
     for k in 0..n {
         f.emit(Insn::st(DW, R8, off::s16(start + 8 * k), 0));
     }
+}
+
+/// `<<<`: add r1 to the aggregate value at r0 (this CPU's copy), as SystemTap's
+/// `__stp_stat_add`: count, sum, min, max, then the histogram buckets. Uses r0-r5.
+fn stat_add(f: &mut crate::asm::Func, m: &MapSpec) {
+    let layout = m.stat();
+    f.emit(Insn::ldx(DW, R2, R0, STAT_COUNT));
+    let later = f.new_label();
+    let common = f.new_label();
+    f.jmp_imm(Cond::Ne, R2, 0, later);
+    f.emit(Insn::stx(DW, R0, STAT_MIN, R1));
+    f.emit(Insn::stx(DW, R0, STAT_MAX, R1));
+    f.ja(common);
+    f.bind(later);
+    let skip_min = f.new_label();
+    f.emit(Insn::ldx(DW, R3, R0, STAT_MIN));
+    f.jmp_reg(Cond::Sge, R1, R3, skip_min);
+    f.emit(Insn::stx(DW, R0, STAT_MIN, R1));
+    f.bind(skip_min);
+    let skip_max = f.new_label();
+    f.emit(Insn::ldx(DW, R3, R0, STAT_MAX));
+    f.jmp_reg(Cond::Sle, R1, R3, skip_max);
+    f.emit(Insn::stx(DW, R0, STAT_MAX, R1));
+    f.bind(skip_max);
+    f.bind(common);
+    f.emit(Insn::alu64_imm(Alu::Add, R2, 1));
+    f.emit(Insn::stx(DW, R0, STAT_COUNT, R2));
+    f.emit(Insn::ldx(DW, R3, R0, STAT_SUM));
+    f.emit(Insn::alu64_reg(Alu::Add, R3, R1));
+    f.emit(Insn::stx(DW, R0, STAT_SUM, R3));
+    if let Some(log) = layout.log {
+        log_bucket(f, HIST_LOG_BUCKET0 as i32);
+        bucket_inc(f, log as i32, HIST_LOG_BUCKETS as i32 - 1);
+    }
+    if let Some((lin, n)) = layout.linear {
+        let Some((lo, _, step)) = m.hist.linear else {
+            return;
+        };
+        // r2 = v - lo; negative: bucket 0, else (v - lo) / step + 1, at most n - 1.
+        f.emit(Insn::mov(R2, R1));
+        match i32::try_from(lo) {
+            Ok(lo) => f.emit(Insn::alu64_imm(Alu::Sub, R2, lo)),
+            Err(_) => {
+                f.emit_all(&Insn::ld_imm64(R3, 0, lo as u64));
+                f.emit(Insn::alu64_reg(Alu::Sub, R2, R3));
+            }
+        }
+        let under = f.new_label();
+        let clamp = f.new_label();
+        f.jmp_imm(Cond::Slt, R2, 0, under);
+        match i32::try_from(step) {
+            Ok(step) => f.emit(Insn::alu64_imm(Alu::Div, R2, step)),
+            Err(_) => {
+                f.emit_all(&Insn::ld_imm64(R3, 0, step as u64));
+                f.emit(Insn::alu64_reg(Alu::Div, R2, R3));
+            }
+        }
+        f.emit(Insn::alu64_imm(Alu::Add, R2, 1));
+        f.ja(clamp);
+        f.bind(under);
+        f.emit(Insn::mov_imm(R2, 0));
+        f.bind(clamp);
+        bucket_inc(f, lin as i32, n as i32 - 1);
+    }
+}
+
+/// r2 = the `@hist_log` bucket of r1 (SystemTap's `_stp_val_to_bucket`): `bucket0` for 0,
+/// `bucket0 + bits` for positive values, `bucket0 - bits` for negative ones, where `bits` is
+/// the bit length of |v| (BPF has no count-leading-zeros: a binary search). Uses r2-r5.
+fn log_bucket(f: &mut crate::asm::Func, bucket0: i32) {
+    let done = f.new_label();
+    f.emit(Insn::mov_imm(R2, bucket0));
+    f.jmp_imm(Cond::Eq, R1, 0, done);
+    f.emit(Insn::mov(R3, R1));
+    let pos = f.new_label();
+    f.jmp_imm(Cond::Sge, R3, 0, pos);
+    f.emit(Insn::neg(R3));
+    f.bind(pos);
+    f.emit(Insn::mov_imm(R4, 1));
+    for shift in [32, 16, 8, 4, 2, 1] {
+        let next = f.new_label();
+        f.emit(Insn::mov(R5, R3));
+        f.emit(Insn::alu64_imm(Alu::Rsh, R5, shift));
+        f.jmp_imm(Cond::Eq, R5, 0, next);
+        f.emit(Insn::mov(R3, R5));
+        f.emit(Insn::alu64_imm(Alu::Add, R4, shift));
+        f.bind(next);
+    }
+    let neg = f.new_label();
+    f.jmp_imm(Cond::Slt, R1, 0, neg);
+    f.emit(Insn::alu64_reg(Alu::Add, R2, R4));
+    f.ja(done);
+    f.bind(neg);
+    f.emit(Insn::alu64_reg(Alu::Sub, R2, R4));
+    f.bind(done);
+}
+
+/// Increment the bucket r2 (clamped to `0..=last`) of the buckets at `r0 + at`.
+fn bucket_inc(f: &mut crate::asm::Func, at: i32, last: i32) {
+    let ok = f.new_label();
+    f.jmp_imm(Cond::Le, R2, last, ok);
+    f.emit(Insn::mov_imm(R2, last));
+    f.bind(ok);
+    // The verifier needs the offset's bounds: unsigned `r2 <= last` above, and a mask.
+    f.emit(Insn::alu64_imm(Alu::And, R2, 0x7fff));
+    f.emit(Insn::alu64_imm(Alu::Lsh, R2, 3));
+    f.emit(Insn::mov(R3, R0));
+    f.emit(Insn::alu64_reg(Alu::Add, R3, R2));
+    f.emit(Insn::ldx(DW, R4, R3, at as i16));
+    f.emit(Insn::alu64_imm(Alu::Add, R4, 1));
+    f.emit(Insn::stx(DW, R3, at as i16, R4));
 }

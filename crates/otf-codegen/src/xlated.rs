@@ -106,7 +106,7 @@ fn text(p: &Program, at: usize, i: &Insn, next: Option<&Insn>) -> String {
                 .map_refs
                 .iter()
                 .find(|&&(a, _)| a == at)
-                .map(|&(_, m)| m.name());
+                .map(|&(_, m)| m.to_string());
             match (s, map) {
                 (PSEUDO_MAP_FD, Some(m)) => format!("r{d} = map[{m}]"),
                 (PSEUDO_MAP_VALUE, Some(m)) => format!("r{d} = map[{m}][0]+{}", hi),

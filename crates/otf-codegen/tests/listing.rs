@@ -36,6 +36,7 @@ fn image_of(src: &str) -> RuntimeImage {
             .collect(),
         cond_init: vec![false; s.units.len()],
         globals_init: s.globals.iter().map(|g| g.init).collect(),
+        maps: otf_codegen::maps::MapSpec::all(&s.globals),
         target_pid: 0,
     }
 }
@@ -98,4 +99,12 @@ fn every_kind_generates_for_a_mixed_script() {
         assert_eq!(p.func_info.len(), p.func_starts.len());
         assert_eq!(p.func_starts[0], 0);
     }
+}
+
+#[test]
+fn array_increment_and_aggregate() {
+    insta::assert_snapshot!(listing(
+        "global calls, lat\nprobe kernel.trace(\"syscalls:sys_enter_getppid\") { calls[pid()]++; lat <<< tid() }\nprobe end { print(@hist_log(lat)) }",
+        ProgKind::Tracepoint
+    ));
 }

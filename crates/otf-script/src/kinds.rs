@@ -25,6 +25,11 @@ struct Shape {
 struct Uses {
     by_name: HashMap<String, Vec<Shape>>,
     hists: HashMap<String, Vec<(HistKind, Span)>>,
+    /// Names whose value is read somewhere (`x++`, `x = v`, `x <<< v` and `delete x` are
+    /// pure writes, as SystemTap counts them).
+    read: std::collections::HashSet<String>,
+    /// Names written somewhere.
+    written: std::collections::HashSet<String>,
 }
 
 impl Uses {
@@ -62,14 +67,19 @@ impl Uses {
             }
             StmtKind::Return(Some(e)) | StmtKind::Expr(e) => self.expr(e),
             StmtKind::Delete(e) => match &e.kind {
-                ExprKind::Var(v) => self.add(&v.name, None, None, v.span),
+                ExprKind::Var(v) => {
+                    self.written.insert(v.name.clone());
+                    self.add(&v.name, None, None, v.span)
+                }
                 ExprKind::Index { array, keys } => {
+                    self.written.insert(array.name.clone());
                     self.add(&array.name, Some(keys.len()), None, array.span);
                     keys.iter().for_each(|k| self.expr(k));
                 }
                 _ => {}
             },
             StmtKind::Foreach(f) => {
+                self.read.insert(f.array.name.clone());
                 self.add(&f.array.name, Some(f.keys.len()), None, f.array.span);
                 if let Some(l) = &f.limit {
                     self.expr(l);
@@ -87,12 +97,20 @@ impl Uses {
     fn expr(&mut self, e: &Expr) {
         match &e.kind {
             ExprKind::Int(_) | ExprKind::Str(_) => {}
-            ExprKind::Var(v) => self.add(&v.name, Some(0), Some(false), v.span),
-            ExprKind::Assign { target, value, .. } => {
+            ExprKind::Var(v) => {
+                self.read.insert(v.name.clone());
+                self.add(&v.name, Some(0), Some(false), v.span)
+            }
+            ExprKind::Assign { target, value, op } => {
+                self.written.insert(target.name.clone());
+                if op.is_some() {
+                    self.read.insert(target.name.clone());
+                }
                 self.add(&target.name, Some(0), Some(false), target.span);
                 self.expr(value);
             }
             ExprKind::IncDec { target, .. } => {
+                self.written.insert(target.name.clone());
                 self.add(&target.name, Some(0), Some(false), target.span)
             }
             ExprKind::Binary { lhs, rhs, .. } => {
@@ -107,17 +125,30 @@ impl Uses {
             }
             ExprKind::Call { args, .. } => args.iter().for_each(|a| self.expr(a)),
             ExprKind::Index { array, keys } | ExprKind::IndexIncDec { array, keys, .. } => {
+                if matches!(e.kind, ExprKind::Index { .. }) {
+                    self.read.insert(array.name.clone());
+                } else {
+                    self.written.insert(array.name.clone());
+                }
                 self.add(&array.name, Some(keys.len()), Some(false), array.span);
                 keys.iter().for_each(|k| self.expr(k));
             }
             ExprKind::IndexAssign {
-                array, keys, value, ..
+                array,
+                keys,
+                value,
+                op,
             } => {
+                self.written.insert(array.name.clone());
+                if op.is_some() {
+                    self.read.insert(array.name.clone());
+                }
                 self.add(&array.name, Some(keys.len()), Some(false), array.span);
                 keys.iter().for_each(|k| self.expr(k));
                 self.expr(value);
             }
             ExprKind::In { keys, array } => {
+                self.read.insert(array.name.clone());
                 self.add(&array.name, Some(keys.len()), None, array.span);
                 keys.iter().for_each(|k| self.expr(k));
             }
@@ -126,15 +157,18 @@ impl Uses {
                 keys,
                 value,
             } => {
+                self.written.insert(target.name.clone());
                 self.add(&target.name, Some(keys.len()), Some(true), target.span);
                 keys.iter().for_each(|k| self.expr(k));
                 self.expr(value);
             }
             ExprKind::Stat { target, keys, .. } => {
+                self.read.insert(target.name.clone());
                 self.add(&target.name, Some(keys.len()), Some(true), target.span);
                 keys.iter().for_each(|k| self.expr(k));
             }
             ExprKind::Hist { kind, target, keys } => {
+                self.read.insert(target.name.clone());
                 self.add(&target.name, Some(keys.len()), Some(true), target.span);
                 self.hists
                     .entry(target.name.clone())
@@ -182,6 +216,14 @@ pub(crate) fn infer(
         for (name, h) in u.hists {
             uses.hists.entry(name).or_default().extend(h);
         }
+        let global = |n: &String| !f.params.iter().any(|p| &p.name == n);
+        uses.read.extend(u.read.into_iter().filter(global));
+        uses.written.extend(u.written.into_iter().filter(global));
+    }
+    for (name, &g) in index {
+        let info = &mut globals[g as usize];
+        info.read = uses.read.contains(name);
+        info.written = uses.written.contains(name);
     }
     for (name, shapes) in &uses.by_name {
         let Some(&g) = index.get(name) else { continue };

@@ -11,6 +11,7 @@ pub mod ast;
 pub mod bytecode;
 pub mod compile;
 pub mod diag;
+pub mod display;
 pub mod format;
 pub mod hist;
 pub mod kinds;

@@ -107,6 +107,11 @@ pub struct GlobalInfo {
     pub wrap: bool,
     /// The histograms an aggregate keeps.
     pub hist: HistSpec,
+    /// Its value is read somewhere (`x++`, `x = v`, `x <<< v`, `delete x` are pure writes).
+    pub read: bool,
+    /// It is written somewhere. Globals written and never read are printed at exit, as
+    /// SystemTap prints them.
+    pub written: bool,
     /// The declaration.
     pub span: Span,
 }
@@ -648,12 +653,7 @@ impl<'a> Walker<'a> {
                 );
                 None
             }
-            Some(&g) if !(self.in_function && self.is_param(&array.name)) => {
-                self.info
-                    .uses
-                    .push((Use::UserOnly("arrays and statistics"), array.span));
-                Some(g)
-            }
+            Some(&g) if !(self.in_function && self.is_param(&array.name)) => Some(g),
             _ => {
                 self.err_hint(
                     format!(
@@ -1373,6 +1373,8 @@ pub fn check(file: &SourceFile, script: &Script) -> Checked {
             size,
             wrap: g.wrap,
             hist: HistSpec::default(),
+            read: false,
+            written: false,
             span: g.span,
         });
     }

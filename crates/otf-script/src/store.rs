@@ -353,14 +353,16 @@ mod tests {
 
     #[test]
     fn linear_buckets_have_under_and_overflow() {
-        // @hist_linear(x, 0, 100, 10): 12 buckets, 0 = below 0, 11 = 100 and above.
-        assert_eq!(linear_bucket(-1, 0, 10, 12), 0);
-        assert_eq!(linear_bucket(0, 0, 10, 12), 1);
-        assert_eq!(linear_bucket(9, 0, 10, 12), 1);
-        assert_eq!(linear_bucket(10, 0, 10, 12), 2);
-        assert_eq!(linear_bucket(99, 0, 10, 12), 10);
-        assert_eq!(linear_bucket(100, 0, 10, 12), 11);
-        assert_eq!(linear_bucket(i64::MAX, 0, 10, 12), 11);
+        // @hist_linear(x, 0, 100, 10): (100 - 0) / 10 + 3 = 13 buckets (SystemTap's count):
+        // 0 below 0, 1..=10 the ten steps, 11 for 100..110, 12 the overflow.
+        assert_eq!(linear_bucket(-1, 0, 10, 13), 0);
+        assert_eq!(linear_bucket(0, 0, 10, 13), 1);
+        assert_eq!(linear_bucket(9, 0, 10, 13), 1);
+        assert_eq!(linear_bucket(10, 0, 10, 13), 2);
+        assert_eq!(linear_bucket(99, 0, 10, 13), 10);
+        assert_eq!(linear_bucket(100, 0, 10, 13), 11);
+        assert_eq!(linear_bucket(110, 0, 10, 13), 12);
+        assert_eq!(linear_bucket(i64::MAX, 0, 10, 13), 12);
     }
 
     #[test]

@@ -135,6 +135,47 @@ value |-------------------------------------------------- count
 }
 
 #[test]
+fn globals_written_and_never_read_are_displayed_as_systemtap_does() {
+    let src = "global n, m, r, a, s, t, e
+        probe begin {
+          n++; m = -1; r = 5; x = r
+          a[1] = 2; a[2] = 7; a[3] = 2
+          s <<< 4; s <<< 10
+          t[1] <<< 1; t[2] <<< 5; t[2] <<< 7
+          delete e
+        }";
+    let file = SourceFile::new("t.stp", src);
+    let c = compile_source(&file).expect("compiles");
+    let s = &c.script;
+    let mut store = MemStore::new(&s.globals);
+    vm::run(
+        &s.code,
+        s.units[0].body.start as usize,
+        &mut store,
+        &mut FixedHit::default(),
+        &mut |_| {},
+    )
+    .expect("runs");
+    // `++`, `=`, `<<<` and `delete` are pure writes; `r` is read. Arrays by decreasing value
+    // (ties by key), aggregates by decreasing count.
+    let want = "\
+n=0x1
+m=0xffffffffffffffff
+a[2]=0x7
+a[1]=0x2
+a[3]=0x2
+s @count=2 @min=4 @max=10 @sum=14 @avg=7
+t[2] @count=2 @min=5 @max=7 @sum=12 @avg=6
+t[1] @count=1 @min=1 @max=1 @sum=1 @avg=1
+e=0x0
+";
+    assert_eq!(
+        otf_script::display::unread_globals(&s.globals, &mut store),
+        want
+    );
+}
+
+#[test]
 fn bad_uses_are_refused_at_their_place() {
     let check = |src: &str| {
         let file = SourceFile::new("t.stp", src);

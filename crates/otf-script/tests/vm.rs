@@ -264,6 +264,8 @@ fn map_store() -> MemStore {
         size,
         wrap: false,
         hist: HistSpec::default(),
+        read: true,
+        written: true,
         span: Default::default(),
     };
     MemStore::new(&[

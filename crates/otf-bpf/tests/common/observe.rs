@@ -244,6 +244,10 @@ pub fn kind_of(e: &VmError) -> RuntimeErrorKind {
         VmError::DivisionByZero { .. } => RuntimeErrorKind::DivisionByZero,
         VmError::MaxAction { .. } => RuntimeErrorKind::MaxAction,
         VmError::InvalidRandint { .. } => RuntimeErrorKind::InvalidRandint,
+        VmError::Array {
+            err: otf_script::store::MapError::Full { .. },
+            ..
+        } => RuntimeErrorKind::ArrayFull,
         e => panic!("generator bug: a verified program is malformed at run time: {e}"),
     }
 }

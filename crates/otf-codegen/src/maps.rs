@@ -1,0 +1,198 @@
+//! The kernel maps of a script's arrays and aggregates: one BPF map per global, described by
+//! a [`MapSpec`] that the code generator compiles against and the loader creates.
+//!
+//! | global | map | key | value |
+//! |---|---|---|---|
+//! | `global a` (array) | `HASH`, `max_entries` = its size (MAXMAPENTRIES) | 8 bytes per key | 8 bytes |
+//! | `global a%` | `LRU_HASH` (full arrays evict instead of failing) | 8 bytes per key | 8 bytes |
+//! | `global s` (aggregate) | `PERCPU_ARRAY`, one element | `u32` 0 | [`StatLayout`] |
+//! | `global t` (`t[k] <<< v`) | `PERCPU_HASH` | 8 bytes per key | [`StatLayout`] |
+//!
+//! Keys are the integer keys in order, as the operand stack holds them, so a key is built in
+//! place. Aggregates are per CPU, as in SystemTap; readers combine the CPUs.
+
+use otf_script::bytecode::{GlobalKind, HistSpec, HIST_LOG_BUCKETS};
+use otf_script::sema::GlobalInfo;
+
+/// The BPF map type of an array or aggregate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MapKind {
+    /// `BPF_MAP_TYPE_HASH` (1).
+    Hash,
+    /// `BPF_MAP_TYPE_LRU_HASH` (9): `global a%`.
+    LruHash,
+    /// `BPF_MAP_TYPE_PERCPU_HASH` (5): arrays of aggregates.
+    PercpuHash,
+    /// `BPF_MAP_TYPE_PERCPU_ARRAY` (6): a scalar aggregate, one element.
+    PercpuArray,
+}
+
+impl MapKind {
+    /// The kernel's `bpf_map_type` number.
+    pub fn bpf_type(self) -> u32 {
+        match self {
+            MapKind::Hash => 1,
+            MapKind::PercpuHash => 5,
+            MapKind::PercpuArray => 6,
+            MapKind::LruHash => 9,
+        }
+    }
+
+    /// `true` for the per-CPU maps (aggregates).
+    pub fn per_cpu(self) -> bool {
+        matches!(self, MapKind::PercpuHash | MapKind::PercpuArray)
+    }
+}
+
+/// Where the fields of an aggregate's value are: `count`, `sum`, `min`, `max` (8 bytes
+/// each), then the `@hist_log` buckets, then the `@hist_linear` buckets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct StatLayout {
+    /// Offset of the log buckets (when used).
+    pub log: Option<u32>,
+    /// Offset and number of the linear buckets (when used).
+    pub linear: Option<(u32, u32)>,
+    /// The value's size in bytes.
+    pub size: u32,
+}
+
+/// Offsets of `count`, `sum`, `min`, `max` in an aggregate's value.
+pub const STAT_COUNT: i16 = 0;
+/// See [`STAT_COUNT`].
+pub const STAT_SUM: i16 = 8;
+/// See [`STAT_COUNT`].
+pub const STAT_MIN: i16 = 16;
+/// See [`STAT_COUNT`].
+pub const STAT_MAX: i16 = 24;
+
+impl StatLayout {
+    /// The layout of an aggregate printed with the histograms of `hist`.
+    pub fn new(hist: &HistSpec) -> StatLayout {
+        let mut off = 32u32;
+        let log = hist.log.then(|| {
+            let o = off;
+            off += 8 * HIST_LOG_BUCKETS as u32;
+            o
+        });
+        let n = hist.linear_buckets() as u32;
+        let linear = (n > 0).then(|| {
+            let o = off;
+            off += 8 * n;
+            (o, n)
+        });
+        StatLayout {
+            log,
+            linear,
+            size: off,
+        }
+    }
+
+    /// The number of 64-bit words of a value.
+    pub fn words(&self) -> usize {
+        self.size as usize / 8
+    }
+}
+
+/// One array's or aggregate's map.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct MapSpec {
+    /// The global it holds.
+    pub global: u32,
+    /// The global's name (the map's name, truncated by the kernel to 15 bytes).
+    pub name: String,
+    /// The map type.
+    pub kind: MapKind,
+    /// The number of integer keys (0 for a scalar aggregate).
+    pub nkeys: u32,
+    /// Key size in bytes.
+    pub key_size: u32,
+    /// Value size in bytes.
+    pub value_size: u32,
+    /// The most elements.
+    pub max_entries: u32,
+    /// The histograms an aggregate keeps (default for arrays).
+    pub hist: HistSpec,
+}
+
+impl MapSpec {
+    /// The map of global `g`, or `None` for a scalar.
+    pub fn for_global(g: u32, info: &GlobalInfo) -> Option<MapSpec> {
+        let (kind, nkeys, value_size) = match info.kind {
+            GlobalKind::Scalar => return None,
+            GlobalKind::Array { keys } => (
+                if info.wrap {
+                    MapKind::LruHash
+                } else {
+                    MapKind::Hash
+                },
+                u32::from(keys),
+                8,
+            ),
+            GlobalKind::Stat { keys } => (
+                if keys == 0 {
+                    MapKind::PercpuArray
+                } else {
+                    MapKind::PercpuHash
+                },
+                u32::from(keys),
+                StatLayout::new(&info.hist).size,
+            ),
+        };
+        Some(MapSpec {
+            global: g,
+            name: info.name.clone(),
+            kind,
+            nkeys,
+            key_size: if kind == MapKind::PercpuArray {
+                4
+            } else {
+                8 * nkeys
+            },
+            value_size,
+            max_entries: if kind == MapKind::PercpuArray {
+                1
+            } else {
+                info.max_entries()
+            },
+            hist: info.hist,
+        })
+    }
+
+    /// The maps of every array and aggregate among `globals`.
+    pub fn all(globals: &[GlobalInfo]) -> Vec<MapSpec> {
+        globals
+            .iter()
+            .enumerate()
+            .filter_map(|(g, info)| MapSpec::for_global(g as u32, info))
+            .collect()
+    }
+
+    /// The layout of an aggregate's value.
+    pub fn stat(&self) -> StatLayout {
+        StatLayout::new(&self.hist)
+    }
+}
+
+/// The size of the zero-filled value new aggregate elements are inserted from: the largest
+/// aggregate value (at least 8 bytes, for array elements).
+pub fn zero_size(maps: &[MapSpec]) -> u32 {
+    maps.iter().map(|m| m.value_size).max().unwrap_or(8).max(8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_layout_places_the_histograms_after_the_counters() {
+        let l = StatLayout::new(&HistSpec {
+            log: true,
+            linear: Some((0, 100, 10)),
+        });
+        assert_eq!(l.log, Some(32));
+        // SystemTap's (hi - lo) / step + 3 buckets: under, 10 in range, 100..110, over.
+        assert_eq!(l.linear, Some((32 + 1024, 13)));
+        assert_eq!(l.size, 32 + 1024 + 104);
+        assert_eq!(StatLayout::new(&HistSpec::default()).size, 32);
+    }
+}
