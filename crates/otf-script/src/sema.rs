@@ -642,17 +642,6 @@ impl<'a> Walker<'a> {
     /// global.
     fn map_global(&mut self, array: &Ident) -> Option<u32> {
         match self.globals.get(&array.name) {
-            Some(_) if self.mode == Mode::Cond => {
-                self.err_hint(
-                    format!(
-                        "probe conditions cannot read arrays or aggregates yet (`{}`)",
-                        array.name
-                    ),
-                    array.span,
-                    "keep the value in a scalar global and test that",
-                );
-                None
-            }
             Some(&g) if !(self.in_function && self.is_param(&array.name)) => Some(g),
             _ => {
                 self.err_hint(

@@ -1,0 +1,143 @@
+//! Arrays and statistics in kernel probe bodies, for real (root): counting by key, `foreach`
+//! and histograms in `end`, conditions on array elements, array overflow, and the display of
+//! globals written and never read. Each script counts only the `exec`s of the `-c` command's
+//! own children (`ppid() == target()`), so other activity on the machine cannot disturb it.
+
+use std::process::{Command, Output};
+
+fn root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn otf(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_otf"))
+        .args(args)
+        .output()
+        .expect("otf runs")
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+macro_rules! need_root {
+    () => {
+        if !root() {
+            eprintln!("SKIPPED: needs root");
+            return;
+        }
+    };
+}
+
+/// Five children of the command's shell exec `/bin/true`.
+const FIVE_EXECS: &str = "for i in 1 2 3 4 5; do /bin/true; done";
+
+#[test]
+fn counting_by_key_and_foreach_in_end() {
+    need_root!();
+    let o = otf(&[
+        "run",
+        "-c",
+        FIVE_EXECS,
+        "-e",
+        "global n\nprobe kernel.trace(\"sched:sched_process_exec\") { if (ppid() == target()) n[pid()]++ }\n\
+         probe end { foreach (p in n) { c++; s += n[p] } printf(\"%d %d\\n\", c, s) }",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(out(&o), "5 5\n");
+}
+
+#[test]
+fn aggregates_and_histograms() {
+    need_root!();
+    let o = otf(&[
+        "run",
+        "-c",
+        FIVE_EXECS,
+        "-e",
+        "global s\nprobe kernel.trace(\"sched:sched_process_exec\") { if (ppid() == target()) { s <<< 1; s <<< 100 } }\n\
+         probe end { printf(\"%d %d %d %d %d\\n\", @count(s), @sum(s), @min(s), @max(s), @avg(s)); print(@hist_log(s)) }",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    // SystemTap's layout: two empty rows kept on each side of a non-empty one (8 is the only
+    // row with no non-empty bucket within two rows, so it alone becomes `~`).
+    let want = "\
+10 505 1 100 50
+value |-------------------------------------------------- count
+    0 |                                                   0
+    1 |@@@@@                                              5
+    2 |                                                   0
+    4 |                                                   0
+      ~
+   16 |                                                   0
+   32 |                                                   0
+   64 |@@@@@                                              5
+  128 |                                                   0
+  256 |                                                   0
+
+";
+    assert_eq!(out(&o), want);
+}
+
+#[test]
+fn a_condition_on_an_array_element_arms_the_probe() {
+    need_root!();
+    let o = otf(&[
+        "run",
+        "--otf-debug",
+        "-c",
+        "sleep 0.6; for i in 1 2 3; do /bin/true; done",
+        "-e",
+        "global on, n\nprobe kernel.trace(\"sched:sched_process_exec\") if (on[1]) { if (ppid() == target()) n++ }\n\
+         probe timer.ms(200) { on[1] = 1 }\nprobe end { printf(\"n=%d\\n\", n) }",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let text = out(&o);
+    assert!(
+        text.starts_with("otf: not registering (tracepoint) pidx 0\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("otf: registering (tracepoint) pidx 0\n"),
+        "{text}"
+    );
+    assert!(text.ends_with("n=3\n"), "{text}");
+}
+
+#[test]
+fn a_full_array_is_a_run_time_error() {
+    need_root!();
+    let o = otf(&[
+        "run",
+        "-c",
+        FIVE_EXECS,
+        "-e",
+        "global a[2]\nprobe kernel.trace(\"sched:sched_process_exec\") { if (ppid() == target()) a[pid()] = 1 }",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(
+        err(&o).contains("ERROR: Array overflow, check size limit (2) near kernel.trace(\"sched:sched_process_exec\")"),
+        "{}",
+        err(&o)
+    );
+}
+
+#[test]
+fn globals_written_and_never_read_are_printed_at_exit() {
+    need_root!();
+    let o = otf(&[
+        "run",
+        "-c",
+        FIVE_EXECS,
+        "-e",
+        "global a, s, n\nprobe kernel.trace(\"sched:sched_process_exec\") { if (ppid() == target()) { a[1]++; a[2] += 2; s <<< 3; n++ } }",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    // `a[2] += 2` reads `a`, so only `s` and `n` are displayed, in declaration order.
+    assert_eq!(out(&o), "s @count=5 @min=3 @max=3 @sum=15 @avg=3\nn=0x5\n");
+}
