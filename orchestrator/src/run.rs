@@ -19,13 +19,14 @@ use otf_core::{
 };
 use otf_script::diag::SourceFile;
 use otf_script::point::PointKind;
-use otf_script::store::Aggregate;
-use otf_script::vm::{self, End, FixedHit, GlobalStore as _, OutRecord};
+use otf_script::vm::{self, End};
 
 use crate::cli::{OutputFormat, RunArgs};
 use crate::frontend::Front;
 use crate::resolve::{Attach, Resolved};
 use crate::Failure;
+
+mod user;
 
 /// True if the process may load BPF programs and open perf events: root, or CAP_BPF and
 /// CAP_PERFMON in the effective set.
@@ -165,6 +166,16 @@ impl Session<'_> {
                 self.out.output(Some(pidx), &text);
             }
             RtEvent::Exit { .. } => self.flags.exit = true,
+            RtEvent::Deferred {
+                pidx,
+                cpu,
+                pid,
+                tid,
+                ..
+            } => {
+                let comm = ev.comm_str().unwrap_or_default();
+                self.run_deferred(pidx, cpu, pid, tid, &comm);
+            }
             RtEvent::Error { pidx, kind, pc } => {
                 let pp = self
                     .res
@@ -207,129 +218,6 @@ impl Session<'_> {
         }
         self.out.flush();
     }
-
-    fn hit(&self) -> FixedHit {
-        // SAFETY: these calls have no preconditions and cannot fail.
-        let (pid, tid, ppid, uid, cpu) = unsafe {
-            (
-                libc::getpid(),
-                libc::gettid(),
-                libc::getppid(),
-                libc::getuid(),
-                libc::sched_getcpu(),
-            )
-        };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as i64)
-            .unwrap_or(0);
-        FixedHit {
-            pid: i64::from(pid),
-            tid: i64::from(tid),
-            ppid: i64::from(ppid),
-            uid: i64::from(uid),
-            cpu: i64::from(cpu.max(0)),
-            time_ns: now,
-            target: self.target,
-            seed: (now as u64) | 1,
-            ..FixedHit::default()
-        }
-    }
-
-    /// Runs the bodies of every `begin` (or `end`) unit in script order, in user space, over the
-    /// live globals, holding the lock stripes of each body.
-    fn run_user_bodies(&mut self, which: &PointKind) {
-        let units: Vec<_> = self
-            .front
-            .compiled
-            .script
-            .units
-            .iter()
-            .filter(|u| &u.point == which)
-            .cloned()
-            .collect();
-        for u in units {
-            let mut hit = self.hit();
-            let mut records: Vec<OutRecord> = Vec::new();
-            let locked = lock_patiently(self.rt, u.lock_mask);
-            let name = which.to_string();
-            let script = &self.front.compiled.script;
-            let mut texts = Vec::new();
-            let mut globals = self.rt.store();
-            let r = vm::run(
-                &script.code,
-                u.body.start as usize,
-                &mut globals,
-                &mut hit,
-                &mut |rec| records.push(rec),
-            );
-            // Histograms show the aggregate as the body left it: render before unlocking.
-            for rec in records {
-                let Some(f) = script.formats.get(rec.fmt as usize) else {
-                    continue;
-                };
-                let maps = &mut globals;
-                let mut hist = |g: u32, linear: bool, keys: &[i64]| {
-                    let info = &script.globals[g as usize];
-                    let agg = maps
-                        .stat_get(g, keys)
-                        .unwrap_or_else(|| Aggregate::new(&info.hist));
-                    otf_script::hist::render(&agg, info.hist.linear.filter(|_| linear))
-                };
-                texts.push(otf_script::hist::render_record(
-                    f, &rec.args, &self.comm, &name, "", &mut hist,
-                ));
-            }
-            if locked {
-                self.rt.unlock(u.lock_mask);
-            }
-            for text in texts {
-                self.out.output(None, &text);
-            }
-            match r {
-                Ok(o) => {
-                    if o.exit_requested {
-                        self.flags.exit = true;
-                    }
-                }
-                Err(e) => {
-                    let msg = e.to_string();
-                    self.report_error(&msg, &name, None);
-                }
-            }
-        }
-        self.out.flush();
-    }
-}
-
-impl Session<'_> {
-    /// The `end` bodies, then the globals written and never read (SystemTap prints them as if
-    /// by `end` probes of its own, after the script's).
-    fn run_end_bodies(&mut self) {
-        self.run_user_bodies(&PointKind::End);
-        let globals = &self.front.compiled.script.globals;
-        let mut store = self.rt.store();
-        let text = otf_script::display::unread_globals(globals, &mut store);
-        if !text.is_empty() {
-            self.out.output(None, &text);
-            self.out.flush();
-        }
-    }
-}
-
-/// Takes lock stripes from user space, waiting up to about a second (bodies in the kernel hold
-/// them only briefly). Returns whether it got them.
-fn lock_patiently(rt: &Runtime, mask: u64) -> bool {
-    if mask == 0 {
-        return false;
-    }
-    for _ in 0..1000 {
-        if rt.try_lock(mask, 10_000) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    false
 }
 
 impl Kernel for Session<'_> {
@@ -679,6 +567,7 @@ pub(crate) fn build_image(
                 safe_context,
                 is_return: u.point.is_return(),
                 chain: chain.get(&p.pidx).copied(),
+                deferred: u.deferred,
             }
         })
         .collect();

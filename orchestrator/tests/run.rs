@@ -234,7 +234,9 @@ fn stats_table() {
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     let text = out(&o);
+    // `++n` is a pure write, as in SystemTap: `n` is displayed at exit, before the table.
     let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("n=0x3"), "{text}");
     let header = lines.next().expect("header");
     for col in [
         "pidx",

@@ -1,7 +1,7 @@
 //! Decoding of ring-buffer records into [`Event`]s.
 
 use crate::layout::{ERR_ARRAY_FULL, ERR_BAD_CODE, ERR_DIV_ZERO, ERR_MAXACTION, ERR_RANDINT};
-use crate::layout::{REC_ERROR, REC_EXIT, REC_HDR_SIZE, REC_NOTIFY, REC_OUT};
+use crate::layout::{REC_DEFER, REC_ERROR, REC_EXIT, REC_HDR_SIZE, REC_NOTIFY, REC_OUT};
 
 /// A run-time error kind, as reported by the BPF VM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -86,6 +86,19 @@ pub enum Event {
         /// The absolute code offset of the failing instruction.
         pc: u32,
     },
+    /// A hit of `pidx` whose body runs in user space (a deferred `timer` body).
+    Deferred {
+        /// The probe.
+        pidx: u32,
+        /// The CPU of the hit.
+        cpu: u32,
+        /// The thread group id of the hit.
+        pid: u32,
+        /// The thread id of the hit.
+        tid: u32,
+        /// The task's comm, NUL-padded.
+        comm: [u8; 16],
+    },
     /// `need_refresh` went 0 → 1 in a hit of `pidx` running in a safe context.
     Notification {
         /// The probe whose body changed a condition.
@@ -97,7 +110,7 @@ impl Event {
     /// `execname()` of an [`Event::Output`] as text (lossy), else `None`.
     pub fn comm_str(&self) -> Option<String> {
         match self {
-            Event::Output { comm, .. } => {
+            Event::Output { comm, .. } | Event::Deferred { comm, .. } => {
                 let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
                 Some(String::from_utf8_lossy(&comm[..end]).into_owned())
             }
@@ -154,6 +167,17 @@ pub fn decode(b: &[u8]) -> Option<Event> {
             pc: aux,
         }),
         REC_NOTIFY => Some(Event::Notification { pidx }),
+        REC_DEFER => {
+            let mut comm = [0u8; 16];
+            comm.copy_from_slice(&b[32..48]);
+            Some(Event::Deferred {
+                pidx,
+                cpu: u32_at(b, 16),
+                pid: u32_at(b, 20),
+                tid: u32_at(b, 24),
+                comm,
+            })
+        }
         _ => None,
     }
 }

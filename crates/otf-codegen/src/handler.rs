@@ -30,7 +30,7 @@ use crate::insn::{
 use crate::kind::{ProgKind, Regs, PT_REGS_ARGS, PT_REGS_RC};
 use crate::layout::{
     off, MAXTRYLOCK, MAX_CHAIN, MAX_NEST, MAX_PROBES, NO_CODE, PROBE_ARMED, PROBE_SAFE,
-    PROBE_VALID, REC_ERROR, REC_NOTIFY,
+    PROBE_VALID, REC_DEFER, REC_ERROR, REC_NOTIFY,
 };
 use crate::lower::{emit_record, header, zero, Ends, Gen};
 use crate::{Error, MapId, Variant};
@@ -390,6 +390,14 @@ pub(crate) fn handler(
                 count(f, off::C_SKIPPED_COND);
                 f.ja(chain_next);
                 f.bind(on);
+            }
+            if v.deferred {
+                // User space runs the body (and its inlined condition) under the lock.
+                count(f, off::C_BODIES);
+                header(f, REC_DEFER, Some((0, 0)));
+                emit_record(f, crate::layout::REC_HDR_SIZE as i32);
+                f.ja(chain_next);
+                continue;
             }
             if v.entry.is_some() {
                 let none = f.new_label();

@@ -32,6 +32,10 @@ pub struct ProbeSlot {
     /// perf tracepoint (EEXIST), so several probes on one tracepoint share one attachment
     /// and are chained.
     pub chain: Option<u32>,
+    /// The body runs in user space: a hit sends a `REC_DEFER` record (after the cached
+    /// condition bit) and user space runs the body. For `timer.*` bodies that use what only
+    /// user space does yet (`foreach`, aggregate reads, histograms, `delete` of an array).
+    pub deferred: bool,
     /// Who this is, for error messages: the probe point and its source location.
     pub label: String,
 }

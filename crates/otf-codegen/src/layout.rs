@@ -71,6 +71,8 @@ pub const REC_EXIT: u32 = 2;
 pub const REC_ERROR: u32 = 3;
 /// Record kind: notification (`need_refresh` went 0 → 1 in a safe context).
 pub const REC_NOTIFY: u32 = 4;
+/// Record kind: run the body of the pidx in user space ([`crate::ProbeSlot::deferred`]).
+pub const REC_DEFER: u32 = 5;
 
 /// Size of a record header.
 pub const REC_HDR_SIZE: usize = size_of::<RecHdr>();

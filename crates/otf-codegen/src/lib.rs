@@ -116,6 +116,8 @@ pub(crate) struct Variant {
     cond: Option<u32>,
     reeval: Vec<u32>,
     lock_mask: u64,
+    /// The body runs in user space ([`ProbeSlot::deferred`]).
+    deferred: bool,
     /// The first pidx with this variant (its label names it in errors).
     owner: u32,
 }
@@ -146,6 +148,7 @@ fn variants(image: &RuntimeImage) -> (Vec<Variant>, Vec<Option<u32>>) {
                 cond: p.cond,
                 reeval: p.reeval.clone(),
                 lock_mask: p.lock_mask,
+                deferred: p.deferred,
                 owner: pidx as u32,
             });
             list.len() as u32 - 1
@@ -197,7 +200,7 @@ pub fn generate(
     let mut shapes = HashMap::new();
     let mut starts: Vec<u32> = Vec::new();
     for v in &vars {
-        starts.extend(v.body);
+        starts.extend(v.body.filter(|_| !v.deferred));
         starts.extend(v.entry);
         for &c in &v.reeval {
             starts.push(image.cond_code[c as usize]);

@@ -24,6 +24,7 @@ fn image_of(src: &str) -> RuntimeImage {
             is_return: u.point.is_return(),
             chain: None,
             label: format!("unit {i}"),
+            deferred: u.deferred,
         })
         .collect();
     RuntimeImage {
@@ -107,4 +108,16 @@ fn array_increment_and_aggregate() {
         "global calls, lat\nprobe kernel.trace(\"syscalls:sys_enter_getppid\") { calls[pid()]++; lat <<< tid() }\nprobe end { print(@hist_log(lat)) }",
         ProgKind::Tracepoint
     ));
+}
+
+#[test]
+fn a_timer_body_with_foreach_is_handed_to_user_space() {
+    // The body is not lowered: the hit sends a REC_DEFER record (kind 5) and counts a body.
+    let text = listing(
+        "global a\nprobe begin { a[1] = 1 }\n\
+         probe timer.s(5) { foreach (k in a) printf(\"%d\\n\", k); delete a }",
+        ProgKind::PerfEvent,
+    );
+    assert!(text.contains("= 5\n"), "{text}");
+    assert!(!text.contains("map[global0]"), "the deferred body touches no array: {text}");
 }

@@ -77,6 +77,9 @@ pub struct Unit {
     pub globals_written: Vec<u32>,
     /// Local slots used by the body (including inlined calls).
     pub nlocals: u32,
+    /// A kernel unit whose body runs in user space when the kernel hit hands it over
+    /// ([`crate::sema::Checked::probe_user_only`]).
+    pub deferred: bool,
 }
 
 impl CompiledScript {
@@ -1257,6 +1260,12 @@ pub fn compile(checked: &Checked, aff: &Affection) -> Result<CompiledScript, Vec
             globals_read: read,
             globals_written: written,
             nlocals: c.max_top.min(MAX_LOCALS as u32),
+            deferred: checked
+                .probe_user_only
+                .get(u.probe)
+                .copied()
+                .unwrap_or(false)
+                && !matches!(u.point, PointKind::Begin | PointKind::End),
         });
     }
     if !c.errors.is_empty() {

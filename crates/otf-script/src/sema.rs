@@ -194,6 +194,10 @@ pub struct Checked {
     pub probe_access: Vec<Access>,
     /// Per function: globals it reads and writes, through nested calls too.
     pub function_access: Vec<Access>,
+    /// Per probe statement: its body (through called functions too) uses what only the
+    /// reference VM runs (`foreach`, aggregate reads, histograms, `delete` of an array), so
+    /// it runs in user space: `begin`, `end`, and `timer` probes whose kernel hit defers it.
+    pub probe_user_only: Vec<bool>,
     /// All errors and warnings, in the order found.
     pub diags: Vec<Diagnostic>,
     global_index: HashMap<String, u32>,
@@ -1284,6 +1288,15 @@ impl<'a> Walker<'a> {
     }
 }
 
+/// Where a body using user-space-only constructs may run: `begin` and `end`, and periodic
+/// timers (`timer.ms(N)` and friends), whose kernel hit hands the body to user space.
+fn runs_in_user_space(k: &PointKind) -> bool {
+    matches!(
+        k,
+        PointKind::Begin | PointKind::End | PointKind::Timer { .. }
+    )
+}
+
 /// Check a parsed script: see the module documentation.
 pub fn check(file: &SourceFile, script: &Script) -> Checked {
     let mut diags = Vec::new();
@@ -1508,6 +1521,7 @@ pub fn check(file: &SourceFile, script: &Script) -> Checked {
     let mut units = Vec::new();
     let mut probe_locals = Vec::new();
     let mut probe_access = Vec::new();
+    let mut probe_user_only = Vec::new();
     for (pi, p) in script.probes.iter().enumerate() {
         let mut kinds = Vec::new();
         for (ci, spec) in p.points.iter().enumerate() {
@@ -1559,6 +1573,7 @@ pub fn check(file: &SourceFile, script: &Script) -> Checked {
         let info = w.info;
         let (access, uses) = closure(&info);
         let mut reported_uses = HashSet::new();
+        let mut user_only = false;
         for (u, span, via) in uses {
             let (ok, what, need) = match u {
                 Use::RetVal => (
@@ -1571,13 +1586,14 @@ pub fn check(file: &SourceFile, script: &Script) -> Checked {
                     what,
                     "function probes (kernel.function, process.function)",
                 ),
-                Use::UserOnly(what) => (
-                    kinds
-                        .iter()
-                        .all(|k| matches!(k, PointKind::Begin | PointKind::End)),
-                    what,
-                    "`begin` and `end` probes for now (kernel probe bodies get it next)",
-                ),
+                Use::UserOnly(what) => {
+                    user_only = true;
+                    (
+                        kinds.iter().all(runs_in_user_space),
+                        what,
+                        "`begin`, `end` and `timer` probes for now (their bodies run in user space)",
+                    )
+                }
             };
             if ok || !reported_uses.insert((span, what)) {
                 continue;
@@ -1591,7 +1607,7 @@ pub fn check(file: &SourceFile, script: &Script) -> Checked {
                 .find(|k| match u {
                     Use::RetVal => !k.is_return(),
                     Use::FuncCtx(_) => !k.is_function_probe(),
-                    Use::UserOnly(_) => !matches!(k, PointKind::Begin | PointKind::End),
+                    Use::UserOnly(_) => !runs_in_user_space(k),
                 })
                 .map(|k| format!("this probe includes `{k}`"));
             let mut d = Diagnostic::error(msg, span);
@@ -1602,6 +1618,7 @@ pub fn check(file: &SourceFile, script: &Script) -> Checked {
         }
         probe_locals.push(info.locals);
         probe_access.push(access);
+        probe_user_only.push(user_only);
     }
 
     Checked {
@@ -1611,6 +1628,7 @@ pub fn check(file: &SourceFile, script: &Script) -> Checked {
         probe_locals,
         function_locals: fn_infos.into_iter().map(|i| i.locals).collect(),
         probe_access,
+        probe_user_only,
         function_access,
         diags,
         global_index,

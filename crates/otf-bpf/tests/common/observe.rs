@@ -81,6 +81,7 @@ pub fn image_of(cases: Vec<(u64, Case)>, target: i64) -> (RuntimeImage, Vec<Plac
             is_return: entry.is_some(),
             chain: None,
             label: format!("differential program #{index}"),
+            deferred: false,
         });
         placed.push(Placed {
             index,
@@ -394,6 +395,7 @@ pub fn kernel(rt: &Runtime, ev: &mut EventReader<'_>, p: &Placed, env: &HitEnv) 
             Event::Output { pidx, .. }
             | Event::Exit { pidx }
             | Event::Error { pidx, .. }
+            | Event::Deferred { pidx, .. }
             | Event::Notification { pidx } => *pidx,
         };
         if pidx != p.pidx {
@@ -419,6 +421,7 @@ pub fn kernel(rt: &Runtime, ev: &mut EventReader<'_>, p: &Placed, env: &HitEnv) 
             }
             Event::Exit { .. } => exits += 1,
             Event::Notification { .. } => notifications += 1,
+            Event::Deferred { .. } => stray.push(format!("a deferred-body record: {e:?}")),
             Event::Error { kind, pc, .. } => match p.fault(kind, pc) {
                 Some(
                     f @ Fault {

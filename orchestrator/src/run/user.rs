@@ -1,0 +1,187 @@
+//! Bodies that run in user space, in the reference VM over the kernel's globals and maps:
+//! `begin` and `end`, the display of globals written and never read, and the *deferred*
+//! bodies of `timer` probes that use what only user space runs yet (`foreach`, aggregate
+//! reads, histograms, `delete` of an array): their kernel hit sends a record and the body
+//! runs here at once, holding the same lock stripes a kernel body would.
+
+use std::time::Duration;
+
+use otf_bpf::Runtime;
+use otf_script::compile::Unit;
+use otf_script::point::PointKind;
+use otf_script::store::Aggregate;
+use otf_script::vm::{self, End, FixedHit, GlobalStore as _, OutRecord};
+
+use super::Session;
+
+impl Session<'_> {
+    /// The context of a body run by user space itself: otf's own process.
+    pub(super) fn hit(&self) -> FixedHit {
+        // SAFETY: these calls have no preconditions and cannot fail.
+        let (pid, tid, ppid, uid, cpu) = unsafe {
+            (
+                libc::getpid(),
+                libc::gettid(),
+                libc::getppid(),
+                libc::getuid(),
+                libc::sched_getcpu(),
+            )
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0);
+        FixedHit {
+            pid: i64::from(pid),
+            tid: i64::from(tid),
+            ppid: i64::from(ppid),
+            uid: i64::from(uid),
+            cpu: i64::from(cpu.max(0)),
+            time_ns: now,
+            target: self.target,
+            seed: (now as u64) | 1,
+            ..FixedHit::default()
+        }
+    }
+
+    /// Run one unit's body in user space over the live globals and maps, holding its lock
+    /// stripes; output goes to the stream, errors are reported near `name`. Conditions the
+    /// body can affect are re-evaluated before the stripes are released.
+    fn run_unit(&mut self, u: &Unit, name: &str, comm: &str, mut hit: FixedHit) {
+        let mut records: Vec<OutRecord> = Vec::new();
+        let locked = lock_patiently(self.rt, u.lock_mask);
+        let script = &self.front.compiled.script;
+        let mut texts = Vec::new();
+        let mut globals = self.rt.store();
+        let r = vm::run(
+            &script.code,
+            u.body.start as usize,
+            &mut globals,
+            &mut hit,
+            &mut |rec| records.push(rec),
+        );
+        // Histograms show the aggregate as the body left it: render before unlocking.
+        for rec in records {
+            let Some(f) = script.formats.get(rec.fmt as usize) else {
+                continue;
+            };
+            let maps = &mut globals;
+            let mut hist = |g: u32, linear: bool, keys: &[i64]| {
+                let info = &script.globals[g as usize];
+                let agg = maps
+                    .stat_get(g, keys)
+                    .unwrap_or_else(|| Aggregate::new(&info.hist));
+                otf_script::hist::render(&agg, info.hist.linear.filter(|_| linear))
+            };
+            texts.push(otf_script::hist::render_record(
+                f, &rec.args, comm, name, "", &mut hist,
+            ));
+        }
+        // As a kernel body does: the conditions it may have changed, under its stripes.
+        let mut changed = false;
+        if self.conds_synced {
+            for &c in &u.reeval {
+                let Some(cond) = script.units.get(c).and_then(|cu| cu.cond.as_ref()) else {
+                    continue;
+                };
+                let r = vm::run(
+                    &script.code,
+                    cond.start as usize,
+                    &mut globals,
+                    &mut hit,
+                    &mut |_| {},
+                );
+                let v = !matches!(r, Ok(o) if o.end == End::Ret(0));
+                if v != self.rt.cond_enabled(c as u32) {
+                    self.rt.set_cond_enabled(c as u32, v);
+                    changed = true;
+                }
+            }
+        }
+        if locked {
+            self.rt.unlock(u.lock_mask);
+        }
+        if changed {
+            self.flags.notified = true;
+        }
+        for text in texts {
+            self.out.output(None, &text);
+        }
+        match r {
+            Ok(o) => {
+                if o.exit_requested {
+                    self.flags.exit = true;
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                self.report_error(&msg, name, None);
+            }
+        }
+    }
+
+    /// Runs the bodies of every `begin` (or `end`) unit in script order.
+    pub(super) fn run_user_bodies(&mut self, which: &PointKind) {
+        let units: Vec<Unit> = self
+            .front
+            .compiled
+            .script
+            .units
+            .iter()
+            .filter(|u| &u.point == which)
+            .cloned()
+            .collect();
+        let name = which.to_string();
+        for u in units {
+            let hit = self.hit();
+            let comm = self.comm.clone();
+            self.run_unit(&u, &name, &comm, hit);
+        }
+        self.out.flush();
+    }
+
+    /// The `end` bodies, then the globals written and never read (SystemTap prints them as if
+    /// by `end` probes of its own, after the script's).
+    pub(super) fn run_end_bodies(&mut self) {
+        self.run_user_bodies(&PointKind::End);
+        let globals = &self.front.compiled.script.globals;
+        let mut store = self.rt.store();
+        let text = otf_script::display::unread_globals(globals, &mut store);
+        if !text.is_empty() {
+            self.out.output(None, &text);
+            self.out.flush();
+        }
+    }
+
+    /// A deferred body: the kernel hit of `pidx` (on `cpu`, in task `pid`/`tid`) handed it
+    /// over. Its context values are the hit's.
+    pub(super) fn run_deferred(&mut self, pidx: u32, cpu: u32, pid: u32, tid: u32, comm: &str) {
+        let Some(p) = self.res.probes.get(pidx as usize) else {
+            return;
+        };
+        let Some(u) = self.front.compiled.script.units.get(p.unit).cloned() else {
+            return;
+        };
+        let name = p.pp.clone();
+        let mut hit = self.hit();
+        hit.pid = i64::from(pid);
+        hit.tid = i64::from(tid);
+        hit.cpu = i64::from(cpu);
+        self.run_unit(&u, &name, comm, hit);
+    }
+}
+
+/// Takes lock stripes from user space, waiting up to about a second (bodies in the kernel hold
+/// them only briefly). Returns whether it got them.
+fn lock_patiently(rt: &Runtime, mask: u64) -> bool {
+    if mask == 0 {
+        return false;
+    }
+    for _ in 0..1000 {
+        if rt.try_lock(mask, 10_000) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    false
+}
