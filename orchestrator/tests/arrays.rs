@@ -141,3 +141,32 @@ fn globals_written_and_never_read_are_printed_at_exit() {
     // `a[2] += 2` reads `a`, so only `s` and `n` are displayed, in declaration order.
     assert_eq!(out(&o), "s @count=5 @min=3 @max=3 @sum=15 @avg=3\nn=0x5\n");
 }
+
+#[test]
+fn a_timer_body_with_foreach_and_delete_runs_in_user_space() {
+    need_root!();
+    // The iotop pattern: a kernel probe fills an array, a timer prints and clears it.
+    let o = otf(&[
+        "run",
+        "--stats",
+        "-c",
+        &format!("{FIVE_EXECS}; sleep 0.6"),
+        "-e",
+        "global n, total\nprobe kernel.trace(\"sched:sched_process_exec\") { if (ppid() == target()) n[pid()]++ }\n\
+         probe timer.ms(100) { foreach (p in n- limit 10) total += n[p]; delete n }\n\
+         probe end { foreach (p in n) left++; printf(\"total=%d left=%d\\n\", total, left) }",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let text = out(&o);
+    // Five `/bin/true` and the `sleep`: six execs, all counted and cleared by the timer.
+    assert!(text.starts_with("total=6 left=0\n"), "{text}");
+    // The timer's hits run their bodies (in user space), none skipped.
+    let row: Vec<&str> = text
+        .lines()
+        .find(|l| l.ends_with("timer.ms(100)"))
+        .expect("timer row")
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[1], row[2], "hits = bodies: {text}");
+    assert!(row[1].parse::<u32>().unwrap_or(0) >= 5, "{text}");
+}
