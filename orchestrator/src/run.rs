@@ -929,6 +929,16 @@ pub fn run(args: &RunArgs) -> Result<i32, Failure> {
     };
 
     let rt = load_runtime(&src, &front, &res, target)?;
+    {
+        // String globals start at their initialisers (integers are in the image).
+        use otf_script::vm::GlobalStore as _;
+        let mut store = rt.store();
+        for (g, info) in front.compiled.script.globals.iter().enumerate() {
+            if let Some(t) = &info.init_str {
+                store.store_str(g as u32, t);
+            }
+        }
+    }
     let mut groups = build_groups(&rt, &front, &res)?;
     let events = rt
         .events()

@@ -23,7 +23,8 @@ use std::os::fd::{AsFd, AsRawFd, RawFd};
 use libbpf_rs::{MapHandle, MapType};
 use otf_codegen::maps::{zero_size, MapKind, MapSpec, StatLayout};
 use otf_codegen::MapId;
-use otf_script::store::{linear_bucket, log_bucket, Aggregate, MapError};
+use otf_script::bytecode::MAXSTRINGLEN;
+use otf_script::store::{linear_bucket, log_bucket, Aggregate, MapError, Value};
 use otf_script::vm::GlobalStore;
 
 use crate::{create_map, Error, GlobalsView, Result};
@@ -43,6 +44,9 @@ pub(crate) struct GlobalMaps {
     zero: MapHandle,
     /// `libbpf_num_possible_cpus()`: the number of values of a per-CPU lookup.
     ncpus: usize,
+    /// String globals. Only user-space bodies (`begin`, `end`, deferred timers) use them for
+    /// now, so they live here rather than in a kernel map.
+    strings: std::cell::RefCell<BTreeMap<u32, String>>,
 }
 
 /// The kernel's name of the map of global `name`: `otf_` and the name, with characters the
@@ -67,6 +71,8 @@ fn map_name(name: &str) -> String {
 fn expected_value_size(spec: &MapSpec) -> u32 {
     if spec.kind.per_cpu() {
         spec.stat().size
+    } else if spec.str_value {
+        MAXSTRINGLEN as u32
     } else {
         8
     }
@@ -87,7 +93,15 @@ impl GlobalMaps {
         for spec in specs {
             let key_size = match spec.kind {
                 MapKind::PercpuArray => 4,
-                _ => 8 * spec.nkeys,
+                _ => (0..spec.nkeys)
+                    .map(|k| {
+                        if spec.str_keys & (1 << k) != 0 {
+                            MAXSTRINGLEN as u32
+                        } else {
+                            8
+                        }
+                    })
+                    .sum(),
             };
             if spec.key_size != key_size || spec.value_size != expected_value_size(spec) {
                 return Err(Error::msg(format!(
@@ -127,6 +141,7 @@ impl GlobalMaps {
             maps,
             zero,
             ncpus: ncpus as usize,
+            strings: Default::default(),
         })
     }
 
@@ -139,6 +154,21 @@ impl GlobalMaps {
             _ => None,
         }
     }
+}
+
+/// A string as the kernel keeps it: MAXSTRINGLEN bytes, NUL-terminated and zero-padded
+/// (at most MAXSTRINGLEN - 1 bytes of text).
+fn str_bytes(s: &str) -> [u8; MAXSTRINGLEN] {
+    let mut b = [0u8; MAXSTRINGLEN];
+    let t = otf_script::vm::truncate(s.to_string());
+    b[..t.len()].copy_from_slice(t.as_bytes());
+    b
+}
+
+/// The text of a kernel string buffer (up to its NUL).
+fn str_of(b: &[u8]) -> String {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    String::from_utf8_lossy(&b[..end]).into_owned()
 }
 
 /// bpf(2) on one map, with keys and values as the generated code lays them out.
@@ -154,23 +184,68 @@ fn errno(r: i32) -> i32 {
 }
 
 impl Ops<'_> {
-    /// The key bytes of `key`, or `None` if it has the wrong number of keys.
-    fn key(&self, key: &[i64]) -> Option<Vec<u8>> {
+    /// The key bytes of `key`, or `None` if it has the wrong number of keys: 8 bytes per
+    /// integer, MAXSTRINGLEN zero-padded bytes per string.
+    fn key(&self, key: &[Value]) -> Option<Vec<u8>> {
         if self.spec.kind == MapKind::PercpuArray {
             return Some(0u32.to_ne_bytes().to_vec());
         }
-        (key.len() == self.spec.nkeys as usize)
-            .then(|| key.iter().flat_map(|k| k.to_ne_bytes()).collect())
+        if key.len() != self.spec.nkeys as usize {
+            return None;
+        }
+        let mut b = Vec::with_capacity(self.spec.key_size as usize);
+        for (i, k) in key.iter().enumerate() {
+            if self.spec.str_keys & (1 << i) != 0 {
+                b.extend_from_slice(&str_bytes(k.str()));
+            } else {
+                b.extend_from_slice(&k.int().to_ne_bytes());
+            }
+        }
+        Some(b)
     }
 
     /// The script's keys of the key bytes `b`.
-    fn keys_of(&self, b: &[u8]) -> Vec<i64> {
+    fn keys_of(&self, b: &[u8]) -> Vec<Value> {
         if self.spec.kind == MapKind::PercpuArray {
             return Vec::new();
         }
-        b.chunks_exact(8)
-            .map(|c| i64::from_ne_bytes(c.try_into().expect("8 bytes")))
+        let mut at = 0;
+        (0..self.spec.nkeys as usize)
+            .map(|i| {
+                if self.spec.str_keys & (1 << i) != 0 {
+                    let v = Value::Str(str_of(&b[at..(at + MAXSTRINGLEN).min(b.len())]));
+                    at += MAXSTRINGLEN;
+                    v
+                } else {
+                    let mut w = [0u8; 8];
+                    w.copy_from_slice(&b[at..at + 8]);
+                    at += 8;
+                    Value::Int(i64::from_ne_bytes(w))
+                }
+            })
             .collect()
+    }
+
+    /// An element's value from the words of a lookup.
+    fn value_of(&self, w: &[i64]) -> Value {
+        if self.spec.str_value {
+            let bytes: Vec<u8> = w.iter().flat_map(|x| x.to_ne_bytes()).collect();
+            Value::Str(str_of(&bytes))
+        } else {
+            Value::Int(w.first().copied().unwrap_or(0))
+        }
+    }
+
+    /// The words of an element's value.
+    fn words_of(&self, v: &Value) -> Vec<i64> {
+        if self.spec.str_value {
+            str_bytes(v.str())
+                .chunks_exact(8)
+                .map(|c| i64::from_ne_bytes(c.try_into().expect("8 bytes")))
+                .collect()
+        } else {
+            vec![v.int()]
+        }
     }
 
     /// The words of one value (per CPU, for per-CPU maps).
@@ -379,18 +454,34 @@ impl GlobalStore for RuntimeStore<'_> {
         GlobalStore::len(&self.globals)
     }
 
-    fn map_get(&mut self, g: u32, key: &[i64]) -> Option<i64> {
-        let o = self.array(g)?;
-        o.lookup(&o.key(key)?).ok().flatten().map(|v| v[0])
+    fn load_str(&self, g: u32) -> String {
+        self.maps
+            .strings
+            .borrow()
+            .get(&g)
+            .cloned()
+            .unwrap_or_default()
     }
 
-    fn map_put(&mut self, g: u32, key: &[i64], v: i64) -> Result<(), MapError> {
+    fn store_str(&mut self, g: u32, s: &str) {
+        self.maps.strings.borrow_mut().insert(g, s.to_string());
+    }
+
+    fn map_get(&mut self, g: u32, key: &[Value]) -> Option<Value> {
+        let o = self.array(g)?;
+        o.lookup(&o.key(key)?)
+            .ok()
+            .flatten()
+            .map(|v| o.value_of(&v))
+    }
+
+    fn map_put(&mut self, g: u32, key: &[Value], v: Value) -> Result<(), MapError> {
         let o = self.array(g).ok_or(MapError::NoArrays)?;
         let k = o.key(key).ok_or(MapError::NoArrays)?;
-        o.update(&k, &[v]).map_err(|e| o.full(e))
+        o.update(&k, &o.words_of(&v)).map_err(|e| o.full(e))
     }
 
-    fn map_delete(&mut self, g: u32, key: &[i64]) {
+    fn map_delete(&mut self, g: u32, key: &[Value]) {
         if let Some(o) = self.ops(g) {
             if let Some(k) = o.key(key) {
                 o.delete(&k);
@@ -405,20 +496,20 @@ impl GlobalStore for RuntimeStore<'_> {
         }
     }
 
-    fn map_entries(&mut self, g: u32) -> Vec<(Vec<i64>, i64)> {
+    fn map_entries(&mut self, g: u32) -> Vec<(Vec<Value>, Value)> {
         let Some(o) = self.array(g) else {
             return Vec::new();
         };
         let mut v: Vec<_> = o
             .keys()
             .into_iter()
-            .filter_map(|k| Some((o.keys_of(&k), o.lookup(&k).ok()??[0])))
+            .filter_map(|k| Some((o.keys_of(&k), o.value_of(&o.lookup(&k).ok()??))))
             .collect();
         v.sort();
         v
     }
 
-    fn stat_add(&mut self, g: u32, key: &[i64], v: i64) -> Result<(), MapError> {
+    fn stat_add(&mut self, g: u32, key: &[Value], v: i64) -> Result<(), MapError> {
         let o = self.stat(g).ok_or(MapError::NoArrays)?;
         let k = o.key(key).ok_or(MapError::NoArrays)?;
         let mut all = o
@@ -430,12 +521,12 @@ impl GlobalStore for RuntimeStore<'_> {
         o.update(&k, &all).map_err(|e| o.full(e))
     }
 
-    fn stat_get(&mut self, g: u32, key: &[i64]) -> Option<Aggregate> {
+    fn stat_get(&mut self, g: u32, key: &[Value]) -> Option<Aggregate> {
         let o = self.stat(g)?;
         o.combine(&o.lookup(&o.key(key)?).ok()??)
     }
 
-    fn stat_entries(&mut self, g: u32) -> Vec<(Vec<i64>, Aggregate)> {
+    fn stat_entries(&mut self, g: u32) -> Vec<(Vec<Value>, Aggregate)> {
         let Some(o) = self.stat(g) else {
             return Vec::new();
         };
@@ -474,7 +565,7 @@ mod tests {
             hist,
             read: true,
             written: true,
-            span: Default::default(),
+            ..Default::default()
         }
     }
 
@@ -572,12 +663,12 @@ mod tests {
                 want.add(v, &h);
             }
         }
-        let key = o.key(&[42]).unwrap();
+        let key = o.key(&[Value::Int(42)]).unwrap();
         assert_eq!(o.lookup(&key), Ok(None));
         o.update(&key, &all).unwrap();
         assert_eq!(o.combine(&o.lookup(&key).unwrap().unwrap()), Some(want));
         assert_eq!(o.keys(), vec![key.clone()]);
-        assert_eq!(o.keys_of(&key), [42]);
+        assert_eq!(o.keys_of(&key), [Value::Int(42)]);
         // All CPUs empty: absent.
         o.update(&key, &vec![0; o.value_words()]).unwrap();
         assert_eq!(o.combine(&o.lookup(&key).unwrap().unwrap()), None);

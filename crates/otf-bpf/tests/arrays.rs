@@ -6,7 +6,7 @@ use otf_codegen::maps::{MapKind, MapSpec};
 use otf_script::ast::Span;
 use otf_script::bytecode::{GlobalKind, HistSpec};
 use otf_script::sema::GlobalInfo;
-use otf_script::store::{Aggregate, MapError, MemStore};
+use otf_script::store::{Aggregate, MapError, MemStore, Value};
 use otf_script::vm::GlobalStore;
 
 const N: u32 = 0;
@@ -32,6 +32,7 @@ fn global(
         read: true,
         written: true,
         span: Span::default(),
+        ..Default::default()
     }
 }
 
@@ -111,46 +112,71 @@ struct Both<'a> {
     mem: MemStore,
 }
 
+/// Integer keys as the stores take them.
+fn ks(key: &[i64]) -> Vec<Value> {
+    key.iter().map(|&k| Value::Int(k)).collect()
+}
+
+/// Integer keys and values of entries.
+fn ints(e: Vec<(Vec<Value>, Value)>) -> Vec<(Vec<i64>, i64)> {
+    e.into_iter()
+        .map(|(k, v)| (k.iter().map(Value::int).collect(), v.int()))
+        .collect()
+}
+
 impl Both<'_> {
     fn put(&mut self, g: u32, key: &[i64], v: i64) -> Result<(), MapError> {
-        let r = self.rt.map_put(g, key, v);
-        assert_eq!(r, self.mem.map_put(g, key, v), "put {g} {key:?} {v}");
+        let r = self.rt.map_put(g, &ks(key), Value::Int(v));
+        assert_eq!(
+            r,
+            self.mem.map_put(g, &ks(key), Value::Int(v)),
+            "put {g} {key:?} {v}"
+        );
         r
     }
     fn get(&mut self, g: u32, key: &[i64]) -> Option<i64> {
-        let r = self.rt.map_get(g, key);
-        assert_eq!(r, self.mem.map_get(g, key), "get {g} {key:?}");
-        r
+        let r = self.rt.map_get(g, &ks(key));
+        assert_eq!(r, self.mem.map_get(g, &ks(key)), "get {g} {key:?}");
+        r.map(|v| v.int())
     }
     fn delete(&mut self, g: u32, key: &[i64]) {
-        self.rt.map_delete(g, key);
-        self.mem.map_delete(g, key);
+        self.rt.map_delete(g, &ks(key));
+        self.mem.map_delete(g, &ks(key));
     }
     fn clear(&mut self, g: u32) {
         self.rt.map_clear(g);
         self.mem.map_clear(g);
     }
     fn entries(&mut self, g: u32) -> Vec<(Vec<i64>, i64)> {
-        let mut r = self.rt.map_entries(g);
-        let mut m = self.mem.map_entries(g);
+        let mut r = ints(self.rt.map_entries(g));
+        let mut m = ints(self.mem.map_entries(g));
         r.sort();
         m.sort();
         assert_eq!(r, m, "entries {g}");
         r
     }
     fn add(&mut self, g: u32, key: &[i64], v: i64) -> Result<(), MapError> {
-        let r = self.rt.stat_add(g, key, v);
-        assert_eq!(r, self.mem.stat_add(g, key, v), "stat_add {g} {key:?} {v}");
+        let r = self.rt.stat_add(g, &ks(key), v);
+        assert_eq!(
+            r,
+            self.mem.stat_add(g, &ks(key), v),
+            "stat_add {g} {key:?} {v}"
+        );
         r
     }
     fn stat(&mut self, g: u32, key: &[i64]) -> Option<Aggregate> {
-        let r = self.rt.stat_get(g, key);
-        assert_eq!(r, self.mem.stat_get(g, key), "stat_get {g} {key:?}");
+        let r = self.rt.stat_get(g, &ks(key));
+        assert_eq!(r, self.mem.stat_get(g, &ks(key)), "stat_get {g} {key:?}");
         r
     }
     fn stats(&mut self, g: u32) -> Vec<(Vec<i64>, Aggregate)> {
-        let mut r = self.rt.stat_entries(g);
-        let mut m = self.mem.stat_entries(g);
+        let conv = |e: Vec<(Vec<Value>, Aggregate)>| -> Vec<(Vec<i64>, Aggregate)> {
+            e.into_iter()
+                .map(|(k, a)| (k.iter().map(Value::int).collect(), a))
+                .collect()
+        };
+        let mut r = conv(self.rt.stat_entries(g));
+        let mut m = conv(self.mem.stat_entries(g));
         r.sort_by(|a, b| a.0.cmp(&b.0));
         m.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(r, m, "stat_entries {g}");
@@ -226,15 +252,15 @@ fn the_runtime_store_agrees_with_the_memory_store() {
     assert_eq!(b.entries(A).len(), 5);
     // Arrays are not aggregates.
     assert_eq!(b.stat(A, &[0, 0]), None);
-    assert_eq!(b.rt.map_get(A, &[0]), None, "wrong number of keys");
+    assert_eq!(b.rt.map_get(A, &ks(&[0])), None, "wrong number of keys");
 
     // `global w%[4]`: puts never fail; the newest element is kept. (Which older ones the
     // kernel's LRU evicted is not exactly MemStore's oldest-first.)
     for k in 0..20i64 {
         b.put(W, &[k], -k).unwrap();
-        assert_eq!(b.rt.map_get(W, &[k]), Some(-k));
+        assert_eq!(b.rt.map_get(W, &ks(&[k])), Some(Value::Int(-k)));
     }
-    let e = b.rt.map_entries(W);
+    let e = ints(b.rt.map_entries(W));
     assert!(!e.is_empty() && e.len() <= 4, "{e:?}");
     assert!(e.iter().all(|(k, v)| *v == -k[0]), "{e:?}");
     assert!(e.contains(&(vec![19], -19)), "{e:?}");

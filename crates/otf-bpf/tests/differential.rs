@@ -2,9 +2,13 @@
 //! `RuntimeImage`, one hit per probe slot through `BPF_PROG_TEST_RUN`) and in the reference VM
 //! (`otf_script::vm::run`, the oracle) must agree on everything a hit can change or report:
 //! the `@entry` program's run, how the body ended (normally, skipped by its condition, or the
-//! error's kind and pc), the output records in order, `exit()`, the globals, the re-evaluated
-//! conditions (their errors and cached bits: the condition programs' return values),
-//! `need_refresh` and notifications, and the slot's counters.
+//! error's kind and pc), the output records in order, `exit()`, the globals, the elements of
+//! the arrays and aggregates (read back through `Runtime::store`, against the `MemStore` the
+//! reference VM ran on), the re-evaluated conditions (their errors and cached bits: the
+//! condition programs' return values), `need_refresh` and notifications, and the slot's
+//! counters. Every image declares the same arrays and aggregates (`randprog::MAPS`); their
+//! maps outlive a hit, so before each hit they are emptied and given the case's starting
+//! elements on both sides.
 //!
 //! The programs come from `common/randprog/`; `common/observe.rs` runs a case's hit on both
 //! sides and compares what it shows. Each run draws a fresh seed, printed first on stderr;
@@ -46,6 +50,26 @@ const LARGE_EVERY: u64 = 40;
 const LARGE_FACTOR: usize = 5;
 /// Mismatches reported in full.
 const FULL_REPORTS: usize = 3;
+/// Operations the code generator refuses (`otf_script::vm::user_space_only`: whole-array
+/// operations, aggregate reads, `foreach` and string values run in user space only): the
+/// generator does not emit them.
+const USER_SPACE_ONLY: &[Op] = &[
+    Op::MapClear,
+    Op::StatGet,
+    Op::IterStart,
+    Op::IterNext,
+    Op::SPush,
+    Op::SCtx,
+    Op::SLdL,
+    Op::SStL,
+    Op::SLdG,
+    Op::SStG,
+    Op::SDup,
+    Op::SPop,
+    Op::SConcat,
+    Op::SCmp,
+    Op::SLen,
+];
 
 #[test]
 fn kernel_agrees_with_reference_vm() {
@@ -115,6 +139,23 @@ fn kernel_agrees_with_reference_vm() {
     });
     run.stats.loaders = loaders;
     run.finish(started.elapsed());
+}
+
+/// `disassemble`'s listing, with the global and the number of keys of the array and
+/// aggregate operations (which it does not show).
+fn listing(code: &[Insn]) -> String {
+    let mut s = String::new();
+    for (line, insn) in disassemble(code).lines().zip(code) {
+        s += line;
+        if matches!(
+            insn.opcode(),
+            Some(Op::MapGet | Op::MapPut | Op::MapAdd | Op::MapIn | Op::MapDel | Op::StatAdd)
+        ) {
+            let _ = write!(s, " g{} keys={}", insn.arg, insn.imm);
+        }
+        s.push('\n');
+    }
+    s
 }
 
 /// A batch, generated and loaded by a loader thread.
@@ -291,6 +332,11 @@ struct Stats {
     outputs: u64,
     near_budget: u64,
     near_budget_maxaction: u64,
+    /// Bodies failing with "array overflow", by the operation that failed.
+    full_by_op: BTreeMap<Op, u64>,
+    /// Hits after which arrays / aggregates held elements.
+    with_arrays: u64,
+    with_aggregates: u64,
     /// Time spent, summed over the loader threads for generating and loading.
     generate: Duration,
     load: Duration,
@@ -335,6 +381,14 @@ impl Stats {
                 .entry(format!("{prog} {:?}", f.kind))
                 .or_default() += 1;
         }
+        if let BodyEnd::Fault(f) = r.body {
+            if f.kind == RuntimeErrorKind::ArrayFull && f.prog == Prog::Body {
+                let op = case.body[f.pc as usize].opcode().expect("known");
+                *self.full_by_op.entry(op).or_default() += 1;
+            }
+        }
+        self.with_arrays += !r.arrays.is_empty() as u64;
+        self.with_aggregates += !r.aggregates.is_empty() as u64;
         match r.body {
             BodyEnd::Next => self.body_next += 1,
             BodyEnd::Skip => self.body_skip += 1,
@@ -359,7 +413,7 @@ impl Stats {
     fn missing(&self) -> Vec<String> {
         let mut m: Vec<String> = Op::ALL
             .iter()
-            .filter(|op| !self.ops.contains_key(op))
+            .filter(|op| !self.ops.contains_key(op) && !USER_SPACE_ONLY.contains(op))
             .map(|op| format!("opcode {op:?}"))
             .collect();
         m.extend(
@@ -370,9 +424,14 @@ impl Stats {
         if self.max_out_args < MAX_OUT_ARGS as i64 {
             m.push(format!("an output record with {MAX_OUT_ARGS} arguments"));
         }
-        for kind in ["DivisionByZero", "MaxAction", "InvalidRandint"] {
+        for kind in ["DivisionByZero", "MaxAction", "InvalidRandint", "ArrayFull"] {
             if !self.faults.contains_key(&format!("body {kind}")) {
                 m.push(format!("a body failing with {kind}"));
+            }
+        }
+        for op in [Op::MapPut, Op::MapAdd, Op::StatAdd] {
+            if !self.full_by_op.contains_key(&op) {
+                m.push(format!("an array overflow at {op:?}"));
             }
         }
         for (what, n) in [
@@ -389,6 +448,11 @@ impl Stats {
             ("a condition bit changed", self.need_refresh > 0),
             ("exit()", self.exits > 0),
             ("an output record", self.outputs > 0),
+            ("an array with elements after a hit", self.with_arrays > 0),
+            (
+                "an aggregate with elements after a hit",
+                self.with_aggregates > 0,
+            ),
             (
                 "a near-budget body ending normally",
                 self.near_budget > self.near_budget_maxaction,
@@ -530,8 +594,14 @@ impl Run<'_> {
             case.reeval.iter().map(|k| format!("cond{k}")).collect::<Vec<_>>(),
             nonzero(&case.initial_globals()),
         );
+        let _ = writeln!(
+            s,
+            "arrays and aggregates used {:?}\nstarting elements (global, keys, value put or added) {:?}",
+            case.maps.iter().map(|m| m.g).collect::<Vec<_>>(),
+            case.map_init,
+        );
         let mut prog = |name: String, off: u32, code: &[Insn]| {
-            let _ = writeln!(s, "{name} (image offset {off}):\n{}", disassemble(code));
+            let _ = writeln!(s, "{name} (image offset {off}):\n{}", listing(code));
         };
         if let (Some(off), Some(code)) = (p.entry, &case.entry) {
             prog("entry".into(), off, code);
@@ -598,7 +668,8 @@ impl Run<'_> {
              (in {} loader threads: generating \
              {:.1?}, loading {:.1?}; kernel hits {:.1?})\n  bodies ran {} skipped {}; errors {:?}\n  entry runs {}, \
              conditions re-evaluated {} (bits changed after {} hits), exits {}, output records {}, \
-             near-budget bodies {} ({} hit MAXACTION)",
+             near-budget bodies {} ({} hit MAXACTION)\n  array overflows by operation {:?}, \
+             hits leaving elements in arrays {} and in aggregates {}",
             s.programs,
             s.insns / s.programs.max(1),
             s.loads,
@@ -617,6 +688,9 @@ impl Run<'_> {
             s.outputs,
             s.near_budget,
             s.near_budget_maxaction,
+            s.full_by_op,
+            s.with_arrays,
+            s.with_aggregates,
         );
         if !self.mismatches.is_empty() {
             let n = self.by_field.values().max().copied().unwrap_or(0);

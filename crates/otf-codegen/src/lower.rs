@@ -521,6 +521,13 @@ impl<'a> Gen<'a> {
         debug_assert_eq!(d as usize, r.vs.len());
         let a = insn.arg;
         let fid = r.f;
+        if let Some(what) = otf_script::vm::user_space_only(&insn) {
+            // The front end runs these in user space only (`begin`/`end` and deferred timer
+            // bodies); see `otf_script::vm::user_space_only`.
+            return Err(Error::BadCode(format!(
+                "{op:?} at {pc} ({what}) runs in user space only"
+            )));
+        }
         match op {
             Op::Nop => {}
             Op::Push => r.vs.push(Val::Const(insn.imm)),
@@ -824,13 +831,21 @@ impl<'a> Gen<'a> {
                 stat_add(self.b.f(fid), m);
                 r.vs.truncate(base);
             }
-            Op::MapClear | Op::StatGet | Op::IterStart | Op::IterNext => {
-                // The front end keeps arrays and aggregates in `begin`/`end` bodies (user
-                // space) until they are lowered to BPF maps.
-                return Err(Error::BadCode(format!(
-                    "{op:?} at {pc}: arrays and aggregates run in user space only"
-                )));
-            }
+            Op::SPush
+            | Op::SCtx
+            | Op::SLdL
+            | Op::SStL
+            | Op::SLdG
+            | Op::SStG
+            | Op::SDup
+            | Op::SPop
+            | Op::SConcat
+            | Op::SCmp
+            | Op::SLen
+            | Op::MapClear
+            | Op::StatGet
+            | Op::IterStart
+            | Op::IterNext => return Err(Error::Internal("a user-space-only instruction")),
             Op::Exit => {
                 self.flush(r);
                 let f = self.b.f(fid);

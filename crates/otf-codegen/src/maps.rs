@@ -8,10 +8,11 @@
 //! | `global s` (aggregate) | `PERCPU_ARRAY`, one element | `u32` 0 | [`StatLayout`] |
 //! | `global t` (`t[k] <<< v`) | `PERCPU_HASH` | 8 bytes per key | [`StatLayout`] |
 //!
-//! Keys are the integer keys in order, as the operand stack holds them, so a key is built in
-//! place. Aggregates are per CPU, as in SystemTap; readers combine the CPUs.
+//! Keys are the keys in order: 8 bytes per integer key (as the operand stack holds them, so
+//! an all-integer key is built in place) and MAXSTRINGLEN zero-padded bytes per string key;
+//! string elements are MAXSTRINGLEN bytes. Aggregates are per CPU, as in SystemTap; readers combine the CPUs.
 
-use otf_script::bytecode::{GlobalKind, HistSpec, HIST_LOG_BUCKETS};
+use otf_script::bytecode::{GlobalKind, HistSpec, HIST_LOG_BUCKETS, MAXSTRINGLEN};
 use otf_script::sema::GlobalInfo;
 
 /// The BPF map type of an array or aggregate.
@@ -102,8 +103,12 @@ pub struct MapSpec {
     pub name: String,
     /// The map type.
     pub kind: MapKind,
-    /// The number of integer keys (0 for a scalar aggregate).
+    /// The number of keys (0 for a scalar aggregate).
     pub nkeys: u32,
+    /// Bit `i`: key `i` is a string ([`MAXSTRINGLEN`] bytes, zero-padded), else 8 bytes.
+    pub str_keys: u16,
+    /// The elements are strings ([`MAXSTRINGLEN`] bytes), else 8-byte integers.
+    pub str_value: bool,
     /// Key size in bytes.
     pub key_size: u32,
     /// Value size in bytes.
@@ -126,7 +131,11 @@ impl MapSpec {
                     MapKind::Hash
                 },
                 u32::from(keys),
-                8,
+                if info.str_value {
+                    MAXSTRINGLEN as u32
+                } else {
+                    8
+                },
             ),
             GlobalKind::Stat { keys } => (
                 if keys == 0 {
@@ -146,8 +155,18 @@ impl MapSpec {
             key_size: if kind == MapKind::PercpuArray {
                 4
             } else {
-                8 * nkeys
+                (0..nkeys)
+                    .map(|k| {
+                        if info.str_keys & (1 << k) != 0 {
+                            MAXSTRINGLEN as u32
+                        } else {
+                            8
+                        }
+                    })
+                    .sum()
             },
+            str_keys: info.str_keys,
+            str_value: info.str_value && matches!(info.kind, GlobalKind::Array { .. }),
             value_size,
             max_entries: if kind == MapKind::PercpuArray {
                 1

@@ -119,5 +119,8 @@ fn a_timer_body_with_foreach_is_handed_to_user_space() {
         ProgKind::PerfEvent,
     );
     assert!(text.contains("= 5\n"), "{text}");
-    assert!(!text.contains("map[global0]"), "the deferred body touches no array: {text}");
+    assert!(
+        !text.contains("map[global0]"),
+        "the deferred body touches no array: {text}"
+    );
 }

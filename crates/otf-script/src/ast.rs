@@ -75,13 +75,26 @@ pub struct Global {
     pub span: Span,
 }
 
-/// `function NAME(A, B) { ... }`.
+/// A type annotation: `:long` or `:string`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TypeAnn {
+    /// `:long`
+    Long,
+    /// `:string`
+    String,
+}
+
+/// `function NAME[:TYPE](A[:TYPE], B) { ... }`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Function {
     /// The function's name.
     pub name: Ident,
     /// Parameter names.
     pub params: Vec<Ident>,
+    /// The parameters' annotations, one per parameter.
+    pub param_types: Vec<Option<TypeAnn>>,
+    /// The return type's annotation.
+    pub ret_type: Option<TypeAnn>,
     /// The body.
     pub body: Block,
     /// The whole definition.
@@ -468,6 +481,8 @@ pub enum BinOp {
     BitXor,
     /// `|`
     BitOr,
+    /// `.` (string concatenation)
+    Concat,
     /// `&&` (short-circuit)
     And,
     /// `||` (short-circuit)
@@ -494,6 +509,7 @@ impl BinOp {
             BinOp::BitAnd => "&",
             BinOp::BitXor => "^",
             BinOp::BitOr => "|",
+            BinOp::Concat => ".",
             BinOp::And => "&&",
             BinOp::Or => "||",
         }

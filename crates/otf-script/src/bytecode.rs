@@ -216,6 +216,81 @@ ops! {
     /// `(i >> 8) & 0xffff ..` and then its value (when `i >> 24 & 1`); or, when done,
     /// `pc += a`.
     IterNext = 48,
+    /// Push string literal `a` ([`crate::compile::CompiledScript::strings`]) on the string
+    /// stack.
+    SPush = 49,
+    /// Push a context string: `a` = 0 `execname()`, 1 `pp()`, 2 `probefunc()`.
+    SCtx = 50,
+    /// Push string local `a`.
+    SLdL = 51,
+    /// Pop a string into string local `a`.
+    SStL = 52,
+    /// Push string global `a` (a global index).
+    SLdG = 53,
+    /// Pop a string into string global `a`.
+    SStG = 54,
+    /// Push a copy of the top string.
+    SDup = 55,
+    /// Drop the top string.
+    SPop = 56,
+    /// Pop `b`, pop `a`; push `a . b`, truncated to [`MAXSTRINGLEN`]` - 1` bytes.
+    SConcat = 57,
+    /// Pop strings `b`, `a`; push `a OP b` (0 or 1) on the integer stack, where OP is the
+    /// comparison opcode numbered `a` (`Lt` to `Ne`): byte-wise, unsigned, as `strcmp`.
+    SCmp = 58,
+    /// Pop a string; push its length.
+    SLen = 59,
+}
+
+/// The size of a string buffer: strings hold at most `MAXSTRINGLEN - 1` bytes (SystemTap's
+/// MAXSTRINGLEN); longer results are truncated.
+pub const MAXSTRINGLEN: usize = 128;
+/// The deepest string stack a program may use.
+pub const MAX_SSTACK: usize = 8;
+/// String locals per probe hit.
+pub const MAX_SLOCALS: usize = 16;
+/// The most string arguments of one output record.
+pub const MAX_OUT_STRS: usize = 8;
+
+/// The operands of a map instruction (`MapGet` to `StatAdd`), packed in `imm`: the number
+/// of keys, which of them are strings, and whether the value is a string. Integer keys come
+/// from the integer stack and string keys from the string stack, each in key order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MapOperands {
+    /// The number of keys.
+    pub nkeys: u8,
+    /// Bit `i`: key `i` is a string.
+    pub str_keys: u16,
+    /// The element's value is a string.
+    pub str_value: bool,
+}
+
+impl MapOperands {
+    /// The packed form.
+    pub fn pack(self) -> i64 {
+        i64::from(self.nkeys)
+            | i64::from(self.str_keys & 0x1ff) << 8
+            | (self.str_value as i64) << 17
+    }
+
+    /// The operands packed by [`MapOperands::pack`].
+    pub fn unpack(v: i64) -> MapOperands {
+        MapOperands {
+            nkeys: (v & 0xff) as u8,
+            str_keys: ((v >> 8) & 0x1ff) as u16,
+            str_value: (v >> 17) & 1 != 0,
+        }
+    }
+
+    /// Keys taken from the string stack.
+    pub fn nstr(self) -> usize {
+        (self.str_keys & ((1u16 << self.nkeys.min(9)) - 1)).count_ones() as usize
+    }
+
+    /// Keys taken from the integer stack.
+    pub fn nint(self) -> usize {
+        self.nkeys as usize - self.nstr()
+    }
 }
 
 /// Statistics read by [`Op::StatGet`].
@@ -455,10 +530,22 @@ pub enum Piece {
         global: u32,
         /// `false`: `@hist_log`; `true`: `@hist_linear`.
         linear: bool,
-        /// Index of the first key among the record's arguments.
+        /// Index of the first integer key among the record's arguments.
         arg: usize,
+        /// Index of the first string key among the record's string arguments.
+        sarg: usize,
         /// The number of keys.
         nkeys: usize,
+    },
+    /// A string value computed by the program (a string argument of the record) formatted
+    /// by `spec`.
+    StrVal {
+        /// Index into the record's string arguments.
+        sarg: usize,
+        /// Index of the first `*` width or `.*` precision argument (unused without them).
+        arg: usize,
+        /// How to format it.
+        spec: Spec,
     },
 }
 

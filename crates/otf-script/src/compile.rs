@@ -24,13 +24,15 @@ use crate::ast::{
     UnOp,
 };
 use crate::bytecode::{
-    Ctx, Format, GlobalKind, Insn, IterSpec, Op, Piece, Spec, StatKind, LOCK_STRIPES, MAX_CODE,
-    MAX_ITERS, MAX_LOCALS, MAX_OUT_ARGS, MAX_STACK,
+    Ctx, Format, GlobalKind, Insn, IterSpec, MapOperands, Op, Piece, Spec, StatKind, LOCK_STRIPES,
+    MAX_CODE, MAX_ITERS, MAX_LOCALS, MAX_OUT_ARGS, MAX_OUT_STRS, MAX_SLOCALS, MAX_SSTACK,
+    MAX_STACK,
 };
 use crate::diag::Diagnostic;
 use crate::format::{parse_printf, FmtItem};
 use crate::point::PointKind;
 use crate::sema::{builtin, Builtin, Checked, GlobalInfo, Scope, VarRef};
+use crate::types::VType;
 use crate::vm;
 
 /// A compiled script: all programs in one code array, and what each unit runs.
@@ -44,6 +46,8 @@ pub struct CompiledScript {
     pub formats: Vec<Format>,
     /// The globals with their initial values, by index.
     pub globals: Vec<GlobalInfo>,
+    /// String literals used as values, by the `SPush` instruction's id.
+    pub strings: Vec<String>,
 }
 
 /// One (probe statement, component) pair, compiled.
@@ -127,6 +131,8 @@ pub fn disassemble(code: &[Insn]) -> String {
 struct Frame {
     func: usize,
     base: u32,
+    /// First string local of the call.
+    sbase: u32,
     /// `Jmp` instructions of `return` statements, patched to the end of the call.
     returns: Vec<usize>,
     /// Stack depth at statement boundaries inside the call.
@@ -166,6 +172,14 @@ struct Compiler<'a> {
     stmt_depth: usize,
     /// `foreach` loops open around the current statement.
     iters: u32,
+    /// String stack depth, string statement depth, next free string local, most used.
+    sdepth: usize,
+    stmt_sdepth: usize,
+    stop: u32,
+    smax_top: u32,
+    strings: Vec<String>,
+    string_ids: HashMap<String, u32>,
+    sdeep_reported: bool,
 }
 
 impl<'a> Compiler<'a> {
@@ -190,6 +204,21 @@ impl<'a> Compiler<'a> {
                     Diagnostic::error(
                         format!(
                             "expression too complex: it needs more than {MAX_STACK} operand stack slots"
+                        ),
+                        self.span,
+                    )
+                    .with_hint("split it into several statements using local variables"),
+                );
+            }
+        }
+        if let Some((pops, pushes)) = vm::sstack_effect(&insn) {
+            self.sdepth = self.sdepth.saturating_sub(pops) + pushes;
+            if self.sdepth > MAX_SSTACK && !self.sdeep_reported {
+                self.sdeep_reported = true;
+                self.errors.push(
+                    Diagnostic::error(
+                        format!(
+                            "expression too complex: it needs more than {MAX_SSTACK} string values at once"
                         ),
                         self.span,
                     )
@@ -227,6 +256,9 @@ impl<'a> Compiler<'a> {
     fn begin_program(&mut self) -> usize {
         self.depth = 0;
         self.stmt_depth = 0;
+        self.sdepth = 0;
+        self.stmt_sdepth = 0;
+        self.sdeep_reported = false;
         self.deep_reported = false;
         self.frames.clear();
         self.loops.clear();
@@ -257,6 +289,145 @@ impl<'a> Compiler<'a> {
             // Unreachable after sema; a fresh zero local is the safe reading.
             None => VarRef::Local(base + MAX_LOCALS as u32),
         }
+    }
+
+    /// The scope a name is looked up in now, and its string local base.
+    fn scope(&self) -> (Scope, u32) {
+        match self.frames.last() {
+            Some(f) => (Scope::Function(f.func), f.sbase),
+            None => (Scope::Probe(self.probe), 0),
+        }
+    }
+
+    /// The type of variable `name` here.
+    fn var_type(&self, name: &str) -> VType {
+        let (scope, _) = self.scope();
+        match self.checked.resolve(scope, name) {
+            Some(VarRef::Global(_)) => self.checked.types.global(name),
+            _ => match scope {
+                Scope::Probe(p) => self.checked.types.probe_local(p, name),
+                Scope::Function(f) => self.checked.types.fn_local(f, name),
+            },
+        }
+    }
+
+    /// The string local slot of string local `name` here: its rank among the scope's
+    /// string locals, after the call's base.
+    fn sslot(&self, name: &str) -> u32 {
+        let (scope, sbase) = self.scope();
+        let locals: &[String] = match scope {
+            Scope::Probe(p) => &self.checked.probe_locals[p],
+            Scope::Function(f) => &self.checked.function_locals[f],
+        };
+        let is_str = |n: &str| {
+            let t = match scope {
+                Scope::Probe(p) => self.checked.types.probe_local(p, n),
+                Scope::Function(f) => self.checked.types.fn_local(f, n),
+            };
+            t == VType::Str
+        };
+        let rank = locals
+            .iter()
+            .take_while(|l| l.as_str() != name)
+            .filter(|l| is_str(l))
+            .count();
+        sbase + rank as u32
+    }
+
+    /// The number of string locals of a probe or function.
+    fn nstr_locals(&self, scope: Scope) -> u32 {
+        match scope {
+            Scope::Probe(p) => self.checked.probe_locals[p]
+                .iter()
+                .filter(|l| self.checked.types.probe_local(p, l) == VType::Str)
+                .count() as u32,
+            Scope::Function(f) => self.checked.function_locals[f]
+                .iter()
+                .filter(|l| self.checked.types.fn_local(f, l) == VType::Str)
+                .count() as u32,
+        }
+    }
+
+    /// Push string variable `id`.
+    fn load_str(&mut self, id: &Ident) {
+        match self.resolve(&id.name) {
+            VarRef::Global(g) => self.emit(Insn::with_arg(Op::SLdG, g as i32)),
+            VarRef::Local(_) => {
+                let s = self.sslot(&id.name);
+                self.emit(Insn::with_arg(Op::SLdL, s as i32))
+            }
+        };
+    }
+
+    /// Pop a string into variable `id`.
+    fn store_str(&mut self, id: &Ident) {
+        match self.resolve(&id.name) {
+            VarRef::Global(g) => self.emit(Insn::with_arg(Op::SStG, g as i32)),
+            VarRef::Local(_) => {
+                let s = self.sslot(&id.name);
+                self.emit(Insn::with_arg(Op::SStL, s as i32))
+            }
+        };
+    }
+
+    /// Push string literal `t`.
+    fn push_str(&mut self, t: &str) {
+        let id = match self.string_ids.get(t) {
+            Some(&id) => id,
+            None => {
+                let id = self.strings.len() as u32;
+                self.strings.push(t.to_string());
+                self.string_ids.insert(t.to_string(), id);
+                id
+            }
+        };
+        self.emit(Insn::with_arg(Op::SPush, id as i32));
+    }
+
+    /// The static type of an expression.
+    fn ety(&self, e: &Expr) -> VType {
+        match &e.kind {
+            ExprKind::Str(_) => VType::Str,
+            ExprKind::Var(id) => self.var_type(&id.name),
+            ExprKind::Assign { target, .. } => self.var_type(&target.name),
+            ExprKind::Binary {
+                op: BinOp::Concat, ..
+            } => VType::Str,
+            ExprKind::Ternary { then, .. } => self.ety(then),
+            ExprKind::Call { name, .. } => match self.checked.function(&name.name) {
+                Some(f) => self.checked.types.fn_ret(f),
+                None => match name.name.as_str() {
+                    "execname" | "pp" | "probefunc" => VType::Str,
+                    _ => VType::Long,
+                },
+            },
+            ExprKind::Index { array, .. } | ExprKind::IndexAssign { array, .. } => {
+                self.checked.types.global(&array.name)
+            }
+            _ => VType::Long,
+        }
+    }
+
+    /// The packed operands of a map instruction on `array` with `nkeys` keys.
+    fn map_ops(&self, array: &Ident, nkeys: usize) -> i64 {
+        let info = self
+            .checked
+            .global(&array.name)
+            .and_then(|g| self.checked.globals.get(g as usize));
+        MapOperands {
+            nkeys: nkeys as u8,
+            str_keys: info.map_or(0, |i| i.str_keys),
+            str_value: info.is_some_and(|i| i.str_value),
+        }
+        .pack()
+    }
+
+    /// Drop an unwanted value of type `t`.
+    fn drop_value(&mut self, t: VType) {
+        match t {
+            VType::Str => self.op(Op::SPop),
+            VType::Long => self.op(Op::Pop),
+        };
     }
 
     fn load(&mut self, id: &Ident) {
@@ -294,6 +465,7 @@ impl<'a> Compiler<'a> {
         }
         self.nest -= 1;
         self.depth = self.stmt_depth;
+        self.sdepth = self.stmt_sdepth;
     }
 
     fn stmt_inner(&mut self, s: &'a Stmt) {
@@ -389,8 +561,13 @@ impl<'a> Compiler<'a> {
                 self.op(Op::Next);
             }
             StmtKind::Return(e) => {
+                let ret_str = self
+                    .frames
+                    .last()
+                    .is_some_and(|f| self.checked.types.fn_ret(f.func) == VType::Str);
                 match e {
                     Some(e) => self.expr(e, true),
+                    None if ret_str => self.push_str(""),
                     None => {
                         self.emit(Insn::new(Op::Push, 0, 0));
                     }
@@ -406,6 +583,10 @@ impl<'a> Compiler<'a> {
                     VarRef::Global(g) if self.kind(g).is_map() => {
                         self.emit(Insn::with_arg(Op::MapClear, g as i32));
                     }
+                    _ if self.var_type(&v.name) == VType::Str => {
+                        self.push_str("");
+                        self.store_str(v);
+                    }
                     _ => {
                         self.emit(Insn::new(Op::Push, 0, 0));
                         self.store(v);
@@ -417,15 +598,17 @@ impl<'a> Compiler<'a> {
                         self.expr(k, true);
                     }
                     self.span = s.span;
-                    self.emit(Insn::new(Op::MapDel, g, keys.len() as i64));
+                    let ops = self.map_ops(array, keys.len());
+                    self.emit(Insn::new(Op::MapDel, g, ops));
                 }
                 _ => {}
             },
             StmtKind::Foreach(f) => self.foreach(f),
             StmtKind::Empty => {}
         }
-        // Every statement leaves the stack as it found it.
+        // Every statement leaves the stacks as it found them.
         self.depth = self.stmt_depth;
+        self.sdepth = self.stmt_sdepth;
     }
 
     fn patch_to(&mut self, at: usize, target: usize) {
@@ -455,6 +638,8 @@ impl<'a> Compiler<'a> {
             // Short-circuit operators are compiled with jumps, never through here.
             BinOp::And => Op::And,
             BinOp::Or => Op::Or,
+            // String concatenation is `SConcat`, never through here.
+            BinOp::Concat => Op::Nop,
         }
     }
 
@@ -479,12 +664,155 @@ impl<'a> Compiler<'a> {
     }
 
     fn expr(&mut self, e: &'a Expr, want: bool) {
-        let d0 = self.depth;
+        let (d0, s0) = (self.depth, self.sdepth);
+        let is_str = self.ety(e) == VType::Str;
         if self.enter(e.span) {
-            self.expr_inner(e, want);
+            if is_str {
+                self.str_expr(e, want);
+            } else {
+                self.expr_inner(e, want);
+            }
         }
         self.nest -= 1;
-        self.depth = d0 + usize::from(want);
+        self.depth = d0 + usize::from(want && !is_str);
+        self.sdepth = s0 + usize::from(want && is_str);
+    }
+
+    /// A string-valued expression: its value on the string stack iff `want`.
+    #[inline(never)]
+    fn str_expr(&mut self, e: &'a Expr, want: bool) {
+        self.span = e.span;
+        let s0 = self.sdepth;
+        match &e.kind {
+            ExprKind::Str(t) => {
+                if want {
+                    self.push_str(t);
+                }
+            }
+            ExprKind::Var(id) => {
+                if want {
+                    self.load_str(id);
+                }
+            }
+            ExprKind::Assign { op, target, value } => {
+                if *op == Some(BinOp::Concat) {
+                    self.load_str(target);
+                    self.expr(value, true);
+                    self.span = e.span;
+                    self.op(Op::SConcat);
+                } else {
+                    self.expr(value, true);
+                    self.span = e.span;
+                }
+                if want {
+                    self.op(Op::SDup);
+                }
+                self.store_str(target);
+            }
+            ExprKind::Binary { lhs, rhs, .. } => {
+                self.expr(lhs, true);
+                self.expr(rhs, true);
+                self.span = e.span;
+                self.op(Op::SConcat);
+                if !want {
+                    self.op(Op::SPop);
+                }
+            }
+            ExprKind::Ternary { cond, then, els } => {
+                self.expr(cond, true);
+                let jz = self.jump(Op::Jz);
+                self.expr(then, want);
+                let je = self.jump(Op::Jmp);
+                self.patch(jz);
+                self.sdepth = s0;
+                self.expr(els, want);
+                self.patch(je);
+            }
+            ExprKind::Call { name, args } => {
+                if let Some(f) = self.checked.function(&name.name) {
+                    self.inline(e, f, args, want);
+                } else {
+                    let id = match name.name.as_str() {
+                        "execname" => 0,
+                        "pp" => 1,
+                        _ => 2,
+                    };
+                    if want {
+                        self.emit(Insn::with_arg(Op::SCtx, id));
+                    }
+                }
+            }
+            ExprKind::Index { array, keys } => {
+                let g = self.map_index(array);
+                for k in keys {
+                    self.expr(k, true);
+                }
+                self.span = e.span;
+                let ops = self.map_ops(array, keys.len());
+                self.emit(Insn::new(Op::MapGet, g, ops));
+                if !want {
+                    self.op(Op::SPop);
+                }
+            }
+            ExprKind::IndexAssign {
+                op,
+                array,
+                keys,
+                value,
+            } => {
+                let g = self.map_index(array);
+                let ops = self.map_ops(array, keys.len());
+                if *op == Some(BinOp::Concat) {
+                    // a[k] .= v: the keys twice (temporaries), read, append, write.
+                    let m = MapOperands::unpack(ops);
+                    let (ni, ns) = (m.nint() as u32, m.nstr() as u32);
+                    let (Some(t), Some(ts)) = (self.temps(ni, e.span), self.stemps(ns, e.span))
+                    else {
+                        return;
+                    };
+                    for k in keys {
+                        self.expr(k, true);
+                    }
+                    for i in (0..ns).rev() {
+                        self.emit(Insn::with_arg(Op::SStL, (ts + i) as i32));
+                    }
+                    for i in (0..ni).rev() {
+                        self.emit(Insn::with_arg(Op::StL, (t + i) as i32));
+                    }
+                    for _ in 0..2 {
+                        for i in 0..ni {
+                            self.emit(Insn::with_arg(Op::LdL, (t + i) as i32));
+                        }
+                        for i in 0..ns {
+                            self.emit(Insn::with_arg(Op::SLdL, (ts + i) as i32));
+                        }
+                    }
+                    self.emit(Insn::new(Op::MapGet, g, ops));
+                    self.expr(value, true);
+                    self.span = e.span;
+                    self.op(Op::SConcat);
+                    self.emit(Insn::new(Op::MapPut, g, ops));
+                    self.top -= ni;
+                    self.stop -= ns;
+                } else {
+                    for k in keys {
+                        self.expr(k, true);
+                    }
+                    self.expr(value, true);
+                    self.span = e.span;
+                    self.emit(Insn::new(Op::MapPut, g, ops));
+                }
+                if !want {
+                    self.op(Op::SPop);
+                }
+            }
+            _ => {
+                // No other expression is a string (sema).
+                if want {
+                    self.push_str("");
+                }
+            }
+        }
     }
 
     fn expr_inner(&mut self, e: &'a Expr, want: bool) {
@@ -567,7 +895,11 @@ impl<'a> Compiler<'a> {
                     self.expr(lhs, true);
                     self.expr(rhs, true);
                     self.span = e.span;
-                    self.op(Self::binop(*op));
+                    if self.ety(lhs) == VType::Str {
+                        self.emit(Insn::with_arg(Op::SCmp, Self::binop(*op) as u8 as i32));
+                    } else {
+                        self.op(Self::binop(*op));
+                    }
                     if !want {
                         self.op(Op::Pop);
                     }
@@ -698,22 +1030,20 @@ impl<'a> Compiler<'a> {
             }
             return;
         }
-        self.top = new_top;
-        self.max_top = self.max_top.max(new_top);
-        for i in (0..nparams.min(args.len())).rev() {
-            self.emit(Insn::with_arg(Op::StL, (base + i as u32) as i32));
-        }
-        // Function locals start at 0 on every call (slots are reused between calls).
-        for s in nparams as u32..frame_size {
-            self.emit(Insn::new(Op::Push, 0, 0));
-            self.emit(Insn::with_arg(Op::StL, (base + s) as i32));
-        }
+        let Some(sbase) = self.bind_params(e, f, base, nparams.min(args.len()), frame_size) else {
+            return;
+        };
+        let ret_str = self.checked.types.fn_ret(f) == VType::Str;
         let saved_stmt_depth = self.stmt_depth;
+        let saved_stmt_sdepth = self.stmt_sdepth;
         let saved_loops = std::mem::take(&mut self.loops);
         self.stmt_depth = self.depth;
+        self.stmt_sdepth = self.sdepth;
+        let ssd = self.sdepth;
         self.frames.push(Frame {
             func: f,
             base,
+            sbase,
             returns: Vec::new(),
             stmt_depth: self.depth,
         });
@@ -736,19 +1066,95 @@ impl<'a> Compiler<'a> {
             self.code.pop();
         } else {
             self.depth = sd;
-            // Falling off the end returns 0.
-            self.emit(Insn::new(Op::Push, 0, 0));
+            self.sdepth = ssd;
+            // Falling off the end returns 0 (or "").
+            if ret_str {
+                self.push_str("");
+            } else {
+                self.emit(Insn::new(Op::Push, 0, 0));
+            }
         }
         for r in returns {
             self.patch(r);
         }
-        self.depth = sd + 1;
+        if ret_str {
+            self.depth = sd;
+            self.sdepth = ssd + 1;
+        } else {
+            self.depth = sd + 1;
+            self.sdepth = ssd;
+        }
         self.stmt_depth = saved_stmt_depth;
+        self.stmt_sdepth = saved_stmt_sdepth;
         self.loops = saved_loops;
         self.top = base;
+        self.stop = sbase;
         if !want {
-            self.op(Op::Pop);
+            self.drop_value(if ret_str { VType::Str } else { VType::Long });
         }
+    }
+
+    /// Store an inlined call's arguments (on the stacks) into its parameters and zero its
+    /// other locals; returns the call's first string local (`None` when they run out).
+    #[inline(never)]
+    fn bind_params(
+        &mut self,
+        e: &Expr,
+        f: usize,
+        base: u32,
+        nparams: usize,
+        frame_size: u32,
+    ) -> Option<u32> {
+        let func = &self.checked.script.functions[f];
+        let new_top = base + frame_size;
+        let sbase = self.stop;
+        let nstr = self.nstr_locals(Scope::Function(f));
+        if (sbase + nstr) as usize > MAX_SLOCALS {
+            if !self.locals_reported {
+                self.locals_reported = true;
+                self.errors.push(Diagnostic::error(
+                    format!(
+                        "too many string variables: inlining `{}` here needs more than {MAX_SLOCALS}",
+                        func.name.name
+                    ),
+                    e.span,
+                ));
+            }
+            return None;
+        }
+        self.top = new_top;
+        self.max_top = self.max_top.max(new_top);
+        self.stop = sbase + nstr;
+        self.smax_top = self.smax_top.max(self.stop);
+        let locals = &self.checked.function_locals[f];
+        let types = &self.checked.types;
+        let is_str = |n: &str| types.fn_local(f, n) == VType::Str;
+        let mut srank = vec![0u32; locals.len()];
+        let mut r = 0;
+        for (i, l) in locals.iter().enumerate() {
+            srank[i] = r;
+            if is_str(l) {
+                r += 1;
+            }
+        }
+        for i in (0..nparams).rev() {
+            if is_str(&locals[i]) {
+                self.emit(Insn::with_arg(Op::SStL, (sbase + srank[i]) as i32));
+            } else {
+                self.emit(Insn::with_arg(Op::StL, (base + i as u32) as i32));
+            }
+        }
+        // Function locals start at 0 or "" on every call (slots are reused between calls).
+        for s in nparams as u32..frame_size {
+            if is_str(&locals[s as usize]) {
+                self.push_str("");
+                self.emit(Insn::with_arg(Op::SStL, (sbase + srank[s as usize]) as i32));
+            } else {
+                self.emit(Insn::new(Op::Push, 0, 0));
+                self.emit(Insn::with_arg(Op::StL, (base + s) as i32));
+            }
+        }
+        Some(sbase)
     }
 
     /// Arrays and statistics (kept out of `expr_inner` so that its stack frame, which deep
@@ -767,7 +1173,8 @@ impl<'a> Compiler<'a> {
                 } else {
                     Op::MapGet
                 };
-                self.emit(Insn::new(op, g, keys.len() as i64));
+                let ops = self.map_ops(array, keys.len());
+                self.emit(Insn::new(op, g, ops));
                 if !want {
                     self.op(Op::Pop);
                 }
@@ -779,7 +1186,7 @@ impl<'a> Compiler<'a> {
                 value,
             } => {
                 let g = self.map_index(array);
-                let n = keys.len() as i64;
+                let ops = self.map_ops(array, keys.len());
                 match op {
                     None | Some(BinOp::Add) | Some(BinOp::Sub) => {
                         for k in keys {
@@ -791,11 +1198,14 @@ impl<'a> Compiler<'a> {
                             self.op(Op::Neg);
                         }
                         let put = if op.is_none() { Op::MapPut } else { Op::MapAdd };
-                        self.emit(Insn::new(put, g, n));
+                        self.emit(Insn::new(put, g, ops));
                     }
                     Some(op) => {
                         // Keys to temporaries, read, combine, write back.
-                        let Some(t) = self.temps(keys.len() as u32, e.span) else {
+                        let m = MapOperands::unpack(ops);
+                        let (ni, ns) = (m.nint() as u32, m.nstr() as u32);
+                        let (Some(t), Some(ts)) = (self.temps(ni, e.span), self.stemps(ns, e.span))
+                        else {
                             if want {
                                 self.emit(Insn::new(Op::Push, 0, 0));
                             }
@@ -804,20 +1214,27 @@ impl<'a> Compiler<'a> {
                         for k in keys {
                             self.expr(k, true);
                         }
-                        for i in (0..n as u32).rev() {
+                        for i in (0..ns).rev() {
+                            self.emit(Insn::with_arg(Op::SStL, (ts + i) as i32));
+                        }
+                        for i in (0..ni).rev() {
                             self.emit(Insn::with_arg(Op::StL, (t + i) as i32));
                         }
                         for _ in 0..2 {
-                            for i in 0..n as u32 {
+                            for i in 0..ni {
                                 self.emit(Insn::with_arg(Op::LdL, (t + i) as i32));
                             }
+                            for i in 0..ns {
+                                self.emit(Insn::with_arg(Op::SLdL, (ts + i) as i32));
+                            }
                         }
-                        self.emit(Insn::new(Op::MapGet, g, n));
+                        self.emit(Insn::new(Op::MapGet, g, ops));
                         self.expr(value, true);
                         self.span = e.span;
                         self.op(Self::binop(*op));
-                        self.emit(Insn::new(Op::MapPut, g, n));
-                        self.top -= n as u32;
+                        self.emit(Insn::new(Op::MapPut, g, ops));
+                        self.top -= ni;
+                        self.stop -= ns;
                     }
                 }
                 if !want {
@@ -837,7 +1254,8 @@ impl<'a> Compiler<'a> {
                 self.span = e.span;
                 let d = if *inc { 1 } else { -1 };
                 self.emit(Insn::new(Op::Push, 0, d));
-                self.emit(Insn::new(Op::MapAdd, g, keys.len() as i64));
+                let ops = self.map_ops(array, keys.len());
+                self.emit(Insn::new(Op::MapAdd, g, ops));
                 if !want {
                     self.op(Op::Pop);
                 } else if !*prefix {
@@ -857,7 +1275,8 @@ impl<'a> Compiler<'a> {
                 }
                 self.expr(value, true);
                 self.span = e.span;
-                self.emit(Insn::new(Op::StatAdd, g, keys.len() as i64));
+                let ops = self.map_ops(target, keys.len());
+                self.emit(Insn::new(Op::StatAdd, g, ops));
                 if want {
                     self.emit(Insn::new(Op::Push, 0, 0));
                 }
@@ -876,10 +1295,11 @@ impl<'a> Compiler<'a> {
                     StatOp::Avg => StatKind::Avg,
                     StatOp::Variance => StatKind::Variance,
                 };
+                let ops = self.map_ops(target, keys.len());
                 self.emit(Insn::new(
                     Op::StatGet,
                     g,
-                    keys.len() as i64 | (kind as i64) << 8,
+                    ops | (kind as i64) << vm::STAT_KIND_SHIFT,
                 ));
                 if !want {
                     self.op(Op::Pop);
@@ -928,12 +1348,33 @@ impl<'a> Compiler<'a> {
         Some(t)
     }
 
+    /// `n` fresh string local slots (released by the caller with `self.stop -= n`).
+    fn stemps(&mut self, n: u32, span: Span) -> Option<u32> {
+        let t = self.stop;
+        if (t + n) as usize > MAX_SLOCALS {
+            if !self.locals_reported {
+                self.locals_reported = true;
+                self.errors.push(Diagnostic::error(
+                    format!("too many string variables here (at most {MAX_SLOCALS})"),
+                    span,
+                ));
+            }
+            return None;
+        }
+        self.stop += n;
+        self.smax_top = self.smax_top.max(self.stop);
+        Some(t)
+    }
+
     /// `foreach ([v =] [k...] in a[+-] [limit N]) body`: `IterStart`, then a loop of
     /// `IterNext` into temporaries, copied to the named variables, and the body.
     fn foreach(&mut self, f: &'a Foreach) {
         let g = self.map_index(&f.array);
-        let n = f.keys.len() as u32;
+        let m = MapOperands::unpack(self.map_ops(&f.array, f.keys.len()));
         let with_value = f.value.is_some();
+        let str_value = with_value && m.str_value;
+        let ni = m.nint() as u32 + u32::from(with_value && !str_value);
+        let ns = m.nstr() as u32 + u32::from(str_value);
         if self.iters as usize >= MAX_ITERS {
             self.errors.push(Diagnostic::error(
                 format!("more than {MAX_ITERS} nested `foreach` loops"),
@@ -941,7 +1382,8 @@ impl<'a> Compiler<'a> {
             ));
             return;
         }
-        let Some(t) = self.temps(n + u32::from(with_value), f.array.span) else {
+        let (Some(t), Some(ts)) = (self.temps(ni, f.array.span), self.stemps(ns, f.array.span))
+        else {
             return;
         };
         let slot = self.iters as i64;
@@ -964,15 +1406,25 @@ impl<'a> Compiler<'a> {
         let next = self.emit(Insn::new(
             Op::IterNext,
             0,
-            slot | (t as i64) << 8 | (with_value as i64) << 24,
+            slot | (t as i64) << 8 | (ts as i64) << 20 | (with_value as i64) << 28,
         ));
-        for (i, k) in f.keys.iter().enumerate() {
-            self.emit(Insn::with_arg(Op::LdL, (t + i as u32) as i32));
-            self.store(k);
-        }
-        if let Some(v) = &f.value {
-            self.emit(Insn::with_arg(Op::LdL, (t + n) as i32));
-            self.store(v);
+        // The keys (then the value) come in order, integers into `t..`, strings into `ts..`.
+        let (mut it, mut is) = (t, ts);
+        let vars = f
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k, m.str_keys & (1 << i) != 0));
+        for (k, is_str) in vars.chain(f.value.iter().map(|v| (v, str_value))) {
+            if is_str {
+                self.emit(Insn::with_arg(Op::SLdL, is as i32));
+                self.store_str(k);
+                is += 1;
+            } else {
+                self.emit(Insn::with_arg(Op::LdL, it as i32));
+                self.store(k);
+                it += 1;
+            }
         }
         self.loops.push(Loop {
             breaks: vec![],
@@ -992,7 +1444,8 @@ impl<'a> Compiler<'a> {
             self.patch(b);
         }
         self.iters -= 1;
-        self.top -= n + u32::from(with_value);
+        self.top -= ni;
+        self.stop -= ns;
     }
 
     fn format_id(&mut self, mut pieces: Vec<Piece>, nargs: usize) -> u32 {
@@ -1048,14 +1501,24 @@ impl<'a> Compiler<'a> {
     /// value joins the record's arguments `ints`. `first` is the index of the conversion's
     /// first record argument (its `*` arguments, already in `ints`, or else the value).
     fn push_value(
+        &self,
         a: &'a Expr,
         spec: Spec,
         first: usize,
         ints: &mut Vec<&'a Expr>,
+        strs: &mut Vec<&'a Expr>,
         pieces: &mut Vec<Piece>,
     ) {
         match Self::string_piece(a, spec, first) {
             Some(p) => pieces.push(p),
+            None if self.ety(a) == VType::Str => {
+                pieces.push(Piece::StrVal {
+                    sarg: strs.len(),
+                    arg: first,
+                    spec,
+                });
+                strs.push(a);
+            }
             None => {
                 pieces.push(Piece::Int { arg: first, spec });
                 ints.push(a);
@@ -1073,8 +1536,9 @@ impl<'a> Compiler<'a> {
             ..Spec::default()
         };
         let mut pieces = Vec::new();
-        // The record's integer arguments, in order.
+        // The record's integer and string arguments, in order.
         let mut ints: Vec<&'a Expr> = Vec::new();
+        let mut strs: Vec<&'a Expr> = Vec::new();
         if b == Builtin::Printf {
             let fmt = match args.first().map(|a| &a.kind) {
                 Some(ExprKind::Str(s)) => s.as_str(),
@@ -1092,7 +1556,7 @@ impl<'a> Compiler<'a> {
                             ints.push(a);
                         }
                         let Some(a) = rest.next() else { break };
-                        Self::push_value(a, spec, first, &mut ints, &mut pieces);
+                        self.push_value(a, spec, first, &mut ints, &mut strs, &mut pieces);
                     }
                 }
             }
@@ -1104,16 +1568,25 @@ impl<'a> Compiler<'a> {
                         global,
                         linear: matches!(kind, HistKind::Linear { .. }),
                         arg: ints.len(),
+                        sarg: strs.len(),
                         nkeys: keys.len(),
                     });
-                    ints.extend(keys.iter());
+                    for k in keys {
+                        if self.ety(k) == VType::Str {
+                            strs.push(k);
+                        } else {
+                            ints.push(k);
+                        }
+                    }
                     continue;
                 }
                 let first = ints.len();
-                match Self::string_piece(a, plain, first) {
-                    Some(p) => pieces.push(p),
-                    None => Self::push_value(a, int_spec, first, &mut ints, &mut pieces),
-                }
+                let spec = if self.ety(a) == VType::Str {
+                    plain
+                } else {
+                    int_spec
+                };
+                self.push_value(a, spec, first, &mut ints, &mut strs, &mut pieces);
             }
             if b == Builtin::Println {
                 pieces.push(Piece::Text("\n".into()));
@@ -1129,13 +1602,26 @@ impl<'a> Compiler<'a> {
             ));
             return;
         }
-        let n = ints.len();
+        if strs.len() > MAX_OUT_STRS {
+            self.errors.push(Diagnostic::error(
+                format!(
+                    "too many string arguments in one output call: {} (at most {MAX_OUT_STRS})",
+                    strs.len()
+                ),
+                e.span,
+            ));
+            return;
+        }
+        let (n, ns) = (ints.len(), strs.len());
         for a in ints {
+            self.expr(a, true);
+        }
+        for a in strs {
             self.expr(a, true);
         }
         self.span = e.span;
         let id = self.format_id(pieces, n);
-        self.emit(Insn::new(Op::Out, id as i32, n as i64));
+        self.emit(Insn::new(Op::Out, id as i32, n as i64 | (ns as i64) << 16));
     }
 }
 
@@ -1170,6 +1656,13 @@ pub fn compile(checked: &Checked, aff: &Affection) -> Result<CompiledScript, Vec
         entries: Vec::new(),
         stmt_depth: 0,
         iters: 0,
+        sdepth: 0,
+        stmt_sdepth: 0,
+        stop: 0,
+        smax_top: 0,
+        strings: Vec::new(),
+        string_ids: HashMap::new(),
+        sdeep_reported: false,
     };
     let mut units = Vec::new();
     for (ui, u) in checked.units.iter().enumerate() {
@@ -1179,6 +1672,14 @@ pub fn compile(checked: &Checked, aff: &Affection) -> Result<CompiledScript, Vec
         let nprobe_locals = checked.probe_locals[u.probe].len() as u32;
         c.top = nprobe_locals;
         c.max_top = nprobe_locals;
+        c.stop = c.nstr_locals(Scope::Probe(u.probe));
+        c.smax_top = c.stop;
+        if c.stop as usize > MAX_SLOCALS {
+            c.errors.push(Diagnostic::error(
+                format!("too many string variables in this probe (at most {MAX_SLOCALS})"),
+                probe.span,
+            ));
+        }
         c.locals_reported = false;
         c.entries.clear();
         if nprobe_locals as usize > MAX_LOCALS {
@@ -1225,6 +1726,30 @@ pub fn compile(checked: &Checked, aff: &Affection) -> Result<CompiledScript, Vec
             None
         };
 
+        // What only user space runs yet: a timer defers such a body, other kernel probes
+        // cannot have it.
+        let user_only = [Some(&body), cond.as_ref(), entry.as_ref()]
+            .into_iter()
+            .flatten()
+            .flat_map(|r| c.code[r.start as usize..r.end as usize].iter())
+            .find_map(vm::user_space_only);
+        if let Some(what) = user_only {
+            let user = matches!(
+                u.point,
+                PointKind::Begin | PointKind::End | PointKind::Timer { .. }
+            );
+            if !user && !c.too_big {
+                c.errors.push(
+                    Diagnostic::error(
+                        format!(
+                            "{what}: only available in `begin`, `end` and `timer` probes for now (their bodies run in user space)"
+                        ),
+                        probe.span,
+                    )
+                    .with_hint(format!("this probe includes `{}`", u.point)),
+                );
+            }
+        }
         let access = &checked.probe_access[u.probe];
         let mut read: Vec<u32> = access
             .reads
@@ -1260,12 +1785,7 @@ pub fn compile(checked: &Checked, aff: &Affection) -> Result<CompiledScript, Vec
             globals_read: read,
             globals_written: written,
             nlocals: c.max_top.min(MAX_LOCALS as u32),
-            deferred: checked
-                .probe_user_only
-                .get(u.probe)
-                .copied()
-                .unwrap_or(false)
-                && !matches!(u.point, PointKind::Begin | PointKind::End),
+            deferred: user_only.is_some() && !matches!(u.point, PointKind::Begin | PointKind::End),
         });
     }
     if !c.errors.is_empty() {
@@ -1276,5 +1796,6 @@ pub fn compile(checked: &Checked, aff: &Affection) -> Result<CompiledScript, Vec
         units,
         formats: c.formats,
         globals: checked.globals.clone(),
+        strings: c.strings,
     })
 }

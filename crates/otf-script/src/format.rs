@@ -37,6 +37,18 @@ pub fn render_bytes(
     pp: &str,
     probefunc: &str,
 ) -> Vec<u8> {
+    render_bytes_strs(fmt, args, &[], execname, pp, probefunc)
+}
+
+/// [`render_bytes`] of a record that also carries string arguments ([`Piece::StrVal`]).
+pub fn render_bytes_strs(
+    fmt: &Format,
+    args: &[i64],
+    strs: &[String],
+    execname: &str,
+    pp: &str,
+    probefunc: &str,
+) -> Vec<u8> {
     let mut out = Vec::new();
     for piece in &fmt.pieces {
         match piece {
@@ -49,6 +61,10 @@ pub fn render_bytes(
             Piece::Pp { arg, spec } => push_str(&mut out, pp, spec, args, *arg),
             Piece::Probefunc { arg, spec } => push_str(&mut out, probefunc, spec, args, *arg),
             Piece::Str { text, arg, spec } => push_str(&mut out, text, spec, args, *arg),
+            Piece::StrVal { sarg, arg, spec } => {
+                let t = strs.get(*sarg).map_or("", String::as_str);
+                push_str(&mut out, t, spec, args, *arg)
+            }
             // Rendered by the runtime, which has the aggregate ([`crate::hist`]).
             Piece::Hist { .. } => {}
         }
@@ -60,6 +76,18 @@ pub fn render_bytes(
 /// UTF-8 (a `%c` of a byte above 0x7f, a `%.Ns` cutting a character) replaced by U+FFFD.
 pub fn render(fmt: &Format, args: &[i64], execname: &str, pp: &str, probefunc: &str) -> String {
     into_text(render_bytes(fmt, args, execname, pp, probefunc))
+}
+
+/// [`render`] of a record that also carries string arguments ([`Piece::StrVal`]).
+pub fn render_strs(
+    fmt: &Format,
+    args: &[i64],
+    strs: &[String],
+    execname: &str,
+    pp: &str,
+    probefunc: &str,
+) -> String {
+    into_text(render_bytes_strs(fmt, args, strs, execname, pp, probefunc))
 }
 
 /// Format one integer by a conversion (`d i u x X o c p b`; `s` prints the value as `%d`

@@ -4,7 +4,8 @@
 //! `@` scaled to 50 columns, runs of empty rows elided as `~`, and a blank line at the end.
 
 use crate::bytecode::{Format, Piece, HIST_LOG_BUCKET0};
-use crate::store::{log_bucket_value, Aggregate};
+use crate::sema::GlobalInfo;
+use crate::store::{log_bucket_value, Aggregate, Value};
 
 /// The width of the bars.
 const HIST_WIDTH: i64 = 50;
@@ -126,14 +127,19 @@ pub fn render(agg: &Aggregate, linear: Option<(i64, i64, i64)>) -> String {
 }
 
 /// Render an output record whose format may hold histograms: `hist(global, linear, keys)`
-/// renders each [`Piece::Hist`]; the other pieces as [`crate::format::render`] does.
+/// renders each [`Piece::Hist`] (its keys rebuilt from the record's integer and string
+/// arguments, in key order, with `globals`' key types); the other pieces as
+/// [`crate::format::render_strs`] does.
+#[allow(clippy::too_many_arguments)]
 pub fn render_record(
     fmt: &Format,
     args: &[i64],
+    strs: &[String],
+    globals: &[GlobalInfo],
     execname: &str,
     pp: &str,
     probefunc: &str,
-    hist: &mut dyn FnMut(u32, bool, &[i64]) -> String,
+    hist: &mut dyn FnMut(u32, bool, &[Value]) -> String,
 ) -> String {
     let mut s = String::new();
     let mut run: Vec<Piece> = Vec::new();
@@ -143,7 +149,9 @@ pub fn render_record(
                 pieces: std::mem::take(run),
                 nargs: fmt.nargs,
             };
-            s.push_str(&crate::format::render(&f, args, execname, pp, probefunc));
+            s.push_str(&crate::format::render_strs(
+                &f, args, strs, execname, pp, probefunc,
+            ));
         }
     };
     for p in &fmt.pieces {
@@ -152,11 +160,24 @@ pub fn render_record(
                 global,
                 linear,
                 arg,
+                sarg,
                 nkeys,
             } => {
                 flush(&mut run, &mut s);
-                let keys = args.get(*arg..*arg + *nkeys).unwrap_or(&[]);
-                s.push_str(&hist(*global, *linear, keys));
+                let str_keys = globals.get(*global as usize).map_or(0, |g| g.str_keys);
+                let (mut i, mut j) = (*arg, *sarg);
+                let keys: Vec<Value> = (0..*nkeys)
+                    .map(|k| {
+                        if str_keys & (1 << k) != 0 {
+                            j += 1;
+                            Value::Str(strs.get(j - 1).cloned().unwrap_or_default())
+                        } else {
+                            i += 1;
+                            Value::Int(args.get(i - 1).copied().unwrap_or(0))
+                        }
+                    })
+                    .collect();
+                s.push_str(&hist(*global, *linear, &keys));
             }
             other => run.push(other.clone()),
         }

@@ -160,6 +160,8 @@ pub enum TokenKind {
     CaretEq,
     /// `|=`
     PipeEq,
+    /// `.=`
+    DotEq,
     /// `++`
     PlusPlus,
     /// `--`
@@ -248,6 +250,7 @@ impl TokenKind {
             AmpEq => "&=",
             CaretEq => "^=",
             PipeEq => "|=",
+            DotEq => ".=",
             PlusPlus => "++",
             MinusMinus => "--",
         })
@@ -1075,6 +1078,7 @@ impl<'a> Lexer<'a> {
             (b']', ..) => (RBracket, 1),
             (b',', ..) => (Comma, 1),
             (b';', ..) => (Semi, 1),
+            (b'.', b'=', _) => (DotEq, 2),
             (b'.', ..) => (Dot, 1),
             (b'?', ..) => (Question, 1),
             (b':', ..) => (Colon, 1),

@@ -116,11 +116,12 @@ fn binop(kind: &TokenKind) -> Option<(BinOp, u8)> {
         T::Ge => (BinOp::Ge, 8),
         T::Shl => (BinOp::Shl, 9),
         T::Shr => (BinOp::Shr, 9),
-        T::Plus => (BinOp::Add, 10),
-        T::Minus => (BinOp::Sub, 10),
-        T::Star => (BinOp::Mul, 11),
-        T::Slash => (BinOp::Div, 11),
-        T::Percent => (BinOp::Mod, 11),
+        T::Dot => (BinOp::Concat, 10),
+        T::Plus => (BinOp::Add, 11),
+        T::Minus => (BinOp::Sub, 11),
+        T::Star => (BinOp::Mul, 12),
+        T::Slash => (BinOp::Div, 12),
+        T::Percent => (BinOp::Mod, 12),
         _ => return None,
     })
 }
@@ -142,6 +143,7 @@ fn assign_op(kind: &TokenKind) -> Option<Option<BinOp>> {
         T::AmpEq => BinOp::BitAnd,
         T::CaretEq => BinOp::BitXor,
         T::PipeEq => BinOp::BitOr,
+        T::DotEq => BinOp::Concat,
         _ => return None,
     }))
 }
@@ -466,22 +468,22 @@ impl Parser<'_> {
         Ok(())
     }
 
-    /// An optional `: long` type annotation (the only type otf has).
-    fn type_annotation(&mut self) -> PResult<()> {
+    /// An optional `:long` / `:string` type annotation.
+    fn type_annotation(&mut self) -> PResult<Option<TypeAnn>> {
         if !self.eat(&TokenKind::Colon) {
-            return Ok(());
+            return Ok(None);
         }
         match self.peek() {
             TokenKind::Ident(t) if t == "long" => {
                 self.bump();
-                Ok(())
+                Ok(Some(TypeAnn::Long))
             }
-            TokenKind::Ident(t) if t == "string" => Err(self.error_here_hint(
-                "string functions and parameters are not supported",
-                "otf functions take and return 64-bit integers (`:long`)",
-            )),
+            TokenKind::Ident(t) if t == "string" => {
+                self.bump();
+                Ok(Some(TypeAnn::String))
+            }
             other => {
-                let msg = format!("expected a type (`long`), found {other}");
+                let msg = format!("expected a type (`long` or `string`), found {other}");
                 Err(self.error_here(msg))
             }
         }
@@ -491,13 +493,14 @@ impl Parser<'_> {
     fn function(&mut self) -> PResult<()> {
         let lo = self.bump().span.lo;
         let name = self.ident("a function name after `function`")?;
-        self.type_annotation()?;
+        let ret_type = self.type_annotation()?;
         self.expect(TokenKind::LParen, "after the function name")?;
         let mut params = Vec::new();
+        let mut param_types = Vec::new();
         if !self.at(&TokenKind::RParen) {
             loop {
                 params.push(self.ident("a parameter name")?);
-                self.type_annotation()?;
+                param_types.push(self.type_annotation()?);
                 if !self.eat(&TokenKind::Comma) {
                     break;
                 }
@@ -523,6 +526,8 @@ impl Parser<'_> {
         self.script.functions.push(Function {
             name,
             params,
+            param_types,
+            ret_type,
             body,
             span,
         });
@@ -1304,10 +1309,6 @@ impl Parser<'_> {
                 let t = self.bump();
                 self.incdec(e, false, t.kind == TokenKind::PlusPlus, t.span)
             }
-            TokenKind::Dot => Err(self.error_here_hint(
-                "string concatenation (`.`) is not supported",
-                "print the pieces separately, e.g. `printf(\"%s%s\", a, b)`",
-            )),
             _ => Ok(e),
         }
     }

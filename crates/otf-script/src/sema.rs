@@ -8,11 +8,12 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use crate::ast::{Block, Expr, ExprKind, Ident, Script, Span, Stmt, StmtKind, UnOp};
+use crate::ast::{BinOp, Block, Expr, ExprKind, Ident, Script, Span, Stmt, StmtKind, UnOp};
 use crate::bytecode::{Ctx, GlobalKind, HistSpec, MAXMAPENTRIES, MAX_ENTRY_SLOTS, MAX_GLOBALS};
 use crate::diag::{Diagnostic, SourceFile};
 use crate::format::{parse_printf, FmtItem};
 use crate::point::{interpret, PointKind};
+use crate::types::VType;
 
 /// A built-in function, as the compiler sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,7 +94,7 @@ pub fn builtin(name: &str) -> Option<(Builtin, usize, Option<usize>)> {
 pub const MAX_ARG_NUMBER: i64 = 6;
 
 /// A declared global.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GlobalInfo {
     /// The name.
     pub name: String,
@@ -107,6 +108,12 @@ pub struct GlobalInfo {
     pub wrap: bool,
     /// The histograms an aggregate keeps.
     pub hist: HistSpec,
+    /// A string scalar, or an array of strings.
+    pub str_value: bool,
+    /// Bit `i`: key `i` of the array is a string.
+    pub str_keys: u16,
+    /// A string scalar's initial value.
+    pub init_str: Option<String>,
     /// Its value is read somewhere (`x++`, `x = v`, `x <<< v`, `delete x` are pure writes).
     pub read: bool,
     /// It is written somewhere. Globals written and never read are printed at exit, as
@@ -198,6 +205,8 @@ pub struct Checked {
     /// reference VM runs (`foreach`, aggregate reads, histograms, `delete` of an array), so
     /// it runs in user space: `begin`, `end`, and `timer` probes whose kernel hit defers it.
     pub probe_user_only: Vec<bool>,
+    /// The inferred types of every variable, array and function.
+    pub types: crate::types::Types,
     /// All errors and warnings, in the order found.
     pub diags: Vec<Diagnostic>,
     global_index: HashMap<String, u32>,
@@ -291,6 +300,9 @@ struct Walker<'a> {
     file: &'a SourceFile,
     globals: &'a HashMap<String, u32>,
     infos: &'a [GlobalInfo],
+    types: &'a crate::types::Types,
+    /// The probe or function being walked (for the types of its locals).
+    scope: Scope,
     functions: &'a HashMap<String, usize>,
     script: &'a Script,
     diags: &'a mut Vec<Diagnostic>,
@@ -306,10 +318,13 @@ struct Walker<'a> {
     param_names: Vec<String>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn walker<'a>(
     file: &'a SourceFile,
     globals: &'a HashMap<String, u32>,
     infos: &'a [GlobalInfo],
+    types: &'a crate::types::Types,
+    scope: Scope,
     functions: &'a HashMap<String, usize>,
     script: &'a Script,
     diags: &'a mut Vec<Diagnostic>,
@@ -318,6 +333,8 @@ fn walker<'a>(
         file,
         globals,
         infos,
+        types,
+        scope,
         functions,
         script,
         diags,
@@ -561,7 +578,14 @@ impl<'a> Walker<'a> {
                     );
                 }
                 if let Some(e) = e {
-                    self.int(e);
+                    let t = match self.scope {
+                        Scope::Function(f) => match self.types.fn_ret(f) {
+                            VType::Str => Ty::Str,
+                            VType::Long => Ty::Int,
+                        },
+                        Scope::Probe(_) => Ty::Int,
+                    };
+                    self.value(e, t);
                 }
             }
             StmtKind::Expr(e) => self.effect(e),
@@ -673,15 +697,7 @@ impl<'a> Walker<'a> {
                 continue;
             }
             match self.expr(k) {
-                Ty::Int => {}
-                Ty::Str => self.err_hint(
-                    format!(
-                        "{} is a string: string array keys are not supported yet",
-                        describe(k)
-                    ),
-                    k.span,
-                    "otf arrays are indexed by integers for now (e.g. `a[pid()]`)",
-                ),
+                Ty::Int | Ty::Str => {}
                 _ => self.err(
                     format!("{} has no value to use as a key", describe(k)),
                     k.span,
@@ -713,7 +729,11 @@ impl<'a> Walker<'a> {
 
     /// An expression evaluated for its effect: an integer or no value.
     fn effect(&mut self, e: &Expr) {
-        if self.expr(e) == Ty::Str {
+        let used = matches!(
+            e.kind,
+            ExprKind::Assign { .. } | ExprKind::IndexAssign { .. } | ExprKind::Call { .. }
+        );
+        if self.expr(e) == Ty::Str && !used {
             self.err_hint(
                 format!("{} is a string and is not used", describe(e)),
                 e.span,
@@ -724,7 +744,53 @@ impl<'a> Walker<'a> {
 
     /// An expression whose integer value is needed.
     fn int(&mut self, e: &Expr) {
-        match self.expr(e) {
+        let t = self.expr(e);
+        self.need_int(e, t);
+    }
+
+    /// An expression of type `want` (a string or an integer).
+    fn value(&mut self, e: &Expr, want: Ty) {
+        let t = self.expr(e);
+        match (want, t) {
+            (Ty::Str, Ty::Str) => {}
+            (Ty::Str, Ty::Int) => self.err_hint(
+                format!("{} is an integer, but a string is needed here", describe(e)),
+                e.span,
+                "convert with sprint(x) or sprintf(\"%d\", x)",
+            ),
+            (Ty::Str, _) => self.err(format!("{} has no string value", describe(e)), e.span),
+            _ => self.need_int(e, t),
+        }
+    }
+
+    /// The value type of array `name`.
+    fn array_ty(&self, name: &str) -> Ty {
+        match self.types.global(name) {
+            VType::Str => Ty::Str,
+            VType::Long => Ty::Int,
+        }
+    }
+
+    /// The type of a variable read in this scope.
+    fn var_ty(&self, name: &str) -> Ty {
+        let is_param = self.in_function && self.is_param(name);
+        let t = if self.globals.contains_key(name) && !is_param {
+            self.types.global(name)
+        } else {
+            match self.scope {
+                Scope::Probe(p) => self.types.probe_local(p, name),
+                Scope::Function(f) => self.types.fn_local(f, name),
+            }
+        };
+        match t {
+            VType::Str => Ty::Str,
+            VType::Long => Ty::Int,
+        }
+    }
+
+    /// `e`, of type `t`, must be an integer.
+    fn need_int(&mut self, e: &Expr, t: Ty) {
+        match t {
             Ty::Int => {}
             Ty::Str => self.err_hint(
                 format!("{} is a string, but an integer is needed here", describe(e)),
@@ -749,14 +815,15 @@ impl<'a> Walker<'a> {
             ExprKind::Str(_) => Ty::Str,
             ExprKind::Var(id) => {
                 self.read_var(id);
-                Ty::Int
+                self.var_ty(&id.name)
             }
             ExprKind::Assign { op, target, value } => {
-                self.int(value);
+                let t = self.var_ty(&target.name);
+                self.value(value, t);
                 if self.check_target(target, e.span) {
                     self.write(target, op.is_some());
                 }
-                Ty::Int
+                t
             }
             ExprKind::IncDec { target, .. } => {
                 if self.check_target(target, e.span) {
@@ -764,20 +831,43 @@ impl<'a> Walker<'a> {
                 }
                 Ty::Int
             }
-            ExprKind::Binary { lhs, rhs, .. } => {
-                self.int(lhs);
-                self.int(rhs);
-                Ty::Int
-            }
+            ExprKind::Binary { op, lhs, rhs } => match op {
+                BinOp::Concat => {
+                    self.value(lhs, Ty::Str);
+                    self.value(rhs, Ty::Str);
+                    Ty::Str
+                }
+                BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::Eq | BinOp::Ne => {
+                    let t = self.expr(lhs);
+                    if t == Ty::Str {
+                        self.value(rhs, Ty::Str);
+                    } else {
+                        self.need_int(lhs, t);
+                        self.int(rhs);
+                    }
+                    Ty::Int
+                }
+                _ => {
+                    self.int(lhs);
+                    self.int(rhs);
+                    Ty::Int
+                }
+            },
             ExprKind::Unary { expr, .. } => {
                 self.int(expr);
                 Ty::Int
             }
             ExprKind::Ternary { cond, then, els } => {
                 self.int(cond);
-                self.int(then);
-                self.int(els);
-                Ty::Int
+                let t = self.expr(then);
+                if t == Ty::Str {
+                    self.value(els, Ty::Str);
+                    Ty::Str
+                } else {
+                    self.need_int(then, t);
+                    self.int(els);
+                    Ty::Int
+                }
             }
             ExprKind::Entry(inner) => {
                 match self.mode {
@@ -834,7 +924,12 @@ impl<'a> Walker<'a> {
                 if let Some(g) = self.map_global(array) {
                     self.info.access.reads.insert(g);
                 }
-                Ty::Int
+                if matches!(e.kind, ExprKind::Index { .. }) && self.array_ty(&array.name) == Ty::Str
+                {
+                    Ty::Str
+                } else {
+                    Ty::Int
+                }
             }
             ExprKind::IndexAssign {
                 array,
@@ -842,9 +937,10 @@ impl<'a> Walker<'a> {
                 value,
                 op,
             } => {
+                let t = self.array_ty(&array.name);
                 if self.writable(e.span) {
                     self.keys(keys);
-                    self.int(value);
+                    self.value(value, t);
                     if let Some(g) = self.map_global(array) {
                         self.info.access.writes.insert(g);
                         if op.is_some() {
@@ -852,7 +948,7 @@ impl<'a> Walker<'a> {
                         }
                     }
                 }
-                Ty::Int
+                t
             }
             ExprKind::IndexIncDec { array, keys, .. } => {
                 if self.writable(e.span) {
@@ -997,11 +1093,18 @@ impl<'a> Walker<'a> {
                     e.span,
                 );
             }
-            for a in args {
-                self.int(a);
+            for (a, p) in args.iter().zip(&self.script.functions[f].params) {
+                let t = match self.types.fn_local(f, &p.name) {
+                    VType::Str => Ty::Str,
+                    VType::Long => Ty::Int,
+                };
+                self.value(a, t);
             }
             self.info.calls.push((f, e.span));
-            return Ty::Int;
+            return match self.types.fn_ret(f) {
+                VType::Str => Ty::Str,
+                VType::Long => Ty::Int,
+            };
         }
         let Some((b, min, max)) = builtin(&name.name) else {
             self.err(format!("unknown function `{}`", name.name), name.span);
@@ -1312,10 +1415,18 @@ pub fn check(file: &SourceFile, script: &Script) -> Checked {
             ));
             continue;
         }
+        let init_str = match &g.init {
+            Some(Expr {
+                kind: ExprKind::Str(t),
+                ..
+            }) => Some(t.clone()),
+            _ => None,
+        };
         let init = match &g.init {
             None => 0,
             Some(e) => match &e.kind {
                 ExprKind::Int(n) => *n,
+                ExprKind::Str(_) => 0,
                 ExprKind::Unary {
                     op: UnOp::Neg,
                     expr,
@@ -1339,7 +1450,7 @@ pub fn check(file: &SourceFile, script: &Script) -> Checked {
                             ),
                             e.span,
                         )
-                        .with_hint("write a literal such as `5` or `-1`"),
+                        .with_hint("write a literal such as `5`, `-1` or `\"text\"`"),
                     );
                     0
                 }
@@ -1375,6 +1486,9 @@ pub fn check(file: &SourceFile, script: &Script) -> Checked {
             size,
             wrap: g.wrap,
             hist: HistSpec::default(),
+            str_value: false,
+            str_keys: 0,
+            init_str,
             read: false,
             written: false,
             span: g.span,
@@ -1413,12 +1527,23 @@ pub fn check(file: &SourceFile, script: &Script) -> Checked {
         function_index.insert(f.name.name.clone(), i);
     }
 
+    let types = crate::types::infer(file, script, &global_index, &function_index, &mut diags);
+    for g in globals.iter_mut() {
+        g.str_value = types.global(&g.name) == VType::Str;
+        for k in 0..g.kind.keys() {
+            if types.key(&g.name, k) == VType::Str {
+                g.str_keys |= 1 << k;
+            }
+        }
+    }
     let mut fn_infos = Vec::new();
-    for f in &script.functions {
+    for (fi, f) in script.functions.iter().enumerate() {
         let mut w = walker(
             file,
             &global_index,
             &globals,
+            &types,
+            Scope::Function(fi),
             &function_index,
             script,
             &mut diags,
@@ -1538,6 +1663,8 @@ pub fn check(file: &SourceFile, script: &Script) -> Checked {
                     file,
                     &global_index,
                     &globals,
+                    &types,
+                    Scope::Probe(pi),
                     &function_index,
                     script,
                     &mut diags,
@@ -1561,6 +1688,8 @@ pub fn check(file: &SourceFile, script: &Script) -> Checked {
             file,
             &global_index,
             &globals,
+            &types,
+            Scope::Probe(pi),
             &function_index,
             script,
             &mut diags,
@@ -1621,6 +1750,9 @@ pub fn check(file: &SourceFile, script: &Script) -> Checked {
         probe_user_only.push(user_only);
     }
 
+    // One error per place: a type mismatch found by inference is not repeated by the walker.
+    let mut at = HashSet::new();
+    diags.retain(|d| !d.is_error() || at.insert(d.span.lo));
     Checked {
         script: script.clone(),
         globals,
@@ -1630,6 +1762,7 @@ pub fn check(file: &SourceFile, script: &Script) -> Checked {
         probe_access,
         probe_user_only,
         function_access,
+        types,
         diags,
         global_index,
         function_index,

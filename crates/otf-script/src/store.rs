@@ -9,6 +9,49 @@ use std::fmt;
 use crate::bytecode::{GlobalKind, HistSpec, StatKind, HIST_LOG_BUCKET0, HIST_LOG_BUCKETS};
 use crate::sema::GlobalInfo;
 
+/// A key or an element of an array: an integer or a string.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Value {
+    /// A 64-bit integer.
+    Int(i64),
+    /// A string.
+    Str(String),
+}
+
+impl Default for Value {
+    fn default() -> Self {
+        Value::Int(0)
+    }
+}
+
+impl Value {
+    /// The integer (0 for a string).
+    pub fn int(&self) -> i64 {
+        match self {
+            Value::Int(v) => *v,
+            Value::Str(_) => 0,
+        }
+    }
+
+    /// The string ("" for an integer).
+    pub fn str(&self) -> &str {
+        match self {
+            Value::Int(_) => "",
+            Value::Str(s) => s,
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    /// Integers in decimal, strings as they are.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Int(v) => write!(f, "{v}"),
+            Value::Str(s) => f.write_str(s),
+        }
+    }
+}
+
 /// Why an array operation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MapError {
@@ -167,10 +210,11 @@ pub struct MemStore {
     /// The scalar values by global index (arrays' slots stay 0).
     pub scalars: Vec<i64>,
     infos: Vec<GlobalInfo>,
-    arrays: BTreeMap<u32, BTreeMap<Vec<i64>, i64>>,
-    stats: BTreeMap<u32, BTreeMap<Vec<i64>, Aggregate>>,
+    strings: BTreeMap<u32, String>,
+    arrays: BTreeMap<u32, BTreeMap<Vec<Value>, Value>>,
+    stats: BTreeMap<u32, BTreeMap<Vec<Value>, Aggregate>>,
     /// Insertion order of each array's keys, for `global a%`.
-    order: BTreeMap<u32, Vec<Vec<i64>>>,
+    order: BTreeMap<u32, Vec<Vec<Value>>>,
 }
 
 impl MemStore {
@@ -179,6 +223,11 @@ impl MemStore {
         MemStore {
             scalars: globals.iter().map(|g| g.init).collect(),
             infos: globals.to_vec(),
+            strings: globals
+                .iter()
+                .enumerate()
+                .filter_map(|(g, i)| i.init_str.clone().map(|s| (g as u32, s)))
+                .collect(),
             ..MemStore::default()
         }
     }
@@ -200,10 +249,16 @@ impl crate::vm::GlobalStore for MemStore {
     fn len(&self) -> usize {
         self.scalars.len()
     }
-    fn map_get(&mut self, g: u32, key: &[i64]) -> Option<i64> {
-        self.arrays.get(&g)?.get(key).copied()
+    fn load_str(&self, g: u32) -> String {
+        self.strings.get(&g).cloned().unwrap_or_default()
     }
-    fn map_put(&mut self, g: u32, key: &[i64], v: i64) -> Result<(), MapError> {
+    fn store_str(&mut self, g: u32, s: &str) {
+        self.strings.insert(g, s.to_string());
+    }
+    fn map_get(&mut self, g: u32, key: &[Value]) -> Option<Value> {
+        self.arrays.get(&g)?.get(key).cloned()
+    }
+    fn map_put(&mut self, g: u32, key: &[Value], v: Value) -> Result<(), MapError> {
         let (max, wrap) = self
             .info(g)
             .map_or((crate::bytecode::MAXMAPENTRIES, false), |i| {
@@ -228,7 +283,7 @@ impl crate::vm::GlobalStore for MemStore {
         order.push(key.to_vec());
         Ok(())
     }
-    fn map_delete(&mut self, g: u32, key: &[i64]) {
+    fn map_delete(&mut self, g: u32, key: &[Value]) {
         if let Some(a) = self.arrays.get_mut(&g) {
             a.remove(key);
         }
@@ -244,13 +299,13 @@ impl crate::vm::GlobalStore for MemStore {
         self.stats.remove(&g);
         self.order.remove(&g);
     }
-    fn map_entries(&mut self, g: u32) -> Vec<(Vec<i64>, i64)> {
+    fn map_entries(&mut self, g: u32) -> Vec<(Vec<Value>, Value)> {
         self.arrays
             .get(&g)
-            .map(|a| a.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default()
     }
-    fn stat_add(&mut self, g: u32, key: &[i64], v: i64) -> Result<(), MapError> {
+    fn stat_add(&mut self, g: u32, key: &[Value], v: i64) -> Result<(), MapError> {
         let Some(info) = self.info(g) else {
             return Err(MapError::NoArrays);
         };
@@ -268,10 +323,10 @@ impl crate::vm::GlobalStore for MemStore {
             .add(v, &hist);
         Ok(())
     }
-    fn stat_get(&mut self, g: u32, key: &[i64]) -> Option<Aggregate> {
+    fn stat_get(&mut self, g: u32, key: &[Value]) -> Option<Aggregate> {
         self.stats.get(&g)?.get(key).cloned()
     }
-    fn stat_entries(&mut self, g: u32) -> Vec<(Vec<i64>, Aggregate)> {
+    fn stat_entries(&mut self, g: u32) -> Vec<(Vec<Value>, Aggregate)> {
         self.stats
             .get(&g)
             .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
@@ -298,28 +353,34 @@ impl<S: crate::vm::GlobalStore> crate::vm::GlobalStore for Split<'_, S> {
     fn len(&self) -> usize {
         self.scalars.len()
     }
-    fn map_get(&mut self, g: u32, key: &[i64]) -> Option<i64> {
+    fn load_str(&self, g: u32) -> String {
+        self.maps.load_str(g)
+    }
+    fn store_str(&mut self, g: u32, s: &str) {
+        self.maps.store_str(g, s)
+    }
+    fn map_get(&mut self, g: u32, key: &[Value]) -> Option<Value> {
         self.maps.map_get(g, key)
     }
-    fn map_put(&mut self, g: u32, key: &[i64], v: i64) -> Result<(), MapError> {
+    fn map_put(&mut self, g: u32, key: &[Value], v: Value) -> Result<(), MapError> {
         self.maps.map_put(g, key, v)
     }
-    fn map_delete(&mut self, g: u32, key: &[i64]) {
+    fn map_delete(&mut self, g: u32, key: &[Value]) {
         self.maps.map_delete(g, key)
     }
     fn map_clear(&mut self, g: u32) {
         self.maps.map_clear(g)
     }
-    fn map_entries(&mut self, g: u32) -> Vec<(Vec<i64>, i64)> {
+    fn map_entries(&mut self, g: u32) -> Vec<(Vec<Value>, Value)> {
         self.maps.map_entries(g)
     }
-    fn stat_add(&mut self, g: u32, key: &[i64], v: i64) -> Result<(), MapError> {
+    fn stat_add(&mut self, g: u32, key: &[Value], v: i64) -> Result<(), MapError> {
         self.maps.stat_add(g, key, v)
     }
-    fn stat_get(&mut self, g: u32, key: &[i64]) -> Option<Aggregate> {
+    fn stat_get(&mut self, g: u32, key: &[Value]) -> Option<Aggregate> {
         self.maps.stat_get(g, key)
     }
-    fn stat_entries(&mut self, g: u32) -> Vec<(Vec<i64>, Aggregate)> {
+    fn stat_entries(&mut self, g: u32) -> Vec<(Vec<Value>, Aggregate)> {
         self.maps.stat_entries(g)
     }
 }

@@ -10,10 +10,11 @@ use std::fmt;
 use std::ops::Range;
 
 use crate::bytecode::{
-    Ctx, Insn, IterSpec, Op, StatKind, MAX_ENTRY_SLOTS, MAX_GLOBALS, MAX_ITERS, MAX_KEYS,
-    MAX_LOCALS, MAX_OUT_ARGS, MAX_STACK, MAX_STEPS,
+    Ctx, Insn, IterSpec, MapOperands, Op, StatKind, MAXSTRINGLEN, MAX_ENTRY_SLOTS, MAX_GLOBALS,
+    MAX_ITERS, MAX_KEYS, MAX_LOCALS, MAX_OUT_ARGS, MAX_OUT_STRS, MAX_SLOCALS, MAX_SSTACK,
+    MAX_STACK, MAX_STEPS,
 };
-pub use crate::store::{Aggregate, MapError};
+pub use crate::store::{Aggregate, MapError, Value};
 
 /// The script's globals, as the VM sees them: 64-bit integers by index.
 ///
@@ -33,18 +34,27 @@ pub trait GlobalStore {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// String global `g` ("" until set).
+    fn load_str(&self, g: u32) -> String {
+        let _ = g;
+        String::new()
+    }
+    /// Set string global `g`.
+    fn store_str(&mut self, g: u32, s: &str) {
+        let _ = (g, s);
+    }
     /// The element `key` of array `g`, if present. Stores without arrays have none.
-    fn map_get(&mut self, g: u32, key: &[i64]) -> Option<i64> {
+    fn map_get(&mut self, g: u32, key: &[Value]) -> Option<Value> {
         let _ = (g, key);
         None
     }
     /// Set element `key` of array `g` to `v` (inserting it).
-    fn map_put(&mut self, g: u32, key: &[i64], v: i64) -> Result<(), MapError> {
+    fn map_put(&mut self, g: u32, key: &[Value], v: Value) -> Result<(), MapError> {
         let _ = (g, key, v);
         Err(MapError::NoArrays)
     }
     /// Delete element `key` of array or aggregate `g` (nothing if missing).
-    fn map_delete(&mut self, g: u32, key: &[i64]) {
+    fn map_delete(&mut self, g: u32, key: &[Value]) {
         let _ = (g, key);
     }
     /// Delete every element of array or aggregate `g`.
@@ -52,22 +62,22 @@ pub trait GlobalStore {
         let _ = g;
     }
     /// Every element of array `g`: its keys and value (in no particular order).
-    fn map_entries(&mut self, g: u32) -> Vec<(Vec<i64>, i64)> {
+    fn map_entries(&mut self, g: u32) -> Vec<(Vec<Value>, Value)> {
         let _ = g;
         Vec::new()
     }
     /// Add `v` to aggregate `g` (element `key` of it when it is an array of aggregates).
-    fn stat_add(&mut self, g: u32, key: &[i64], v: i64) -> Result<(), MapError> {
+    fn stat_add(&mut self, g: u32, key: &[Value], v: i64) -> Result<(), MapError> {
         let _ = (g, key, v);
         Err(MapError::NoArrays)
     }
     /// The aggregate `g` (element `key`), combined over CPUs; `None` when nothing was added.
-    fn stat_get(&mut self, g: u32, key: &[i64]) -> Option<Aggregate> {
+    fn stat_get(&mut self, g: u32, key: &[Value]) -> Option<Aggregate> {
         let _ = (g, key);
         None
     }
     /// Every element of array of aggregates `g` (the scalar aggregate with empty keys).
-    fn stat_entries(&mut self, g: u32) -> Vec<(Vec<i64>, Aggregate)> {
+    fn stat_entries(&mut self, g: u32) -> Vec<(Vec<Value>, Aggregate)> {
         let _ = g;
         Vec::new()
     }
@@ -125,6 +135,16 @@ pub trait HitContext {
     fn entry_save(&mut self, slot: u32, v: i64) {
         let _ = (slot, v);
     }
+    /// String literal `id` of the script ("" if unknown; [`Op::SPush`]).
+    fn literal(&mut self, id: u32) -> String {
+        let _ = id;
+        String::new()
+    }
+    /// A context string ([`Op::SCtx`]): 0 `execname()`, 1 `pp()`, 2 `probefunc()`.
+    fn ctx_str(&mut self, id: i32) -> String {
+        let _ = id;
+        String::new()
+    }
     /// The `@entry` slot `slot` saved at the matching entry, or 0 if none. The default
     /// returns 0.
     fn entry_load(&mut self, slot: u32) -> i64 {
@@ -159,6 +179,10 @@ pub struct FixedHit {
     pub seed: u64,
     /// `@entry` slots.
     pub entry: [i64; MAX_ENTRY_SLOTS],
+    /// The script's string literals ([`crate::compile::CompiledScript::strings`]).
+    pub strings: Vec<String>,
+    /// `execname()`, `pp()`, `probefunc()`.
+    pub names: [String; 3],
 }
 
 impl Default for FixedHit {
@@ -175,11 +199,25 @@ impl Default for FixedHit {
             args: Vec::new(),
             seed: 0x9e37_79b9_7f4a_7c15,
             entry: [0; MAX_ENTRY_SLOTS],
+            strings: Vec::new(),
+            names: Default::default(),
         }
     }
 }
 
 impl HitContext for FixedHit {
+    fn literal(&mut self, id: u32) -> String {
+        self.strings.get(id as usize).cloned().unwrap_or_default()
+    }
+
+    fn ctx_str(&mut self, id: i32) -> String {
+        usize::try_from(id)
+            .ok()
+            .and_then(|i| self.names.get(i))
+            .cloned()
+            .unwrap_or_default()
+    }
+
     fn ctx(&mut self, id: Ctx, param: i64) -> i64 {
         let arg = |args: &[i64]| -> i64 {
             if param >= 1 {
@@ -235,6 +273,8 @@ pub struct OutRecord {
     pub fmt: u32,
     /// The integer arguments, first argument first.
     pub args: Vec<i64>,
+    /// The string arguments, first argument first.
+    pub strs: Vec<String>,
 }
 
 /// How a program ended.
@@ -516,6 +556,8 @@ pub fn run(
     };
     let mut locals = [0i64; MAX_LOCALS];
     let mut iters: Vec<Iteration> = vec![(Vec::new(), 0); MAX_ITERS];
+    let mut sst: Vec<String> = Vec::with_capacity(MAX_SSTACK);
+    let mut slocals: Vec<String> = vec![String::new(); MAX_SLOCALS];
     let mut exit_requested = false;
     let mut steps: u32 = 0;
     let mut pc = start;
@@ -672,19 +714,21 @@ pub fn run(
                 st.push(v, pc)?
             }
             Op::Out => {
-                let n = insn.imm;
-                if n < 0 || n as usize > MAX_OUT_ARGS {
-                    return Err(VmError::BadOutArgs { pc, n });
+                let (n, ns) = (insn.imm & 0xffff, insn.imm >> 16);
+                if insn.imm < 0 || n as usize > MAX_OUT_ARGS || ns as usize > MAX_OUT_STRS {
+                    return Err(VmError::BadOutArgs { pc, n: insn.imm });
                 }
-                let n = n as usize;
-                if st.n < n {
+                let (n, ns) = (n as usize, ns as usize);
+                if st.n < n || sst.len() < ns {
                     return Err(VmError::StackUnderflow { pc });
                 }
                 let args = st.v[st.n - n..st.n].to_vec();
                 st.n -= n;
+                let strs = sst.split_off(sst.len() - ns);
                 out(OutRecord {
                     fmt: a as u32,
                     args,
+                    strs,
                 });
             }
             Op::Exit => exit_requested = true,
@@ -700,32 +744,52 @@ pub fn run(
             }
             Op::MapGet | Op::MapIn => {
                 let g = global(a)?;
-                let key = st.pop_n(insn.imm, pc)?;
+                let m = MapOperands::unpack(insn.imm);
+                let key = pop_key(&mut st, &mut sst, m, pc)?;
                 let v = globals.map_get(g, &key);
-                let r = if op == Op::MapIn {
-                    v.is_some() as i64
+                if op == Op::MapIn {
+                    // `[k] in t` of an array of aggregates: the element exists once added to.
+                    let there = v.is_some() || globals.stat_get(g, &key).is_some();
+                    st.push(there as i64, pc)?
+                } else if m.str_value {
+                    spush(
+                        &mut sst,
+                        v.map(|v| v.str().to_string()).unwrap_or_default(),
+                        pc,
+                    )?
                 } else {
-                    v.unwrap_or(0)
-                };
-                st.push(r, pc)?
+                    st.push(v.map_or(0, |v| v.int()), pc)?
+                }
             }
             Op::MapPut | Op::MapAdd => {
                 let g = global(a)?;
-                let v = st.pop(pc)?;
-                let key = st.pop_n(insn.imm, pc)?;
-                let new = if op == Op::MapAdd {
-                    globals.map_get(g, &key).unwrap_or(0).wrapping_add(v)
+                let m = MapOperands::unpack(insn.imm);
+                let v = if m.str_value {
+                    Value::Str(spop(&mut sst, pc)?)
                 } else {
-                    v
+                    Value::Int(st.pop(pc)?)
+                };
+                let key = pop_key(&mut st, &mut sst, m, pc)?;
+                let new = match (op, v) {
+                    (Op::MapAdd, Value::Int(d)) => Value::Int(
+                        globals
+                            .map_get(g, &key)
+                            .map_or(0, |v| v.int())
+                            .wrapping_add(d),
+                    ),
+                    (_, v) => v,
                 };
                 globals
-                    .map_put(g, &key, new)
+                    .map_put(g, &key, new.clone())
                     .map_err(|err| VmError::Array { pc, err })?;
-                st.push(new, pc)?
+                match new {
+                    Value::Int(v) => st.push(v, pc)?,
+                    Value::Str(s) => spush(&mut sst, s, pc)?,
+                }
             }
             Op::MapDel => {
                 let g = global(a)?;
-                let key = st.pop_n(insn.imm, pc)?;
+                let key = pop_key(&mut st, &mut sst, MapOperands::unpack(insn.imm), pc)?;
                 globals.map_delete(g, &key)
             }
             Op::MapClear => {
@@ -735,15 +799,16 @@ pub fn run(
             Op::StatAdd => {
                 let g = global(a)?;
                 let v = st.pop(pc)?;
-                let key = st.pop_n(insn.imm, pc)?;
+                let key = pop_key(&mut st, &mut sst, MapOperands::unpack(insn.imm), pc)?;
                 globals
                     .stat_add(g, &key, v)
                     .map_err(|err| VmError::Array { pc, err })?;
             }
             Op::StatGet => {
                 let g = global(a)?;
-                let key = st.pop_n(insn.imm & 0xff, pc)?;
-                let kind = StatKind::from_i64(insn.imm >> 8)
+                let m = MapOperands::unpack(insn.imm & STAT_KIND_MASK);
+                let key = pop_key(&mut st, &mut sst, m, pc)?;
+                let kind = StatKind::from_i64(insn.imm >> STAT_KIND_SHIFT)
                     .ok_or(VmError::BadOpcode { pc, op: insn.op })?;
                 let agg = globals.stat_get(g, &key).unwrap_or_default();
                 let v = agg.stat(kind).ok_or(VmError::EmptyAggregate { pc })?;
@@ -759,7 +824,7 @@ pub fn run(
                     elems = globals
                         .stat_entries(g)
                         .into_iter()
-                        .map(|(k, agg)| (k, agg.count))
+                        .map(|(k, agg)| (k, Value::Int(agg.count)))
                         .collect();
                 }
                 sort_elements(&mut elems, spec);
@@ -773,8 +838,9 @@ pub fn run(
             }
             Op::IterNext => {
                 let slot = (insn.imm & 0xff) as usize;
-                let base = ((insn.imm >> 8) & 0xffff) as usize;
-                let with_value = (insn.imm >> 24) & 1 != 0;
+                let mut ib = ((insn.imm >> 8) & 0xfff) as usize;
+                let mut sb = ((insn.imm >> 20) & 0xff) as usize;
+                let with_value = (insn.imm >> 28) & 1 != 0;
                 let Some((elems, pos)) = iters.get_mut(slot) else {
                     return Err(VmError::BadOpcode { pc, op: insn.op });
                 };
@@ -782,19 +848,95 @@ pub fn run(
                     None => next = jump_target(code.len(), pc, a)?,
                     Some((k, v)) => {
                         *pos += 1;
-                        let n = k.len() + usize::from(with_value);
-                        if base + n > MAX_LOCALS {
-                            return Err(VmError::LocalOutOfRange {
-                                pc,
-                                slot: (base + n) as i32,
-                            });
-                        }
-                        locals[base..base + k.len()].copy_from_slice(k);
-                        if with_value {
-                            locals[base + k.len()] = *v;
+                        let vals = k.iter().chain(with_value.then_some(v));
+                        for x in vals {
+                            match x {
+                                Value::Int(i) => {
+                                    let Some(l) = locals.get_mut(ib) else {
+                                        return Err(VmError::LocalOutOfRange {
+                                            pc,
+                                            slot: ib as i32,
+                                        });
+                                    };
+                                    *l = *i;
+                                    ib += 1;
+                                }
+                                Value::Str(t) => {
+                                    let Some(l) = slocals.get_mut(sb) else {
+                                        return Err(VmError::LocalOutOfRange {
+                                            pc,
+                                            slot: sb as i32,
+                                        });
+                                    };
+                                    *l = t.clone();
+                                    sb += 1;
+                                }
+                            }
                         }
                     }
                 }
+            }
+            Op::SPush => {
+                let t = hit.literal(a as u32);
+                spush(&mut sst, t, pc)?
+            }
+            Op::SCtx => {
+                let t = hit.ctx_str(a);
+                spush(&mut sst, truncate(t), pc)?
+            }
+            Op::SLdL | Op::SStL => {
+                let Some(l) = usize::try_from(a).ok().filter(|&l| l < MAX_SLOCALS) else {
+                    return Err(VmError::LocalOutOfRange { pc, slot: a });
+                };
+                if op == Op::SLdL {
+                    let t = slocals[l].clone();
+                    spush(&mut sst, t, pc)?
+                } else {
+                    slocals[l] = spop(&mut sst, pc)?;
+                }
+            }
+            Op::SLdG => {
+                let g = global(a)?;
+                let t = globals.load_str(g);
+                spush(&mut sst, t, pc)?
+            }
+            Op::SStG => {
+                let g = global(a)?;
+                let t = spop(&mut sst, pc)?;
+                globals.store_str(g, &t)
+            }
+            Op::SDup => {
+                let t = spop(&mut sst, pc)?;
+                spush(&mut sst, t.clone(), pc)?;
+                spush(&mut sst, t, pc)?
+            }
+            Op::SPop => {
+                spop(&mut sst, pc)?;
+            }
+            Op::SConcat => {
+                let b = spop(&mut sst, pc)?;
+                let x = spop(&mut sst, pc)?;
+                spush(&mut sst, truncate(x + &b), pc)?
+            }
+            Op::SCmp => {
+                let b = spop(&mut sst, pc)?;
+                let x = spop(&mut sst, pc)?;
+                let o = x.as_bytes().cmp(b.as_bytes());
+                use std::cmp::Ordering::*;
+                let r = match Op::from_u8(a as u8) {
+                    Some(Op::Lt) => o == Less,
+                    Some(Op::Le) => o != Greater,
+                    Some(Op::Gt) => o == Greater,
+                    Some(Op::Ge) => o != Less,
+                    Some(Op::Eq) => o == Equal,
+                    Some(Op::Ne) => o != Equal,
+                    _ => return Err(VmError::BadOpcode { pc, op: insn.op }),
+                };
+                st.push(r as i64, pc)?
+            }
+            Op::SLen => {
+                let t = spop(&mut sst, pc)?;
+                st.push(t.len() as i64, pc)?
             }
         }
         pc = next;
@@ -802,11 +944,66 @@ pub fn run(
 }
 
 /// A `foreach` in progress: the snapshot of the elements (keys, value) and the next one.
-type Iteration = (Vec<(Vec<i64>, i64)>, usize);
+type Iteration = (Vec<(Vec<Value>, Value)>, usize);
+
+/// Where a `StatGet` keeps the statistic in `imm` (above the [`MapOperands`]).
+pub const STAT_KIND_SHIFT: u32 = 20;
+const STAT_KIND_MASK: i64 = (1 << STAT_KIND_SHIFT) - 1;
+
+/// A string as the machine keeps it: at most [`MAXSTRINGLEN`]` - 1` bytes, cut at a
+/// character boundary.
+pub fn truncate(mut s: String) -> String {
+    if s.len() >= MAXSTRINGLEN {
+        let mut n = MAXSTRINGLEN - 1;
+        while !s.is_char_boundary(n) {
+            n -= 1;
+        }
+        s.truncate(n);
+    }
+    s
+}
+
+fn spush(sst: &mut Vec<String>, s: String, pc: usize) -> Result<(), VmError> {
+    if sst.len() >= MAX_SSTACK {
+        return Err(VmError::StackOverflow { pc });
+    }
+    sst.push(s);
+    Ok(())
+}
+
+fn spop(sst: &mut Vec<String>, pc: usize) -> Result<String, VmError> {
+    sst.pop().ok_or(VmError::StackUnderflow { pc })
+}
+
+/// Pop a map instruction's keys: integer keys from the integer stack, string keys from the
+/// string stack, back in key order.
+fn pop_key(
+    st: &mut Stack,
+    sst: &mut Vec<String>,
+    m: MapOperands,
+    pc: usize,
+) -> Result<Vec<Value>, VmError> {
+    let ints = st.pop_n(m.nint() as i64, pc)?;
+    let n = m.nstr();
+    if sst.len() < n {
+        return Err(VmError::StackUnderflow { pc });
+    }
+    let strs = sst.split_off(sst.len() - n);
+    let (mut ii, mut si) = (ints.into_iter(), strs.into_iter());
+    Ok((0..m.nkeys as usize)
+        .map(|k| {
+            if m.str_keys & (1 << k) != 0 {
+                Value::Str(si.next().unwrap_or_default())
+            } else {
+                Value::Int(ii.next().unwrap_or(0))
+            }
+        })
+        .collect())
+}
 
 /// Order `foreach` elements: by keys when unsorted, else by the value or key `spec` names
 /// (descending with `-`), ties by keys.
-pub fn sort_elements(elems: &mut [(Vec<i64>, i64)], spec: IterSpec) {
+pub fn sort_elements(elems: &mut [(Vec<Value>, Value)], spec: IterSpec) {
     elems.sort_by(|a, b| a.0.cmp(&b.0));
     if spec.by == 0 {
         if spec.desc {
@@ -814,11 +1011,11 @@ pub fn sort_elements(elems: &mut [(Vec<i64>, i64)], spec: IterSpec) {
         }
         return;
     }
-    let field = |e: &(Vec<i64>, i64)| -> i64 {
+    let field = |e: &(Vec<Value>, Value)| -> Value {
         if spec.by == 1 {
-            e.1
+            e.1.clone()
         } else {
-            e.0.get(spec.by as usize - 2).copied().unwrap_or(0)
+            e.0.get(spec.by as usize - 2).cloned().unwrap_or_default()
         }
     };
     elems.sort_by(|a, b| {
@@ -939,20 +1136,97 @@ pub fn stack_effect(insn: &Insn) -> Option<(usize, usize)> {
         | Op::Ge
         | Op::Eq
         | Op::Ne => (2, 1),
-        Op::Out => (usize::try_from(insn.imm).ok()?, 0),
-        Op::MapGet | Op::MapIn => (map_keys(insn)?, 1),
-        Op::MapPut | Op::MapAdd => (map_keys(insn)? + 1, 1),
-        Op::MapDel => (map_keys(insn)?, 0),
+        Op::Out => (usize::try_from(insn.imm & 0xffff).ok()?, 0),
+        Op::MapGet => {
+            let m = map_operands(insn)?;
+            (m.nint(), usize::from(!m.str_value))
+        }
+        Op::MapIn => (map_operands(insn)?.nint(), 1),
+        Op::MapPut | Op::MapAdd => {
+            let m = map_operands(insn)?;
+            let v = usize::from(!m.str_value);
+            (m.nint() + v, v)
+        }
+        Op::MapDel => (map_operands(insn)?.nint(), 0),
         Op::MapClear | Op::IterNext => (0, 0),
-        Op::StatAdd => (map_keys(insn)? + 1, 0),
-        Op::StatGet => ((insn.imm & 0xff) as usize, 1),
+        Op::StatAdd => (map_operands(insn)?.nint() + 1, 0),
+        Op::StatGet => (MapOperands::unpack(insn.imm & STAT_KIND_MASK).nint(), 1),
         Op::IterStart => (usize::from(IterSpec::unpack(insn.imm >> 8).limit), 0),
+        Op::SPush
+        | Op::SCtx
+        | Op::SLdL
+        | Op::SStL
+        | Op::SLdG
+        | Op::SStG
+        | Op::SDup
+        | Op::SPop
+        | Op::SConcat => (0, 0),
+        Op::SCmp | Op::SLen => (0, 1),
     })
 }
 
-/// The key count of a map instruction, if valid.
-fn map_keys(insn: &Insn) -> Option<usize> {
-    usize::try_from(insn.imm).ok().filter(|&n| n <= MAX_KEYS)
+/// The effect of an instruction on the string stack: (strings popped, strings pushed).
+pub fn sstack_effect(insn: &Insn) -> Option<(usize, usize)> {
+    let op = insn.opcode()?;
+    Some(match op {
+        Op::SPush | Op::SCtx | Op::SLdL | Op::SLdG => (0, 1),
+        Op::SStL | Op::SStG | Op::SPop | Op::SLen => (1, 0),
+        Op::SDup => (1, 2),
+        Op::SConcat => (2, 1),
+        Op::SCmp => (2, 0),
+        Op::Out => (usize::try_from(insn.imm >> 16).ok()?, 0),
+        Op::MapGet => {
+            let m = map_operands(insn)?;
+            (m.nstr(), usize::from(m.str_value))
+        }
+        Op::MapPut | Op::MapAdd => {
+            let m = map_operands(insn)?;
+            let v = usize::from(m.str_value);
+            (m.nstr() + v, v)
+        }
+        Op::MapIn | Op::MapDel | Op::StatAdd => (map_operands(insn)?.nstr(), 0),
+        Op::StatGet => (MapOperands::unpack(insn.imm & STAT_KIND_MASK).nstr(), 0),
+        _ => (0, 0),
+    })
+}
+
+/// Why an instruction can only run in user space (the reference VM) for now, if it can: the
+/// code generator lowers the rest. A kernel probe whose body needs one is a timer's deferred
+/// body, or refused.
+pub fn user_space_only(insn: &Insn) -> Option<&'static str> {
+    let op = insn.opcode()?;
+    Some(match op {
+        Op::MapClear => "`delete` of a whole array",
+        Op::StatGet => "reading an aggregate (`@count`, `@sum`, ...)",
+        Op::IterStart | Op::IterNext => "`foreach`",
+        Op::SPush
+        | Op::SCtx
+        | Op::SLdL
+        | Op::SStL
+        | Op::SLdG
+        | Op::SStG
+        | Op::SDup
+        | Op::SPop
+        | Op::SConcat
+        | Op::SCmp
+        | Op::SLen => "string values",
+        Op::Out if insn.imm >> 16 != 0 => "string values",
+        Op::MapGet | Op::MapPut | Op::MapAdd | Op::MapIn | Op::MapDel | Op::StatAdd => {
+            let m = MapOperands::unpack(insn.imm);
+            if m.str_keys != 0 || m.str_value {
+                "string array keys and values"
+            } else {
+                return None;
+            }
+        }
+        _ => return None,
+    })
+}
+
+/// The operands of a map instruction, if valid.
+fn map_operands(insn: &Insn) -> Option<MapOperands> {
+    let m = MapOperands::unpack(insn.imm);
+    (insn.imm >= 0 && (m.nkeys as usize) <= MAX_KEYS).then_some(m)
 }
 
 /// The basic blocks of the program that starts at `start`: each block's first instruction
@@ -1032,6 +1306,7 @@ pub fn verify(code: &[Insn], range: Range<usize>) -> Result<usize, VerifyError> 
     let base = range.start;
     let n = range.end - range.start;
     let mut depth: Vec<Option<usize>> = vec![None; n];
+    let mut sdepth: Vec<usize> = vec![0; n];
     let mut work = vec![0usize];
     depth[0] = Some(0);
     let mut max = 0usize;
@@ -1048,7 +1323,25 @@ pub fn verify(code: &[Insn], range: Range<usize>) -> Result<usize, VerifyError> 
             Op::LdG | Op::StG if a < 0 || a as usize >= MAX_GLOBALS => return bad,
             Op::EntrySave | Op::EntryLoad if a < 0 || a as usize >= MAX_ENTRY_SLOTS => return bad,
             Op::Ctx if Ctx::from_i32(a).is_none() => return bad,
-            Op::Out if insn.imm < 0 || insn.imm as usize > MAX_OUT_ARGS || a < 0 => return bad,
+            Op::Out
+                if insn.imm < 0
+                    || (insn.imm & 0xffff) as usize > MAX_OUT_ARGS
+                    || (insn.imm >> 16) as usize > MAX_OUT_STRS
+                    || a < 0 =>
+            {
+                return bad
+            }
+            Op::SLdL | Op::SStL if a < 0 || a as usize >= MAX_SLOCALS => return bad,
+            Op::SLdG | Op::SStG if a < 0 || a as usize >= MAX_GLOBALS => return bad,
+            Op::SCtx if !(0..3).contains(&a) => return bad,
+            Op::SCmp
+                if !matches!(
+                    Op::from_u8(a as u8),
+                    Some(Op::Lt | Op::Le | Op::Gt | Op::Ge | Op::Eq | Op::Ne)
+                ) || a < 0 =>
+            {
+                return bad
+            }
             Op::MapGet
             | Op::MapPut
             | Op::MapAdd
@@ -1062,22 +1355,26 @@ pub fn verify(code: &[Insn], range: Range<usize>) -> Result<usize, VerifyError> 
             {
                 return bad
             }
-            Op::StatGet if StatKind::from_i64(insn.imm >> 8).is_none() => return bad,
+            Op::StatGet if StatKind::from_i64(insn.imm >> STAT_KIND_SHIFT).is_none() => return bad,
             Op::IterStart | Op::IterNext if (insn.imm & 0xff) as usize >= MAX_ITERS => return bad,
             Op::IterNext
-                if ((insn.imm >> 8) & 0xffff) as usize + MAX_KEYS + 1 > MAX_LOCALS + MAX_KEYS =>
+                if ((insn.imm >> 8) & 0xfff) as usize > MAX_LOCALS
+                    || ((insn.imm >> 20) & 0xff) as usize > MAX_SLOCALS =>
             {
                 return bad
             }
             _ => {}
         }
         let (pops, pushes) = stack_effect(insn).ok_or(VerifyError::OperandOutOfRange { pc })?;
+        let (spops, spushes) = sstack_effect(insn).ok_or(VerifyError::OperandOutOfRange { pc })?;
         let d = depth[i].unwrap_or(0);
-        if d < pops {
+        let sd = sdepth[i];
+        if d < pops || sd < spops {
             return Err(VerifyError::StackUnderflow { pc });
         }
         let nd = d - pops + pushes;
-        if nd > MAX_STACK {
+        let nsd = sd - spops + spushes;
+        if nd > MAX_STACK || nsd > MAX_SSTACK {
             return Err(VerifyError::StackOverflow { pc });
         }
         max = max.max(nd);
@@ -1110,7 +1407,15 @@ pub fn verify(code: &[Insn], range: Range<usize>) -> Result<usize, VerifyError> 
             match depth[t] {
                 None => {
                     depth[t] = Some(nd);
+                    sdepth[t] = nsd;
                     work.push(t);
+                }
+                Some(old) if old == nd && sdepth[t] != nsd => {
+                    return Err(VerifyError::InconsistentStack {
+                        pc: base + t,
+                        a: sdepth[t],
+                        b: nsd,
+                    })
                 }
                 Some(old) if old != nd => {
                     return Err(VerifyError::InconsistentStack {

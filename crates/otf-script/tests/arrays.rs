@@ -26,14 +26,16 @@ fn run(src: &str) -> (String, Option<VmError>) {
         );
         for rec in recs {
             let f = &s.formats[rec.fmt as usize];
-            let mut h = |g: u32, linear: bool, keys: &[i64]| {
+            let mut h = |g: u32, linear: bool, keys: &[otf_script::store::Value]| {
                 let info = &s.globals[g as usize];
                 let agg = store
                     .stat_get(g, keys)
                     .unwrap_or_else(|| Aggregate::new(&info.hist));
                 hist::render(&agg, info.hist.linear.filter(|_| linear))
             };
-            out.push_str(&hist::render_record(f, &rec.args, "t", "begin", "", &mut h));
+            out.push_str(&hist::render_record(
+                f, &rec.args, &rec.strs, &s.globals, "t", "begin", "", &mut h,
+            ));
         }
         if let Err(e) = r {
             return (out, Some(e));
@@ -189,8 +191,8 @@ fn bad_uses_are_refused_at_their_place() {
         Some("2:29 `a` is indexed with 2 keys here but with 1 at 2:15")
     );
     assert_eq!(
-        check("global a\nprobe begin { a[execname()] = 1 }").as_deref(),
-        Some("2:17 `execname()` is a string: string array keys are not supported yet")
+        check("global a\nprobe begin { a[1] = \"x\"; a[2] = 3 }").as_deref(),
+        Some("2:27 type mismatch: `a[...]` is a long here but a string elsewhere")
     );
     assert!(
         check("global s\nprobe begin { s <<< 1; printf(\"%d\", @hist_log(s)) }")

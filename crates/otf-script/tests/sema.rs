@@ -179,7 +179,8 @@ fn global_initialisers() {
     assert_eq!(inits, vec![5, -5, 16, 15, 0, i64::MIN]);
     err_at("global a = 1 + 2", 1, 12, "must be an integer constant");
     err_at("global a = b", 1, 12, "must be an integer constant");
-    err_at("global a = \"s\"", 1, 12, "must be an integer constant");
+    let (_, c) = checked("global s = \"text\"");
+    assert_eq!(c.globals[0].init_str.as_deref(), Some("text"));
 }
 
 #[test]
@@ -414,9 +415,9 @@ fn statement_placement() {
 }
 
 #[test]
-fn strings_only_as_output_arguments() {
+fn strings_and_integers_do_not_mix() {
     err_at(
-        "probe begin { x = \"a\" }",
+        "probe begin { x = \"a\" + 1 }",
         1,
         19,
         "is a string, but an integer is needed",
@@ -434,10 +435,10 @@ fn strings_only_as_output_arguments() {
         "`pp()` is a string",
     );
     err_at(
-        "function f(x) { return x }\nprobe begin { y = f(\"s\") }",
-        2,
-        21,
-        "is a string",
+        "function f(x) { return x + 1 }\nprobe begin { y = f(\"s\") }",
+        1,
+        24,
+        "type mismatch: `x` is a long here but a string elsewhere",
     );
     err_at(
         "probe begin { \"lonely\" }",

@@ -190,6 +190,7 @@ fn cases() -> Vec<(Op, Vec<Insn>, Expect)> {
                     == vec![OutRecord {
                         fmt: 5,
                         args: vec![2, 3],
+                        strs: vec![],
                     }]
                     && matches!(
                         r.result,
@@ -266,7 +267,7 @@ fn map_store() -> MemStore {
         hist: HistSpec::default(),
         read: true,
         written: true,
-        span: Default::default(),
+        ..Default::default()
     };
     MemStore::new(&[
         g("a", GlobalKind::Array { keys: 1 }, None),
@@ -364,7 +365,12 @@ fn map_cases() -> Vec<(Op, Vec<Insn>, Result<i64, VmError>)> {
     ));
     v.push((
         Op::StatAdd,
-        [&stat(4)[..], &stat(6), &[mi(Op::StatGet, 1, 4 << 8), ret()]].concat(),
+        [
+            &stat(4)[..],
+            &stat(6),
+            &[mi(Op::StatGet, 1, 4 << 20), ret()],
+        ]
+        .concat(),
         Ok(5),
     ));
     v.push((
@@ -374,7 +380,7 @@ fn map_cases() -> Vec<(Op, Vec<Insn>, Result<i64, VmError>)> {
     ));
     v.push((
         Op::StatGet,
-        vec![mi(Op::StatGet, 1, 2 << 8), ret()],
+        vec![mi(Op::StatGet, 1, 2 << 20), ret()],
         Err(VmError::EmptyAggregate { pc: 0 }),
     ));
     // foreach (k in a-): sum of k * position, with a[1] = 10, a[2] = 30, a[3] = 20: order 2, 3, 1.
@@ -423,6 +429,100 @@ fn map_cases() -> Vec<(Op, Vec<Insn>, Result<i64, VmError>)> {
     v
 }
 
+/// The string opcodes: (opcode, code, expected `Ret`), run with literals "ab", "b", "" and
+/// execname "bash".
+fn string_cases() -> Vec<(Op, Vec<Insn>, i64)> {
+    let lit = |i: i32| arg(Op::SPush, i);
+    let cmp = |o: Op| Insn::with_arg(Op::SCmp, o as u8 as i32);
+    vec![
+        (Op::SPush, vec![lit(0), op(Op::SLen), ret()], 2),
+        (Op::SCtx, vec![arg(Op::SCtx, 0), op(Op::SLen), ret()], 4),
+        (
+            Op::SStL,
+            vec![
+                lit(1),
+                arg(Op::SStL, 3),
+                arg(Op::SLdL, 3),
+                op(Op::SLen),
+                ret(),
+            ],
+            1,
+        ),
+        (Op::SLdL, vec![arg(Op::SLdL, 5), op(Op::SLen), ret()], 0),
+        (
+            Op::SStG,
+            vec![
+                lit(0),
+                arg(Op::SStG, 2),
+                arg(Op::SLdG, 2),
+                op(Op::SLen),
+                ret(),
+            ],
+            2,
+        ),
+        (Op::SLdG, vec![arg(Op::SLdG, 1), op(Op::SLen), ret()], 0),
+        (
+            Op::SDup,
+            vec![lit(0), op(Op::SDup), op(Op::SConcat), op(Op::SLen), ret()],
+            4,
+        ),
+        (
+            Op::SPop,
+            vec![lit(0), lit(1), op(Op::SPop), op(Op::SLen), ret()],
+            2,
+        ),
+        (
+            Op::SConcat,
+            vec![
+                arg(Op::SCtx, 0),
+                lit(0),
+                op(Op::SConcat),
+                arg(Op::SCtx, 0),
+                lit(1),
+                op(Op::SConcat),
+                cmp(Op::Lt),
+                ret(),
+            ],
+            1, // "bashab" < "bashb"
+        ),
+        (Op::SCmp, vec![lit(0), lit(1), cmp(Op::Lt), ret()], 1),
+        (Op::SCmp, vec![lit(1), lit(0), cmp(Op::Ge), ret()], 1),
+        (Op::SCmp, vec![lit(2), lit(2), cmp(Op::Eq), ret()], 1),
+        (Op::SCmp, vec![lit(0), lit(2), cmp(Op::Le), ret()], 0),
+        (Op::SLen, vec![lit(2), op(Op::SLen), ret()], 0),
+    ]
+}
+
+#[test]
+fn string_opcodes() {
+    for (o, code, want) in string_cases() {
+        let mut store = map_store();
+        let mut hit = test_hit();
+        hit.strings = vec!["ab".into(), "b".into(), String::new()];
+        hit.names[0] = "bash".into();
+        let r = vm::run(&code, 0, &mut store, &mut hit, &mut |_| {});
+        assert_eq!(r.map(|x| x.end), Ok(End::Ret(want)), "{o:?}: {code:?}");
+        assert!(vm::verify(&code, 0..code.len()).is_ok(), "{o:?} verifies");
+    }
+}
+
+#[test]
+fn strings_are_truncated_at_maxstringlen() {
+    let long = "x".repeat(100);
+    let code = [
+        arg(Op::SPush, 0),
+        op(Op::SDup),
+        op(Op::SConcat),
+        op(Op::SLen),
+        ret(),
+    ];
+    let mut hit = test_hit();
+    hit.strings = vec![long];
+    let r = vm::run(&code, 0, &mut map_store(), &mut hit, &mut |_| {});
+    // 200 bytes cut to MAXSTRINGLEN - 1.
+    assert_eq!(r.map(|x| x.end), Ok(End::Ret(127)));
+}
+
 #[test]
 fn map_opcodes() {
     for (o, code, want) in map_cases() {
@@ -443,7 +543,9 @@ fn every_opcode_has_a_case() {
     let maps = map_cases();
     for o in Op::ALL {
         assert!(
-            cases.iter().any(|(c, _, _)| c == o) || maps.iter().any(|(c, _, _)| c == o),
+            cases.iter().any(|(c, _, _)| c == o)
+                || maps.iter().any(|(c, _, _)| c == o)
+                || string_cases().iter().any(|(c, _, _)| c == o),
             "no VM test case for {o:?}"
         );
     }

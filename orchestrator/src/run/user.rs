@@ -40,6 +40,8 @@ impl Session<'_> {
             time_ns: now,
             target: self.target,
             seed: (now as u64) | 1,
+            strings: self.front.compiled.script.strings.clone(),
+            names: [self.comm.clone(), String::new(), String::new()],
             ..FixedHit::default()
         }
     }
@@ -66,7 +68,7 @@ impl Session<'_> {
                 continue;
             };
             let maps = &mut globals;
-            let mut hist = |g: u32, linear: bool, keys: &[i64]| {
+            let mut hist = |g: u32, linear: bool, keys: &[otf_script::store::Value]| {
                 let info = &script.globals[g as usize];
                 let agg = maps
                     .stat_get(g, keys)
@@ -74,7 +76,14 @@ impl Session<'_> {
                 otf_script::hist::render(&agg, info.hist.linear.filter(|_| linear))
             };
             texts.push(otf_script::hist::render_record(
-                f, &rec.args, comm, name, "", &mut hist,
+                f,
+                &rec.args,
+                &rec.strs,
+                &script.globals,
+                comm,
+                name,
+                "",
+                &mut hist,
             ));
         }
         // As a kernel body does: the conditions it may have changed, under its stripes.
@@ -133,7 +142,8 @@ impl Session<'_> {
             .collect();
         let name = which.to_string();
         for u in units {
-            let hit = self.hit();
+            let mut hit = self.hit();
+            hit.names[1] = name.clone();
             let comm = self.comm.clone();
             self.run_unit(&u, &name, &comm, hit);
         }
@@ -167,6 +177,7 @@ impl Session<'_> {
         hit.pid = i64::from(pid);
         hit.tid = i64::from(tid);
         hit.cpu = i64::from(cpu);
+        hit.names = [comm.to_string(), name.clone(), p.probefunc.clone()];
         self.run_unit(&u, &name, comm, hit);
     }
 }

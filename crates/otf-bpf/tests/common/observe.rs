@@ -10,7 +10,10 @@ use otf_bpf::{
 use otf_script::bytecode::{Insn, Op, MAX_ENTRY_SLOTS};
 use otf_script::vm::{self, End, OutRecord, VmError};
 
-use crate::randprog::{Case, HitEnv, NGLOBALS};
+use otf_codegen::maps::MapSpec;
+use otf_script::store::Aggregate;
+
+use crate::randprog::{contents, global_infos, Aggregates, Arrays, Case, HitEnv, NGLOBALS};
 
 /// In the reference VM's copy of the code, `Exit` becomes an output record with this format
 /// id, so that an `exit()` before a run-time error is seen too.
@@ -55,6 +58,7 @@ impl Placed {
 pub fn image_of(cases: Vec<(u64, Case)>, target: i64) -> (RuntimeImage, Vec<Placed>) {
     let mut image = RuntimeImage {
         globals_init: vec![0; NGLOBALS],
+        maps: MapSpec::all(global_infos()),
         target_pid: target,
         ..Default::default()
     };
@@ -163,6 +167,10 @@ pub struct Observed {
     pub counters: Counters,
     /// The globals after the hit that are not 0.
     pub globals: Vec<(u32, i64)>,
+    /// The arrays' elements after the hit, sorted by key (arrays with elements).
+    pub arrays: Arrays,
+    /// The aggregates after the hit, sorted by key (those with elements).
+    pub aggregates: Aggregates,
     /// What only the kernel can get wrong: records of another pidx or with a wrong header,
     /// errors outside the case's programs, lost records, failed test runs.
     pub stray: Vec<String>,
@@ -187,6 +195,8 @@ impl Observed {
         check(self.notifications != o.notifications, "notifications");
         check(self.counters != o.counters, "counters");
         check(self.globals != o.globals, "globals");
+        check(self.arrays != o.arrays, "arrays");
+        check(self.aggregates != o.aggregates, "aggregates");
         check(self.stray != o.stray, "stray");
         d
     }
@@ -208,7 +218,7 @@ impl Observed {
             "entry {:?}, body {:?}, exit {}, outputs {outputs}\n  \
              cond errors {:?}, cond bits {:?}, need_refresh {}, notifications {}\n  \
              counters hits {} bodies {} skipped_cond {} errors {} entry_runs {} skipped_lock {} skipped_nest {}\n  \
-             globals {:?}{}",
+             globals {:?}\n  arrays {}\n  aggregates {}{}",
             self.entry,
             self.body,
             self.exit,
@@ -224,6 +234,8 @@ impl Observed {
             c.skipped_lock,
             c.skipped_nest,
             self.globals,
+            show_arrays(&self.arrays),
+            show_aggregates(&self.aggregates),
             if self.stray.is_empty() {
                 String::new()
             } else {
@@ -231,6 +243,54 @@ impl Observed {
             }
         )
     }
+}
+
+/// Arrays as `g{[k..]=v ..}`.
+pub fn show_arrays(arrays: &Arrays) -> String {
+    let a: Vec<String> = arrays
+        .iter()
+        .map(|(g, es)| {
+            let es: Vec<String> = es.iter().map(|(k, v)| format!("{k:?}={v}")).collect();
+            format!("{g}{{{}}}", es.join(" "))
+        })
+        .collect();
+    a.join(", ")
+}
+
+/// Aggregates as `g{[k..]=(count sum min max, nonzero buckets) ..}`.
+pub fn show_aggregates(aggs: &Aggregates) -> String {
+    let a: Vec<String> = aggs
+        .iter()
+        .map(|(g, es)| {
+            let es: Vec<String> = es
+                .iter()
+                .map(|(k, a)| format!("{k:?}={}", show_aggregate(a)))
+                .collect();
+            format!("{g}{{{}}}", es.join(" "))
+        })
+        .collect();
+    a.join(", ")
+}
+
+fn show_aggregate(a: &Aggregate) -> String {
+    let buckets = |b: &[i64]| -> Vec<(usize, i64)> {
+        b.iter()
+            .copied()
+            .enumerate()
+            .filter(|&(_, n)| n != 0)
+            .collect()
+    };
+    let mut s = format!(
+        "(count {} sum {} min {} max {}",
+        a.count, a.sum, a.min, a.max
+    );
+    if !a.log.is_empty() {
+        s += &format!(" log {:?}", buckets(&a.log));
+    }
+    if !a.linear.is_empty() {
+        s += &format!(" linear {:?}", buckets(&a.linear));
+    }
+    s + ")"
 }
 
 pub fn nonzero(globals: &[i64]) -> Vec<(u32, i64)> {
@@ -272,7 +332,7 @@ pub fn reference(code: &[Insn], p: &Placed, env: &HitEnv) -> Observed {
         p.fault(kind_of(e), e.pc() as u32)
             .expect("the reference VM fails inside the case")
     };
-    let mut globals = case.initial_globals();
+    let mut globals = case.initial_store();
     let mut outputs = Vec::new();
     let mut exit = false;
     let mut sink = |o: OutRecord| {
@@ -336,6 +396,7 @@ pub fn reference(code: &[Insn], p: &Placed, env: &HitEnv) -> Observed {
             }
         }
     }
+    let (arrays, aggregates) = contents(&mut globals);
     Observed {
         counters: Counters {
             hits: 1,
@@ -353,7 +414,9 @@ pub fn reference(code: &[Insn], p: &Placed, env: &HitEnv) -> Observed {
         cond_bits,
         need_refresh,
         notifications,
-        globals: nonzero(&globals),
+        globals: nonzero(&globals.scalars),
+        arrays,
+        aggregates,
         stray: Vec::new(),
     }
 }
@@ -374,6 +437,11 @@ pub fn kernel(rt: &Runtime, ev: &mut EventReader<'_>, p: &Placed, env: &HitEnv) 
     let before = rt.counters(p.pidx);
     let (dropped, undecodable) = (rt.error_counters().ringbuf_dropped, ev.undecodable());
     let mut stray = Vec::new();
+    // The maps outlive the hits of a runtime: every hit starts from its case's elements.
+    let mut store = rt.store();
+    if let Err(e) = case.init_maps(&mut store) {
+        stray.push(format!("putting the starting elements: {e}"));
+    }
     if case.run_entry {
         if let Err(e) = rt.test_run_hit(entry_cookie(p.pidx)) {
             stray.push(format!("test run of the entry: {e}"));
@@ -471,6 +539,7 @@ pub fn kernel(rt: &Runtime, ev: &mut EventReader<'_>, p: &Placed, env: &HitEnv) 
         None if counters.skipped_cond > 0 => BodyEnd::Skip,
         None => BodyEnd::Next,
     };
+    let (arrays, aggregates) = contents(&mut store);
     Observed {
         entry: case.run_entry.then(|| entry_fault.map_or(Ok(()), Err)),
         body,
@@ -482,6 +551,8 @@ pub fn kernel(rt: &Runtime, ev: &mut EventReader<'_>, p: &Placed, env: &HitEnv) 
         notifications,
         counters,
         globals: nonzero(&gv.snapshot()),
+        arrays,
+        aggregates,
         stray,
     }
 }

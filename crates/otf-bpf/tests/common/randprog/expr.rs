@@ -32,6 +32,7 @@ impl Gen<'_> {
             42..=49 => self.edge(d),
             50..=57 if branches => self.logic(d),
             58..=63 if branches => self.ternary(d),
+            64..=69 if self.mode == Mode::Cond && self.can_map_expr() => self.map_expr(d),
             64..=67 if body => {
                 // Not a compiler shape: the operator applied to a value and its copy.
                 self.expr(d);
@@ -44,11 +45,12 @@ impl Gen<'_> {
             79..=82 if self.mode != Mode::Cond => self.randint(d),
             83..=88 if self.mode != Mode::Cond => self.time_or_cpu(),
             89..=95 if body && branches && self.frames.len() < 3 => self.call(d),
+            96..=99 if self.can_map_expr() => self.map_expr(d),
             _ => self.leaf(),
         }
     }
 
-    fn leaf(&mut self) {
+    pub(super) fn leaf(&mut self) {
         let k = self.rng.below(100);
         match self.mode {
             Mode::Cond if k < 50 => self.push_value(),
@@ -82,7 +84,7 @@ impl Gen<'_> {
         }
     }
 
-    fn push_value(&mut self) {
+    pub(super) fn push_value(&mut self) {
         let v = self.rng.value();
         self.push(v);
     }

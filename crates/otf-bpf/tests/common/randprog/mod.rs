@@ -9,6 +9,9 @@
 //! `next`; conditions use only globals and constants, `@entry` expressions only globals,
 //! constants and context functions. A few shapes go beyond the compiler where the bytecode
 //! allows them (a `Dup` before an operator, a `Skip` inside the body, dead code after a jump).
+//! Arrays and aggregates (`maps.rs`): each case uses a few of [`MAPS`], which start with
+//! some elements (the bounded ones full now and then), with keys from small ranges so that
+//! reads hit and miss, deletes find elements and new keys overflow full arrays.
 //! Every program passes `otf_script::vm::verify`.
 //!
 //! Values a test run cannot reproduce are used only where their value does not matter:
@@ -26,7 +29,10 @@ use otf_script::vm::{self, End, FixedHit};
 use crate::common::{a, i, push};
 
 mod expr;
+mod maps;
 mod stmt;
+
+pub use maps::{contents, global_infos, Aggregates, Arrays, MapGlobal, MapInit, MAPS};
 
 /// The number of globals of every image (`RuntimeImage::globals_init`).
 pub const NGLOBALS: usize = 1024;
@@ -152,6 +158,10 @@ pub struct Case {
     pub reeval: Vec<usize>,
     /// Initial values of [`USED_GLOBALS`] (the other globals start at 0).
     pub globals: Vec<(u32, i64)>,
+    /// The arrays and aggregates of [`MAPS`] the programs use.
+    pub maps: Vec<MapGlobal>,
+    /// The elements of the arrays and aggregates before the hit (the others are empty).
+    pub map_init: Vec<MapInit>,
     pub safe_context: bool,
     /// The body has a loop tuned to end near `MAX_STEPS`.
     pub near_budget: bool,
@@ -170,13 +180,42 @@ impl Case {
         initial_globals(&self.globals)
     }
 
+    /// The reference store the hit starts from: the globals and the arrays' and aggregates'
+    /// elements.
+    pub fn initial_store(&self) -> otf_script::store::MemStore {
+        maps::initial_store(self.initial_globals(), &self.map_init)
+    }
+
+    /// Empty every array and aggregate of `store`, then put the case's starting elements.
+    pub fn init_maps(
+        &self,
+        store: &mut dyn otf_script::vm::GlobalStore,
+    ) -> Result<(), otf_script::store::MapError> {
+        for m in MAPS {
+            store.map_clear(m.g);
+        }
+        maps::apply_init(&self.map_init, store)
+    }
+
     /// The lock stripes of the globals the body and the conditions it re-evaluates touch (as
     /// the compiler computes them).
     pub fn lock_mask(&self) -> u64 {
         let progs = std::iter::once(&self.body).chain(self.reeval.iter().map(|&k| &self.conds[k]));
         let mut mask = 0;
         for insn in progs.flatten() {
-            if matches!(insn.opcode(), Some(Op::LdG | Op::StG)) {
+            if matches!(
+                insn.opcode(),
+                Some(
+                    Op::LdG
+                        | Op::StG
+                        | Op::MapGet
+                        | Op::MapPut
+                        | Op::MapAdd
+                        | Op::MapIn
+                        | Op::MapDel
+                        | Op::StatAdd
+                )
+            ) {
                 mask |= 1u64 << (insn.arg % 64);
             }
         }
@@ -197,6 +236,8 @@ fn initial_globals(globals: &[(u32, i64)]) -> Vec<i64> {
 pub fn case(seed: u64, index: u64, env: &HitEnv) -> Case {
     let rng = &mut Rng::for_case(seed, index);
     let globals: Vec<(u32, i64)> = USED_GLOBALS.iter().map(|&g| (g, rng.value())).collect();
+    let (used_maps, map_init) = maps::choose(rng);
+    let start = maps::initial_store(initial_globals(&globals), &map_init);
 
     // A return probe using @entry: 1..=8 saved expressions.
     let nentry = if rng.chance(15) {
@@ -221,6 +262,7 @@ pub fn case(seed: u64, index: u64, env: &HitEnv) -> Case {
     let cond_exprs: Vec<Vec<Insn>> = (0..nconds)
         .map(|_| {
             let mut g = Gen::new(rng, env, Mode::Cond);
+            g.maps = used_maps.clone();
             g.expr(3);
             g.code
         })
@@ -236,13 +278,7 @@ pub fn case(seed: u64, index: u64, env: &HitEnv) -> Case {
     let mut cond_init: Vec<bool> = (0..nconds).map(|_| rng.chance(50)).collect();
     if own_cond {
         let mut hit = env.fixed_hit([0; MAX_ENTRY_SLOTS]);
-        let r = vm::run(
-            &conds[0],
-            0,
-            &mut initial_globals(&globals),
-            &mut hit,
-            &mut |_| {},
-        );
+        let r = vm::run(&conds[0], 0, &mut start.clone(), &mut hit, &mut |_| {});
         cond_init[0] = !matches!(r, Ok(o) if o.end == End::Ret(0));
     }
     let mut reeval: Vec<usize> = (0..nconds as usize).filter(|_| rng.chance(75)).collect();
@@ -253,6 +289,7 @@ pub fn case(seed: u64, index: u64, env: &HitEnv) -> Case {
     let near_budget = rng.chance(5);
     let mut g = Gen::new(rng, env, Mode::Body);
     g.entry_slots = nentry;
+    g.maps = used_maps.clone();
     if own_cond {
         // `<cond>; Jnz +1; Skip`
         g.code.extend_from_slice(&cond_exprs[0]);
@@ -261,7 +298,7 @@ pub fn case(seed: u64, index: u64, env: &HitEnv) -> Case {
         g.emit(i(Op::Skip));
     }
     let body = if near_budget {
-        g.near_budget_body(&globals)
+        g.near_budget_body(&start)
     } else {
         let mut k = g.rng.below(100);
         let mut size = SIZES[0];
@@ -289,6 +326,8 @@ pub fn case(seed: u64, index: u64, env: &HitEnv) -> Case {
         cond_init,
         reeval,
         globals,
+        maps: used_maps,
+        map_init,
         safe_context: rng.chance(50),
         near_budget,
     };
@@ -349,6 +388,8 @@ struct Gen<'a> {
     straight: bool,
     /// Blocks stop adding statements beyond this many instructions.
     limit: usize,
+    /// The arrays and aggregates the program may use.
+    maps: Vec<MapGlobal>,
 }
 
 const BINOPS: &[Op] = &[
@@ -387,6 +428,7 @@ impl<'a> Gen<'a> {
             entry_slots: 0,
             straight: false,
             limit: BODY_LIMIT,
+            maps: Vec::new(),
         }
     }
 

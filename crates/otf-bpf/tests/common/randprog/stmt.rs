@@ -1,6 +1,7 @@
 //! Statements of the generator: each leaves the stack as it found it.
 
 use otf_script::bytecode::{Insn, Op, MAX_ENTRY_SLOTS, MAX_OUT_ARGS, MAX_STEPS};
+use otf_script::store::MemStore;
 use otf_script::vm::{self, End};
 
 use otf_bpf::layout::MAX_LOOP_NEST;
@@ -48,13 +49,14 @@ impl Gen<'_> {
             82..=83 if !self.straight => self.guarded(Op::Next, 70),
             84 if !self.straight => self.guarded(Op::Skip, 80),
             85 => self.op(Op::Nop),
+            86..=95 if !self.maps.is_empty() => self.map_stmt(ed),
             _ => self.assign_var(ed),
         }
         self.sp = self.stmt_sp;
     }
 
     /// `x = e`, `x op= e`, `x++`/`x--` on a variable of the frame.
-    fn assign_var(&mut self, ed: u32) {
+    pub(super) fn assign_var(&mut self, ed: u32) {
         let Some(v) = self.var() else {
             return self.assign_global(ed);
         };
@@ -281,7 +283,7 @@ impl Gen<'_> {
     /// VM, so that the body ends within a few instructions of MAXACTION (before or after), and
     /// `Nop`s after the loop to land exactly there. Falls back to a random bound when the
     /// body does not run to its end linearly.
-    pub(super) fn near_budget_body(&mut self, globals: &[(u32, i64)]) -> Vec<Insn> {
+    pub(super) fn near_budget_body(&mut self, start: &MemStore) -> Vec<Insn> {
         self.straight = true;
         let n = self.rng.below(3) as u32;
         self.block(n, 0);
@@ -315,11 +317,10 @@ impl Gen<'_> {
         self.emit(i(Op::Next));
         let mut code = std::mem::take(&mut self.code);
 
-        let init = super::initial_globals(globals);
         let env = self.env;
         let steps = |code: &mut Vec<Insn>, n: i64| -> Option<i64> {
             code[bound].imm = n;
-            let mut g = init.clone();
+            let mut g = start.clone();
             let mut hit = env.fixed_hit([0; MAX_ENTRY_SLOTS]);
             let o = vm::run(code.as_slice(), 0, &mut g, &mut hit, &mut |_| {}).ok()?;
             (o.end == End::Next).then_some(o.steps as i64)
