@@ -98,3 +98,18 @@ fn string_keys_and_values_are_displayed_at_exit() {
         "who[\"sh\",2]=0x5\nwho[\"bash\",1]=0x3\ns=\"a\\\"b\"\n"
     );
 }
+
+#[test]
+fn string_functions() {
+    need_root!();
+    let o = otf(&[
+        "run",
+        "-e",
+        "probe begin { s = sprintf(\"%s-%05d\", \"id\", 42)\n\
+         printf(\"%s %d %s %d %d\\n\", s, strlen(s), substr(s, 3, 5), isinstr(s, \"-0\"), strtol(\"0x10\", 0))\n\
+         t = tokenize(\"a,b,,c\", \",\"); while (t != \"\") { print(t, \";\"); t = tokenize(\"\", \",\") }\n\
+         println(\"\"); println(str_replace(\"a.b.c\", \".\", \"::\"), \" \", text_str(\"x\\ty\"), \" \", stringat(\"AB\", 1)); exit() }",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(out(&o), "id-00042 8 00042 1 16\na;b;c;\na::b::c x\\ty 66\n");
+}

@@ -842,6 +842,8 @@ impl<'a> Gen<'a> {
             | Op::SConcat
             | Op::SCmp
             | Op::SLen
+            | Op::SCall
+            | Op::SFormat
             | Op::MapClear
             | Op::StatGet
             | Op::IterStart

@@ -240,6 +240,89 @@ ops! {
     SCmp = 58,
     /// Pop a string; push its length.
     SLen = 59,
+    /// Call string function `a` ([`StrFn`]): pop its string arguments (string stack) and its
+    /// integer arguments (integer stack), push its result on the stack of its type.
+    SCall = 60,
+    /// `sprintf`: pop `i & 0xffff` integers and `i >> 16` strings, push output format `a`
+    /// rendered as a string (truncated to MAXSTRINGLEN - 1).
+    SFormat = 61,
+}
+
+/// The string functions of [`Op::SCall`]: (name, string arguments, integer arguments,
+/// result is a string).
+#[repr(i32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StrFn {
+    /// `substr(s, start, length)`: up to `length` bytes from byte `start` (0-based).
+    Substr = 0,
+    /// `isinstr(s1, s2)`: 1 if `s2` occurs in `s1`.
+    Isinstr = 1,
+    /// `strtol(s, base)`: the integer `s` denotes in `base` (2..36, or 0 for C prefixes);
+    /// 0 when it has no digits.
+    Strtol = 2,
+    /// `str_replace(s, old, new)`: every `old` replaced by `new`.
+    StrReplace = 3,
+    /// `text_str(s)`: `s` with non-printable characters as C escapes.
+    TextStr = 4,
+    /// `stringat(s, i)`: the byte at index `i` (0 outside the string).
+    Stringat = 5,
+    /// `tokenize(s, delim)`: the first token of `s` (and remember the rest); with `s` empty,
+    /// the next token of the string remembered.
+    Tokenize = 6,
+    /// `strlen(s)`.
+    Strlen = 7,
+}
+
+impl StrFn {
+    /// Every string function.
+    pub const ALL: &'static [StrFn] = &[
+        StrFn::Substr,
+        StrFn::Isinstr,
+        StrFn::Strtol,
+        StrFn::StrReplace,
+        StrFn::TextStr,
+        StrFn::Stringat,
+        StrFn::Tokenize,
+        StrFn::Strlen,
+    ];
+
+    /// The function called `name`.
+    pub fn by_name(name: &str) -> Option<StrFn> {
+        StrFn::ALL.iter().copied().find(|f| f.name() == name)
+    }
+
+    /// Its name in scripts.
+    pub fn name(self) -> &'static str {
+        match self {
+            StrFn::Substr => "substr",
+            StrFn::Isinstr => "isinstr",
+            StrFn::Strtol => "strtol",
+            StrFn::StrReplace => "str_replace",
+            StrFn::TextStr => "text_str",
+            StrFn::Stringat => "stringat",
+            StrFn::Tokenize => "tokenize",
+            StrFn::Strlen => "strlen",
+        }
+    }
+
+    /// The function numbered `v`.
+    pub fn from_i32(v: i32) -> Option<StrFn> {
+        StrFn::ALL.get(usize::try_from(v).ok()?).copied()
+    }
+
+    /// Its parameters in order (`true`: a string) and whether it returns a string.
+    pub fn signature(self) -> (&'static [bool], bool) {
+        match self {
+            StrFn::Substr => (&[true, false, false], true),
+            StrFn::Isinstr => (&[true, true], false),
+            StrFn::Strtol => (&[true, false], false),
+            StrFn::StrReplace => (&[true, true, true], true),
+            StrFn::TextStr => (&[true], true),
+            StrFn::Stringat => (&[true, false], false),
+            StrFn::Tokenize => (&[true, true], true),
+            StrFn::Strlen => (&[true], false),
+        }
+    }
 }
 
 /// The size of a string buffer: strings hold at most `MAXSTRINGLEN - 1` bytes (SystemTap's

@@ -24,9 +24,9 @@ use crate::ast::{
     UnOp,
 };
 use crate::bytecode::{
-    Ctx, Format, GlobalKind, Insn, IterSpec, MapOperands, Op, Piece, Spec, StatKind, LOCK_STRIPES,
-    MAX_CODE, MAX_ITERS, MAX_LOCALS, MAX_OUT_ARGS, MAX_OUT_STRS, MAX_SLOCALS, MAX_SSTACK,
-    MAX_STACK,
+    Ctx, Format, GlobalKind, Insn, IterSpec, MapOperands, Op, Piece, Spec, StatKind, StrFn,
+    LOCK_STRIPES, MAX_CODE, MAX_ITERS, MAX_LOCALS, MAX_OUT_ARGS, MAX_OUT_STRS, MAX_SLOCALS,
+    MAX_SSTACK, MAX_STACK,
 };
 use crate::diag::Diagnostic;
 use crate::format::{parse_printf, FmtItem};
@@ -397,8 +397,11 @@ impl<'a> Compiler<'a> {
             ExprKind::Call { name, .. } => match self.checked.function(&name.name) {
                 Some(f) => self.checked.types.fn_ret(f),
                 None => match name.name.as_str() {
-                    "execname" | "pp" | "probefunc" => VType::Str,
-                    _ => VType::Long,
+                    "execname" | "pp" | "probefunc" | "sprintf" => VType::Str,
+                    n => match StrFn::by_name(n) {
+                        Some(f) if f.signature().1 => VType::Str,
+                        _ => VType::Long,
+                    },
                 },
             },
             ExprKind::Index { array, .. } | ExprKind::IndexAssign { array, .. } => {
@@ -731,6 +734,20 @@ impl<'a> Compiler<'a> {
             ExprKind::Call { name, args } => {
                 if let Some(f) = self.checked.function(&name.name) {
                     self.inline(e, f, args, want);
+                } else if name.name == "sprintf" {
+                    self.output(e, Builtin::Sprintf, args);
+                    if !want {
+                        self.op(Op::SPop);
+                    }
+                } else if let Some(f) = StrFn::by_name(&name.name) {
+                    for a in args {
+                        self.expr(a, true);
+                    }
+                    self.span = e.span;
+                    self.emit(Insn::with_arg(Op::SCall, f as i32));
+                    if !want {
+                        self.op(Op::SPop);
+                    }
                 } else {
                     let id = match name.name.as_str() {
                         "execname" => 0,
@@ -983,9 +1000,16 @@ impl<'a> Compiler<'a> {
                 };
                 self.emit(Insn::new(Op::Ctx, c as i32, n));
             }
-            Builtin::Execname | Builtin::Pp | Builtin::Probefunc => {
-                // Strings only appear as output arguments (sema); as a value they are 0.
+            Builtin::Execname | Builtin::Pp | Builtin::Probefunc | Builtin::Sprintf => {
+                // String-valued: compiled by `str_expr`, never through here.
                 self.emit(Insn::new(Op::Push, 0, 0));
+            }
+            Builtin::Str(f) => {
+                for a in args {
+                    self.expr(a, true);
+                }
+                self.span = e.span;
+                self.emit(Insn::with_arg(Op::SCall, f as i32));
             }
         }
         if b.is_void() {
@@ -1539,7 +1563,7 @@ impl<'a> Compiler<'a> {
         // The record's integer and string arguments, in order.
         let mut ints: Vec<&'a Expr> = Vec::new();
         let mut strs: Vec<&'a Expr> = Vec::new();
-        if b == Builtin::Printf {
+        if b == Builtin::Printf || b == Builtin::Sprintf {
             let fmt = match args.first().map(|a| &a.kind) {
                 Some(ExprKind::Str(s)) => s.as_str(),
                 _ => "",
@@ -1621,7 +1645,12 @@ impl<'a> Compiler<'a> {
         }
         self.span = e.span;
         let id = self.format_id(pieces, n);
-        self.emit(Insn::new(Op::Out, id as i32, n as i64 | (ns as i64) << 16));
+        let op = if b == Builtin::Sprintf {
+            Op::SFormat
+        } else {
+            Op::Out
+        };
+        self.emit(Insn::new(op, id as i32, n as i64 | (ns as i64) << 16));
     }
 }
 

@@ -20,6 +20,7 @@ pub mod parser;
 pub mod point;
 pub mod sema;
 pub mod store;
+pub mod strfn;
 pub mod types;
 pub mod vm;
 

@@ -9,7 +9,9 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::ast::{BinOp, Block, Expr, ExprKind, Ident, Script, Span, Stmt, StmtKind, UnOp};
-use crate::bytecode::{Ctx, GlobalKind, HistSpec, MAXMAPENTRIES, MAX_ENTRY_SLOTS, MAX_GLOBALS};
+use crate::bytecode::{
+    Ctx, GlobalKind, HistSpec, StrFn, MAXMAPENTRIES, MAX_ENTRY_SLOTS, MAX_GLOBALS,
+};
 use crate::diag::{Diagnostic, SourceFile};
 use crate::format::{parse_printf, FmtItem};
 use crate::point::{interpret, PointKind};
@@ -42,6 +44,10 @@ pub enum Builtin {
     Pp,
     /// `probefunc()` (a string).
     Probefunc,
+    /// A string function ([`StrFn`]).
+    Str(StrFn),
+    /// `sprintf(FMT, ...)`: like `printf`, into a string.
+    Sprintf,
 }
 
 impl Builtin {
@@ -83,9 +89,16 @@ pub fn builtin(name: &str) -> Option<(Builtin, usize, Option<usize>)> {
         "execname" => (B::Execname, 0, Some(0)),
         "pp" => (B::Pp, 0, Some(0)),
         "probefunc" => (B::Probefunc, 0, Some(0)),
+        "sprintf" => (B::Sprintf, 1, None),
         "int_arg" => (B::Arg(Ctx::IntArg), 1, Some(1)),
         "long_arg" | "ulong_arg" | "pointer_arg" => (B::Arg(Ctx::LongArg), 1, Some(1)),
-        _ => return None,
+        n => match StrFn::by_name(n) {
+            Some(f) => {
+                let k = f.signature().0.len();
+                (B::Str(f), k, Some(k))
+            }
+            None => return None,
+        },
     })
 }
 
@@ -1182,6 +1195,21 @@ impl<'a> Walker<'a> {
                 Ty::Str
             }
             Builtin::Execname | Builtin::Pp => Ty::Str,
+            Builtin::Sprintf => {
+                self.printf(e, args);
+                Ty::Str
+            }
+            Builtin::Str(f) => {
+                let (params, ret_str) = f.signature();
+                for (a, &is_str) in args.iter().zip(params) {
+                    self.value(a, if is_str { Ty::Str } else { Ty::Int });
+                }
+                if ret_str {
+                    Ty::Str
+                } else {
+                    Ty::Int
+                }
+            }
         }
     }
 

@@ -301,8 +301,15 @@ impl Infer<'_> {
                     }
                     return self.get(&Var::FnRet(f));
                 }
+                if let Some(f) = crate::bytecode::StrFn::by_name(&name.name) {
+                    let (params, ret_str) = f.signature();
+                    for (a, &is_str) in args.iter().zip(params) {
+                        self.want(a, if is_str { Str } else { Long });
+                    }
+                    return Some(if ret_str { Str } else { Long });
+                }
                 match name.name.as_str() {
-                    "execname" | "pp" | "probefunc" => Some(Str),
+                    "execname" | "pp" | "probefunc" | "sprintf" => Some(Str),
                     "printf" | "print" | "println" | "exit" => None,
                     _ => Some(Long),
                 }

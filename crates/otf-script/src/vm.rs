@@ -10,9 +10,9 @@ use std::fmt;
 use std::ops::Range;
 
 use crate::bytecode::{
-    Ctx, Insn, IterSpec, MapOperands, Op, StatKind, MAXSTRINGLEN, MAX_ENTRY_SLOTS, MAX_GLOBALS,
-    MAX_ITERS, MAX_KEYS, MAX_LOCALS, MAX_OUT_ARGS, MAX_OUT_STRS, MAX_SLOCALS, MAX_SSTACK,
-    MAX_STACK, MAX_STEPS,
+    Ctx, Insn, IterSpec, MapOperands, Op, StatKind, StrFn, MAXSTRINGLEN, MAX_ENTRY_SLOTS,
+    MAX_GLOBALS, MAX_ITERS, MAX_KEYS, MAX_LOCALS, MAX_OUT_ARGS, MAX_OUT_STRS, MAX_SLOCALS,
+    MAX_SSTACK, MAX_STACK, MAX_STEPS,
 };
 pub use crate::store::{Aggregate, MapError, Value};
 
@@ -145,6 +145,11 @@ pub trait HitContext {
         let _ = id;
         String::new()
     }
+    /// Output format `fmt` rendered with these arguments ([`Op::SFormat`]; "" if unknown).
+    fn format(&mut self, fmt: u32, args: &[i64], strs: &[String]) -> String {
+        let _ = (fmt, args, strs);
+        String::new()
+    }
     /// The `@entry` slot `slot` saved at the matching entry, or 0 if none. The default
     /// returns 0.
     fn entry_load(&mut self, slot: u32) -> i64 {
@@ -183,6 +188,8 @@ pub struct FixedHit {
     pub strings: Vec<String>,
     /// `execname()`, `pp()`, `probefunc()`.
     pub names: [String; 3],
+    /// The script's output formats, for `sprintf`.
+    pub formats: Vec<crate::bytecode::Format>,
 }
 
 impl Default for FixedHit {
@@ -201,6 +208,7 @@ impl Default for FixedHit {
             entry: [0; MAX_ENTRY_SLOTS],
             strings: Vec::new(),
             names: Default::default(),
+            formats: Vec::new(),
         }
     }
 }
@@ -208,6 +216,16 @@ impl Default for FixedHit {
 impl HitContext for FixedHit {
     fn literal(&mut self, id: u32) -> String {
         self.strings.get(id as usize).cloned().unwrap_or_default()
+    }
+
+    fn format(&mut self, fmt: u32, args: &[i64], strs: &[String]) -> String {
+        match self.formats.get(fmt as usize) {
+            Some(f) => {
+                let [e, p, pf] = &self.names;
+                crate::format::render_strs(f, args, strs, e, p, pf)
+            }
+            None => String::new(),
+        }
     }
 
     fn ctx_str(&mut self, id: i32) -> String {
@@ -558,6 +576,8 @@ pub fn run(
     let mut iters: Vec<Iteration> = vec![(Vec::new(), 0); MAX_ITERS];
     let mut sst: Vec<String> = Vec::with_capacity(MAX_SSTACK);
     let mut slocals: Vec<String> = vec![String::new(); MAX_SLOCALS];
+    // What `tokenize` has left of its string.
+    let mut tok = String::new();
     let mut exit_requested = false;
     let mut steps: u32 = 0;
     let mut pc = start;
@@ -938,6 +958,32 @@ pub fn run(
                 let t = spop(&mut sst, pc)?;
                 st.push(t.len() as i64, pc)?
             }
+            Op::SFormat => {
+                let (n, ns) = ((insn.imm & 0xffff) as usize, (insn.imm >> 16) as usize);
+                if st.n < n || sst.len() < ns {
+                    return Err(VmError::StackUnderflow { pc });
+                }
+                let args = st.v[st.n - n..st.n].to_vec();
+                st.n -= n;
+                let strs = sst.split_off(sst.len() - ns);
+                let t = hit.format(a as u32, &args, &strs);
+                spush(&mut sst, truncate(t), pc)?
+            }
+            Op::SCall => {
+                let f = StrFn::from_i32(a).ok_or(VmError::BadOpcode { pc, op: insn.op })?;
+                let (params, _) = f.signature();
+                let nints = params.iter().filter(|&&s| !s).count();
+                let nstrs = params.len() - nints;
+                if sst.len() < nstrs {
+                    return Err(VmError::StackUnderflow { pc });
+                }
+                let ints = st.pop_n(nints as i64, pc)?;
+                let strs = sst.split_off(sst.len() - nstrs);
+                match crate::strfn::call(f, &strs, &ints, &mut tok) {
+                    Value::Int(v) => st.push(v, pc)?,
+                    Value::Str(t) => spush(&mut sst, truncate(t), pc)?,
+                }
+            }
         }
         pc = next;
     }
@@ -1162,6 +1208,14 @@ pub fn stack_effect(insn: &Insn) -> Option<(usize, usize)> {
         | Op::SPop
         | Op::SConcat => (0, 0),
         Op::SCmp | Op::SLen => (0, 1),
+        Op::SCall => {
+            let (params, ret_str) = StrFn::from_i32(insn.arg)?.signature();
+            (
+                params.iter().filter(|&&s| !s).count(),
+                usize::from(!ret_str),
+            )
+        }
+        Op::SFormat => (usize::try_from(insn.imm & 0xffff).ok()?, 0),
     })
 }
 
@@ -1175,6 +1229,11 @@ pub fn sstack_effect(insn: &Insn) -> Option<(usize, usize)> {
         Op::SConcat => (2, 1),
         Op::SCmp => (2, 0),
         Op::Out => (usize::try_from(insn.imm >> 16).ok()?, 0),
+        Op::SFormat => (usize::try_from(insn.imm >> 16).ok()?, 1),
+        Op::SCall => {
+            let (params, ret_str) = StrFn::from_i32(insn.arg)?.signature();
+            (params.iter().filter(|&&s| s).count(), usize::from(ret_str))
+        }
         Op::MapGet => {
             let m = map_operands(insn)?;
             (m.nstr(), usize::from(m.str_value))
@@ -1196,6 +1255,7 @@ pub fn sstack_effect(insn: &Insn) -> Option<(usize, usize)> {
 pub fn user_space_only(insn: &Insn) -> Option<&'static str> {
     let op = insn.opcode()?;
     Some(match op {
+        Op::SCall | Op::SFormat => "string functions (`sprintf`, `substr`, ...)",
         Op::MapClear => "`delete` of a whole array",
         Op::StatGet => "reading an aggregate (`@count`, `@sum`, ...)",
         Op::IterStart | Op::IterNext => "`foreach`",
@@ -1334,6 +1394,8 @@ pub fn verify(code: &[Insn], range: Range<usize>) -> Result<usize, VerifyError> 
             Op::SLdL | Op::SStL if a < 0 || a as usize >= MAX_SLOCALS => return bad,
             Op::SLdG | Op::SStG if a < 0 || a as usize >= MAX_GLOBALS => return bad,
             Op::SCtx if !(0..3).contains(&a) => return bad,
+            Op::SCall if StrFn::from_i32(a).is_none() => return bad,
+            Op::SFormat if insn.imm < 0 || a < 0 => return bad,
             Op::SCmp
                 if !matches!(
                     Op::from_u8(a as u8),

@@ -1,6 +1,8 @@
 //! The reference VM: every opcode, the arithmetic edges, the step budget and malformed code.
 
-use otf_script::bytecode::{Ctx, GlobalKind, HistSpec, Insn, IterSpec, Op, MAX_STACK, MAX_STEPS};
+use otf_script::bytecode::{
+    Ctx, GlobalKind, HistSpec, Insn, IterSpec, Op, StrFn, MAX_STACK, MAX_STEPS,
+};
 use otf_script::sema::GlobalInfo;
 use otf_script::store::{MapError, MemStore};
 use otf_script::vm::{self, End, FixedHit, OutRecord, VerifyError, VmError};
@@ -490,6 +492,30 @@ fn string_cases() -> Vec<(Op, Vec<Insn>, i64)> {
         (Op::SCmp, vec![lit(2), lit(2), cmp(Op::Eq), ret()], 1),
         (Op::SCmp, vec![lit(0), lit(2), cmp(Op::Le), ret()], 0),
         (Op::SLen, vec![lit(2), op(Op::SLen), ret()], 0),
+        // substr("ab", 1, 5) = "b"; isinstr("ab", "b") = 1.
+        (
+            Op::SCall,
+            vec![
+                lit(0),
+                push(1),
+                push(5),
+                arg(Op::SCall, StrFn::Substr as i32),
+                lit(1),
+                cmp(Op::Eq),
+                lit(0),
+                lit(1),
+                arg(Op::SCall, StrFn::Isinstr as i32),
+                op(Op::Add),
+                ret(),
+            ],
+            2,
+        ),
+        // sprintf with no format table renders "", of length 0.
+        (
+            Op::SFormat,
+            vec![push(7), Insn::new(Op::SFormat, 0, 1), op(Op::SLen), ret()],
+            0,
+        ),
     ]
 }
 

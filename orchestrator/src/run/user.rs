@@ -41,6 +41,7 @@ impl Session<'_> {
             target: self.target,
             seed: (now as u64) | 1,
             strings: self.front.compiled.script.strings.clone(),
+            formats: self.front.compiled.script.formats.clone(),
             names: [self.comm.clone(), String::new(), String::new()],
             ..FixedHit::default()
         }
