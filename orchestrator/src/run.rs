@@ -81,6 +81,13 @@ impl Output {
         }
     }
 
+    /// A structured JSON record (with `-o json` only).
+    fn record(&mut self, v: &serde_json::Value) {
+        if self.json {
+            self.write(&format!("{v}\n"));
+        }
+    }
+
     fn decision(&mut self, group: &str, line: &DecisionLine) {
         if self.json {
             let v = serde_json::json!({

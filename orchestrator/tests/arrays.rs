@@ -170,3 +170,42 @@ fn a_timer_body_with_foreach_and_delete_runs_in_user_space() {
     assert_eq!(row[1], row[2], "hits = bodies: {text}");
     assert!(row[1].parse::<u32>().unwrap_or(0) >= 5, "{text}");
 }
+
+#[test]
+fn json_keeps_the_structure_of_histograms_and_globals() {
+    need_root!();
+    let o = otf(&[
+        "run",
+        "-o",
+        "json",
+        "-e",
+        "global s, a, n, t\nprobe begin { s <<< 1; s <<< 100; a[1] = 5; a[2] = 7; n = 3; t[\"x\"] <<< 4; print(@hist_log(s)); exit() }",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let lines: Vec<serde_json::Value> = out(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    let hist = lines
+        .iter()
+        .find(|v| v["type"] == "hist")
+        .expect("a hist record");
+    assert_eq!(
+        hist["buckets"],
+        serde_json::json!([{"value": 1, "count": 1}, {"value": 64, "count": 1}])
+    );
+    let global = |name: &str| {
+        lines
+            .iter()
+            .find(|v| v["type"] == "global" && v["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("global {name}: {lines:?}"))
+    };
+    assert_eq!(global("n")["value"], 3);
+    assert_eq!(
+        global("a")["entries"],
+        serde_json::json!([{"keys": [2], "value": 7}, {"keys": [1], "value": 5}])
+    );
+    assert_eq!(global("t")["entries"][0]["keys"], serde_json::json!(["x"]));
+    assert_eq!(global("t")["entries"][0]["stats"]["sum"], 4);
+}

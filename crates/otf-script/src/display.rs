@@ -5,7 +5,7 @@
 
 use crate::bytecode::{GlobalKind, IterSpec};
 use crate::sema::GlobalInfo;
-use crate::store::Value;
+use crate::store::{Aggregate, Value};
 use crate::vm::{sort_elements, GlobalStore};
 
 fn hex(v: i64) -> String {
@@ -49,9 +49,42 @@ fn keys(k: &[Value]) -> String {
         .join(",")
 }
 
-/// The exit display of every global that is written and never read, read from `store`.
-pub fn unread_globals(globals: &[GlobalInfo], store: &mut dyn GlobalStore) -> String {
-    let mut out = String::new();
+/// What the exit display shows of one global.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Shown {
+    /// An integer or string scalar.
+    Scalar {
+        /// The global's name.
+        name: String,
+        /// Its value.
+        value: Value,
+    },
+    /// An array: its elements by decreasing value (ties by key).
+    Array {
+        /// The global's name.
+        name: String,
+        /// Keys and values.
+        entries: Vec<(Vec<Value>, Value)>,
+    },
+    /// A scalar aggregate (`None` when empty).
+    Stat {
+        /// The global's name.
+        name: String,
+        /// Its statistics.
+        stats: Option<Aggregate>,
+    },
+    /// An array of aggregates, by decreasing count.
+    StatArray {
+        /// The global's name.
+        name: String,
+        /// Keys and statistics (non-empty ones).
+        entries: Vec<(Vec<Value>, Aggregate)>,
+    },
+}
+
+/// The globals that are written and never read, in declaration order, read from `store`.
+pub fn unread(globals: &[GlobalInfo], store: &mut dyn GlobalStore) -> Vec<Shown> {
+    let mut out = Vec::new();
     let by_value_desc = IterSpec {
         by: 1,
         desc: true,
@@ -62,29 +95,24 @@ pub fn unread_globals(globals: &[GlobalInfo], store: &mut dyn GlobalStore) -> St
             continue;
         }
         let g = g as u32;
-        let name = &info.name;
-        match info.kind {
-            GlobalKind::Scalar if info.str_value => {
-                out.push_str(&format!("{name}={}\n", quoted(&store.load_str(g))))
-            }
-            GlobalKind::Scalar => out.push_str(&format!("{name}={}\n", hex(store.load(g)))),
+        let name = info.name.clone();
+        out.push(match info.kind {
+            GlobalKind::Scalar if info.str_value => Shown::Scalar {
+                name,
+                value: Value::Str(store.load_str(g)),
+            },
+            GlobalKind::Scalar => Shown::Scalar {
+                name,
+                value: Value::Int(store.load(g)),
+            },
             GlobalKind::Array { .. } => {
-                let mut elems = store.map_entries(g);
-                sort_elements(&mut elems, by_value_desc);
-                for (k, v) in elems {
-                    out.push_str(&format!("{name}[{}]={}\n", keys(&k), value(&v)));
-                }
+                let mut entries = store.map_entries(g);
+                sort_elements(&mut entries, by_value_desc);
+                Shown::Array { name, entries }
             }
-            GlobalKind::Stat { keys: 0 } => match store.stat_get(g, &[]) {
-                Some(a) if a.count > 0 => out.push_str(&format!(
-                    "{name} @count={} @min={} @max={} @sum={} @avg={}\n",
-                    a.count,
-                    a.min,
-                    a.max,
-                    a.sum,
-                    a.sum / a.count
-                )),
-                _ => out.push_str(&format!("{name} @count=0x0\n")),
+            GlobalKind::Stat { keys: 0 } => Shown::Stat {
+                name,
+                stats: store.stat_get(g, &[]).filter(|a| a.count > 0),
             },
             GlobalKind::Stat { .. } => {
                 let stats = store.stat_entries(g);
@@ -93,25 +121,55 @@ pub fn unread_globals(globals: &[GlobalInfo], store: &mut dyn GlobalStore) -> St
                     .map(|(k, a)| (k.clone(), Value::Int(a.count)))
                     .collect();
                 sort_elements(&mut order, by_value_desc);
-                for (k, _) in order {
-                    let Some((_, a)) = stats.iter().find(|(kk, _)| *kk == k) else {
-                        continue;
-                    };
-                    if a.count == 0 {
-                        continue;
-                    }
-                    out.push_str(&format!(
-                        "{name}[{}] @count={} @min={} @max={} @sum={} @avg={}\n",
-                        keys(&k),
-                        a.count,
-                        a.min,
-                        a.max,
-                        a.sum,
-                        a.sum / a.count
-                    ));
-                }
+                let entries = order
+                    .into_iter()
+                    .filter_map(|(k, _)| {
+                        stats
+                            .iter()
+                            .find(|(kk, a)| *kk == k && a.count > 0)
+                            .map(|(_, a)| (k, a.clone()))
+                    })
+                    .collect();
+                Shown::StatArray { name, entries }
             }
-        }
+        });
     }
     out
+}
+
+fn stats_text(a: &Aggregate) -> String {
+    format!(
+        "@count={} @min={} @max={} @sum={} @avg={}",
+        a.count,
+        a.min,
+        a.max,
+        a.sum,
+        a.sum / a.count.max(1)
+    )
+}
+
+/// The text SystemTap prints for one [`Shown`] global.
+pub fn text(shown: &Shown) -> String {
+    match shown {
+        Shown::Scalar { name, value } => format!("{name}={}\n", self::value(value)),
+        Shown::Array { name, entries } => entries
+            .iter()
+            .map(|(k, v)| format!("{name}[{}]={}\n", keys(k), value(v)))
+            .collect(),
+        Shown::Stat { name, stats: None } => format!("{name} @count=0x0\n"),
+        Shown::Stat {
+            name,
+            stats: Some(a),
+        } => format!("{name} {}\n", stats_text(a)),
+        Shown::StatArray { name, entries } => entries
+            .iter()
+            .map(|(k, a)| format!("{name}[{}] {}\n", keys(k), stats_text(a)))
+            .collect(),
+    }
+}
+
+/// The exit display of every global that is written and never read, read from `store`, as
+/// SystemTap prints it.
+pub fn unread_globals(globals: &[GlobalInfo], store: &mut dyn GlobalStore) -> String {
+    unread(globals, store).iter().map(text).collect()
 }

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use otf_bpf::Runtime;
 use otf_script::compile::Unit;
+use otf_script::display::Shown;
 use otf_script::point::PointKind;
-use otf_script::store::Aggregate;
+use otf_script::store::{log_bucket_value, Aggregate, Value};
 use otf_script::vm::{self, End, FixedHit, GlobalStore as _, OutRecord};
 
 use super::Session;
@@ -55,6 +56,7 @@ impl Session<'_> {
         let locked = lock_patiently(self.rt, u.lock_mask);
         let script = &self.front.compiled.script;
         let mut texts = Vec::new();
+        let mut structured = Vec::new();
         let mut globals = self.rt.store();
         let r = vm::run(
             &script.code,
@@ -69,12 +71,18 @@ impl Session<'_> {
                 continue;
             };
             let maps = &mut globals;
+            let json = self.out.json;
+            let mut hists = Vec::new();
             let mut hist = |g: u32, linear: bool, keys: &[otf_script::store::Value]| {
                 let info = &script.globals[g as usize];
                 let agg = maps
                     .stat_get(g, keys)
                     .unwrap_or_else(|| Aggregate::new(&info.hist));
-                otf_script::hist::render(&agg, info.hist.linear.filter(|_| linear))
+                let lin = info.hist.linear.filter(|_| linear);
+                if json {
+                    hists.push(hist_json(&info.name, keys, &agg, lin));
+                }
+                otf_script::hist::render(&agg, lin)
             };
             texts.push(otf_script::hist::render_record(
                 f,
@@ -86,6 +94,7 @@ impl Session<'_> {
                 "",
                 &mut hist,
             ));
+            structured.extend(hists);
         }
         // As a kernel body does: the conditions it may have changed, under its stripes.
         let mut changed = false;
@@ -116,6 +125,9 @@ impl Session<'_> {
         }
         for text in texts {
             self.out.output(None, &text);
+        }
+        for v in structured {
+            self.out.record(&v);
         }
         match r {
             Ok(o) => {
@@ -157,11 +169,15 @@ impl Session<'_> {
         self.run_user_bodies(&PointKind::End);
         let globals = &self.front.compiled.script.globals;
         let mut store = self.rt.store();
-        let text = otf_script::display::unread_globals(globals, &mut store);
-        if !text.is_empty() {
-            self.out.output(None, &text);
-            self.out.flush();
+        let shown = otf_script::display::unread(globals, &mut store);
+        for s in &shown {
+            if self.out.json {
+                self.out.record(&shown_json(s));
+            } else {
+                self.out.output(None, &otf_script::display::text(s));
+            }
         }
+        self.out.flush();
     }
 
     /// A deferred body: the kernel hit of `pidx` (on `cpu`, in task `pid`/`tid`) handed it
@@ -196,4 +212,84 @@ fn lock_patiently(rt: &Runtime, mask: u64) -> bool {
         std::thread::sleep(Duration::from_millis(1));
     }
     false
+}
+
+fn value_json(v: &Value) -> serde_json::Value {
+    match v {
+        Value::Int(i) => serde_json::json!(i),
+        Value::Str(s) => serde_json::json!(s),
+    }
+}
+
+fn keys_json(k: &[Value]) -> serde_json::Value {
+    serde_json::Value::Array(k.iter().map(value_json).collect())
+}
+
+fn stats_json(a: &Aggregate) -> serde_json::Value {
+    serde_json::json!({
+        "count": a.count, "sum": a.sum, "min": a.min, "max": a.max,
+        "avg": a.sum / a.count.max(1),
+    })
+}
+
+/// A global of the exit display as a JSON record (docs/user-guide.md).
+fn shown_json(s: &Shown) -> serde_json::Value {
+    match s {
+        Shown::Scalar { name, value } => {
+            serde_json::json!({"type": "global", "name": name, "value": value_json(value)})
+        }
+        Shown::Array { name, entries } => serde_json::json!({
+            "type": "global", "name": name,
+            "entries": entries.iter().map(|(k, v)| serde_json::json!({"keys": keys_json(k), "value": value_json(v)})).collect::<Vec<_>>(),
+        }),
+        Shown::Stat { name, stats } => serde_json::json!({
+            "type": "global", "name": name,
+            "stats": stats.as_ref().map_or(serde_json::json!({"count": 0}), stats_json),
+        }),
+        Shown::StatArray { name, entries } => serde_json::json!({
+            "type": "global", "name": name,
+            "entries": entries.iter().map(|(k, a)| serde_json::json!({"keys": keys_json(k), "stats": stats_json(a)})).collect::<Vec<_>>(),
+        }),
+    }
+}
+
+/// A printed histogram as a JSON record: its non-empty buckets, each with the lowest value
+/// it counts (`"under"`/`"over"` mark a linear histogram's out-of-range buckets).
+fn hist_json(
+    name: &str,
+    keys: &[Value],
+    agg: &Aggregate,
+    linear: Option<(i64, i64, i64)>,
+) -> serde_json::Value {
+    let buckets: Vec<serde_json::Value> = match linear {
+        None => agg
+            .log
+            .iter()
+            .enumerate()
+            .filter(|(_, &c)| c > 0)
+            .map(|(b, &c)| serde_json::json!({"value": log_bucket_value(b), "count": c}))
+            .collect(),
+        Some((lo, _, step)) => {
+            let n = agg.linear.len();
+            agg.linear
+                .iter()
+                .enumerate()
+                .filter(|(_, &c)| c > 0)
+                .map(|(b, &c)| {
+                    if b == 0 {
+                        serde_json::json!({"under": lo, "count": c})
+                    } else if b == n - 1 {
+                        serde_json::json!({"over": lo + (b as i64 - 2) * step, "count": c})
+                    } else {
+                        serde_json::json!({"value": lo + (b as i64 - 1) * step, "count": c})
+                    }
+                })
+                .collect()
+        }
+    };
+    serde_json::json!({
+        "type": "hist", "name": name, "keys": keys_json(keys),
+        "kind": if linear.is_some() { "linear" } else { "log" },
+        "buckets": buckets,
+    })
 }
