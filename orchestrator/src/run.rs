@@ -155,6 +155,7 @@ impl Session<'_> {
                 pidx,
                 fmt,
                 ref args,
+                ref strs,
                 ..
             } => {
                 let comm = ev.comm_str().unwrap_or_default();
@@ -166,7 +167,7 @@ impl Session<'_> {
                             .get(pidx as usize)
                             .map(|p| (p.pp.as_str(), p.probefunc.as_str()))
                             .unwrap_or(("", ""));
-                        otf_script::format::render(f, args, &comm, pp, func)
+                        otf_script::format::render_strs(f, args, strs, &comm, pp, func)
                     }
                     None => format!("<output record with unknown format {fmt}>\n"),
                 };
@@ -591,6 +592,7 @@ pub(crate) fn build_image(
         globals_init: script.globals.iter().map(|g| g.init).collect(),
         maps: otf_codegen::maps::MapSpec::all(&script.globals),
         target_pid: target,
+        strings: script.strings.clone(),
     }
 }
 

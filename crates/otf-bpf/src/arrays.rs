@@ -44,9 +44,100 @@ pub(crate) struct GlobalMaps {
     zero: MapHandle,
     /// `libbpf_num_possible_cpus()`: the number of values of a per-CPU lookup.
     ncpus: usize,
-    /// String globals. Only user-space bodies (`begin`, `end`, deferred timers) use them for
-    /// now, so they live here rather than in a kernel map.
-    strings: std::cell::RefCell<BTreeMap<u32, String>>,
+    /// The string globals ([`MapId::Strings`]), shared with the generated code.
+    strings: StrGlobals,
+}
+
+/// The string globals: one mmapped array value ([`MapId::Strings`]) with a MAXSTRINGLEN-byte
+/// field per global index, NUL-terminated and zero-padded, read and written in place by the
+/// generated code and here by user space.
+#[derive(Debug)]
+struct StrGlobals {
+    handle: MapHandle,
+    /// The mmapped value.
+    ptr: std::ptr::NonNull<u8>,
+    /// The number of fields.
+    len: usize,
+    mmap_len: usize,
+}
+
+impl Drop for StrGlobals {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` is the start of a mapping of `mmap_len` bytes made in `create` and
+        // not unmapped elsewhere; nothing borrows it any more.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.mmap_len) };
+    }
+}
+
+impl StrGlobals {
+    fn create(nglobals: usize) -> Result<StrGlobals> {
+        let len = nglobals.max(1);
+        let size = len * MAXSTRINGLEN;
+        let handle = create_map(
+            MapType::Array,
+            "otf_strings",
+            4,
+            size as u32,
+            1,
+            libbpf_sys::BPF_F_MMAPABLE,
+        )?;
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+        let mmap_len = size.div_ceil(page) * page;
+        // SAFETY: maps `mmap_len` bytes of the mmapable array's fd, which the kernel sized for
+        // one value of `size` bytes (rounded to pages); checked for failure.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                mmap_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                handle.as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(Error::with(
+                "mapping the string globals' BPF map",
+                std::io::Error::last_os_error(),
+            ));
+        }
+        Ok(StrGlobals {
+            handle,
+            ptr: std::ptr::NonNull::new(p.cast())
+                .ok_or_else(|| Error::msg("mmap returned NULL"))?,
+            len,
+            mmap_len,
+        })
+    }
+
+    /// The field of global `g`, if in range.
+    fn field(&self, g: u32) -> Option<*mut u8> {
+        // SAFETY: `g < len`, so the field lies inside the mapping, valid while `self` lives.
+        ((g as usize) < self.len)
+            .then(|| unsafe { self.ptr.as_ptr().add(g as usize * MAXSTRINGLEN) })
+    }
+
+    fn load(&self, g: u32) -> String {
+        let Some(p) = self.field(g) else {
+            return String::new();
+        };
+        let mut b = [0u8; MAXSTRINGLEN];
+        for (k, c) in b.iter_mut().enumerate() {
+            // SAFETY: `p + k` lies in the field (k < MAXSTRINGLEN); the kernel may write it
+            // concurrently, so it is read volatile, byte by byte.
+            *c = unsafe { p.add(k).read_volatile() };
+        }
+        str_of(&b)
+    }
+
+    fn store(&self, g: u32, s: &str) {
+        let Some(p) = self.field(g) else { return };
+        for (k, &c) in str_bytes(s).iter().enumerate() {
+            // SAFETY: as in `load`; written volatile, byte by byte.
+            unsafe { p.add(k).write_volatile(c) };
+        }
+    }
 }
 
 /// The kernel's name of the map of global `name`: `otf_` and the name, with characters the
@@ -79,8 +170,9 @@ fn expected_value_size(spec: &MapSpec) -> u32 {
 }
 
 impl GlobalMaps {
-    /// Create the maps of `specs` and the zero value.
-    pub(crate) fn create(specs: &[MapSpec]) -> Result<GlobalMaps> {
+    /// Create the maps of `specs`, the zero value and the string globals of a script with
+    /// `nglobals` globals.
+    pub(crate) fn create(specs: &[MapSpec], nglobals: usize) -> Result<GlobalMaps> {
         // SAFETY: no preconditions (reads /sys/devices/system/cpu/possible once).
         let ncpus = unsafe { libbpf_sys::libbpf_num_possible_cpus() };
         if ncpus <= 0 {
@@ -141,16 +233,17 @@ impl GlobalMaps {
             maps,
             zero,
             ncpus: ncpus as usize,
-            strings: Default::default(),
+            strings: StrGlobals::create(nglobals)?,
         })
     }
 
-    /// The fd of [`MapId::Global`] or [`MapId::Zero`]; `None` for another map or a global
-    /// without a map.
+    /// The fd of [`MapId::Global`], [`MapId::Zero`] or [`MapId::Strings`]; `None` for another
+    /// map or a global without a map.
     pub(crate) fn fd(&self, m: MapId) -> Option<RawFd> {
         match m {
             MapId::Global(g) => self.maps.get(&g).map(|m| m.handle.as_fd().as_raw_fd()),
             MapId::Zero => Some(self.zero.as_fd().as_raw_fd()),
+            MapId::Strings => Some(self.strings.handle.as_fd().as_raw_fd()),
             _ => None,
         }
     }
@@ -455,16 +548,11 @@ impl GlobalStore for RuntimeStore<'_> {
     }
 
     fn load_str(&self, g: u32) -> String {
-        self.maps
-            .strings
-            .borrow()
-            .get(&g)
-            .cloned()
-            .unwrap_or_default()
+        self.maps.strings.load(g)
     }
 
     fn store_str(&mut self, g: u32, s: &str) {
-        self.maps.strings.borrow_mut().insert(g, s.to_string());
+        self.maps.strings.store(g, s);
     }
 
     fn map_get(&mut self, g: u32, key: &[Value]) -> Option<Value> {
@@ -646,7 +734,7 @@ mod tests {
         }
         let spec =
             MapSpec::for_global(0, &info(GlobalKind::Stat { keys: 1 }, None, hist())).unwrap();
-        let maps = GlobalMaps::create(std::slice::from_ref(&spec)).expect("maps");
+        let maps = GlobalMaps::create(std::slice::from_ref(&spec), 1).expect("maps");
         let m = &maps.maps[&0];
         let o = Ops {
             spec: &m.spec,

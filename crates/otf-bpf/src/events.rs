@@ -2,6 +2,7 @@
 
 use crate::layout::{ERR_ARRAY_FULL, ERR_BAD_CODE, ERR_DIV_ZERO, ERR_MAXACTION, ERR_RANDINT};
 use crate::layout::{REC_DEFER, REC_ERROR, REC_EXIT, REC_HDR_SIZE, REC_NOTIFY, REC_OUT};
+use otf_script::bytecode::MAXSTRINGLEN;
 
 /// A run-time error kind, as reported by the BPF VM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -63,6 +64,8 @@ pub enum Event {
         fmt: u32,
         /// The integer arguments, first argument first.
         args: Vec<i64>,
+        /// The string arguments, first first (each up to its NUL).
+        strs: Vec<String>,
         /// The CPU of the hit.
         cpu: u32,
         /// The thread group id of the hit.
@@ -136,10 +139,19 @@ pub fn decode(b: &[u8]) -> Option<Event> {
     let aux = u32_at(b, 12);
     match kind {
         REC_OUT => {
-            let n = aux as usize;
-            if b.len() < REC_HDR_SIZE + 8 * n {
+            // aux: the number of integer arguments, and of string arguments above bit 16.
+            let (n, ns) = ((aux & 0xffff) as usize, (aux >> 16) as usize);
+            let sbase = REC_HDR_SIZE + 8 * n;
+            if b.len() < sbase + MAXSTRINGLEN * ns {
                 return None;
             }
+            let strs = (0..ns)
+                .map(|k| {
+                    let s = &b[sbase + MAXSTRINGLEN * k..sbase + MAXSTRINGLEN * (k + 1)];
+                    let end = s.iter().position(|&c| c == 0).unwrap_or(s.len());
+                    String::from_utf8_lossy(&s[..end]).into_owned()
+                })
+                .collect();
             let args = (0..n)
                 .map(|k| {
                     let off = REC_HDR_SIZE + 8 * k;
@@ -154,6 +166,7 @@ pub fn decode(b: &[u8]) -> Option<Event> {
                 pidx,
                 fmt: code,
                 args,
+                strs,
                 cpu: u32_at(b, 16),
                 pid: u32_at(b, 20),
                 tid: u32_at(b, 24),
@@ -219,6 +232,22 @@ mod tests {
             }
             e => panic!("{e:?}"),
         }
+        // One integer and two strings: aux = 1 | 2 << 16.
+        let mut out = hdr(REC_OUT, 1, 0, 1 | 2 << 16);
+        out.extend_from_slice(&42i64.to_ne_bytes());
+        for t in [&b"bash"[..], &[b'x'; 127][..]] {
+            let mut s = [0u8; MAXSTRINGLEN];
+            s[..t.len()].copy_from_slice(t);
+            out.extend_from_slice(&s);
+        }
+        match decode(&out).unwrap() {
+            Event::Output { args, strs, .. } => {
+                assert_eq!(args, vec![42]);
+                assert_eq!(strs, vec!["bash".to_string(), "x".repeat(127)]);
+            }
+            e => panic!("{e:?}"),
+        }
+        assert_eq!(decode(&out[..out.len() - 1]), None);
         assert_eq!(
             decode(&hdr(REC_EXIT, 4, 0, 0)),
             Some(Event::Exit { pidx: 4 })

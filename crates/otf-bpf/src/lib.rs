@@ -254,7 +254,7 @@ impl Runtime {
                 ENTRY_MAP_SIZE as u32,
                 0,
             )?,
-            globals: arrays::GlobalMaps::create(&image.maps)?,
+            globals: arrays::GlobalMaps::create(&image.maps, image.globals_init.len())?,
         };
         // SAFETY: sysconf has no preconditions.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
@@ -315,12 +315,12 @@ impl Runtime {
                     ))
                 })
             }
-            otf_codegen::MapId::Zero => {
+            otf_codegen::MapId::Zero | otf_codegen::MapId::Strings => {
                 return self
                     .maps
                     .globals
                     .fd(m)
-                    .ok_or_else(|| Error::msg("no zero map"))
+                    .ok_or_else(|| Error::msg(format!("no {m} map")))
             }
         };
         Ok(h.as_fd().as_raw_fd())

@@ -69,6 +69,8 @@ const USER_SPACE_ONLY: &[Op] = &[
     Op::SConcat,
     Op::SCmp,
     Op::SLen,
+    Op::SCall,
+    Op::SFormat,
 ];
 
 #[test]

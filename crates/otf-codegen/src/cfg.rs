@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use otf_script::bytecode::{Ctx, Insn, Op, MAX_STACK};
+use otf_script::bytecode::{Ctx, Insn, Op, MAX_SSTACK, MAX_STACK};
 use otf_script::vm;
 
 use crate::layout::MAX_LOOP_NEST;
@@ -45,12 +45,16 @@ pub(crate) struct Shape {
     pub start: usize,
     /// Reachable instructions, in order, with the stack depth before each.
     pub depth: BTreeMap<usize, u32>,
+    /// The string stack depth before each reachable instruction.
+    pub sdepth: BTreeMap<usize, u32>,
     /// Basic block leaders and lengths (as the reference VM charges them).
     pub blocks: BTreeMap<usize, u32>,
     /// Loops, ordered by header (outer before inner for one header).
     pub loops: Vec<Loop>,
     /// The highest local slot the program touches.
     pub max_local: Option<u32>,
+    /// The highest string local slot the program touches.
+    pub max_slocal: Option<u32>,
     /// The program reads the hit's arguments or return value.
     pub uses_regs: bool,
 }
@@ -76,29 +80,55 @@ impl Shape {
         let end = code.len();
         vm::verify(code, start..end).map_err(|e| Error::BadCode(e.to_string()))?;
         let mut depth: BTreeMap<usize, u32> = BTreeMap::new();
-        let mut work = vec![(start, 0u32)];
+        let mut sdepth: BTreeMap<usize, u32> = BTreeMap::new();
+        let mut work = vec![(start, 0u32, 0u32)];
         let mut max_local = None::<u32>;
+        let mut max_slocal = None::<u32>;
         let mut uses_regs = false;
-        while let Some((pc, d)) = work.pop() {
+        while let Some((pc, d, sd)) = work.pop() {
             if let Some(&old) = depth.get(&pc) {
                 if old != d {
                     return Err(Error::BadCode(format!(
                         "stack depth {old} and {d} meet at {pc}"
                     )));
                 }
+                let sold = sdepth[&pc];
+                if sold != sd {
+                    return Err(Error::BadCode(format!(
+                        "string stack depth {sold} and {sd} meet at {pc}"
+                    )));
+                }
                 continue;
             }
             depth.insert(pc, d);
+            sdepth.insert(pc, sd);
             let insn = &code[pc];
             let op = insn.opcode().ok_or(Error::Internal("opcode"))?;
             let (pops, pushes) = vm::stack_effect(insn).ok_or(Error::Internal("stack effect"))?;
-            let nd = d as usize - pops + pushes;
+            let nd = (d as usize)
+                .checked_sub(pops)
+                .ok_or_else(|| Error::BadCode(format!("stack underflow at {pc}")))?
+                + pushes;
             if nd > MAX_STACK {
                 return Err(Error::Internal("stack overflow"));
+            }
+            let (spops, spushes) =
+                vm::sstack_effect(insn).ok_or(Error::Internal("string stack effect"))?;
+            let nsd = (sd as usize)
+                .checked_sub(spops)
+                .ok_or_else(|| Error::BadCode(format!("string stack underflow at {pc}")))?
+                + spushes;
+            if nsd > MAX_SSTACK {
+                return Err(Error::BadCode(format!(
+                    "string stack deeper than {MAX_SSTACK} at {pc}"
+                )));
             }
             match op {
                 Op::LdL | Op::StL => {
                     max_local = Some(max_local.unwrap_or(0).max(insn.arg as u32));
+                }
+                Op::SLdL | Op::SStL => {
+                    max_slocal = Some(max_slocal.unwrap_or(0).max(insn.arg as u32));
                 }
                 Op::Ctx => {
                     if matches!(
@@ -111,7 +141,7 @@ impl Shape {
                 _ => {}
             }
             for s in successors(code, pc) {
-                work.push((s, nd as u32));
+                work.push((s, nd as u32, nsd as u32));
             }
         }
         let blocks = vm::basic_blocks(code, start);
@@ -170,9 +200,11 @@ impl Shape {
         Ok(Shape {
             start,
             depth,
+            sdepth,
             blocks,
             loops,
             max_local,
+            max_slocal,
             uses_regs,
         })
     }

@@ -32,7 +32,7 @@ use crate::layout::{
     off, MAXTRYLOCK, MAX_CHAIN, MAX_NEST, MAX_PROBES, NO_CODE, PROBE_ARMED, PROBE_SAFE,
     PROBE_VALID, REC_DEFER, REC_ERROR, REC_NOTIFY,
 };
-use crate::lower::{emit_record, header, zero, Ends, Gen};
+use crate::lower::{emit_record, header, zero, Ends, Gen, SWORDS};
 use crate::{Error, MapId, Variant};
 
 /// `dst = &shared.<array>[pidx]` for an array of `1 << shift`-byte elements at `base`.
@@ -223,6 +223,9 @@ fn run_program(
     let shape = shapes.get(&start).ok_or(Error::Internal("shape"))?;
     if let Some(m) = shape.max_local {
         zero(g.b.f(hit), off::F_LOCALS, m as usize + 1);
+    }
+    if let Some(m) = shape.max_slocal {
+        zero(g.b.f(hit), off::F_SLOCALS, (m as usize + 1) * SWORDS);
     }
     g.program(hit, shape, ends)
 }

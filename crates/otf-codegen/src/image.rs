@@ -60,6 +60,8 @@ pub struct RuntimeImage {
     pub maps: Vec<crate::maps::MapSpec>,
     /// `target()`.
     pub target_pid: i64,
+    /// The script's string literals ([`Op::SPush`](otf_script::bytecode::Op::SPush) ids).
+    pub strings: Vec<String>,
 }
 
 impl RuntimeImage {

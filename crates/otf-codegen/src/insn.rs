@@ -59,6 +59,10 @@ pub(crate) const ATOMIC: u8 = 0xc0;
 // Source operand.
 pub(crate) const K: u8 = 0x00;
 pub(crate) const X: u8 = 0x08;
+/// `BPF_END`: byte-order conversion (class ALU), with [`TO_BE`] in the source bit.
+pub(crate) const END: u8 = 0xd0;
+/// `BPF_TO_BE`.
+pub(crate) const TO_BE: u8 = 0x08;
 
 /// Source register of a 64-bit immediate load: the immediate is a map fd.
 pub const PSEUDO_MAP_FD: u8 = 1;
@@ -239,6 +243,12 @@ impl Insn {
         Insn::new(ALU | X | Alu::Mov as u8, dst, src, 0, 0)
     }
 
+    /// `dst = be<bits> dst`: convert the low `bits` (16, 32 or 64) of `dst` to big-endian
+    /// byte order (`BPF_END | BPF_TO_BE`, a byte swap on little-endian hosts).
+    pub const fn to_be(dst: Reg, bits: i32) -> Insn {
+        Insn::new(ALU | END | TO_BE, dst, Reg(0), 0, bits)
+    }
+
     /// `dst = -dst`.
     pub const fn neg(dst: Reg) -> Insn {
         Insn::new(ALU64 | K | Alu::Neg as u8, dst, Reg(0), 0, 0)
@@ -414,6 +424,16 @@ mod tests {
         assert_eq!(Insn::neg(R1).code, 0x87);
         // w1 = w2
         assert_eq!(Insn::mov32(R1, R2).code, 0xbc);
+        // r1 = be64 r1
+        assert_eq!(
+            Insn::to_be(R1, 64).to_bytes(),
+            [0xdc, 0x01, 0, 0, 64, 0, 0, 0]
+        );
+        // r3 = be32 r3
+        assert_eq!(
+            Insn::to_be(R3, 32).to_bytes(),
+            [0xdc, 0x03, 0, 0, 32, 0, 0, 0]
+        );
     }
 
     #[test]

@@ -12,6 +12,8 @@
 
 use std::mem::{offset_of, size_of};
 
+use otf_script::bytecode::{MAXSTRINGLEN, MAX_KEYS, MAX_OUT_STRS, MAX_SLOCALS, MAX_SSTACK};
+
 /// Highest pidx + 1 the runtime has room for.
 pub const MAX_PROBES: usize = 4096;
 /// Highest condition id + 1.
@@ -241,8 +243,18 @@ pub struct Frame {
     pub tmp: u64,
     /// The staged record.
     pub out: RecHdr,
-    /// Its arguments.
+    /// Its arguments: the integer arguments, then the string arguments (MAXSTRINGLEN
+    /// bytes each) right after them, running on into `out_strs`.
     pub out_args: [i64; 32],
+    /// Room for the string arguments of a record after its integer arguments.
+    pub out_strs: [[u8; MAXSTRINGLEN]; MAX_OUT_STRS],
+    /// The string stack; slot `d` holds the string at depth `d` (depths are static).
+    pub sstack: [[u8; MAXSTRINGLEN]; MAX_SSTACK],
+    /// String local slots.
+    pub slocals: [[u8; MAXSTRINGLEN]; MAX_SLOCALS],
+    /// A map key with string keys, built in key order (8 bytes per integer key,
+    /// MAXSTRINGLEN per string key).
+    pub keybuf: [[u8; MAXSTRINGLEN]; MAX_KEYS],
 }
 
 /// The per-CPU array value.
@@ -319,6 +331,9 @@ pub(crate) mod off {
     pub const F_TMP: i16 = s16(offset_of!(Frame, tmp));
     pub const F_OUT: usize = offset_of!(Frame, out);
     pub const F_OUT_ARGS: usize = offset_of!(Frame, out_args);
+    pub const F_SSTACK: usize = offset_of!(Frame, sstack);
+    pub const F_SLOCALS: usize = offset_of!(Frame, slocals);
+    pub const F_KEYBUF: usize = offset_of!(Frame, keybuf);
     pub const FRAME_SIZE: i32 = size_of::<Frame>() as i32;
 }
 
@@ -329,3 +344,12 @@ const _: () = assert!(MAX_NEST.is_power_of_two());
 const _: () = assert!(MAX_PROBES.is_power_of_two());
 const _: () = assert!(off::GLOBALS == 0);
 const _: () = assert!(off::F_OUT_ARGS == off::F_OUT + REC_HDR_SIZE);
+// The string arguments of a record follow its (at most MAX_OUT_ARGS) integer arguments.
+const _: () = assert!(
+    off::F_OUT_ARGS + 8 * otf_script::bytecode::MAX_OUT_ARGS + MAXSTRINGLEN * MAX_OUT_STRS
+        <= offset_of!(Frame, out_strs) + size_of::<[[u8; MAXSTRINGLEN]; MAX_OUT_STRS]>()
+);
+// Every frame offset fits an i16 memory offset.
+const _: () = assert!(size_of::<Frame>() <= i16::MAX as usize);
+// The kernel's limit on a per-CPU map value (PCPU_MIN_UNIT_SIZE).
+const _: () = assert!(size_of::<CpuState>() <= 32 * 1024);

@@ -63,6 +63,9 @@ pub enum MapId {
     Global(u32),
     /// A zero-filled array value that new aggregate elements are inserted from.
     Zero,
+    /// The string globals: one array value of MAXSTRINGLEN bytes per global index (read
+    /// and written by user space through its mmapped value).
+    Strings,
 }
 
 impl MapId {
@@ -75,6 +78,7 @@ impl MapId {
             MapId::Entry => "entry",
             MapId::Global(_) => "global",
             MapId::Zero => "zero",
+            MapId::Strings => "strings",
         }
     }
 }
@@ -217,6 +221,8 @@ pub fn generate(
         b: &mut b,
         kinfo,
         maps: &image.maps,
+        strings: &image.strings,
+        nglobals: image.globals_init.len(),
     };
     handler::handler(&mut g, kind, &vars, &shapes, &image.cond_code)?;
     let linked = b.link()?;

@@ -24,7 +24,10 @@
 
 use std::collections::HashMap;
 
-use otf_script::bytecode::{Ctx, Insn as BInsn, Op, HIST_LOG_BUCKET0, HIST_LOG_BUCKETS, MAX_STEPS};
+use otf_script::bytecode::{
+    Ctx, Insn as BInsn, MapOperands, Op, HIST_LOG_BUCKET0, HIST_LOG_BUCKETS, MAXSTRINGLEN,
+    MAX_STEPS,
+};
 
 use crate::asm::{Builder, FuncId, Label};
 use crate::cfg::{jump_target, successors, Exit, Loop, Shape};
@@ -65,6 +68,41 @@ pub(crate) struct Gen<'a> {
     pub kinfo: &'a KernelInfo,
     /// The maps of the script's arrays and aggregates.
     pub maps: &'a [MapSpec],
+    /// The script's string literals.
+    pub strings: &'a [String],
+    /// The number of globals (string globals have a field of [`MapId::Strings`] each).
+    pub nglobals: usize,
+}
+
+/// The 64-bit words of a string buffer.
+pub(crate) const SWORDS: usize = MAXSTRINGLEN / 8;
+
+/// The offset in the frame of string stack slot `d`.
+fn sslot(d: u32) -> usize {
+    off::F_SSTACK + MAXSTRINGLEN * d as usize
+}
+
+/// The offset in the frame of string local `a`.
+fn slocal(a: i32) -> usize {
+    off::F_SLOCALS + MAXSTRINGLEN * a as usize
+}
+
+/// Copy a string buffer (MAXSTRINGLEN bytes) from `src + so` to `dst + dof`, a word at a
+/// time through [`TMP`].
+fn copy_str(f: &mut crate::asm::Func, dst: Reg, dof: usize, src: Reg, so: usize) {
+    for k in 0..SWORDS {
+        f.emit(Insn::ldx(DW, TMP, src, off::s16(so + 8 * k)));
+        f.emit(Insn::stx(DW, dst, off::s16(dof + 8 * k), TMP));
+    }
+}
+
+/// Where a map instruction's key is.
+#[derive(Clone, Copy, Debug)]
+enum KeyAt {
+    /// In place: integer keys in the stack slots from this depth.
+    Stack(usize),
+    /// Built in `Frame::keybuf` (keys with strings).
+    Buf,
 }
 
 fn stack(d: u32) -> i16 {
@@ -731,7 +769,12 @@ impl<'a> Gen<'a> {
                 *r.vs.last_mut().expect("operand") = Val::Reg(R0);
             }
             Op::Out => {
-                let n = insn.imm as u32;
+                let (n, ns) = ((insn.imm & 0xffff) as u32, (insn.imm >> 16) as u32);
+                if n as usize > otf_script::bytecode::MAX_OUT_ARGS
+                    || ns as usize > otf_script::bytecode::MAX_OUT_STRS
+                {
+                    return Err(Error::BadCode(format!("output arguments {:#x}", insn.imm)));
+                }
                 let base = r.vs.len() - n as usize;
                 for k in 0..n as usize {
                     let o = off::s16(off::F_OUT_ARGS + 8 * k);
@@ -746,21 +789,43 @@ impl<'a> Gen<'a> {
                         }
                     }
                 }
+                // The string arguments right after the integer ones.
+                let sd = r.shape.sdepth[&pc];
+                for k in 0..ns {
+                    let at = off::F_OUT_ARGS + 8 * n as usize + MAXSTRINGLEN * k as usize;
+                    copy_str(self.b.f(fid), R8, at, R8, sslot(sd - ns + k));
+                }
                 r.vs.truncate(base);
                 self.flush(r);
-                header(self.b.f(fid), REC_OUT, Some((a, n as i32)));
-                emit_record(self.b.f(fid), 48 + 8 * n as i32);
+                header(self.b.f(fid), REC_OUT, Some((a, (n | ns << 16) as i32)));
+                let size = 48 + 8 * n as i32 + (MAXSTRINGLEN as i32) * ns as i32;
+                emit_record(self.b.f(fid), size);
             }
             Op::MapGet | Op::MapIn | Op::MapDel => {
-                let base = d as usize - self.nkeys(insn)?;
+                let mo = self.operands_of(insn)?;
+                let sd = r.shape.sdepth[&pc];
+                let base = d as usize - mo.nint();
+                let sbase = sd - mo.nstr() as u32;
                 self.flush(r);
                 let m = self.map(a)?;
-                self.key_ptr(fid, m, base);
+                let key = self.build_key(fid, mo, base, sbase);
+                self.key_ptr(fid, m, key);
                 let f = self.b.f(fid);
                 f.ld_map(R1, MapId::Global(a as u32), None);
                 r.vs.truncate(base);
                 if op == Op::MapDel {
                     f.emit(Insn::call_helper(helper::MAP_DELETE_ELEM));
+                } else if op == Op::MapGet && mo.str_value {
+                    // The string, or "" when missing, in the string slot of the result.
+                    f.emit(Insn::call_helper(helper::MAP_LOOKUP_ELEM));
+                    let have = f.new_label();
+                    let done = f.new_label();
+                    f.jmp_imm(Cond::Ne, R0, 0, have);
+                    zero(f, sslot(sbase), SWORDS);
+                    f.ja(done);
+                    f.bind(have);
+                    copy_str(f, R8, sslot(sbase), R0, 0);
+                    f.bind(done);
                 } else {
                     f.emit(Insn::call_helper(helper::MAP_LOOKUP_ELEM));
                     // A missing element reads 0 (the NULL pointer itself); `in` is 0 or 1.
@@ -775,18 +840,55 @@ impl<'a> Gen<'a> {
                     r.vs.push(Val::Reg(R0));
                 }
             }
+            Op::MapPut if self.operands_of(insn)?.str_value => {
+                // Pop the string value and the keys; the value stays on the string stack.
+                let mo = self.operands_of(insn)?;
+                let sd = r.shape.sdepth[&pc];
+                let base = d as usize - mo.nint();
+                let sbase = sd - 1 - mo.nstr() as u32;
+                let val = sslot(sd - 1);
+                self.flush(r);
+                let m = self.map(a)?;
+                let key = self.build_key(fid, mo, base, sbase);
+                self.lookup(fid, m, key);
+                let f = self.b.f(fid);
+                let have = f.new_label();
+                let done = f.new_label();
+                f.jmp_imm(Cond::Ne, R0, 0, have);
+                self.key_ptr(fid, m, key);
+                let f = self.b.f(fid);
+                f.ld_map(R1, MapId::Global(a as u32), None);
+                f.emit(Insn::mov(R3, R8));
+                f.emit(Insn::alu64_imm(Alu::Add, R3, val as i32));
+                f.emit(Insn::mov_imm(R4, 0));
+                f.emit(Insn::call_helper(helper::MAP_UPDATE_ELEM));
+                f.jmp_imm(Cond::Sge, R0, 0, done);
+                self.error(r, ERR_ARRAY_FULL, pc);
+                let f = self.b.f(fid);
+                f.bind(have);
+                copy_str(f, R0, 0, R8, val);
+                f.bind(done);
+                if sbase != sd - 1 {
+                    copy_str(f, R8, sslot(sbase), R8, val);
+                }
+                r.vs.truncate(base);
+            }
             Op::MapPut | Op::MapAdd => {
-                let base = d as usize - 1 - self.nkeys(insn)?;
+                let mo = self.operands_of(insn)?;
+                let sd = r.shape.sdepth[&pc];
+                let base = d as usize - 1 - mo.nint();
+                let sbase = sd - mo.nstr() as u32;
                 self.flush(r);
                 let m = self.map(a)?;
                 let val = stack(d - 1);
-                self.lookup(fid, m, base);
+                let key = self.build_key(fid, mo, base, sbase);
+                self.lookup(fid, m, key);
                 let f = self.b.f(fid);
                 let have = f.new_label();
                 f.jmp_imm(Cond::Ne, R0, 0, have);
                 if op == Op::MapPut {
                     // A new element: insert the value itself.
-                    self.key_ptr(fid, m, base);
+                    self.key_ptr(fid, m, key);
                     let f = self.b.f(fid);
                     f.ld_map(R1, MapId::Global(a as u32), None);
                     f.emit(Insn::mov(R3, R8));
@@ -806,7 +908,7 @@ impl<'a> Gen<'a> {
                     f.bind(done);
                     f.emit(Insn::ldx(DW, R0, R8, val));
                 } else {
-                    self.insert_zero(r, m, base, pc)?;
+                    self.insert_zero(r, m, key, pc)?;
                     let f = self.b.f(fid);
                     f.bind(have);
                     f.emit(Insn::ldx(DW, R1, R0, 0));
@@ -819,13 +921,17 @@ impl<'a> Gen<'a> {
                 r.vs.push(Val::Reg(R0));
             }
             Op::StatAdd => {
-                let base = d as usize - 1 - self.nkeys(insn)?;
+                let mo = self.operands_of(insn)?;
+                let sd = r.shape.sdepth[&pc];
+                let base = d as usize - 1 - mo.nint();
+                let sbase = sd - mo.nstr() as u32;
                 self.flush(r);
                 let m = self.map(a)?;
-                self.lookup(fid, m, base);
+                let key = self.build_key(fid, mo, base, sbase);
+                self.lookup(fid, m, key);
                 let have = self.b.f(fid).new_label();
                 self.b.f(fid).jmp_imm(Cond::Ne, R0, 0, have);
-                self.insert_zero(r, m, base, pc)?;
+                self.insert_zero(r, m, key, pc)?;
                 self.b.f(fid).bind(have);
                 self.b.f(fid).emit(Insn::ldx(DW, R1, R8, stack(d - 1)));
                 stat_add(self.b.f(fid), m);
@@ -839,15 +945,7 @@ impl<'a> Gen<'a> {
             | Op::SStG
             | Op::SDup
             | Op::SPop
-            | Op::SConcat
-            | Op::SCmp
-            | Op::SLen
-            | Op::SCall
-            | Op::SFormat
-            | Op::MapClear
-            | Op::StatGet
-            | Op::IterStart
-            | Op::IterNext => return Err(Error::Internal("a user-space-only instruction")),
+            | Op::SCmp => self.string_insn(r, pc)?,
             Op::Exit => {
                 self.flush(r);
                 let f = self.b.f(fid);
@@ -855,16 +953,19 @@ impl<'a> Gen<'a> {
                 header(f, REC_EXIT, Some((0, 0)));
                 emit_record(f, 48);
             }
+            // What `otf_script::vm::user_space_only` names (refused above).
+            _ => return Err(Error::Internal("a user-space-only instruction")),
         }
         Ok(())
     }
 
-    /// The number of keys of a map instruction.
-    fn nkeys(&self, insn: BInsn) -> Result<usize, Error> {
-        usize::try_from(insn.imm)
-            .ok()
-            .filter(|&n| n <= otf_script::bytecode::MAX_KEYS)
-            .ok_or_else(|| Error::BadCode(format!("{} keys", insn.imm)))
+    /// The operands of a map instruction.
+    fn operands_of(&self, insn: BInsn) -> Result<MapOperands, Error> {
+        let m = MapOperands::unpack(insn.imm);
+        if insn.imm < 0 || m.nkeys as usize > otf_script::bytecode::MAX_KEYS {
+            return Err(Error::BadCode(format!("map operands {:#x}", insn.imm)));
+        }
+        Ok(m)
     }
 
     /// The map of global `g`.
@@ -875,23 +976,52 @@ impl<'a> Gen<'a> {
             .ok_or_else(|| Error::BadCode(format!("global {g} has no map")))
     }
 
-    /// r2 = the key: the stack slots from depth `base` (flushed), or a zero `u32` for a
-    /// scalar aggregate's one-element array.
-    fn key_ptr(&mut self, fid: FuncId, m: &MapSpec, base: usize) {
+    /// r2 = the key: the stack slots from depth `base` (flushed) or the key buffer, or a zero
+    /// `u32` for a scalar aggregate's one-element array.
+    fn key_ptr(&mut self, fid: FuncId, m: &MapSpec, key: KeyAt) {
         let f = self.b.f(fid);
         if m.kind == MapKind::PercpuArray {
             f.emit(Insn::st(DW, R8, off::F_TMP, 0));
             f.emit(Insn::mov(R2, R8));
             f.emit(Insn::alu64_imm(Alu::Add, R2, i32::from(off::F_TMP)));
-        } else {
-            f.emit(Insn::mov(R2, R8));
-            f.emit(Insn::alu64_imm(Alu::Add, R2, i32::from(stack(base as u32))));
+            return;
         }
+        let at = match key {
+            KeyAt::Stack(base) => i32::from(stack(base as u32)),
+            KeyAt::Buf => off::F_KEYBUF as i32,
+        };
+        f.emit(Insn::mov(R2, R8));
+        f.emit(Insn::alu64_imm(Alu::Add, R2, at));
+    }
+
+    /// Where the key of a map instruction is: in place when every key is an integer (from
+    /// depth `base`), else built in the key buffer from the integer stack slots (from depth
+    /// `base`) and the string stack slots (from string depth `sbase`), in key order. The
+    /// operand stack must be flushed.
+    fn build_key(&mut self, fid: FuncId, mo: MapOperands, base: usize, sbase: u32) -> KeyAt {
+        if mo.nstr() == 0 {
+            return KeyAt::Stack(base);
+        }
+        let f = self.b.f(fid);
+        let (mut at, mut ii, mut si) = (off::F_KEYBUF, base as u32, sbase);
+        for k in 0..mo.nkeys as usize {
+            if mo.str_keys & (1 << k) != 0 {
+                copy_str(f, R8, at, R8, sslot(si));
+                si += 1;
+                at += MAXSTRINGLEN;
+            } else {
+                f.emit(Insn::ldx(DW, TMP, R8, stack(ii)));
+                f.emit(Insn::stx(DW, R8, off::s16(at), TMP));
+                ii += 1;
+                at += 8;
+            }
+        }
+        KeyAt::Buf
     }
 
     /// r0 = `bpf_map_lookup_elem(map, key)`.
-    fn lookup(&mut self, fid: FuncId, m: &MapSpec, base: usize) {
-        self.key_ptr(fid, m, base);
+    fn lookup(&mut self, fid: FuncId, m: &MapSpec, key: KeyAt) {
+        self.key_ptr(fid, m, key);
         let f = self.b.f(fid);
         f.ld_map(R1, MapId::Global(m.global), None);
         f.emit(Insn::call_helper(helper::MAP_LOOKUP_ELEM));
@@ -904,11 +1034,11 @@ impl<'a> Gen<'a> {
         &mut self,
         r: &mut Region<'_>,
         m: &MapSpec,
-        base: usize,
+        key: KeyAt,
         pc: usize,
     ) -> Result<(), Error> {
         let fid = r.f;
-        self.key_ptr(fid, m, base);
+        self.key_ptr(fid, m, key);
         let f = self.b.f(fid);
         f.ld_map(R1, MapId::Global(m.global), None);
         f.ld_map(R3, MapId::Zero, Some(0));
@@ -918,12 +1048,128 @@ impl<'a> Gen<'a> {
         f.jmp_imm(Cond::Sge, R0, 0, ok);
         self.error(r, ERR_ARRAY_FULL, pc);
         self.b.f(fid).bind(ok);
-        self.lookup(fid, m, base);
+        self.lookup(fid, m, key);
         let f = self.b.f(fid);
         let found = f.new_label();
         f.jmp_imm(Cond::Ne, R0, 0, found);
         self.error(r, ERR_ARRAY_FULL, pc);
         self.b.f(fid).bind(found);
+        Ok(())
+    }
+
+    /// Two distinct scratch registers (spilling operand values if needed), free until the
+    /// next allocation.
+    fn alloc2(&mut self, r: &mut Region<'_>) -> (Reg, Reg) {
+        let x = self.alloc(r);
+        r.vs.push(Val::Reg(x));
+        let y = self.alloc(r);
+        r.vs.pop();
+        (x, y)
+    }
+
+    /// The field of string global `g` in [`MapId::Strings`]'s value.
+    fn str_global(&self, g: i32) -> Result<i32, Error> {
+        usize::try_from(g)
+            .ok()
+            .filter(|&g| g < self.nglobals)
+            .map(|g| (g * MAXSTRINGLEN) as i32)
+            .ok_or_else(|| Error::BadCode(format!("string global {g} does not exist")))
+    }
+
+    /// Lower a string instruction (`SPush` to `SCmp`; the others are user space only).
+    fn string_insn(&mut self, r: &mut Region<'_>, pc: usize) -> Result<(), Error> {
+        let insn = self.code[pc];
+        let op = insn.opcode().ok_or(Error::Internal("opcode"))?;
+        let sd = r.shape.sdepth[&pc];
+        let a = insn.arg;
+        let fid = r.f;
+        match op {
+            Op::SPush => {
+                let text = self
+                    .strings
+                    .get(a as usize)
+                    .cloned()
+                    .ok_or_else(|| Error::BadCode(format!("string literal {a} at {pc}")))?;
+                let t = otf_script::vm::truncate(text);
+                let mut bytes = [0u8; MAXSTRINGLEN];
+                bytes[..t.len()].copy_from_slice(t.as_bytes());
+                let f = self.b.f(fid);
+                for (k, w) in bytes.chunks_exact(8).enumerate() {
+                    let w = i64::from_ne_bytes(w.try_into().expect("8 bytes"));
+                    let at = off::s16(sslot(sd) + 8 * k);
+                    match i32::try_from(w) {
+                        Ok(w) => f.emit(Insn::st(DW, R8, at, w)),
+                        Err(_) => {
+                            f.emit_all(&Insn::ld_imm64(TMP, 0, w as u64));
+                            f.emit(Insn::stx(DW, R8, at, TMP));
+                        }
+                    }
+                }
+            }
+            Op::SCtx => {
+                // execname(): the task's comm, NUL-padded to 16 bytes by the helper.
+                self.flush(r);
+                let f = self.b.f(fid);
+                zero(f, sslot(sd) + 16, SWORDS - 2);
+                f.emit(Insn::mov(R1, R8));
+                f.emit(Insn::alu64_imm(Alu::Add, R1, sslot(sd) as i32));
+                f.emit(Insn::mov_imm(R2, 16));
+                f.emit(Insn::call_helper(helper::GET_CURRENT_COMM));
+            }
+            Op::SLdL => copy_str(self.b.f(fid), R8, sslot(sd), R8, slocal(a)),
+            Op::SStL => copy_str(self.b.f(fid), R8, slocal(a), R8, sslot(sd - 1)),
+            Op::SDup => copy_str(self.b.f(fid), R8, sslot(sd), R8, sslot(sd - 1)),
+            Op::SPop => {}
+            Op::SLdG | Op::SStG => {
+                let field = self.str_global(a)?;
+                let x = self.alloc(r);
+                let f = self.b.f(fid);
+                f.ld_map(x, MapId::Strings, Some(field));
+                if op == Op::SLdG {
+                    copy_str(f, R8, sslot(sd), x, 0);
+                } else {
+                    copy_str(f, x, 0, R8, sslot(sd - 1));
+                }
+            }
+            Op::SCmp => {
+                // Word by word; the first differing words decide, compared as big-endian
+                // (byte-wise) unsigned numbers. Past the NUL both buffers are zero.
+                let cmp = Op::from_u8(a as u8).ok_or(Error::Internal("string comparison"))?;
+                let (x, y) = self.alloc2(r);
+                let (sa, sb) = (sslot(sd - 2), sslot(sd - 1));
+                let f = self.b.f(fid);
+                let diff = f.new_label();
+                let done = f.new_label();
+                for k in 0..SWORDS {
+                    f.emit(Insn::ldx(DW, x, R8, off::s16(sa + 8 * k)));
+                    f.emit(Insn::ldx(DW, TMP, R8, off::s16(sb + 8 * k)));
+                    f.jmp_reg(Cond::Ne, x, TMP, diff);
+                }
+                let equal = matches!(cmp, Op::Le | Op::Ge | Op::Eq);
+                f.emit(Insn::mov_imm(y, equal as i32));
+                f.ja(done);
+                f.bind(diff);
+                match cmp {
+                    Op::Eq => f.emit(Insn::mov_imm(y, 0)),
+                    Op::Ne => f.emit(Insn::mov_imm(y, 1)),
+                    _ => {
+                        let c = if matches!(cmp, Op::Lt | Op::Le) {
+                            Cond::Lt
+                        } else {
+                            Cond::Gt
+                        };
+                        f.emit(Insn::to_be(x, 64));
+                        f.emit(Insn::to_be(TMP, 64));
+                        f.emit(Insn::mov_imm(y, 1));
+                        f.emit(Insn::jmp_reg(c, x, TMP, 1));
+                        f.emit(Insn::mov_imm(y, 0));
+                    }
+                }
+                f.bind(done);
+                r.vs.push(Val::Reg(y));
+            }
+            _ => return Err(Error::Internal("a user-space-only instruction")),
+        }
         Ok(())
     }
 

@@ -71,6 +71,10 @@ fn text(p: &Program, at: usize, i: &Insn, next: Option<&Insn>) -> String {
             if op == 0x80 {
                 return format!("{r}{d} = -{r}{d}");
             }
+            if class == ALU && op == 0xd0 {
+                let e = if i.code & X != 0 { "be" } else { "le" };
+                return format!("r{d} = {e}{} r{d}", i.imm);
+            }
             let rhs = if i.code & X != 0 {
                 format!("{r}{s}")
             } else {

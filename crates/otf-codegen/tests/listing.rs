@@ -39,6 +39,7 @@ fn image_of(src: &str) -> RuntimeImage {
         globals_init: s.globals.iter().map(|g| g.init).collect(),
         maps: otf_codegen::maps::MapSpec::all(&s.globals),
         target_pid: 0,
+        strings: s.strings.clone(),
     }
 }
 
@@ -123,4 +124,20 @@ fn a_timer_body_with_foreach_is_handed_to_user_space() {
         !text.contains("map[global0]"),
         "the deferred body touches no array: {text}"
     );
+}
+
+#[test]
+fn string_key_counter() {
+    insta::assert_snapshot!(listing(
+        "global counts\nprobe kernel.trace(\"raw_syscalls:sys_enter\") { counts[execname()]++ }",
+        ProgKind::Tracepoint
+    ));
+}
+
+#[test]
+fn string_compare_and_printf() {
+    insta::assert_snapshot!(listing(
+        "global who\nprobe kernel.trace(\"sched:sched_switch\") { s = execname(); if (s < \"m\" && s != who) { who = s; printf(\"%s %d\\n\", s, 1) } }",
+        ProgKind::Tracepoint
+    ));
 }

@@ -1259,26 +1259,9 @@ pub fn user_space_only(insn: &Insn) -> Option<&'static str> {
         Op::MapClear => "`delete` of a whole array",
         Op::StatGet => "reading an aggregate (`@count`, `@sum`, ...)",
         Op::IterStart | Op::IterNext => "`foreach`",
-        Op::SPush
-        | Op::SCtx
-        | Op::SLdL
-        | Op::SStL
-        | Op::SLdG
-        | Op::SStG
-        | Op::SDup
-        | Op::SPop
-        | Op::SConcat
-        | Op::SCmp
-        | Op::SLen => "string values",
-        Op::Out if insn.imm >> 16 != 0 => "string values",
-        Op::MapGet | Op::MapPut | Op::MapAdd | Op::MapIn | Op::MapDel | Op::StatAdd => {
-            let m = MapOperands::unpack(insn.imm);
-            if m.str_keys != 0 || m.str_value {
-                "string array keys and values"
-            } else {
-                return None;
-            }
-        }
+        Op::SConcat => "string concatenation (`.`)",
+        Op::SLen => "`strlen`",
+        Op::SCtx if insn.arg != 0 => "`pp()` and `probefunc()` as string values",
         _ => return None,
     })
 }

@@ -1,0 +1,187 @@
+//! String values in kernel probe bodies: literals, `execname()`, string locals and globals,
+//! comparisons, arrays with string keys and values, and output records with strings, run in
+//! the kernel (`BPF_PROG_TEST_RUN`) and by the reference VM on the same hits; the records,
+//! the arrays and the globals must agree (root).
+
+mod common;
+
+use otf_bpf::{cookie, Event, LoadOptions, ProbeSlot, ProgKind, Runtime, RuntimeImage};
+use otf_script::bytecode::GlobalKind;
+use otf_script::diag::SourceFile;
+use otf_script::store::MemStore;
+use otf_script::vm::{self, FixedHit, GlobalStore, OutRecord};
+
+/// The compiled script and the image `otf run` would build (kernel units only).
+fn compile(src: &str) -> (otf_script::compile::CompiledScript, RuntimeImage) {
+    let file = SourceFile::new("t.stp", src);
+    let c = otf_script::compile_source(&file)
+        .unwrap_or_else(|d| panic!("{src}: {d:?}"))
+        .script;
+    let probes = c
+        .units
+        .iter()
+        .enumerate()
+        .filter(|(_, u)| u.point.is_kernel())
+        .map(|(i, u)| {
+            assert!(!u.deferred, "unit {i} runs in user space");
+            ProbeSlot {
+                body: Some(u.body.start),
+                lock_mask: u.lock_mask,
+                label: format!("unit {i}"),
+                ..Default::default()
+            }
+        })
+        .collect();
+    let image = RuntimeImage {
+        code: c.code.clone(),
+        probes,
+        cond_code: Vec::new(),
+        cond_init: Vec::new(),
+        globals_init: c.globals.iter().map(|g| g.init).collect(),
+        maps: otf_codegen::maps::MapSpec::all(&c.globals),
+        target_pid: 0,
+        strings: c.strings.clone(),
+    };
+    (c, image)
+}
+
+/// This thread's comm, as `execname()` reads it in a test run.
+fn comm() -> String {
+    std::fs::read_to_string("/proc/thread-self/comm")
+        .expect("comm")
+        .trim_end_matches('\n')
+        .to_string()
+}
+
+/// Run `hits` (pidx in order) in the kernel and in the reference VM; compare the output
+/// records, every array and every scalar global.
+fn agree(src: &str, hits: &[u32]) {
+    if !common::can_test_run_bpf("strings") {
+        return;
+    }
+    let (c, image) = compile(src);
+    let rt = Runtime::load_with(
+        &image,
+        &LoadOptions {
+            kinds: vec![ProgKind::TestEntry],
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{src}: {e}"));
+    let mut store = rt.store();
+    let mut mem = MemStore::new(&c.globals);
+    for (g, info) in c.globals.iter().enumerate() {
+        if let Some(s) = &info.init_str {
+            store.store_str(g as u32, s);
+            mem.store_str(g as u32, s);
+        }
+    }
+    let mut events = rt.events().expect("events");
+    let mut want: Vec<OutRecord> = Vec::new();
+    let me = comm();
+    for &p in hits {
+        rt.test_run_hit(cookie(p)).expect("hit");
+        let mut hit = FixedHit {
+            strings: c.strings.clone(),
+            names: [me.clone(), String::new(), String::new()],
+            ..Default::default()
+        };
+        let start = image.probes[p as usize].body.expect("body") as usize;
+        vm::run(&c.code, start, &mut mem, &mut hit, &mut |r| want.push(r))
+            .unwrap_or_else(|e| panic!("{src}: the reference VM failed: {e:?}"));
+    }
+    let got: Vec<OutRecord> = events
+        .drain()
+        .expect("drain")
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Output {
+                fmt, args, strs, ..
+            } => Some(OutRecord { fmt, args, strs }),
+            Event::Error { kind, pc, .. } => panic!("{src}: run-time error {kind} at {pc}"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, want, "{src}: output records");
+    for (g, info) in c.globals.iter().enumerate() {
+        let g = g as u32;
+        match info.kind {
+            GlobalKind::Array { .. } => assert_eq!(
+                store.map_entries(g),
+                mem.map_entries(g),
+                "{src}: array {}",
+                info.name
+            ),
+            GlobalKind::Scalar if info.str_value => {
+                assert_eq!(store.load_str(g), mem.load_str(g), "{src}: {}", info.name)
+            }
+            GlobalKind::Scalar => {
+                assert_eq!(store.load(g), mem.load(g), "{src}: {}", info.name)
+            }
+            GlobalKind::Stat { .. } => {
+                assert_eq!(
+                    store.stat_entries(g),
+                    mem.stat_entries(g),
+                    "{src}: aggregate {}",
+                    info.name
+                )
+            }
+        }
+    }
+}
+
+#[test]
+fn execname_counts_by_string_key() {
+    agree(
+        r#"global counts, pairs
+probe kernel.trace("sched:sched_switch") {
+    counts[execname()]++
+    counts["lit"] += 2
+    pairs[execname(), 3] = 7
+    pairs["x", 4] += 1
+}"#,
+        &[0, 0, 0],
+    );
+}
+
+#[test]
+fn locals_globals_comparisons_and_output() {
+    agree(
+        r#"global n, who = "nobody", last, names
+probe kernel.trace("sched:sched_switch") {
+    n++
+    s = execname()
+    if (s == who) printf("same %s %d\n", s, n) else printf("new %s was %s\n", s, who)
+    who = s
+    last = "a string literal that is longer than sixteen bytes, to span several words"
+    if (n % 2 == 0) names[n % 3] = s else names[n % 3] = "odd"
+    t = names[n % 3]
+    if (t < "p") printf("%s < p\n", t)
+    if (t <= "odd") printf("%s <= odd\n", t)
+    if (t > "odd") printf("%s > odd\n", t)
+    if (t >= "odd") printf("%s >= odd\n", t)
+    if (t != "odd") printf("%s != odd\n", t)
+    if ("abc" > "abd" || "ab" >= "abc" || "" > "a") printf("wrong\n")
+    if ("abd" > "abc" && "abc" > "ab" && "a" > "") printf("right %s %s\n", last, names[5])
+    if ([n % 3] in names) printf("in\n")
+    delete names[0]
+}"#,
+        &[0, 0, 0, 0, 0],
+    );
+}
+
+#[test]
+fn string_values_in_arrays_with_string_keys() {
+    agree(
+        r#"global m, k
+probe kernel.trace("sched:sched_switch") {
+    k++
+    m["a", k % 2] = execname()
+    m["b", k] = "bee"
+    x = m["a", 1]
+    if (x == execname()) m[x, 9] = x
+    printf("%s|%s|%s|%d\n", m["a", 0], m["b", 1], m["zz", 0], k)
+}"#,
+        &[0, 0, 0],
+    );
+}
