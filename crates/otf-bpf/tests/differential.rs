@@ -51,23 +51,14 @@ const LARGE_FACTOR: usize = 5;
 /// Mismatches reported in full.
 const FULL_REPORTS: usize = 3;
 /// Operations the code generator refuses (`otf_script::vm::user_space_only`: whole-array
-/// operations, aggregate reads, `foreach` and string values run in user space only): the
-/// generator does not emit them.
+/// operations, aggregate reads, `foreach`, string concatenation, `strlen` and the string
+/// functions run in user space only): the generator does not emit them.
 const USER_SPACE_ONLY: &[Op] = &[
     Op::MapClear,
     Op::StatGet,
     Op::IterStart,
     Op::IterNext,
-    Op::SPush,
-    Op::SCtx,
-    Op::SLdL,
-    Op::SStL,
-    Op::SLdG,
-    Op::SStG,
-    Op::SDup,
-    Op::SPop,
     Op::SConcat,
-    Op::SCmp,
     Op::SLen,
     Op::SCall,
     Op::SFormat,
@@ -237,6 +228,10 @@ fn hit_env(seed: u64) -> HitEnv {
         cpu: pin_to_current_cpu(),
         target: 1 + (seed % 4_000_000) as i64,
         time_ns: now.as_nanos() as i64,
+        comm: std::fs::read_to_string("/proc/thread-self/comm")
+            .unwrap_or_default()
+            .trim_end_matches('\n')
+            .to_string(),
     }
 }
 

@@ -13,7 +13,19 @@ use otf_script::vm::{self, End, OutRecord, VmError};
 use otf_codegen::maps::MapSpec;
 use otf_script::store::Aggregate;
 
-use crate::randprog::{contents, global_infos, Aggregates, Arrays, Case, HitEnv, NGLOBALS};
+use crate::randprog::{
+    contents, global_infos, Aggregates, Arrays, Case, HitEnv, NGLOBALS, STR_GLOBALS,
+};
+use otf_script::vm::GlobalStore;
+
+/// The string globals of [`STR_GLOBALS`] that are not empty.
+fn strings_of(store: &dyn GlobalStore) -> Vec<(u32, String)> {
+    STR_GLOBALS
+        .iter()
+        .map(|&g| (g, store.load_str(g)))
+        .filter(|(_, s)| !s.is_empty())
+        .collect()
+}
 
 /// In the reference VM's copy of the code, `Exit` becomes an output record with this format
 /// id, so that an `exit()` before a run-time error is seen too.
@@ -60,6 +72,7 @@ pub fn image_of(cases: Vec<(u64, Case)>, target: i64) -> (RuntimeImage, Vec<Plac
         globals_init: vec![0; NGLOBALS],
         maps: MapSpec::all(global_infos()),
         target_pid: target,
+        strings: crate::randprog::literals(),
         ..Default::default()
     };
     let mut placed = Vec::with_capacity(cases.len());
@@ -155,7 +168,9 @@ pub struct Observed {
     pub entry: Option<Result<(), Fault>>,
     pub body: BodyEnd,
     /// Output records of the hit, in order: (format id, arguments).
-    pub outputs: Vec<(u32, Vec<i64>)>,
+    pub outputs: Vec<(u32, Vec<i64>, Vec<String>)>,
+    /// The string globals of [`STR_GLOBALS`] that are not empty.
+    pub strings: Vec<(u32, String)>,
     pub exit: bool,
     /// Errors of re-evaluated conditions, in order.
     pub cond_errors: Vec<Fault>,
@@ -188,6 +203,7 @@ impl Observed {
         check(self.entry != o.entry, "entry");
         check(self.body != o.body, "body");
         check(self.outputs != o.outputs, "outputs");
+        check(self.strings != o.strings, "strings");
         check(self.exit != o.exit, "exit");
         check(self.cond_errors != o.cond_errors, "cond_errors");
         check(self.cond_bits != o.cond_bits, "cond_bits");
@@ -218,7 +234,7 @@ impl Observed {
             "entry {:?}, body {:?}, exit {}, outputs {outputs}\n  \
              cond errors {:?}, cond bits {:?}, need_refresh {}, notifications {}\n  \
              counters hits {} bodies {} skipped_cond {} errors {} entry_runs {} skipped_lock {} skipped_nest {}\n  \
-             globals {:?}\n  arrays {}\n  aggregates {}{}",
+             globals {:?}\n  strings {:?}\n  arrays {}\n  aggregates {}{}",
             self.entry,
             self.body,
             self.exit,
@@ -234,6 +250,7 @@ impl Observed {
             c.skipped_lock,
             c.skipped_nest,
             self.globals,
+            self.strings,
             show_arrays(&self.arrays),
             show_aggregates(&self.aggregates),
             if self.stray.is_empty() {
@@ -339,7 +356,7 @@ pub fn reference(code: &[Insn], p: &Placed, env: &HitEnv) -> Observed {
         if o.fmt == EXIT_MARK as u32 {
             exit = true;
         } else {
-            outputs.push((o.fmt, o.args));
+            outputs.push((o.fmt, o.args, o.strs));
         }
     };
     let mut errors = 0;
@@ -397,7 +414,9 @@ pub fn reference(code: &[Insn], p: &Placed, env: &HitEnv) -> Observed {
         }
     }
     let (arrays, aggregates) = contents(&mut globals);
+    let strings = strings_of(&globals);
     Observed {
+        strings,
         counters: Counters {
             hits: 1,
             bodies: (body == BodyEnd::Next) as u64,
@@ -442,6 +461,10 @@ pub fn kernel(rt: &Runtime, ev: &mut EventReader<'_>, p: &Placed, env: &HitEnv) 
     if let Err(e) = case.init_maps(&mut store) {
         stray.push(format!("putting the starting elements: {e}"));
     }
+    // String globals start empty in every hit.
+    for &g in STR_GLOBALS {
+        store.store_str(g, "");
+    }
     if case.run_entry {
         if let Err(e) = rt.test_run_hit(entry_cookie(p.pidx)) {
             stray.push(format!("test run of the entry: {e}"));
@@ -474,6 +497,7 @@ pub fn kernel(rt: &Runtime, ev: &mut EventReader<'_>, p: &Placed, env: &HitEnv) 
             Event::Output {
                 fmt,
                 args,
+                strs,
                 cpu,
                 pid,
                 tid,
@@ -485,7 +509,7 @@ pub fn kernel(rt: &Runtime, ev: &mut EventReader<'_>, p: &Placed, env: &HitEnv) 
                 {
                     stray.push(format!("output header pid {pid} tid {tid} cpu {cpu}"));
                 }
-                outputs.push((fmt, args));
+                outputs.push((fmt, args, strs));
             }
             Event::Exit { .. } => exits += 1,
             Event::Notification { .. } => notifications += 1,
@@ -540,7 +564,9 @@ pub fn kernel(rt: &Runtime, ev: &mut EventReader<'_>, p: &Placed, env: &HitEnv) 
         None => BodyEnd::Next,
     };
     let (arrays, aggregates) = contents(&mut store);
+    let strings = strings_of(&store);
     Observed {
+        strings,
         entry: case.run_entry.then(|| entry_fault.map_or(Ok(()), Err)),
         body,
         outputs,

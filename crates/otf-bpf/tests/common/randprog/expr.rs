@@ -11,6 +11,9 @@ impl Gen<'_> {
 
     pub(super) fn expr(&mut self, depth: u32) {
         assert!(self.room() >= 1, "generator bug: no room for an expression");
+        if self.mode == Mode::Body && self.sroom() >= 2 && self.rng.chance(4) {
+            return self.scmp();
+        }
         if depth == 0 || self.room() < 2 || self.rng.chance(20) {
             return self.leaf();
         }

@@ -12,6 +12,9 @@
 //! Arrays and aggregates (`maps.rs`): each case uses a few of [`MAPS`], which start with
 //! some elements (the bounded ones full now and then), with keys from small ranges so that
 //! reads hit and miss, deletes find elements and new keys overflow full arrays.
+//! Strings: literals ([`literals`]), `execname()`, string locals and globals, assignments,
+//! comparisons (`SCmp`, as integer values) and output records with string arguments, always
+//! straight-line code, so that paths join with the same string stack depth.
 //! Every program passes `otf_script::vm::verify`.
 //!
 //! Values a test run cannot reproduce are used only where their value does not matter:
@@ -23,7 +26,7 @@
 //! Some cases have a loop whose bound is tuned with the reference VM so that the body ends a
 //! few instructions before or after `MAX_STEPS`, to exercise MAXACTION at its edge.
 
-use otf_script::bytecode::{Insn, Op, MAX_ENTRY_SLOTS, MAX_LOCALS, MAX_STACK};
+use otf_script::bytecode::{Insn, Op, MAX_ENTRY_SLOTS, MAX_LOCALS, MAX_SSTACK, MAX_STACK};
 use otf_script::vm::{self, End, FixedHit};
 
 use crate::common::{a, i, push};
@@ -38,6 +41,30 @@ pub use maps::{contents, global_infos, Aggregates, Arrays, MapGlobal, MapInit, M
 pub const NGLOBALS: usize = 1024;
 /// The globals programs use: low indices, and a few far ones (stripes 63/0, the last global).
 pub const USED_GLOBALS: &[u32] = &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 63, 64, 511, 1023];
+/// The string globals programs use (strings live apart from the integer globals, so these
+/// may share indices with [`USED_GLOBALS`]).
+pub const STR_GLOBALS: &[u32] = &[0, 12, 13, 1023];
+/// String locals programs use (few, so that reads find what was written).
+const STR_LOCALS: u64 = 4;
+/// The string literals of every image: ids are indices. Prefixes of each other, equal first
+/// words with later differences, bytes above 0x7f, and the longest a string holds.
+pub fn literals() -> Vec<String> {
+    vec![
+        String::new(),
+        "a".into(),
+        "ab".into(),
+        "abc".into(),
+        "abd".into(),
+        "abcdefgh".into(),
+        "abcdefgh1".into(),
+        "abcdefgi".into(),
+        "x".repeat(16),
+        "é ü".into(),
+        "~".into(),
+        "y".repeat(127),
+        format!("{}z", "y".repeat(126)),
+    ]
+}
 /// Local slots of the probe's own variables; loop counters, temporaries and the frames of
 /// inlined functions are allocated above them.
 const BODY_VARS: i32 = 6;
@@ -116,6 +143,8 @@ pub struct HitEnv {
     pub target: i64,
     /// A plausible `gettimeofday_ns()` for the reference VM (only its sign matters).
     pub time_ns: i64,
+    /// `execname()`: the test thread's comm.
+    pub comm: String,
 }
 
 impl HitEnv {
@@ -131,6 +160,8 @@ impl HitEnv {
             time_ns: self.time_ns,
             target: self.target,
             entry,
+            strings: literals(),
+            names: [self.comm.clone(), String::new(), String::new()],
             ..FixedHit::default()
         }
     }
@@ -214,6 +245,8 @@ impl Case {
                         | Op::MapIn
                         | Op::MapDel
                         | Op::StatAdd
+                        | Op::SLdG
+                        | Op::SStG
                 )
             ) {
                 mask |= 1u64 << (insn.arg % 64);
@@ -369,6 +402,9 @@ struct Gen<'a> {
     code: Vec<Insn>,
     /// The stack depth after the last instruction emitted (on the path being generated).
     sp: usize,
+    /// The string stack depth likewise (string values are straight-line code: every join
+    /// of paths has the same string depth).
+    ssp: usize,
     /// The stack depth at statement boundaries (above it: values of an enclosing
     /// expression whose inlined function call is being generated).
     stmt_sp: usize,
@@ -419,6 +455,7 @@ impl<'a> Gen<'a> {
             mode,
             code: Vec::new(),
             sp: 0,
+            ssp: 0,
             stmt_sp: 0,
             vars: (0, BODY_VARS),
             top: BODY_VARS,
@@ -439,6 +476,13 @@ impl<'a> Gen<'a> {
         assert!(self.sp >= pops, "generator bug: stack underflow");
         self.sp = self.sp - pops + pushes;
         assert!(self.sp <= MAX_STACK, "generator bug: stack overflow");
+        let (spops, spushes) = vm::sstack_effect(&insn).expect("generator bug: bad instruction");
+        assert!(self.ssp >= spops, "generator bug: string stack underflow");
+        self.ssp = self.ssp - spops + spushes;
+        assert!(
+            self.ssp <= MAX_SSTACK,
+            "generator bug: string stack overflow"
+        );
         self.code.push(insn);
         self.code.len() - 1
     }
@@ -484,6 +528,69 @@ impl<'a> Gen<'a> {
 
     fn var(&mut self) -> Option<i32> {
         (self.vars.1 > 0).then(|| self.vars.0 + self.rng.below(self.vars.1 as u64) as i32)
+    }
+
+    /// Free string stack slots.
+    fn sroom(&self) -> usize {
+        MAX_SSTACK - self.ssp
+    }
+
+    /// A string value (straight-line): a literal, `execname()`, a string local or global.
+    fn sexpr(&mut self) {
+        assert!(self.sroom() >= 1, "generator bug: no room for a string");
+        match self.rng.below(10) {
+            0..=3 => {
+                let id = self.rng.below(literals().len() as u64) as i32;
+                self.emit(a(Op::SPush, id));
+            }
+            4..=5 => {
+                self.emit(a(Op::SCtx, 0));
+            }
+            6..=7 => {
+                let l = self.rng.below(STR_LOCALS) as i32;
+                self.emit(a(Op::SLdL, l));
+            }
+            _ => {
+                let g = self.rng.pick(STR_GLOBALS) as i32;
+                self.emit(a(Op::SLdG, g));
+            }
+        }
+    }
+
+    /// A string comparison (an integer value).
+    fn scmp(&mut self) {
+        self.sexpr();
+        self.sexpr();
+        let op = self
+            .rng
+            .pick(&[Op::Lt, Op::Le, Op::Gt, Op::Ge, Op::Eq, Op::Ne]);
+        self.emit(a(Op::SCmp, op as i32));
+    }
+
+    /// A statement on strings: an assignment to a string local or global (or both), or a
+    /// value dropped.
+    fn string_stmt(&mut self) {
+        self.sexpr();
+        match self.rng.below(4) {
+            0 => {
+                let l = self.rng.below(STR_LOCALS) as i32;
+                self.emit(a(Op::SStL, l));
+            }
+            1 => {
+                let g = self.rng.pick(STR_GLOBALS) as i32;
+                self.emit(a(Op::SStG, g));
+            }
+            2 if self.sroom() >= 1 => {
+                self.emit(i(Op::SDup));
+                let l = self.rng.below(STR_LOCALS) as i32;
+                self.emit(a(Op::SStL, l));
+                let g = self.rng.pick(STR_GLOBALS) as i32;
+                self.emit(a(Op::SStG, g));
+            }
+            _ => {
+                self.emit(i(Op::SPop));
+            }
+        }
     }
 
     fn global(&mut self) -> i32 {

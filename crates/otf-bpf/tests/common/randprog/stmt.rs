@@ -1,6 +1,6 @@
 //! Statements of the generator: each leaves the stack as it found it.
 
-use otf_script::bytecode::{Insn, Op, MAX_ENTRY_SLOTS, MAX_OUT_ARGS, MAX_STEPS};
+use otf_script::bytecode::{Insn, Op, MAX_ENTRY_SLOTS, MAX_OUT_ARGS, MAX_OUT_STRS, MAX_STEPS};
 use otf_script::store::MemStore;
 use otf_script::vm::{self, End};
 
@@ -50,6 +50,7 @@ impl Gen<'_> {
             84 if !self.straight => self.guarded(Op::Skip, 80),
             85 => self.op(Op::Nop),
             86..=95 if !self.maps.is_empty() => self.map_stmt(ed),
+            96..=99 if self.sroom() >= 2 => self.string_stmt(),
             _ => self.assign_var(ed),
         }
         self.sp = self.stmt_sp;
@@ -99,8 +100,19 @@ impl Gen<'_> {
         for _ in 0..n {
             self.expr(2);
         }
+        // String arguments after the integer ones, now and then.
+        let ns = if self.rng.chance(30) {
+            self.rng
+                .below(MAX_OUT_STRS as u64 + 1)
+                .min(self.sroom() as u64)
+        } else {
+            0
+        };
+        for _ in 0..ns {
+            self.sexpr();
+        }
         let fmt = self.rng.below(FORMATS) as i32;
-        self.emit(out(fmt, n as i64));
+        self.emit(out(fmt, n as i64 | (ns as i64) << 16));
     }
 
     fn if_stmt(&mut self, depth: u32) {
