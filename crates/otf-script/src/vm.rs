@@ -898,7 +898,7 @@ pub fn run(
             }
             Op::SPush => {
                 let t = hit.literal(a as u32);
-                spush(&mut sst, t, pc)?
+                spush(&mut sst, truncate(t), pc)?
             }
             Op::SCtx => {
                 let t = hit.ctx_str(a);

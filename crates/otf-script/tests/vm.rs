@@ -547,6 +547,12 @@ fn strings_are_truncated_at_maxstringlen() {
     let r = vm::run(&code, 0, &mut map_store(), &mut hit, &mut |_| {});
     // 200 bytes cut to MAXSTRINGLEN - 1.
     assert_eq!(r.map(|x| x.end), Ok(End::Ret(127)));
+    // A literal too (the kernel stores it in a MAXSTRINGLEN-byte buffer).
+    let code = [arg(Op::SPush, 0), op(Op::SLen), ret()];
+    let mut hit = test_hit();
+    hit.strings = vec!["y".repeat(130)];
+    let r = vm::run(&code, 0, &mut map_store(), &mut hit, &mut |_| {});
+    assert_eq!(r.map(|x| x.end), Ok(End::Ret(127)));
 }
 
 #[test]
