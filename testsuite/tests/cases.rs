@@ -62,4 +62,4 @@ macro_rules! test_files {
     };
 }
 
-test_files!(errors, hrtimer, tracepoint);
+test_files!(errors, examples, hrtimer, tracepoint);
