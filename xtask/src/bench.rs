@@ -17,6 +17,7 @@ use crate::deps;
 use crate::util::{self, display_cmd, which};
 
 mod arming;
+mod arrays;
 mod body;
 mod cprog;
 mod load_large;
@@ -60,11 +61,11 @@ pub struct Options {
     /// vCPUs and otf's idle threads on the other vCPU add noise (medians moved by ±20%).
     #[arg(long, default_value_t = 1)]
     pub vm_cpus: u32,
-    /// getppid calls per measurement in body-cost.
+    /// getppid calls per measurement in body-cost and arrays.
     #[arg(long, default_value_t = 1_000_000)]
     pub body_calls: u64,
-    /// Repetitions of each variant in body-cost (11 variants; the interpreter's loop body alone
-    /// takes ~3-7 s per measurement).
+    /// Repetitions of each variant in body-cost and arrays (11 and 7 variants; the interpreter's
+    /// loop body alone takes ~3-7 s per measurement).
     #[arg(long, default_value_t = 5)]
     pub body_reps: usize,
     /// getppid calls per measurement of the printf bodies in body-cost (bpftrace's printf cost
@@ -125,6 +126,13 @@ pub const BENCHES: &[Bench] = &[
         "getppid(2) loop with otf and bpftrace running the same bodies (n++, a 20-iteration \
          loop, a printf, a false condition) on syscalls:sys_enter_getppid",
         body::bench_body_cost,
+    ),
+    (
+        "arrays",
+        "getppid(2) loop with otf and bpftrace running the same array and statistics bodies \
+         (counts[pid()]++, a[pid()] <<< 1, s <<< tid(), histograms at exit) on \
+         syscalls:sys_enter_getppid",
+        arrays::bench_arrays,
     ),
     (
         "startup",

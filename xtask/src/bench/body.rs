@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 
 use super::{cprog, err_path, getppid_loop, measure_with, Ctx, Options, Tracer, Variant, READY};
 
@@ -23,7 +23,7 @@ struct Row {
 
 /// otf's script for a body: `global GLOBALS`, a begin probe printing [`READY`], and `PROBE`
 /// (the tracepoint, then `tail`: an optional condition and the body).
-fn otf_script(globals: &str, tail: &str) -> String {
+pub(super) fn otf_script(globals: &str, tail: &str) -> String {
     format!(
         "global {globals}\n\
          probe begin {{ println(\"{READY}\") }}\n\
@@ -33,26 +33,32 @@ fn otf_script(globals: &str, tail: &str) -> String {
 
 /// bpftrace's program for a body: BEGIN runs `pre`, prints [`READY`] and runs `post`, then the
 /// tracepoint with `tail` (an optional predicate and the body).
-fn bt_program(pre: &str, post: &str, tail: &str) -> String {
+pub(super) fn bt_program(pre: &str, post: &str, tail: &str) -> String {
     format!("BEGIN {{ {pre}printf(\"{READY}\\n\"); {post}}} {TP_BT} {tail}")
 }
 
 /// A body as each tool runs it.
-struct Body {
+pub(super) struct Body {
     /// Its row in the summary.
-    what: &'static str,
+    pub what: &'static str,
     /// The otf variant's name.
-    otf_name: &'static str,
+    pub otf_name: &'static str,
     /// Extra arguments of `otf run`.
-    otf_args: &'static [&'static str],
+    pub otf_args: &'static [&'static str],
     /// otf's script.
-    otf_script: String,
+    pub otf_script: String,
     /// The bpftrace variant's name.
-    bt_name: &'static str,
+    pub bt_name: &'static str,
     /// bpftrace's program.
-    bt_program: String,
+    pub bt_program: String,
     /// Whether it prints per hit (its output then goes to a file).
-    prints: bool,
+    pub prints: bool,
+    /// Text that otf's output must contain once it has stopped (its exit output), each string
+    /// somewhere; checked after every measurement when not empty (the output then goes to a
+    /// file).
+    pub otf_exit: &'static [&'static str],
+    /// The same for bpftrace.
+    pub bt_exit: &'static [&'static str],
 }
 
 /// The bodies. otf's locals and bpftrace's `$` variables are 64-bit integers in both; the loop
@@ -68,6 +74,8 @@ fn bodies() -> Vec<Body> {
             bt_name: "bpftrace, @n = count()",
             bt_program: bt_program("", "", "{ @n = count() }"),
             prints: false,
+            otf_exit: &[],
+            bt_exit: &[],
         },
         Body {
             what: "20-iteration loop, then a sum",
@@ -85,6 +93,8 @@ fn bodies() -> Vec<Body> {
                  @s = sum($x) }",
             ),
             prints: false,
+            otf_exit: &[],
+            bt_exit: &[],
         },
         Body {
             what: "printf per hit (to a file)",
@@ -100,6 +110,8 @@ fn bodies() -> Vec<Body> {
                 &format!("{{ printf(\"{HIT} %d\\n\", pid) }}"),
             ),
             prints: true,
+            otf_exit: &[],
+            bt_exit: &[],
         },
         Body {
             what: "condition false, probe armed (otf --no-otf `if (on)`; bpftrace /@on/, a map)",
@@ -109,6 +121,8 @@ fn bodies() -> Vec<Body> {
             bt_name: "bpftrace, predicate /@on/, @on = 0",
             bt_program: bt_program("@on = 0; ", "", "/@on/ { @n = count() }"),
             prints: false,
+            otf_exit: &[],
+            bt_exit: &[],
         },
         Body {
             what: "condition false: otf disarmed; bpftrace /0/ (a constant, its cheapest)",
@@ -118,6 +132,8 @@ fn bodies() -> Vec<Body> {
             bt_name: "bpftrace, predicate /0/",
             bt_program: bt_program("", "", "/0/ { @n = count() }"),
             prints: false,
+            otf_exit: &[],
+            bt_exit: &[],
         },
     ]
 }
@@ -190,21 +206,54 @@ fn summary(rows: &[Row], added: &[f64]) -> String {
 /// The body-cost benchmark: getppid with no probe, then per body otf and bpftrace, alternating
 /// within each repetition; a table of all variants, then the summary of added ns per call.
 pub fn bench_body_cost(ctx: &Ctx) -> Result<()> {
+    compare(ctx, bodies())
+}
+
+/// Runs the getppid loop with no probe, then per body under otf and under bpftrace, alternating
+/// within each repetition (`--body-calls` calls per measurement, `--printf-calls` for bodies
+/// that print per hit; `--body-reps` repetitions); prints a table of all variants, what the
+/// printing bodies printed, then the summary of added ns per call. Fails (after the summary)
+/// when a tracer's exit output lacked what its body expects there.
+pub(super) fn compare(ctx: &Ctx, bodies: Vec<Body>) -> Result<()> {
     let dir = cprog::dir()?;
-    let r = body_cost(ctx, &dir);
+    let r = compare_in(ctx, &dir, bodies);
     cprog::cleanup(ctx, &dir);
     r
 }
 
-fn body_cost(ctx: &Ctx, dir: &Path) -> Result<()> {
+/// A variant whose tracer writes its output to a file, read after each measurement.
+struct Captured {
+    /// The variant's index.
+    variant: usize,
+    path: PathBuf,
+    /// Whether its body prints per hit: count the lines and the records lost.
+    prints: bool,
+    /// What its exit output must contain.
+    exit: &'static [&'static str],
+    /// Per measurement: lines printed, records reported lost, whether `exit` was all there.
+    samples: Vec<(u64, u64, bool)>,
+}
+
+fn compare_in(ctx: &Ctx, dir: &Path, bodies: Vec<Body>) -> Result<()> {
     let mut variants = vec![Variant {
         name: "no probe".into(),
         tracer: None,
     }];
     let mut rows = Vec::new();
-    // Variants whose tracer writes its stdout to a file, by variant index.
-    let mut files: Vec<(usize, PathBuf)> = Vec::new();
-    for (k, b) in bodies().into_iter().enumerate() {
+    let mut files: Vec<Captured> = Vec::new();
+    let mut capture = |variant: usize, name: String, prints: bool, exit| {
+        let path = dir.join(name);
+        files.push(Captured {
+            variant,
+            path: path.clone(),
+            prints,
+            exit,
+            samples: Vec::new(),
+        });
+        path
+    };
+    let any_prints = bodies.iter().any(|b| b.prints);
+    for (k, b) in bodies.into_iter().enumerate() {
         let mut row = Row {
             what: b.what,
             otf: None,
@@ -212,12 +261,11 @@ fn body_cost(ctx: &Ctx, dir: &Path) -> Result<()> {
         };
         if let Some(otf) = &ctx.otf {
             let mut v = Variant::otf(b.otf_name, otf, b.otf_args, &b.otf_script);
-            if b.prints {
-                let f = dir.join(format!("otf-{k}.out"));
+            if b.prints || !b.otf_exit.is_empty() {
+                let f = capture(variants.len(), format!("otf-{k}.out"), b.prints, b.otf_exit);
                 if let Some(t) = v.tracer.as_mut() {
-                    t.output = Some(f.clone());
+                    t.output = Some(f);
                 }
-                files.push((variants.len(), f));
             }
             row.otf = Some(variants.len());
             variants.push(v);
@@ -229,10 +277,9 @@ fn body_cost(ctx: &Ctx, dir: &Path) -> Result<()> {
             argv.push(if b.prints { "full" } else { "line" }.into());
             argv.extend(["-e".into(), b.bt_program]);
             let mut t = Tracer::new(argv, READY);
-            if b.prints {
-                let f = dir.join(format!("bpftrace-{k}.out"));
-                t.output = Some(f.clone());
-                files.push((variants.len(), f));
+            if b.prints || !b.bt_exit.is_empty() {
+                let f = format!("bpftrace-{k}.out");
+                t.output = Some(capture(variants.len(), f, b.prints, b.bt_exit));
             }
             row.bpftrace = Some(variants.len());
             variants.push(Variant {
@@ -249,16 +296,27 @@ fn body_cost(ctx: &Ctx, dir: &Path) -> Result<()> {
     }
     let calls = ctx.opts.body_calls;
     let printf_calls = ctx.opts.printf_calls;
+    let for_printf = if any_prints {
+        format!(" ({printf_calls} for the printf bodies)")
+    } else {
+        String::new()
+    };
     println!(
-        "{calls} getppid calls per measurement ({printf_calls} for the printf bodies), {} \
-         repetitions, variants alternating",
+        "{calls} getppid calls per measurement{for_printf}, {} repetitions, variants alternating",
         ctx.opts.body_reps
     );
-    let prints = |i: usize| files.iter().any(|(j, _)| *j == i);
-    let iterations = |i: usize| if prints(i) { printf_calls } else { calls };
-    // Per printing variant: lines printed and records reported lost, per measurement.
-    let mut printed: Vec<(usize, Vec<(u64, u64)>)> =
-        files.iter().map(|(i, _)| (*i, Vec::new())).collect();
+    let printing: Vec<usize> = files
+        .iter()
+        .filter(|f| f.prints)
+        .map(|f| f.variant)
+        .collect();
+    let iterations = |i: usize| {
+        if printing.contains(&i) {
+            printf_calls
+        } else {
+            calls
+        }
+    };
     let body_ctx = Ctx {
         opts: &Options {
             reps: ctx.opts.body_reps,
@@ -268,40 +326,67 @@ fn body_cost(ctx: &Ctx, dir: &Path) -> Result<()> {
         bpftrace: ctx.bpftrace.clone(),
     };
     let medians = measure_with(&body_ctx, &variants, &getppid_loop, &iterations, &mut |i| {
-        if let Some(k) = files.iter().position(|(j, _)| *j == i) {
-            let path = &files[k].1;
-            let (hits, lost) = read_output(path);
-            printed[k].1.push((hits, lost));
+        if let Some(c) = files.iter_mut().find(|c| c.variant == i) {
+            let (out, err) = read_output(&c.path);
+            let lost = lost_records(&out) + lost_records(&err);
+            let exit_ok = c.exit.iter().all(|s| out.contains(s));
+            c.samples.push((count_hits(&out), lost, exit_ok));
             // The next measurement truncates the file; free the space now.
-            let _ = std::fs::remove_file(path);
-            let _ = std::fs::remove_file(err_path(path));
+            let _ = std::fs::remove_file(&c.path);
+            let _ = std::fs::remove_file(err_path(&c.path));
         }
         Ok(())
     })?;
-    for (i, samples) in &printed {
-        let hits: Vec<String> = samples.iter().map(|(h, _)| h.to_string()).collect();
-        let lost: u64 = samples.iter().map(|(_, l)| l).sum();
-        println!(
-            "{}: lines printed per measurement {} (of {printf_calls} calls each, plus what \
-             other processes' getppid calls printed); records reported lost in all: {lost}",
-            variants[*i].name,
-            hits.join(", ")
-        );
+    let mut missing = Vec::new();
+    for c in &files {
+        let name = &variants[c.variant].name;
+        if c.prints {
+            let hits: Vec<String> = c.samples.iter().map(|(h, _, _)| h.to_string()).collect();
+            let lost: u64 = c.samples.iter().map(|(_, l, _)| l).sum();
+            println!(
+                "{name}: lines printed per measurement {} (of {printf_calls} calls each, plus \
+                 what other processes' getppid calls printed); records reported lost in all: \
+                 {lost}",
+                hits.join(", ")
+            );
+        }
+        if !c.exit.is_empty() {
+            let ok = c.samples.iter().filter(|(_, _, ok)| *ok).count();
+            println!(
+                "{name}: exit output had {} in {ok} of {} measurements",
+                c.exit
+                    .iter()
+                    .map(|s| format!("{s:?}"))
+                    .collect::<Vec<_>>()
+                    .join(" and "),
+                c.samples.len()
+            );
+            if ok < c.samples.len() {
+                missing.push(name.clone());
+            }
+        }
     }
     let base = medians.first().copied().unwrap_or(f64::NAN);
     let added: Vec<f64> = medians.iter().map(|m| m - base).collect();
     println!("\nadded ns per getppid call over no probe (medians):");
     print!("{}", summary(&rows, &added));
+    if !missing.is_empty() {
+        bail!(
+            "the exit output lacked the expected text in some measurements of: {}",
+            missing.join(", ")
+        );
+    }
     Ok(())
 }
 
-/// The hit lines in a printing tracer's output file and the records it reported lost (in the
-/// file or in its stderr file).
-fn read_output(path: &Path) -> (u64, u64) {
+/// A tracer's output file and its stderr file, as text.
+fn read_output(path: &Path) -> (String, String) {
     let out = std::fs::read(path).unwrap_or_default();
-    let out = String::from_utf8_lossy(&out);
-    let err = std::fs::read_to_string(err_path(path)).unwrap_or_default();
-    (count_hits(&out), lost_records(&out) + lost_records(&err))
+    let err = std::fs::read(err_path(path)).unwrap_or_default();
+    (
+        String::from_utf8_lossy(&out).into_owned(),
+        String::from_utf8_lossy(&err).into_owned(),
+    )
 }
 
 #[cfg(test)]
