@@ -10,12 +10,22 @@ use super::Ctx;
 /// What otf's `@hist_log` prints: its header line, and a bar.
 const OTF_HIST: &[&str] = &["value |---", " |@"];
 
-/// The bodies. otf has no string keys yet, so `counts[execname()]++` (bpftrace
-/// `@[comm] = count()`) is stood in for by the same array keyed by pid on both sides.
+/// The bodies: counting by process name (a string key) and by pid, and statistics.
 fn bodies() -> Vec<Body> {
     vec![
         Body {
-            what: "counts[pid()]++ (stand-in for counts[execname()]++; bpftrace @[pid] = count())",
+            what: "counts[execname()]++ (bpftrace @[comm] = count())",
+            otf_name: "otf, counts[execname()]++",
+            otf_args: &[],
+            otf_script: otf_script("counts", "{ counts[execname()]++ }"),
+            bt_name: "bpftrace, @[comm] = count()",
+            bt_program: bt_program("", "", "{ @[comm] = count() }"),
+            prints: false,
+            otf_exit: &[],
+            bt_exit: &[],
+        },
+        Body {
+            what: "counts[pid()]++ (bpftrace @[pid] = count())",
             otf_name: "otf, counts[pid()]++",
             otf_args: &[],
             otf_script: otf_script("counts", "{ counts[pid()]++ }"),
