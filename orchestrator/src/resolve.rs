@@ -158,6 +158,7 @@ fn quoted(s: &str) -> String {
 fn resolve_point(
     kind: &PointKind,
     online: &[u32],
+    warnings: &mut Vec<String>,
 ) -> Result<Vec<(Attach, String, String)>, String> {
     match kind {
         PointKind::Begin | PointKind::End => Ok(Vec::new()),
@@ -216,7 +217,22 @@ fn resolve_point(
                 .collect())
         }
         PointKind::ProcessFunction { path, pattern, ret } => {
-            let ts = otf_uprobes_inode::resolve(path, pattern, *ret).map_err(|e| e.to_string())?;
+            let (ts, skipped) = otf_uprobes_inode::resolve_checked(path, pattern, *ret)
+                .map_err(|e| e.to_string())?;
+            if let Some(first) = skipped.first() {
+                // One warning for all, as for unprobeable kernel functions.
+                let names: Vec<&str> = skipped.iter().take(5).map(|u| u.symbol.as_str()).collect();
+                warnings.push(format!(
+                    "{} function{} matching `{pattern}` in {} cannot be probed and {} skipped ({}): {}{}",
+                    skipped.len(),
+                    if skipped.len() == 1 { "" } else { "s" },
+                    ts.first().map_or(path.clone(), |t| t.path.display().to_string()),
+                    if skipped.len() == 1 { "is" } else { "are" },
+                    first.reason,
+                    names.join(", "),
+                    if skipped.len() > names.len() { ", ..." } else { "" },
+                ));
+            }
             Ok(ts
                 .into_iter()
                 .map(|t| {
@@ -241,7 +257,11 @@ pub fn resolve(units: &[UnitIn]) -> Result<Resolved, Vec<Diagnostic>> {
     let mut errors = Vec::new();
     let mut next: Pidx = 0;
     for u in units {
-        match resolve_point(&u.kind, &online) {
+        let mut warnings = Vec::new();
+        let r = resolve_point(&u.kind, &online, &mut warnings);
+        out.warnings
+            .extend(warnings.into_iter().map(|w| Diagnostic::warning(w, u.span)));
+        match r {
             Ok(list) if list.is_empty() && u.kind.is_kernel() => {
                 // Resolvers report "no match" as errors; an empty list is the same thing.
                 let msg = format!("probe point `{}` matches nothing", u.kind);

@@ -18,4 +18,7 @@ pub mod table;
 pub use group::{
     GroupError, UprobeGroup, UprobeKey, UprobePrograms, UprobeSpec, UPROBE_SAFE_CONTEXT,
 };
-pub use resolve::{list_functions, resolve, resolve_path, ElfFunction, ResolveError, UprobeTarget};
+pub use resolve::{
+    first_insn_problem, list_functions, resolve, resolve_checked, resolve_path, ElfFunction,
+    ResolveError, Unprobeable, UprobeTarget,
+};

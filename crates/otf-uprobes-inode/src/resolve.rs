@@ -133,6 +133,55 @@ pub enum ResolveError {
         /// The file.
         path: PathBuf,
     },
+    /// The function's first instruction cannot be probed (the kernel refuses it with
+    /// ENOTSUPP, error 524).
+    #[error("{path}: cannot probe `{symbol}`: {reason}")]
+    Unprobeable {
+        /// The file.
+        path: PathBuf,
+        /// The function.
+        symbol: String,
+        /// Why, in words.
+        reason: &'static str,
+    },
+}
+
+/// A function a glob matched that cannot be probed, skipped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unprobeable {
+    /// The function.
+    pub symbol: String,
+    /// Why, in words.
+    pub reason: &'static str,
+}
+
+/// Why the kernel's x86-64 uprobes refuse an instruction starting with `code`, if they do
+/// (`arch/x86/kernel/uprobes.c`, `is_prefix_bad`: a `lock` prefix or an ES/CS/SS/DS segment
+/// override cannot be single-stepped out of line; `uprobe_register` then fails with ENOTSUPP,
+/// "Unknown error 524"). Checked before attaching, so that a glob over a library skips such
+/// functions at once instead of failing the whole batch.
+pub fn first_insn_problem(code: &[u8]) -> Option<&'static str> {
+    if !cfg!(target_arch = "x86_64") {
+        return None;
+    }
+    for &b in code.iter().take(15) {
+        match b {
+            0xf0 => {
+                return Some(
+                    "its first instruction has a `lock` prefix, which uprobes cannot single-step",
+                )
+            }
+            0x26 | 0x2e | 0x36 | 0x3e => {
+                return Some(
+                    "its first instruction has a segment-override prefix, which uprobes cannot single-step",
+                )
+            }
+            // Other legacy prefixes and REX: keep looking at the next byte.
+            0x64 | 0x65 | 0x66 | 0x67 | 0xf2 | 0xf3 | 0x40..=0x4f => {}
+            _ => return None,
+        }
+    }
+    None
 }
 
 fn did_you_mean(s: &[String]) -> String {
@@ -216,6 +265,42 @@ pub fn resolve_path(path: &str) -> Result<PathBuf, ResolveError> {
 pub fn list_functions(path: &Path) -> Result<Vec<ElfFunction>, ResolveError> {
     let data = fs::read(path).map_err(|e| io_error(path, e))?;
     functions_in(path, &data)
+}
+
+/// [`resolve`], also returning the functions the glob matched that cannot be probed (skipped;
+/// see [`first_insn_problem`]). An exact name that cannot be probed is an error
+/// ([`ResolveError::Unprobeable`]).
+pub fn resolve_checked(
+    path: &str,
+    func_glob: &str,
+    ret: bool,
+) -> Result<(Vec<UprobeTarget>, Vec<Unprobeable>), ResolveError> {
+    let targets = resolve(path, func_glob, ret)?;
+    let Some(first) = targets.first() else {
+        return Ok((targets, Vec::new()));
+    };
+    let data = fs::read(&first.path).map_err(|e| io_error(&first.path, e))?;
+    let mut ok = Vec::with_capacity(targets.len());
+    let mut skipped = Vec::new();
+    for t in targets {
+        let at = t.file_offset as usize;
+        let code = data.get(at..(at + 16).min(data.len())).unwrap_or(&[]);
+        match first_insn_problem(code) {
+            None => ok.push(t),
+            Some(reason) if !has_wildcard(func_glob) => {
+                return Err(ResolveError::Unprobeable {
+                    path: t.path,
+                    symbol: t.symbol,
+                    reason,
+                })
+            }
+            Some(reason) => skipped.push(Unprobeable {
+                symbol: t.symbol,
+                reason,
+            }),
+        }
+    }
+    Ok((ok, skipped))
 }
 
 fn functions_in(path: &Path, data: &[u8]) -> Result<Vec<ElfFunction>, ResolveError> {
@@ -346,4 +431,45 @@ pub fn resolve(path: &str, func_glob: &str, ret: bool) -> Result<Vec<UprobeTarge
             .then(a.file_offset.cmp(&b.file_offset))
     });
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_the_kernel_refuses() {
+        // lock incl (%rdi); lock cmpxchg with an operand-size prefix before it.
+        assert!(first_insn_problem(&[0xf0, 0xff, 0x07]).is_some());
+        assert!(first_insn_problem(&[0x66, 0xf0, 0x0f, 0xb1, 0x17]).is_some());
+        // A CS/DS segment override.
+        assert!(first_insn_problem(&[0x2e, 0x8b, 0x00]).is_some());
+        // endbr64; push %rbp; mov with REX.W; rep ret; an FS-relative load (allowed).
+        assert!(first_insn_problem(&[0xf3, 0x0f, 0x1e, 0xfa]).is_none());
+        assert!(first_insn_problem(&[0x55]).is_none());
+        assert!(first_insn_problem(&[0x48, 0x89, 0xe5]).is_none());
+        assert!(first_insn_problem(&[0x64, 0x48, 0x8b, 0x04, 0x25]).is_none());
+        assert!(first_insn_problem(&[]).is_none());
+    }
+
+    #[test]
+    fn a_libc_glob_skips_what_cannot_be_probed_and_an_exact_name_says_why() {
+        let libc = "/lib/x86_64-linux-gnu/libc.so.6";
+        if !Path::new(libc).exists() {
+            eprintln!("SKIPPED: no {libc}");
+            return;
+        }
+        let (ok, skipped) = resolve_checked(libc, "pthread_spin_*", false).expect("resolves");
+        // glibc's pthread_spin_lock starts with `lock decl (%rdi)`.
+        let names: Vec<&str> = skipped.iter().map(|u| u.symbol.as_str()).collect();
+        assert!(names.contains(&"pthread_spin_lock"), "{names:?}");
+        assert!(ok.iter().any(|t| t.symbol == "pthread_spin_init"), "{ok:?}");
+        let err = resolve_checked(libc, "pthread_spin_lock", false).unwrap_err();
+        assert!(
+            err.to_string().contains(
+                "cannot probe `pthread_spin_lock`: its first instruction has a `lock` prefix"
+            ),
+            "{err}"
+        );
+    }
 }
