@@ -82,6 +82,14 @@ pub trait ProbeGroup {
     /// start and stays armed; conditions then only gate bodies.
     fn otf_supported(&self) -> bool;
 
+    /// How many hits `pidx` was due while armed, when the group can tell (a timer: the time it
+    /// ran over its period); hits that did not arrive were lost in the kernel. `None` (the
+    /// default) when it cannot.
+    fn due_hits(&self, pidx: Pidx) -> Option<u64> {
+        let _ = pidx;
+        None
+    }
+
     /// Whether bodies of this group's probes may notify user space (group-wide default).
     fn otf_safe_context(&self) -> SafeContext;
 
@@ -129,6 +137,9 @@ impl<G: ProbeGroup + ?Sized> ProbeGroup for Box<G> {
     }
     fn otf_supported(&self) -> bool {
         (**self).otf_supported()
+    }
+    fn due_hits(&self, pidx: Pidx) -> Option<u64> {
+        (**self).due_hits(pidx)
     }
     fn otf_safe_context(&self) -> SafeContext {
         (**self).otf_safe_context()

@@ -20,6 +20,8 @@ pub struct HrtimerGroup {
     attachments: Vec<TimerAttachment>,
     timers: Vec<Option<PerfTimer>>,
     index: HashMap<Pidx, usize>,
+    /// Nanoseconds each released timer ran while enabled.
+    ran_ns: Vec<u64>,
 }
 
 impl HrtimerGroup {
@@ -39,11 +41,13 @@ impl HrtimerGroup {
             .collect();
         let (entries, attachments): (Vec<_>, Vec<_>) = probes.into_iter().unzip();
         let timers = entries.iter().map(|_| None).collect();
+        let ran_ns = vec![0; entries.len()];
         Ok(HrtimerGroup {
             prog,
             entries,
             attachments,
             timers,
+            ran_ns,
             index,
         })
     }
@@ -95,7 +99,9 @@ impl HrtimerGroup {
                 None => Ok(()),
             },
             (Op::Release, _) => {
-                self.timers[i] = None;
+                if let Some(t) = self.timers[i].take() {
+                    self.ran_ns[i] += t.count_ns().unwrap_or(0);
+                }
                 Ok(())
             }
         }
@@ -105,6 +111,17 @@ impl HrtimerGroup {
 impl ProbeGroup for HrtimerGroup {
     fn name(&self) -> &'static str {
         crate::GROUP_NAME
+    }
+
+    /// The firings the timer of `pidx` was due: the nanoseconds it ran while enabled (its
+    /// cpu-clock count, kept across its release) over its period.
+    fn due_hits(&self, pidx: Pidx) -> Option<u64> {
+        let &i = self.index.get(&pidx)?;
+        let live = self.timers[i]
+            .as_ref()
+            .and_then(|t| t.count_ns().ok())
+            .unwrap_or(0);
+        Some((self.ran_ns[i] + live) / self.attachments[i].period_ns.max(1))
     }
 
     fn probes(&self) -> &[ProbeEntry] {

@@ -81,6 +81,24 @@ pub fn perf_event_open(
 }
 
 /// `PERF_EVENT_IOC_ENABLE` (`on`) or `PERF_EVENT_IOC_DISABLE` on a perf event fd.
+/// The count of a perf event (its default `read_format`: one `u64`).
+pub fn perf_event_read(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    let mut v = 0u64;
+    // SAFETY: reads at most 8 bytes into `v`, which we own; the fd is a perf event.
+    let r = unsafe {
+        libc::read(
+            fd.as_raw_fd(),
+            (&mut v as *mut u64).cast(),
+            std::mem::size_of::<u64>(),
+        )
+    };
+    if r != std::mem::size_of::<u64>() as isize {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(v)
+}
+
+/// Enables or disables a perf event (`PERF_EVENT_IOC_ENABLE` / `_DISABLE`).
 pub fn perf_event_set_enabled(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     let req = if on {
         PERF_EVENT_IOC_ENABLE

@@ -188,6 +188,12 @@ impl PerfTimer {
         Ok(())
     }
 
+    /// Nanoseconds the timer has run while enabled (the cpu-clock event's count): the timer
+    /// was due `count_ns() / period` times.
+    pub fn count_ns(&self) -> io::Result<u64> {
+        sys::perf_event_read(self.event.as_fd())
+    }
+
     /// Whether the timer is currently enabled.
     pub fn is_enabled(&self) -> bool {
         self.enabled
