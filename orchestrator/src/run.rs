@@ -576,6 +576,8 @@ pub(crate) fn build_image(
                 is_return: u.point.is_return(),
                 chain: chain.get(&p.pidx).copied(),
                 deferred: u.deferred,
+                pp: p.pp.clone(),
+                probefunc: p.probefunc.clone(),
             }
         })
         .collect();

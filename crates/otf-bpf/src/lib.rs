@@ -145,6 +145,8 @@ struct Maps {
     entry: MapHandle,
     /// The arrays' and aggregates' maps and the zero value.
     globals: arrays::GlobalMaps,
+    /// `pp()` and `probefunc()` of each pidx ([`otf_codegen::MapId::Names`]).
+    names: MapHandle,
 }
 
 /// The loaded runtime: maps, the mmapped shared value and the handler programs.
@@ -209,6 +211,42 @@ fn create_map(
 }
 
 /// Whether any program of the image reads `ppid()` (which needs the kernel's BTF).
+/// Whether the code reads `pp()` or `probefunc()` as a string value.
+fn uses_names(image: &RuntimeImage) -> bool {
+    image
+        .code
+        .iter()
+        .any(|i| i.opcode() == Some(Op::SCtx) && i.arg != 0)
+}
+
+/// The map of `pp()` and `probefunc()` per pidx ([`otf_codegen::MapId::Names`]): filled
+/// when the code reads them, else one empty element.
+fn names_map(image: &RuntimeImage) -> Result<MapHandle> {
+    use otf_script::bytecode::MAXSTRINGLEN;
+    let used = uses_names(image);
+    let n = if used { image.probes.len().max(1) } else { 1 };
+    let m = create_map(
+        MapType::Array,
+        "otf_names",
+        4,
+        2 * MAXSTRINGLEN as u32,
+        n as u32,
+        libbpf_sys::BPF_F_RDONLY_PROG,
+    )?;
+    if used {
+        for (pidx, p) in image.probes.iter().enumerate() {
+            let mut v = [0u8; 2 * MAXSTRINGLEN];
+            for (k, s) in [&p.pp, &p.probefunc].into_iter().enumerate() {
+                let t = otf_script::vm::truncate(s.clone());
+                v[k * MAXSTRINGLEN..][..t.len()].copy_from_slice(t.as_bytes());
+            }
+            m.update(&(pidx as u32).to_ne_bytes(), &v, libbpf_rs::MapFlags::ANY)
+                .map_err(|e| Error::msg(format!("filling the names map: {e}")))?;
+        }
+    }
+    Ok(m)
+}
+
 fn uses_ppid(image: &RuntimeImage) -> bool {
     image
         .code
@@ -255,6 +293,7 @@ impl Runtime {
                 0,
             )?,
             globals: arrays::GlobalMaps::create(&image.maps, image.globals_init.len())?,
+            names: names_map(image)?,
         };
         // SAFETY: sysconf has no preconditions.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
@@ -308,6 +347,7 @@ impl Runtime {
             otf_codegen::MapId::Events => &self.maps.events,
             otf_codegen::MapId::Cpu => &self.maps.cpu,
             otf_codegen::MapId::Entry => &self.maps.entry,
+            otf_codegen::MapId::Names => &self.maps.names,
             otf_codegen::MapId::Global(g) => {
                 return self.maps.globals.fd(m).ok_or_else(|| {
                     Error::msg(format!(

@@ -51,15 +51,13 @@ const LARGE_FACTOR: usize = 5;
 /// Mismatches reported in full.
 const FULL_REPORTS: usize = 3;
 /// Operations the code generator refuses (`otf_script::vm::user_space_only`: whole-array
-/// operations, aggregate reads, `foreach`, string concatenation, `strlen` and the string
-/// functions run in user space only): the generator does not emit them.
+/// operations, aggregate reads, `foreach` and the string functions run in user space only):
+/// the generator does not emit them.
 const USER_SPACE_ONLY: &[Op] = &[
     Op::MapClear,
     Op::StatGet,
     Op::IterStart,
     Op::IterNext,
-    Op::SConcat,
-    Op::SLen,
     Op::SCall,
     Op::SFormat,
 ];

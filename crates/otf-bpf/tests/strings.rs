@@ -28,6 +28,8 @@ fn compile(src: &str) -> (otf_script::compile::CompiledScript, RuntimeImage) {
                 body: Some(u.body.start),
                 lock_mask: u.lock_mask,
                 label: format!("unit {i}"),
+                pp: pp(i),
+                probefunc: probefunc(i),
                 ..Default::default()
             }
         })
@@ -43,6 +45,19 @@ fn compile(src: &str) -> (otf_script::compile::CompiledScript, RuntimeImage) {
         strings: c.strings.clone(),
     };
     (c, image)
+}
+
+/// `pp()` of the probe of unit `i` (any string: only the image says what it is).
+fn pp(i: usize) -> String {
+    format!("kernel.trace(\"sched:sched_switch\") #{i}")
+}
+
+/// `probefunc()` of unit `i`; the longest a string holds for unit 1.
+fn probefunc(i: usize) -> String {
+    match i {
+        1 => "f".repeat(200),
+        _ => format!("func_{i}"),
+    }
 }
 
 /// This thread's comm, as `execname()` reads it in a test run.
@@ -83,7 +98,7 @@ fn agree(src: &str, hits: &[u32]) {
         rt.test_run_hit(cookie(p)).expect("hit");
         let mut hit = FixedHit {
             strings: c.strings.clone(),
-            names: [me.clone(), String::new(), String::new()],
+            names: [me.clone(), pp(p as usize), probefunc(p as usize)],
             ..Default::default()
         };
         let start = image.probes[p as usize].body.expect("body") as usize;
@@ -183,5 +198,53 @@ probe kernel.trace("sched:sched_switch") {
     printf("%s|%s|%s|%d\n", m["a", 0], m["b", 1], m["zz", 0], k)
 }"#,
         &[0, 0, 0],
+    );
+}
+
+#[test]
+fn concatenation_and_strlen() {
+    agree(
+        r#"global acc, n, lens
+probe kernel.trace("sched:sched_switch") {
+    n++
+    acc = acc . execname() . "-"
+    s = "<" . execname() . ">"
+    lens[n] = strlen(acc)
+    e = ""
+    e2 = e . e
+    printf("%s|%d|%d|%d|%s|%d\n", s, strlen(s), strlen(""), strlen(e2), e2 . "x", strlen(acc . acc))
+    long = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+    t = long . long
+    printf("%s %d %d\n", t, strlen(t), strlen(long . "" . long . execname()))
+    if (acc . "" == acc && strlen(acc) < 127) printf("short\n")
+    u = repeat(n)
+    printf("%s %d\n", u, strlen(u))
+}
+function repeat(k) {
+    r = ""
+    for (i = 0; i < k * 5; i++) r = r . "ab" . "é" . "c"
+    return r
+}"#,
+        &[
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ],
+    );
+}
+
+#[test]
+fn pp_and_probefunc_as_values() {
+    agree(
+        r#"global seen, last
+probe kernel.function("vfs_read") {
+    seen[pp(), probefunc()]++
+    last = pp() . "/" . probefunc()
+    printf("%s %s %d %d\n", pp(), probefunc(), strlen(pp()), strlen(probefunc()))
+}
+probe process("/bin/true").function("main") {
+    f = probefunc()
+    seen[pp(), f] += strlen(f)
+    if (f != last) printf("%s|%s\n", last, f)
+}"#,
+        &[0, 1, 0, 1],
     );
 }

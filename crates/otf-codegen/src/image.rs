@@ -38,6 +38,10 @@ pub struct ProbeSlot {
     pub deferred: bool,
     /// Who this is, for error messages: the probe point and its source location.
     pub label: String,
+    /// `pp()` of its hits, as a string value (truncated to MAXSTRINGLEN - 1 bytes).
+    pub pp: String,
+    /// `probefunc()` of its hits, as a string value (empty unless a function probe).
+    pub probefunc: String,
 }
 
 /// Everything the runtime needs to run a compiled script, independent of the compiler's

@@ -340,6 +340,10 @@ pub mod helper {
     pub const GET_CURRENT_TASK: i32 = 35;
     /// `bpf_probe_read_kernel` (5.5).
     pub const PROBE_READ_KERNEL: i32 = 113;
+    /// `bpf_probe_read_user_str` (5.5).
+    pub const PROBE_READ_USER_STR: i32 = 114;
+    /// `bpf_probe_read_kernel_str` (5.5).
+    pub const PROBE_READ_KERNEL_STR: i32 = 115;
     /// `bpf_ktime_get_boot_ns` (5.8).
     pub const KTIME_GET_BOOT_NS: i32 = 125;
     /// `bpf_ringbuf_output` (5.8).
@@ -362,6 +366,8 @@ pub mod helper {
             GET_CURRENT_COMM => "bpf_get_current_comm",
             GET_CURRENT_TASK => "bpf_get_current_task",
             PROBE_READ_KERNEL => "bpf_probe_read_kernel",
+            PROBE_READ_USER_STR => "bpf_probe_read_user_str",
+            PROBE_READ_KERNEL_STR => "bpf_probe_read_kernel_str",
             KTIME_GET_BOOT_NS => "bpf_ktime_get_boot_ns",
             RINGBUF_OUTPUT => "bpf_ringbuf_output",
             GET_ATTACH_COOKIE => "bpf_get_attach_cookie",

@@ -66,6 +66,9 @@ pub enum MapId {
     /// The string globals: one array value of MAXSTRINGLEN bytes per global index (read
     /// and written by user space through its mmapped value).
     Strings,
+    /// `pp()` and `probefunc()` of each pidx: an array keyed by pidx whose value is two
+    /// MAXSTRINGLEN-byte strings (read only to the programs).
+    Names,
 }
 
 impl MapId {
@@ -79,6 +82,7 @@ impl MapId {
             MapId::Global(_) => "global",
             MapId::Zero => "zero",
             MapId::Strings => "strings",
+            MapId::Names => "names",
         }
     }
 }

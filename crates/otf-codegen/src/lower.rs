@@ -945,7 +945,9 @@ impl<'a> Gen<'a> {
             | Op::SStG
             | Op::SDup
             | Op::SPop
-            | Op::SCmp => self.string_insn(r, pc)?,
+            | Op::SCmp
+            | Op::SLen
+            | Op::SConcat => self.string_insn(r, pc)?,
             Op::Exit => {
                 self.flush(r);
                 let f = self.b.f(fid);
@@ -1076,7 +1078,8 @@ impl<'a> Gen<'a> {
             .ok_or_else(|| Error::BadCode(format!("string global {g} does not exist")))
     }
 
-    /// Lower a string instruction (`SPush` to `SCmp`; the others are user space only).
+    /// Lower a string instruction (`SPush` to `SLen`; `SCall` and `SFormat` are user space
+    /// only).
     fn string_insn(&mut self, r: &mut Region<'_>, pc: usize) -> Result<(), Error> {
         let insn = self.code[pc];
         let op = insn.opcode().ok_or(Error::Internal("opcode"))?;
@@ -1105,6 +1108,25 @@ impl<'a> Gen<'a> {
                         }
                     }
                 }
+            }
+            Op::SCtx if a == 1 || a == 2 => {
+                // pp(), probefunc(): string a - 1 of the pidx's element of the names map.
+                self.flush(r);
+                let f = self.b.f(fid);
+                f.emit(Insn::mov32(R1, R7));
+                f.emit(Insn::stx(DW, R8, off::F_TMP, R1));
+                f.ld_map(R1, MapId::Names, None);
+                f.emit(Insn::mov(R2, R8));
+                f.emit(Insn::alu64_imm(Alu::Add, R2, i32::from(off::F_TMP)));
+                f.emit(Insn::call_helper(helper::MAP_LOOKUP_ELEM));
+                let have = f.new_label();
+                let done = f.new_label();
+                f.jmp_imm(Cond::Ne, R0, 0, have);
+                zero(f, sslot(sd), SWORDS);
+                f.ja(done);
+                f.bind(have);
+                copy_str(f, R8, sslot(sd), R0, MAXSTRINGLEN * (a as usize - 1));
+                f.bind(done);
             }
             Op::SCtx => {
                 // execname(): the task's comm, NUL-padded to 16 bytes by the helper.
@@ -1167,6 +1189,30 @@ impl<'a> Gen<'a> {
                 }
                 f.bind(done);
                 r.vs.push(Val::Reg(y));
+            }
+            Op::SLen => {
+                self.flush(r);
+                strlen(self.b.f(fid), sslot(sd - 1));
+                r.vs.push(Val::Reg(R0));
+            }
+            Op::SConcat => {
+                // a . b: b copied after a's text by `bpf_probe_read_kernel_str`, which writes
+                // at most 128 - len(a) bytes, its NUL included: the result has at most 127
+                // bytes, and a's zero padding after it stays (the helper does not pad).
+                self.flush(r);
+                let (sa, sb) = (sslot(sd - 2), sslot(sd - 1));
+                let f = self.b.f(fid);
+                strlen(f, sa);
+                f.emit(Insn::mov(R2, R0));
+                f.emit(Insn::mov(R1, R8));
+                f.emit(Insn::alu64_imm(Alu::Add, R1, sa as i32));
+                f.emit(Insn::alu64_reg(Alu::Add, R1, R2));
+                f.emit(Insn::mov_imm(R3, MAXSTRINGLEN as i32));
+                f.emit(Insn::alu64_reg(Alu::Sub, R3, R2));
+                f.emit(Insn::mov(R2, R3));
+                f.emit(Insn::mov(R3, R8));
+                f.emit(Insn::alu64_imm(Alu::Add, R3, sb as i32));
+                f.emit(Insn::call_helper(helper::PROBE_READ_KERNEL_STR));
             }
             _ => return Err(Error::Internal("a user-space-only instruction")),
         }
@@ -1306,6 +1352,45 @@ pub(crate) fn emit_record(f: &mut crate::asm::Func, size: i32) {
     f.emit(Insn::jmp_imm(Cond::Eq, R0, 0, 2));
     f.emit(Insn::mov_imm(R1, 1));
     f.emit(Insn::atomic64(Atomic::Add, R9, off::STATS_DROPPED, R1));
+}
+
+/// r0 = the length of the string at `r8 + at`, in `0..=127` (uses r0-r2). With the zero
+/// padding, the word holding the NUL is the first whose last byte is zero, and the length
+/// in it is the number of its low bytes that are not zero (BPF has no count-trailing-zeros:
+/// a binary search).
+///
+/// The verifier follows each path of the search with the constants it computes; the
+/// result goes through `Frame::tmp`, so that what follows sees one unknown length and
+/// later uses of it never make those constants matter (which would keep the verifier from
+/// merging the paths: a few `strlen`s in a row would multiply them). For the same reason the
+/// words are loaded at fixed offsets, never at an offset computed from the search.
+pub(crate) fn strlen(f: &mut crate::asm::Func, at: usize) {
+    let found = f.new_label();
+    for k in 0..SWORDS {
+        f.emit(Insn::mov_imm(R0, 8 * k as i32));
+        f.emit(Insn::ldx(DW, R1, R8, off::s16(at + 8 * k)));
+        f.emit(Insn::mov(R2, R1));
+        f.emit(Insn::alu64_imm(Alu::Rsh, R2, 56));
+        f.jmp_imm(Cond::Eq, R2, 0, found);
+    }
+    // Not NUL-terminated (never: byte 127 is always zero): as long as a string can be.
+    f.emit(Insn::mov_imm(R0, MAXSTRINGLEN as i32 - 1));
+    let done = f.new_label();
+    f.ja(done);
+    f.bind(found);
+    for (shift, add) in [(32, 4), (16, 2), (8, 1)] {
+        f.emit(Insn::mov(R2, R1));
+        f.emit(Insn::alu64_imm(Alu::Rsh, R2, shift));
+        f.emit(Insn::jmp_imm(Cond::Eq, R2, 0, 2));
+        f.emit(Insn::mov(R1, R2));
+        f.emit(Insn::alu64_imm(Alu::Add, R0, add));
+    }
+    f.emit(Insn::jmp_imm(Cond::Eq, R1, 0, 1));
+    f.emit(Insn::alu64_imm(Alu::Add, R0, 1));
+    f.bind(done);
+    f.emit(Insn::stx(DW, R8, off::F_TMP, R0));
+    f.emit(Insn::ldx(DW, R0, R8, off::F_TMP));
+    f.emit(Insn::alu64_imm(Alu::And, R0, MAXSTRINGLEN as i32 - 1));
 }
 
 /// Zero `n` u64 words at `r8 + start`.

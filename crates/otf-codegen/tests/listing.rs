@@ -25,6 +25,7 @@ fn image_of(src: &str) -> RuntimeImage {
             chain: None,
             label: format!("unit {i}"),
             deferred: u.deferred,
+            ..Default::default()
         })
         .collect();
     RuntimeImage {

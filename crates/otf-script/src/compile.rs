@@ -1009,7 +1009,12 @@ impl<'a> Compiler<'a> {
                     self.expr(a, true);
                 }
                 self.span = e.span;
-                self.emit(Insn::with_arg(Op::SCall, f as i32));
+                if f == StrFn::Strlen {
+                    // `SLen`, which the code generator lowers.
+                    self.op(Op::SLen);
+                } else {
+                    self.emit(Insn::with_arg(Op::SCall, f as i32));
+                }
             }
         }
         if b.is_void() {

@@ -1259,9 +1259,6 @@ pub fn user_space_only(insn: &Insn) -> Option<&'static str> {
         Op::MapClear => "`delete` of a whole array",
         Op::StatGet => "reading an aggregate (`@count`, `@sum`, ...)",
         Op::IterStart | Op::IterNext => "`foreach`",
-        Op::SConcat => "string concatenation (`.`)",
-        Op::SLen => "`strlen`",
-        Op::SCtx if insn.arg != 0 => "`pp()` and `probefunc()` as string values",
         _ => return None,
     })
 }

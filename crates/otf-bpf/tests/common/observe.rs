@@ -99,6 +99,8 @@ pub fn image_of(cases: Vec<(u64, Case)>, target: i64) -> (RuntimeImage, Vec<Plac
             chain: None,
             label: format!("differential program #{index}"),
             deferred: false,
+            pp: crate::randprog::pp_of(index),
+            probefunc: crate::randprog::probefunc_of(index),
         });
         placed.push(Placed {
             index,
@@ -376,6 +378,8 @@ pub fn reference(code: &[Insn], p: &Placed, env: &HitEnv) -> Observed {
         }
     });
     let mut hit = env.fixed_hit(saved);
+    hit.names[1] = crate::randprog::pp_of(p.index);
+    hit.names[2] = crate::randprog::probefunc_of(p.index);
     let body = match vm::run(code, p.body as usize, &mut globals, &mut hit, &mut sink) {
         Ok(o) if o.end == End::Skip => BodyEnd::Skip,
         Ok(_) => BodyEnd::Next,

@@ -14,6 +14,9 @@ impl Gen<'_> {
         if self.mode == Mode::Body && self.sroom() >= 2 && self.rng.chance(4) {
             return self.scmp();
         }
+        if self.mode == Mode::Body && self.sroom() >= 2 && self.rng.chance(2) {
+            return self.slen();
+        }
         if depth == 0 || self.room() < 2 || self.rng.chance(20) {
             return self.leaf();
         }

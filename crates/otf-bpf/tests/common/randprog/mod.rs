@@ -12,8 +12,9 @@
 //! Arrays and aggregates (`maps.rs`): each case uses a few of [`MAPS`], which start with
 //! some elements (the bounded ones full now and then), with keys from small ranges so that
 //! reads hit and miss, deletes find elements and new keys overflow full arrays.
-//! Strings: literals ([`literals`]), `execname()`, string locals and globals, assignments,
-//! comparisons (`SCmp`, as integer values) and output records with string arguments, always
+//! Strings: literals ([`literals`]), `execname()`, string locals and globals, concatenations,
+//! assignments, comparisons (`SCmp`) and `strlen` (`SLen`) as integer values, and output
+//! records with string arguments, always
 //! straight-line code, so that paths join with the same string stack depth.
 //! Every program passes `otf_script::vm::verify`.
 //!
@@ -65,6 +66,21 @@ pub fn literals() -> Vec<String> {
         format!("{}z", "y".repeat(126)),
     ]
 }
+/// `pp()` of program `index` (a string value of the body: `SCtx 1`).
+pub fn pp_of(index: u64) -> String {
+    format!("differential.program({index})")
+}
+
+/// `probefunc()` of program `index` (`SCtx 2`): now and then empty, or the longest a string
+/// holds.
+pub fn probefunc_of(index: u64) -> String {
+    match index % 5 {
+        0 => String::new(),
+        1 => "f".repeat(127),
+        _ => format!("func_{index}"),
+    }
+}
+
 /// Local slots of the probe's own variables; loop counters, temporaries and the frames of
 /// inlined functions are allocated above them.
 const BODY_VARS: i32 = 6;
@@ -323,6 +339,7 @@ pub fn case(seed: u64, index: u64, env: &HitEnv) -> Case {
     let mut g = Gen::new(rng, env, Mode::Body);
     g.entry_slots = nentry;
     g.maps = used_maps.clone();
+    g.concat = g.rng.chance(50);
     if own_cond {
         // `<cond>; Jnz +1; Skip`
         g.code.extend_from_slice(&cond_exprs[0]);
@@ -426,6 +443,9 @@ struct Gen<'a> {
     limit: usize,
     /// The arrays and aggregates the program may use.
     maps: Vec<MapGlobal>,
+    /// String concatenation is used: then only ASCII literals are, because the reference VM
+    /// cuts a string too long at a character boundary and the kernel at byte 127.
+    concat: bool,
 }
 
 const BINOPS: &[Op] = &[
@@ -466,6 +486,7 @@ impl<'a> Gen<'a> {
             straight: false,
             limit: BODY_LIMIT,
             maps: Vec::new(),
+            concat: false,
         }
     }
 
@@ -535,16 +556,35 @@ impl<'a> Gen<'a> {
         MAX_SSTACK - self.ssp
     }
 
-    /// A string value (straight-line): a literal, `execname()`, a string local or global.
+    /// A string value (straight-line): a literal, `execname()`, a string local or global, or
+    /// (when [`Gen::concat`]) a concatenation of two of them.
     fn sexpr(&mut self) {
+        self.sexpr_at(2);
+    }
+
+    fn sexpr_at(&mut self, depth: u32) {
         assert!(self.sroom() >= 1, "generator bug: no room for a string");
+        if self.concat && depth > 0 && self.sroom() >= 2 && self.rng.chance(30) {
+            self.sexpr_at(depth - 1);
+            self.sexpr_at(depth - 1);
+            self.op(Op::SConcat);
+            return;
+        }
         match self.rng.below(10) {
             0..=3 => {
-                let id = self.rng.below(literals().len() as u64) as i32;
-                self.emit(a(Op::SPush, id));
+                let lits = literals();
+                let id = loop {
+                    let id = self.rng.below(lits.len() as u64) as usize;
+                    if !self.concat || lits[id].is_ascii() {
+                        break id;
+                    }
+                };
+                self.emit(a(Op::SPush, id as i32));
             }
             4..=5 => {
-                self.emit(a(Op::SCtx, 0));
+                // execname() mostly, pp() and probefunc() now and then.
+                let id = self.rng.pick(&[0, 0, 0, 1, 2]);
+                self.emit(a(Op::SCtx, id));
             }
             6..=7 => {
                 let l = self.rng.below(STR_LOCALS) as i32;
@@ -555,6 +595,12 @@ impl<'a> Gen<'a> {
                 self.emit(a(Op::SLdG, g));
             }
         }
+    }
+
+    /// `strlen` of a string value (an integer value).
+    fn slen(&mut self) {
+        self.sexpr();
+        self.op(Op::SLen);
     }
 
     /// A string comparison (an integer value).
