@@ -780,37 +780,10 @@ impl<'a> Compiler<'a> {
                 let g = self.map_index(array);
                 let ops = self.map_ops(array, keys.len());
                 if *op == Some(BinOp::Concat) {
-                    // a[k] .= v: the keys twice (temporaries), read, append, write.
-                    let m = MapOperands::unpack(ops);
-                    let (ni, ns) = (m.nint() as u32, m.nstr() as u32);
-                    let (Some(t), Some(ts)) = (self.temps(ni, e.span), self.stemps(ns, e.span))
-                    else {
+                    // a[k] .= v: read, append, write.
+                    if !self.update_element(e, g, ops, keys, value, Op::SConcat) {
                         return;
-                    };
-                    for k in keys {
-                        self.expr(k, true);
                     }
-                    for i in (0..ns).rev() {
-                        self.emit(Insn::with_arg(Op::SStL, (ts + i) as i32));
-                    }
-                    for i in (0..ni).rev() {
-                        self.emit(Insn::with_arg(Op::StL, (t + i) as i32));
-                    }
-                    for _ in 0..2 {
-                        for i in 0..ni {
-                            self.emit(Insn::with_arg(Op::LdL, (t + i) as i32));
-                        }
-                        for i in 0..ns {
-                            self.emit(Insn::with_arg(Op::SLdL, (ts + i) as i32));
-                        }
-                    }
-                    self.emit(Insn::new(Op::MapGet, g, ops));
-                    self.expr(value, true);
-                    self.span = e.span;
-                    self.op(Op::SConcat);
-                    self.emit(Insn::new(Op::MapPut, g, ops));
-                    self.top -= ni;
-                    self.stop -= ns;
                 } else {
                     for k in keys {
                         self.expr(k, true);
@@ -1230,40 +1203,13 @@ impl<'a> Compiler<'a> {
                         self.emit(Insn::new(put, g, ops));
                     }
                     Some(op) => {
-                        // Keys to temporaries, read, combine, write back.
-                        let m = MapOperands::unpack(ops);
-                        let (ni, ns) = (m.nint() as u32, m.nstr() as u32);
-                        let (Some(t), Some(ts)) = (self.temps(ni, e.span), self.stemps(ns, e.span))
-                        else {
+                        // Read, combine, write back.
+                        if !self.update_element(e, g, ops, keys, value, Self::binop(*op)) {
                             if want {
                                 self.emit(Insn::new(Op::Push, 0, 0));
                             }
                             return;
-                        };
-                        for k in keys {
-                            self.expr(k, true);
                         }
-                        for i in (0..ns).rev() {
-                            self.emit(Insn::with_arg(Op::SStL, (ts + i) as i32));
-                        }
-                        for i in (0..ni).rev() {
-                            self.emit(Insn::with_arg(Op::StL, (t + i) as i32));
-                        }
-                        for _ in 0..2 {
-                            for i in 0..ni {
-                                self.emit(Insn::with_arg(Op::LdL, (t + i) as i32));
-                            }
-                            for i in 0..ns {
-                                self.emit(Insn::with_arg(Op::SLdL, (ts + i) as i32));
-                            }
-                        }
-                        self.emit(Insn::new(Op::MapGet, g, ops));
-                        self.expr(value, true);
-                        self.span = e.span;
-                        self.op(Self::binop(*op));
-                        self.emit(Insn::new(Op::MapPut, g, ops));
-                        self.top -= ni;
-                        self.stop -= ns;
                     }
                 }
                 if !want {
@@ -1340,6 +1286,51 @@ impl<'a> Compiler<'a> {
             }
             _ => {}
         }
+    }
+
+    /// `a[keys] OP= value` by read, combine, write: the keys go to temporaries (integers and
+    /// strings apart) so that they can be pushed twice, for the `MapGet` and the `MapPut`;
+    /// `combine` merges the old element and `value`. Leaves the new element on its stack;
+    /// `false` (with an error) when the temporaries run out.
+    fn update_element(
+        &mut self,
+        e: &'a Expr,
+        g: i32,
+        ops: i64,
+        keys: &'a [Expr],
+        value: &'a Expr,
+        combine: Op,
+    ) -> bool {
+        let m = MapOperands::unpack(ops);
+        let (ni, ns) = (m.nint() as u32, m.nstr() as u32);
+        let (Some(t), Some(ts)) = (self.temps(ni, e.span), self.stemps(ns, e.span)) else {
+            return false;
+        };
+        for k in keys {
+            self.expr(k, true);
+        }
+        for i in (0..ns).rev() {
+            self.emit(Insn::with_arg(Op::SStL, (ts + i) as i32));
+        }
+        for i in (0..ni).rev() {
+            self.emit(Insn::with_arg(Op::StL, (t + i) as i32));
+        }
+        for _ in 0..2 {
+            for i in 0..ni {
+                self.emit(Insn::with_arg(Op::LdL, (t + i) as i32));
+            }
+            for i in 0..ns {
+                self.emit(Insn::with_arg(Op::SLdL, (ts + i) as i32));
+            }
+        }
+        self.emit(Insn::new(Op::MapGet, g, ops));
+        self.expr(value, true);
+        self.span = e.span;
+        self.op(combine);
+        self.emit(Insn::new(Op::MapPut, g, ops));
+        self.top -= ni;
+        self.stop -= ns;
+        true
     }
 
     /// What global `g` is.

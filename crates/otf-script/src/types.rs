@@ -203,6 +203,27 @@ impl Infer<'_> {
         }
     }
 
+    /// `target OP= value` (`op` `None` for `=`): `.=` makes both strings, the other compound
+    /// operators longs.
+    fn assign_op(
+        &mut self,
+        target: Var,
+        what: String,
+        op: Option<BinOp>,
+        value: &Expr,
+        span: Span,
+    ) -> Option<VType> {
+        let t = match op {
+            None => return self.assign(target, what, value, span),
+            Some(BinOp::Concat) => VType::Str,
+            Some(_) => VType::Long,
+        };
+        self.set(target, t, span, &|| what.clone());
+        self.expr(value);
+        self.want(value, t);
+        Some(t)
+    }
+
     fn expr(&mut self, e: &Expr) -> Option<VType> {
         use VType::*;
         match &e.kind {
@@ -214,22 +235,7 @@ impl Infer<'_> {
             }
             ExprKind::Assign { op, target, value } => {
                 let v = self.var(&target.name);
-                let what = format!("`{}`", target.name);
-                match op {
-                    None => self.assign(v, what, value, e.span),
-                    Some(BinOp::Concat) => {
-                        self.set(v, Str, e.span, &|| what.clone());
-                        self.expr(value);
-                        self.want(value, Str);
-                        Some(Str)
-                    }
-                    Some(_) => {
-                        self.set(v, Long, e.span, &|| what.clone());
-                        self.expr(value);
-                        self.want(value, Long);
-                        Some(Long)
-                    }
-                }
+                self.assign_op(v, format!("`{}`", target.name), *op, value, e.span)
             }
             ExprKind::IncDec { target, .. } => {
                 let v = self.var(&target.name);
@@ -326,22 +332,7 @@ impl Infer<'_> {
             } => {
                 self.keys(&array.name, keys);
                 let v = Var::Global(array.name.clone());
-                let what = format!("`{}[...]`", array.name);
-                match op {
-                    None => self.assign(v, what, value, e.span),
-                    Some(BinOp::Concat) => {
-                        self.set(v, Str, e.span, &|| what.clone());
-                        self.expr(value);
-                        self.want(value, Str);
-                        Some(Str)
-                    }
-                    Some(_) => {
-                        self.set(v, Long, e.span, &|| what.clone());
-                        self.expr(value);
-                        self.want(value, Long);
-                        Some(Long)
-                    }
-                }
+                self.assign_op(v, format!("`{}[...]`", array.name), *op, value, e.span)
             }
             ExprKind::IndexIncDec { array, keys, .. } => {
                 self.keys(&array.name, keys);
