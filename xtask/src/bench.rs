@@ -22,6 +22,7 @@ mod body;
 mod cprog;
 mod load_large;
 mod startup;
+mod timers;
 
 /// Options of `cargo xtask bench`.
 #[derive(Debug, Clone, clap::Args)]
@@ -145,6 +146,13 @@ pub const BENCHES: &[Bench] = &[
         "otf only: exec to armed and BPF_PROG_LOAD time for the largest scripts (4,400 \
          statements, 1,500 printf, functions and loops 4 deep, the suites' hard script)",
         load_large::bench_load_large,
+    ),
+    (
+        "timers",
+        "firings of timer.ms(100) and timer.ms(1) that ran and that otf reports lost, idle and \
+         under a getppid flood on an armed probe (bpftrace's interval beside), and a toggle \
+         timer's delay to the disarm of the hot probe",
+        timers::bench_timers,
     ),
     (
         "kprobe-read-vm",
