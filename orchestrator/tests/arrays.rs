@@ -3,36 +3,9 @@
 //! globals written and never read. Each script counts only the `exec`s of the `-c` command's
 //! own children (`ppid() == target()`), so other activity on the machine cannot disturb it.
 
-use std::process::{Command, Output};
+mod common;
 
-fn root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
-fn otf(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_otf"))
-        .args(args)
-        .output()
-        .expect("otf runs")
-}
-
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-macro_rules! need_root {
-    () => {
-        if !root() {
-            eprintln!("SKIPPED: needs root");
-            return;
-        }
-    };
-}
+use common::{err, otf, out};
 
 /// Five children of the command's shell exec `/bin/true`.
 const FIVE_EXECS: &str = "for i in 1 2 3 4 5; do /bin/true; done";

@@ -1,37 +1,11 @@
 //! `otf run` for real (root): begin/end, timers, exit(), -T, -c, -x, JSON output, --stats,
 //! --otf-debug decisions, run-time errors. Skipped (with a note) when not root.
 
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-fn root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
+mod common;
 
-fn otf(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_otf"))
-        .args(args)
-        .output()
-        .expect("otf runs")
-}
-
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-macro_rules! need_root {
-    () => {
-        if !root() {
-            eprintln!("skipped: needs root");
-            return;
-        }
-    };
-}
+use common::{err, otf, out};
 
 #[test]
 fn begin_and_end_run_in_order() {

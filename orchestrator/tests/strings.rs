@@ -1,36 +1,9 @@
 //! String values for real (root): in `begin`/`end` bodies, in a timer body (which runs in
 //! user space), as array keys and elements filled by kernel probes, and at exit.
 
-use std::process::{Command, Output};
+mod common;
 
-fn root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
-fn otf(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_otf"))
-        .args(args)
-        .output()
-        .expect("otf runs")
-}
-
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-macro_rules! need_root {
-    () => {
-        if !root() {
-            eprintln!("SKIPPED: needs root");
-            return;
-        }
-    };
-}
+use common::{err, otf, out};
 
 #[test]
 fn strings_in_begin_and_end() {
