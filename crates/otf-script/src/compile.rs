@@ -82,7 +82,7 @@ pub struct Unit {
     /// Local slots used by the body (including inlined calls).
     pub nlocals: u32,
     /// A kernel unit whose body runs in user space when the kernel hit hands it over
-    /// ([`crate::sema::Checked::probe_user_only`]).
+    /// ([`crate::vm::user_space_only`]).
     pub deferred: bool,
 }
 

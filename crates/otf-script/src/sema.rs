@@ -214,10 +214,6 @@ pub struct Checked {
     pub probe_access: Vec<Access>,
     /// Per function: globals it reads and writes, through nested calls too.
     pub function_access: Vec<Access>,
-    /// Per probe statement: its body (through called functions too) uses what only the
-    /// reference VM runs (`foreach`, aggregate reads, histograms, `delete` of an array), so
-    /// it runs in user space: `begin`, `end`, and `timer` probes whose kernel hit defers it.
-    pub probe_user_only: Vec<bool>,
     /// The inferred types of every variable, array and function.
     pub types: crate::types::Types,
     /// All errors and warnings, in the order found.
@@ -1674,7 +1670,6 @@ pub fn check(file: &SourceFile, script: &Script) -> Checked {
     let mut units = Vec::new();
     let mut probe_locals = Vec::new();
     let mut probe_access = Vec::new();
-    let mut probe_user_only = Vec::new();
     for (pi, p) in script.probes.iter().enumerate() {
         let mut kinds = Vec::new();
         for (ci, spec) in p.points.iter().enumerate() {
@@ -1730,7 +1725,6 @@ pub fn check(file: &SourceFile, script: &Script) -> Checked {
         let info = w.info;
         let (access, uses) = closure(&info);
         let mut reported_uses = HashSet::new();
-        let mut user_only = false;
         for (u, span, via) in uses {
             let (ok, what, need) = match u {
                 Use::RetVal => (
@@ -1743,14 +1737,11 @@ pub fn check(file: &SourceFile, script: &Script) -> Checked {
                     what,
                     "function probes (kernel.function, process.function)",
                 ),
-                Use::UserOnly(what) => {
-                    user_only = true;
-                    (
-                        kinds.iter().all(runs_in_user_space),
-                        what,
-                        "`begin`, `end` and `timer` probes for now (their bodies run in user space)",
-                    )
-                }
+                Use::UserOnly(what) => (
+                    kinds.iter().all(runs_in_user_space),
+                    what,
+                    "`begin`, `end` and `timer` probes for now (their bodies run in user space)",
+                ),
             };
             if ok || !reported_uses.insert((span, what)) {
                 continue;
@@ -1775,7 +1766,6 @@ pub fn check(file: &SourceFile, script: &Script) -> Checked {
         }
         probe_locals.push(info.locals);
         probe_access.push(access);
-        probe_user_only.push(user_only);
     }
 
     // One error per place: a type mismatch found by inference is not repeated by the walker.
@@ -1788,7 +1778,6 @@ pub fn check(file: &SourceFile, script: &Script) -> Checked {
         probe_locals,
         function_locals: fn_infos.into_iter().map(|i| i.locals).collect(),
         probe_access,
-        probe_user_only,
         function_access,
         types,
         diags,
