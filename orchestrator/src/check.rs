@@ -3,7 +3,7 @@
 //! Output (stdout), one line per kernel attachment, then one line per affection pair:
 //!
 //! ```text
-//! probe 0 timer.ms(100) group=hrtimer attach="perf cpu-clock cpu 0 period 100000000 ns" otf=yes notify=immediate
+//! probe 0 timer.ms(100) group=hrtimer attach="bpf timer period 100000000 ns" otf=yes notify=immediate
 //! probe 1 kernel.trace("syscalls:sys_enter_read") group=tracepoint attach="tracepoint syscalls:sys_enter_read" otf=yes notify=immediate
 //! probe 0 can affect condition of probe 1
 //! ```

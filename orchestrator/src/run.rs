@@ -705,9 +705,26 @@ fn build_groups(
         })
         .collect();
     if !timers.is_empty() {
-        let prog = prog_fd(rt, ProgKind::PerfEvent)?;
-        let g = otf_hrtimer::HrtimerGroup::new(prog.as_fd(), timers)
-            .map_err(|e| Failure::Message(format!("timer probes: {e}")))?;
+        let perf = if timers.iter().any(|(_, t)| t.profile) {
+            Some(prog_fd(rt, ProgKind::PerfEvent)?)
+        } else {
+            None
+        };
+        let map = rt
+            .timers_map()
+            .ok_or_else(|| Failure::Message("timer probes: no timers map (an otf bug)".into()))?;
+        let bpf = otf_hrtimer::BpfTimers::new(
+            prog_fd(rt, ProgKind::Timer)?.as_fd(),
+            map,
+            std::mem::size_of::<otf_codegen::layout::TimerSlot>(),
+        )
+        .map_err(|e| Failure::Message(format!("timer probes: {e}")))?;
+        let g = otf_hrtimer::HrtimerGroup::with_bpf_timers(
+            perf.as_ref().map(|p| p.as_fd()),
+            bpf,
+            timers,
+        )
+        .map_err(|e| Failure::Message(format!("timer probes: {e}")))?;
         groups.push(Box::new(g));
     }
     Ok(groups)
@@ -723,7 +740,8 @@ pub(crate) fn needed_kinds(res: &Resolved) -> Vec<ProgKind> {
     };
     for p in &res.probes {
         match &p.attach {
-            Attach::Timer(_) => add(ProgKind::PerfEvent),
+            Attach::Timer(t) if t.profile => add(ProgKind::PerfEvent),
+            Attach::Timer(_) => add(ProgKind::Timer),
             Attach::Tracepoint(tp) => {
                 add(ProgKind::Tracepoint);
                 if tp.subsystem != "syscalls" && raw_tp_cookies() {
@@ -885,7 +903,7 @@ fn print_stats(
                 .find(|p| p.pidx == pidx)
                 .map_or("?", |p| p.pp.as_str());
             out.write(&format!(
-                "# {n} firing(s) of {pp} (pidx {pidx}) lost in the kernel (it skips a timer's program while another BPF program runs on its CPU)\n"
+                "# {n} firing(s) of {pp} (pidx {pidx}) lost in the kernel (not run by their due time)\n"
             ));
         }
         // The kernel counts the hits it did not run per program, not per probe.
@@ -1104,19 +1122,20 @@ pub fn run(args: &RunArgs) -> Result<i32, Failure> {
     let steps = sched.handle(Event::Stop(reason), t0.elapsed(), &mut session, &mut groups);
     report_failures(&steps);
     debug_assert_eq!(sched.state(), State::Stopped);
-    // Timer firings the kernel did not run (the perf overflow path skips a BPF program while
-    // another runs on its CPU, without counting it): due (from the time each timer ran) minus
-    // the hits that arrived, less one: a firing racing the stop (after STOPPING, before the
-    // release) is neither a hit nor lost.
+    // Timer firings the kernel did not run: a BPF timer counts the due times it passed over;
+    // a perf timer's are derived (the perf overflow path skips a BPF program while another
+    // runs on its CPU, without counting it).
     let lost: std::collections::BTreeMap<u32, u64> = groups
         .iter()
         .flat_map(|g| {
             g.probes()
                 .iter()
-                .filter_map(|p| g.due_hits(p.pidx).map(|due| (p.pidx, due)))
+                .filter_map(|p| {
+                    g.lost_hits(p.pidx, rt.counters(p.pidx).hits)
+                        .map(|n| (p.pidx, n))
+                })
                 .collect::<Vec<_>>()
         })
-        .map(|(pidx, due)| (pidx, due.saturating_sub(rt.counters(pidx).hits + 1)))
         .filter(|&(_, n)| n > 0)
         .collect();
     drop(groups);

@@ -125,12 +125,9 @@ fn check_lists_probes_with_pidx_group_and_attachment() {
     let out = stdout(&o);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 3, "{out}");
-    assert!(
-        lines[0].starts_with("probe 0 timer.ms(5) group=hrtimer attach=\"perf cpu-clock cpu "),
-        "{out}"
-    );
-    assert!(
-        lines[0].ends_with(" period 5000000 ns\" otf=yes notify=immediate"),
+    assert_eq!(
+        lines[0],
+        "probe 0 timer.ms(5) group=hrtimer attach=\"bpf timer period 5000000 ns\" otf=yes notify=immediate",
         "{out}"
     );
     assert!(

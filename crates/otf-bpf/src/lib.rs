@@ -147,6 +147,8 @@ struct Maps {
     globals: arrays::GlobalMaps,
     /// `pp()` and `probefunc()` of each pidx ([`otf_codegen::MapId::Names`]).
     names: MapHandle,
+    /// The BPF timers, when the timer program is loaded ([`otf_codegen::MapId::Timers`]).
+    timers: Option<MapHandle>,
 }
 
 /// The loaded runtime: maps, the mmapped shared value and the handler programs.
@@ -210,7 +212,29 @@ fn create_map(
         .map_err(|e| Error::with(format!("creating the BPF map {name}"), e))
 }
 
-/// Whether any program of the image reads `ppid()` (which needs the kernel's BTF).
+/// The timers map: one [`otf_codegen::layout::TimerSlot`] per pidx, described by BTF so that
+/// the kernel finds its `struct bpf_timer`.
+fn timers_map(npidx: usize) -> Result<MapHandle> {
+    let (data, key, value) = otf_codegen::timer_map_btf();
+    let btf = load_btf(&data)?;
+    let opts = libbpf_sys::bpf_map_create_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as libbpf_sys::size_t,
+        btf_fd: btf.as_raw_fd() as u32,
+        btf_key_type_id: key,
+        btf_value_type_id: value,
+        ..Default::default()
+    };
+    MapHandle::create(
+        MapType::Array,
+        Some("otf_timers"),
+        4,
+        std::mem::size_of::<otf_codegen::layout::TimerSlot>() as u32,
+        npidx.max(1) as u32,
+        &opts,
+    )
+    .map_err(|e| Error::with("creating the BPF map otf_timers", e))
+}
+
 /// Whether the code reads `pp()` or `probefunc()` as a string value.
 fn uses_names(image: &RuntimeImage) -> bool {
     image
@@ -247,6 +271,7 @@ fn names_map(image: &RuntimeImage) -> Result<MapHandle> {
     Ok(m)
 }
 
+/// Whether any program of the image reads `ppid()` (which needs the kernel's BTF).
 fn uses_ppid(image: &RuntimeImage) -> bool {
     image
         .code
@@ -294,6 +319,11 @@ impl Runtime {
             )?,
             globals: arrays::GlobalMaps::create(&image.maps, image.globals_init.len())?,
             names: names_map(image)?,
+            timers: if opts.kinds.contains(&ProgKind::Timer) {
+                Some(timers_map(image.probes.len())?)
+            } else {
+                None
+            },
         };
         // SAFETY: sysconf has no preconditions.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
@@ -355,6 +385,11 @@ impl Runtime {
                     ))
                 })
             }
+            otf_codegen::MapId::Timers => self
+                .maps
+                .timers
+                .as_ref()
+                .ok_or_else(|| Error::msg("no timers map (an otf bug)"))?,
             otf_codegen::MapId::Zero | otf_codegen::MapId::Strings => {
                 return self
                     .maps
@@ -389,6 +424,7 @@ impl Runtime {
         let mut opts = libbpf_sys::bpf_prog_load_opts {
             sz: std::mem::size_of::<libbpf_sys::bpf_prog_load_opts>() as libbpf_sys::size_t,
             expected_attach_type: prog.kind.expected_attach_type(),
+            prog_flags: prog.kind.prog_flags(),
             prog_btf_fd: btf.as_raw_fd() as u32,
             func_info: func_info.as_ptr().cast(),
             func_info_cnt: prog.func_info.len() as u32,
@@ -493,6 +529,12 @@ impl Runtime {
             .iter()
             .find(|(k, _)| *k == kind)
             .map(|(_, fd)| fd.as_fd())
+    }
+
+    /// The timers map ([`otf_codegen::MapId::Timers`]), when the timer program is loaded: with
+    /// [`Runtime::program`]`(ProgKind::Timer)`, what otf-hrtimer's `BpfTimers` drives.
+    pub fn timers_map(&self) -> Option<BorrowedFd<'_>> {
+        self.maps.timers.as_ref().map(|m| m.as_fd())
     }
 
     /// Run one hit of the attachment with cookie `cookie` in the kernel, through

@@ -121,6 +121,7 @@ fn perf_timer_runs_bodies() {
         TimerAttachment {
             cpu: 1,
             period_ns: 1_000_000,
+            profile: false,
         },
         cookie(p),
         true,
@@ -138,6 +139,73 @@ fn perf_timer_runs_bodies() {
     assert_eq!(c.hits, c.bodies);
     assert_eq!(rt.globals().get(1), Some(c.bodies as i64));
     assert_eq!(rt.globals().get(0), Some(1), "cpu() of a timer on CPU 1");
+}
+
+/// A BPF timer (otf-hrtimer's `BpfTimers` driving the generated timer program) runs the body
+/// every period while started, not at all once cancelled, and again once restarted; its
+/// counts of expiries agree with the hits.
+#[test]
+fn bpf_timer_runs_bodies_only_while_started() {
+    use otf_bpf::layout::{TimerCtl, TimerSlot};
+    use otf_hrtimer::bpf_timer::{BpfTimers, CTL_SIZE, FIRED_OFF, LOST_OFF, OP_CANCEL, OP_START};
+    // The contract otf-hrtimer documents is the layout the code generator uses.
+    assert_eq!(CTL_SIZE, std::mem::size_of::<TimerCtl>());
+    assert_eq!(FIRED_OFF, std::mem::offset_of!(TimerSlot, fired));
+    assert_eq!(LOST_OFF, std::mem::offset_of!(TimerSlot, lost));
+    assert_eq!(
+        (OP_START, OP_CANCEL),
+        (
+            otf_bpf::layout::TIMER_OP_START,
+            otf_bpf::layout::TIMER_OP_CANCEL
+        )
+    );
+
+    let mut b = Builder::new(1);
+    let p = b.probe(
+        &[
+            a(Op::LdG, 0),
+            push(1),
+            i(Op::Add),
+            a(Op::StG, 0),
+            i(Op::Next),
+        ],
+        ProbeSlot::default(),
+    );
+    let rt = Runtime::load(&b.image).expect("load");
+    let timers = BpfTimers::new(
+        rt.program(ProgKind::Timer).expect("timer program"),
+        rt.timers_map().expect("timers map"),
+        std::mem::size_of::<TimerSlot>(),
+    )
+    .expect("timers");
+    let wait_for = |n: u64| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while rt.counters(p).hits < n && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        rt.counters(p).hits
+    };
+    // Never started: never fires.
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(rt.counters(p).hits, 0);
+    timers.start(p, 1_000_000).expect("start");
+    assert!(wait_for(20) >= 20);
+    timers.cancel(p).expect("cancel");
+    let stopped = rt.counters(p);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(rt.counters(p), stopped, "a cancelled timer fired");
+    assert_eq!(stopped.hits, stopped.bodies);
+    assert_eq!(rt.globals().get(0), Some(stopped.bodies as i64));
+    let (fired, lost) = timers.counts(p).expect("counts");
+    assert_eq!(fired, stopped.hits);
+    // Expiries that ran and due times passed over cover the time it ran (at most ~1 s here).
+    assert!(fired + lost <= 2_000, "{fired} + {lost}");
+    timers.start(p, 1_000_000).expect("restart");
+    assert!(wait_for(stopped.hits + 20) >= stopped.hits + 20);
+    timers.cancel(p).expect("cancel");
+    // A pidx outside the map is refused by the program (ENOENT), not a crash.
+    let err = timers.start(u32::MAX, 1_000_000).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOENT), "{err}");
 }
 
 /// Two probes on both CPUs read-modify-write one global with a window of ~60 steps between

@@ -50,24 +50,74 @@ pub(crate) fn func_btf(starts: &[usize], names: &[String]) -> (Vec<u8>, Vec<(u32
         push(&mut types, &[n, info(KIND_FUNC, 0), proto]);
         func_info.push((start as u32, 5 + k as u32));
     }
+    (blob(&types, &strings), func_info)
+}
+
+const KIND_STRUCT: u32 = 4;
+
+/// The BTF of the timers map ([`crate::MapId::Timers`]) and the type ids of its key and
+/// value: the kernel finds a value's `struct bpf_timer` (by that name and size) only through
+/// BTF. Types: `u32` (1), `u64` (2), `struct bpf_timer` (3), `struct otf_timer` (4), the
+/// layout of [`crate::layout::TimerSlot`].
+pub fn timer_map_btf() -> (Vec<u8>, u32, u32) {
+    use crate::layout::TimerSlot;
+    use std::mem::{offset_of, size_of};
+    let mut strings = vec![0u8];
+    let mut string = |s: &str| -> u32 {
+        let off = strings.len() as u32;
+        strings.extend_from_slice(s.as_bytes());
+        strings.push(0);
+        off
+    };
+    let mut types = Vec::new();
+    let u32_ = string("u32");
+    let u64_ = string("u64");
+    push(&mut types, &[u32_, info(KIND_INT, 0), 4, 32]); // 1
+    push(&mut types, &[u64_, info(KIND_INT, 0), 8, 64]); // 2
+    let (bt, a, b) = (string("bpf_timer"), string("a"), string("b"));
+    push(
+        &mut types,
+        &[bt, info(KIND_STRUCT, 2), 16, a, 2, 0, b, 2, 64],
+    ); // 3
+    let name = string("otf_timer");
+    let members: [(&str, u32, usize); 5] = [
+        ("timer", 3, offset_of!(TimerSlot, timer)),
+        ("period_ns", 2, offset_of!(TimerSlot, period_ns)),
+        ("next_ns", 2, offset_of!(TimerSlot, next_ns)),
+        ("fired", 2, offset_of!(TimerSlot, fired)),
+        ("lost", 2, offset_of!(TimerSlot, lost)),
+    ];
+    let mut words = vec![
+        name,
+        info(KIND_STRUCT, members.len() as u32),
+        size_of::<TimerSlot>() as u32,
+    ];
+    for (m, ty, off) in members {
+        words.extend([string(m), ty, 8 * off as u32]);
+    }
+    push(&mut types, &words); // 4
+    (blob(&types, &strings), 1, 4)
+}
+
+/// A BTF blob: header, types, strings.
+fn blob(types: &[u8], strings: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    let hdr_len = 24u32;
     out.extend_from_slice(&0xeb9fu16.to_ne_bytes());
     out.push(1); // version
     out.push(0); // flags
     push(
         &mut out,
         &[
-            hdr_len,
+            24,
             0,
             types.len() as u32,
             types.len() as u32,
             strings.len() as u32,
         ],
     );
-    out.extend_from_slice(&types);
-    out.extend_from_slice(&strings);
-    (out, func_info)
+    out.extend_from_slice(types);
+    out.extend_from_slice(strings);
+    out
 }
 
 #[cfg(test)]

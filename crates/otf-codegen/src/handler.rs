@@ -192,6 +192,81 @@ fn update_cond(f: &mut Func, cid: u32, next: crate::asm::Label) {
     stat(f, off::STATS_NOTIFICATIONS);
 }
 
+/// The timer program's entry (`BPF_PROG_TYPE_SYSCALL`, run by user space with its context a
+/// [`TimerCtl`](crate::layout::TimerCtl)): start or cancel the timer of one pidx. Returns the
+/// helper's result (0, or a negative errno; -ENOENT for a pidx outside the map).
+fn timer_control(f: &mut Func, fire: FuncId) {
+    use crate::layout::{timer_off as t, TIMER_OP_START};
+    let fail = f.new_label();
+    let cancel = f.new_label();
+    f.emit(Insn::mov(R6, R1));
+    f.emit(Insn::ldx(W, R1, R6, t::CTL_PIDX));
+    f.emit(Insn::stx(W, R10, -4, R1));
+    f.ld_map(R1, MapId::Timers, None);
+    f.emit(Insn::mov(R2, R10));
+    f.emit(Insn::alu64_imm(Alu::Add, R2, -4));
+    f.emit(Insn::call_helper(helper::MAP_LOOKUP_ELEM));
+    f.jmp_imm(Cond::Eq, R0, 0, fail);
+    f.emit(Insn::mov(R7, R0));
+    f.emit(Insn::ldx(W, R1, R6, t::CTL_OP));
+    f.jmp_imm(Cond::Ne, R1, TIMER_OP_START as i32, cancel);
+    // -EBUSY once initialised: the timer and its callback stay as they are.
+    f.emit(Insn::mov(R1, R7));
+    f.ld_map(R2, MapId::Timers, None);
+    f.emit(Insn::mov_imm(R3, 1)); // CLOCK_MONOTONIC
+    f.emit(Insn::call_helper(helper::TIMER_INIT));
+    f.emit(Insn::mov(R1, R7));
+    f.ld_func(R2, fire);
+    f.emit(Insn::call_helper(helper::TIMER_SET_CALLBACK));
+    f.emit(Insn::ldx(DW, R8, R6, t::CTL_PERIOD));
+    f.emit(Insn::stx(DW, R7, t::PERIOD, R8));
+    f.emit(Insn::call_helper(helper::KTIME_GET_NS));
+    f.emit(Insn::alu64_reg(Alu::Add, R0, R8));
+    f.emit(Insn::stx(DW, R7, t::NEXT, R0));
+    f.emit(Insn::mov(R1, R7));
+    f.emit(Insn::mov(R2, R8));
+    f.emit(Insn::mov_imm(R3, 0));
+    f.emit(Insn::call_helper(helper::TIMER_START));
+    f.emit(Insn::exit());
+    f.bind(cancel);
+    f.emit(Insn::mov(R1, R7));
+    f.emit(Insn::call_helper(helper::TIMER_CANCEL));
+    f.emit(Insn::exit());
+    f.bind(fail);
+    f.emit(Insn::mov_imm(R0, -2));
+    f.emit(Insn::exit());
+}
+
+/// The start of the timer callback (`R6` = the [`TimerSlot`](crate::layout::TimerSlot), the
+/// callback's third argument): `R7` = the pidx (its key), then re-arm for the next due time
+/// still ahead, counting the due times passed over as lost. Re-arming from the due times, not
+/// from now, keeps the firings from drifting by the callback's latency.
+fn timer_rearm(f: &mut Func) {
+    use crate::layout::timer_off as t;
+    f.emit(Insn::mov(R6, R3));
+    f.emit(Insn::ldx(W, R7, R2, 0));
+    f.emit(Insn::call_helper(helper::KTIME_GET_NS));
+    f.emit(Insn::ldx(DW, R1, R6, t::NEXT));
+    f.emit(Insn::mov(R2, R0));
+    f.emit(Insn::alu64_reg(Alu::Sub, R2, R1)); // late by
+    f.emit(Insn::jmp_imm(Cond::Sge, R2, 0, 1));
+    f.emit(Insn::mov_imm(R2, 0));
+    f.emit(Insn::ldx(DW, R3, R6, t::PERIOD));
+    f.emit(Insn::alu64_reg(Alu::Div, R2, R3)); // due times passed over
+    f.emit(Insn::atomic64(Atomic::Add, R6, t::LOST, R2));
+    f.emit(Insn::alu64_imm(Alu::Add, R2, 1));
+    f.emit(Insn::alu64_reg(Alu::Mul, R2, R3));
+    f.emit(Insn::alu64_reg(Alu::Add, R1, R2));
+    f.emit(Insn::stx(DW, R6, t::NEXT, R1));
+    f.emit(Insn::alu64_reg(Alu::Sub, R1, R0));
+    f.emit(Insn::mov(R2, R1));
+    f.emit(Insn::mov(R1, R6));
+    f.emit(Insn::mov_imm(R3, 0));
+    f.emit(Insn::call_helper(helper::TIMER_START));
+    f.emit(Insn::mov_imm(R1, 1));
+    f.emit(Insn::atomic64(Atomic::Add, R6, t::FIRED, R1));
+}
+
 /// Branch on the pidx's variant to a new label per variant that `has` code; the others go to
 /// `none`. Returns the labels, by variant.
 fn dispatch(
@@ -238,10 +313,14 @@ pub(crate) fn handler(
     shapes: &std::collections::HashMap<u32, Shape>,
     cond_code: &[u32],
 ) -> Result<(), Error> {
+    let control = (kind == ProgKind::Timer).then(|| g.b.add());
     let main = g.b.add();
     let hit = g.b.add();
     let spin = spin(g.b);
     let uses_regs = shapes.values().any(|s| s.uses_regs);
+    if let Some(control) = control {
+        timer_control(g.b.f(control), main);
+    }
 
     // ---- main ----
     {
@@ -251,6 +330,8 @@ pub(crate) fn handler(
         f.emit(Insn::mov(R6, R1));
         if kind == ProgKind::TestEntry {
             f.emit(Insn::ldx(DW, R7, R6, 0));
+        } else if kind == ProgKind::Timer {
+            timer_rearm(f);
         } else {
             f.emit(Insn::call_helper(helper::GET_ATTACH_COOKIE));
             f.emit(Insn::mov(R7, R0));

@@ -326,6 +326,8 @@ pub mod helper {
     pub const MAP_UPDATE_ELEM: i32 = 2;
     /// `bpf_map_delete_elem` (3.19).
     pub const MAP_DELETE_ELEM: i32 = 3;
+    /// `bpf_ktime_get_ns` (4.1): `CLOCK_MONOTONIC`, the clock of otf's BPF timers.
+    pub const KTIME_GET_NS: i32 = 5;
     /// `bpf_get_prandom_u32` (4.1).
     pub const GET_PRANDOM_U32: i32 = 7;
     /// `bpf_get_smp_processor_id` (4.1).
@@ -348,6 +350,14 @@ pub mod helper {
     pub const KTIME_GET_BOOT_NS: i32 = 125;
     /// `bpf_ringbuf_output` (5.8).
     pub const RINGBUF_OUTPUT: i32 = 130;
+    /// `bpf_timer_init` (5.15).
+    pub const TIMER_INIT: i32 = 169;
+    /// `bpf_timer_set_callback` (5.15).
+    pub const TIMER_SET_CALLBACK: i32 = 170;
+    /// `bpf_timer_start` (5.15).
+    pub const TIMER_START: i32 = 171;
+    /// `bpf_timer_cancel` (5.15).
+    pub const TIMER_CANCEL: i32 = 172;
     /// `bpf_get_attach_cookie` (5.15; raw tracepoints 6.10).
     pub const GET_ATTACH_COOKIE: i32 = 174;
     /// `bpf_loop` (5.17).
@@ -359,6 +369,7 @@ pub mod helper {
             MAP_LOOKUP_ELEM => "bpf_map_lookup_elem",
             MAP_UPDATE_ELEM => "bpf_map_update_elem",
             MAP_DELETE_ELEM => "bpf_map_delete_elem",
+            KTIME_GET_NS => "bpf_ktime_get_ns",
             GET_PRANDOM_U32 => "bpf_get_prandom_u32",
             GET_SMP_PROCESSOR_ID => "bpf_get_smp_processor_id",
             GET_CURRENT_PID_TGID => "bpf_get_current_pid_tgid",
@@ -370,6 +381,10 @@ pub mod helper {
             PROBE_READ_KERNEL_STR => "bpf_probe_read_kernel_str",
             KTIME_GET_BOOT_NS => "bpf_ktime_get_boot_ns",
             RINGBUF_OUTPUT => "bpf_ringbuf_output",
+            TIMER_INIT => "bpf_timer_init",
+            TIMER_SET_CALLBACK => "bpf_timer_set_callback",
+            TIMER_START => "bpf_timer_start",
+            TIMER_CANCEL => "bpf_timer_cancel",
             GET_ATTACH_COOKIE => "bpf_get_attach_cookie",
             LOOP => "bpf_loop",
             _ => return None,

@@ -3,8 +3,15 @@
 /// One generated handler program per attach type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ProgKind {
-    /// Perf events (cpu-clock timers).
+    /// Perf events (cpu-clock timers: `timer.profile`).
     PerfEvent,
+    /// BPF timers (`timer.ns/us/ms/s/hz`): a `BPF_PROG_TYPE_SYSCALL` program that user space
+    /// runs with `BPF_PROG_TEST_RUN` to start or cancel the timer of a pidx
+    /// ([`crate::layout::TimerCtl`]); each expiry runs the handler as the timer's callback,
+    /// which re-arms it for the next due time ([`crate::layout::TimerSlot`]). Timer callbacks
+    /// do not go through the perf overflow path, which skips a program while another BPF
+    /// program runs on its CPU.
+    Timer,
     /// Perf tracepoints (`syscalls:*` included).
     Tracepoint,
     /// Raw tracepoints (cookies need kernel ≥ 6.10).
@@ -45,6 +52,7 @@ impl ProgKind {
     /// Every program kind.
     pub const ALL: &'static [ProgKind] = &[
         ProgKind::PerfEvent,
+        ProgKind::Timer,
         ProgKind::Tracepoint,
         ProgKind::RawTp,
         ProgKind::Uprobe,
@@ -62,6 +70,7 @@ impl ProgKind {
     pub fn name(self) -> &'static str {
         match self {
             ProgKind::PerfEvent => "otf_perf_event",
+            ProgKind::Timer => "otf_timer",
             ProgKind::Tracepoint => "otf_tracepoint",
             ProgKind::RawTp => "otf_raw_tp",
             ProgKind::Uprobe => "otf_uprobe",
@@ -80,6 +89,7 @@ impl ProgKind {
     pub fn prog_type(self) -> u32 {
         match self {
             ProgKind::PerfEvent => 7,
+            ProgKind::Timer => 31,
             ProgKind::Tracepoint => 5,
             ProgKind::RawTp | ProgKind::TestEntry => 17,
             _ => 2,
@@ -91,6 +101,15 @@ impl ProgKind {
         match self {
             ProgKind::KprobeMulti | ProgKind::KretprobeMulti => 42,
             ProgKind::UprobeMulti | ProgKind::UretprobeMulti => 48,
+            _ => 0,
+        }
+    }
+
+    /// `prog_flags` at load: the kernel loads syscall programs only as sleepable
+    /// (`BPF_F_SLEEPABLE`); the timer callback itself runs in soft-irq context.
+    pub fn prog_flags(self) -> u32 {
+        match self {
+            ProgKind::Timer => 1 << 4,
             _ => 0,
         }
     }

@@ -76,8 +76,64 @@ pub const REC_NOTIFY: u32 = 4;
 /// Record kind: run the body of the pidx in user space ([`crate::ProbeSlot::deferred`]).
 pub const REC_DEFER: u32 = 5;
 
+/// [`TimerCtl::op`]: start the timer (init it and set its callback on first use).
+pub const TIMER_OP_START: u32 = 0;
+/// [`TimerCtl::op`]: cancel the timer.
+pub const TIMER_OP_CANCEL: u32 = 1;
+
+/// The context of a run of the [`ProgKind::Timer`](crate::ProgKind::Timer) program: what user
+/// space asks of the timer of one pidx.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TimerCtl {
+    /// [`TIMER_OP_START`] or [`TIMER_OP_CANCEL`].
+    pub op: u32,
+    /// The pidx (its slot in the timers map).
+    pub pidx: u32,
+    /// Start: the period in nanoseconds; the first expiry is one period from now.
+    pub period_ns: u64,
+}
+
+/// One value of the timers map (an array keyed by pidx, described by BTF so that the kernel
+/// finds the `struct bpf_timer`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TimerSlot {
+    /// `struct bpf_timer` (opaque to programs and user space).
+    pub timer: [u64; 2],
+    /// The period in nanoseconds.
+    pub period_ns: u64,
+    /// The next due time (`CLOCK_MONOTONIC` ns).
+    pub next_ns: u64,
+    /// Expiries that ran the handler.
+    pub fired: u64,
+    /// Due times that passed without an expiry (whole periods the callback came too late
+    /// for); the next expiry is the next due time still ahead.
+    pub lost: u64,
+}
+
 /// Size of a record header.
 pub const REC_HDR_SIZE: usize = size_of::<RecHdr>();
+
+/// Offsets in [`TimerSlot`] and [`TimerCtl`].
+pub mod timer_off {
+    use super::{TimerCtl, TimerSlot};
+    use std::mem::offset_of;
+    /// [`TimerSlot::period_ns`].
+    pub const PERIOD: i16 = offset_of!(TimerSlot, period_ns) as i16;
+    /// [`TimerSlot::next_ns`].
+    pub const NEXT: i16 = offset_of!(TimerSlot, next_ns) as i16;
+    /// [`TimerSlot::fired`].
+    pub const FIRED: i16 = offset_of!(TimerSlot, fired) as i16;
+    /// [`TimerSlot::lost`].
+    pub const LOST: i16 = offset_of!(TimerSlot, lost) as i16;
+    /// [`TimerCtl::op`].
+    pub const CTL_OP: i16 = offset_of!(TimerCtl, op) as i16;
+    /// [`TimerCtl::pidx`].
+    pub const CTL_PIDX: i16 = offset_of!(TimerCtl, pidx) as i16;
+    /// [`TimerCtl::period_ns`].
+    pub const CTL_PERIOD: i16 = offset_of!(TimerCtl, period_ns) as i16;
+}
 
 /// The attach cookie of a hit of `pidx`.
 pub const fn cookie(pidx: u32) -> u64 {

@@ -25,6 +25,7 @@ mod xlated;
 
 use std::collections::HashMap;
 
+pub use btf::timer_map_btf;
 pub use image::{ProbeSlot, RuntimeImage};
 pub use insn::Insn;
 pub use kind::{ProgKind, Regs};
@@ -69,6 +70,9 @@ pub enum MapId {
     /// `pp()` and `probefunc()` of each pidx: an array keyed by pidx whose value is two
     /// MAXSTRINGLEN-byte strings (read only to the programs).
     Names,
+    /// The BPF timers of `timer.*` probes: an array of [`layout::TimerSlot`] keyed by pidx,
+    /// with BTF ([`timer_map_btf`]).
+    Timers,
 }
 
 impl MapId {
@@ -83,6 +87,7 @@ impl MapId {
             MapId::Zero => "zero",
             MapId::Strings => "strings",
             MapId::Names => "names",
+            MapId::Timers => "timers",
         }
     }
 }
@@ -236,11 +241,15 @@ pub fn generate(
             linked.insns.len()
         )));
     }
+    // The timer program's entry is its control function; the handler is the timer callback.
+    let first = usize::from(kind == ProgKind::Timer);
     let names: Vec<String> = (0..linked.func_starts.len())
-        .map(|k| match k {
-            0 => kind.name().to_string(),
-            1 => "otf_hit".to_string(),
-            k => format!("otf_fn_{k}"),
+        .map(|k| match k.checked_sub(first) {
+            None => kind.name().to_string(),
+            Some(0) if first == 1 => "otf_timer_fire".to_string(),
+            Some(0) => kind.name().to_string(),
+            Some(1) => "otf_hit".to_string(),
+            _ => format!("otf_fn_{k}"),
         })
         .collect();
     let (btf, func_info) = btf::func_btf(&linked.func_starts, &names);

@@ -82,11 +82,11 @@ pub trait ProbeGroup {
     /// start and stays armed; conditions then only gate bodies.
     fn otf_supported(&self) -> bool;
 
-    /// How many hits `pidx` was due while armed, when the group can tell (a timer: the time it
-    /// ran over its period); hits that did not arrive were lost in the kernel. `None` (the
-    /// default) when it cannot.
-    fn due_hits(&self, pidx: Pidx) -> Option<u64> {
-        let _ = pidx;
+    /// How many hits `pidx` was due while armed and never got, given the `arrived` hits that
+    /// it got, when the group can tell (a timer knows its due times); they were lost in the
+    /// kernel. `None` (the default) when it cannot.
+    fn lost_hits(&self, pidx: Pidx, arrived: u64) -> Option<u64> {
+        let _ = (pidx, arrived);
         None
     }
 
@@ -138,8 +138,8 @@ impl<G: ProbeGroup + ?Sized> ProbeGroup for Box<G> {
     fn otf_supported(&self) -> bool {
         (**self).otf_supported()
     }
-    fn due_hits(&self, pidx: Pidx) -> Option<u64> {
-        (**self).due_hits(pidx)
+    fn lost_hits(&self, pidx: Pidx, arrived: u64) -> Option<u64> {
+        (**self).lost_hits(pidx, arrived)
     }
     fn otf_safe_context(&self) -> SafeContext {
         (**self).otf_safe_context()

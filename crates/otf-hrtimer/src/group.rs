@@ -4,46 +4,92 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use otf_core::{Action, ApplyReport, Op, Phase, Pidx, Plan, ProbeEntry, ProbeGroup, SafeContext};
+use otf_core::{Action, ApplyReport, Op, Pidx, Plan, ProbeEntry, ProbeGroup, SafeContext};
 
+use crate::bpf_timer::BpfTimers;
 use crate::timer::{PerfTimer, TimerAttachment};
 
-/// Timer probes, each a [`PerfTimer`] whose BPF link carries the probe's pidx as cookie.
+/// How one timer probe exists in the kernel.
+#[derive(Debug)]
+enum Backing {
+    /// A perf cpu-clock event, once created (`timer.profile`, or every timer without BPF
+    /// timers).
+    Perf(Option<PerfTimer>),
+    /// A BPF timer, started or not.
+    Bpf { running: bool },
+}
+
+/// Timer probes. With [`BpfTimers`] ([`HrtimerGroup::with_bpf_timers`]), each
+/// `timer.ns/us/ms/s/hz` is a BPF timer that runs the program as its callback, and arming and
+/// disarming start and cancel it; `timer.profile` (and every timer of a group made with
+/// [`HrtimerGroup::new`]) is a [`PerfTimer`] whose BPF link carries the probe's pidx as cookie.
 ///
-/// A probe that starts disarmed is created *disabled* ("not starting"): the perf event exists,
-/// with the program attached, but never fires until it is enabled. Arming is
+/// A perf timer that starts disarmed is created *disabled* ("not starting"): the perf event
+/// exists, with the program attached, but never fires until it is enabled. Arming is
 /// `PERF_EVENT_IOC_ENABLE`, disarming `PERF_EVENT_IOC_DISABLE`, releasing drops the event.
 #[derive(Debug)]
 pub struct HrtimerGroup {
-    prog: OwnedFd,
+    prog: Option<OwnedFd>,
+    bpf: Option<BpfTimers>,
     entries: Vec<ProbeEntry>,
     attachments: Vec<TimerAttachment>,
-    timers: Vec<Option<PerfTimer>>,
+    timers: Vec<Backing>,
     index: HashMap<Pidx, usize>,
-    /// Nanoseconds each released timer ran while enabled.
+    /// Nanoseconds each released perf timer ran while enabled.
     ran_ns: Vec<u64>,
 }
 
 impl HrtimerGroup {
-    /// A group running `prog` (a `BPF_PROG_TYPE_PERF_EVENT` program; the fd is duplicated) for
-    /// each `(entry, attachment)`. Nothing is created in the kernel until the start plan is
-    /// applied. Entries are sorted by pidx.
+    /// A group running `prog` (a `BPF_PROG_TYPE_PERF_EVENT` program; the fd is duplicated) on a
+    /// perf cpu-clock event for each `(entry, attachment)`. Nothing is created in the kernel
+    /// until the start plan is applied. Entries are sorted by pidx.
     pub fn new(
         prog: BorrowedFd<'_>,
+        probes: Vec<(ProbeEntry, TimerAttachment)>,
+    ) -> io::Result<HrtimerGroup> {
+        Self::build(Some(prog.try_clone_to_owned()?), None, probes)
+    }
+
+    /// A group whose periodic timers are the BPF timers `bpf`, and whose `timer.profile`
+    /// probes run `perf_prog` on perf cpu-clock events (required if there are any).
+    pub fn with_bpf_timers(
+        perf_prog: Option<BorrowedFd<'_>>,
+        bpf: BpfTimers,
+        probes: Vec<(ProbeEntry, TimerAttachment)>,
+    ) -> io::Result<HrtimerGroup> {
+        let prog = perf_prog.map(|p| p.try_clone_to_owned()).transpose()?;
+        Self::build(prog, Some(bpf), probes)
+    }
+
+    fn build(
+        prog: Option<OwnedFd>,
+        bpf: Option<BpfTimers>,
         mut probes: Vec<(ProbeEntry, TimerAttachment)>,
     ) -> io::Result<HrtimerGroup> {
         probes.sort_by_key(|(e, _)| e.pidx);
-        let prog = prog.try_clone_to_owned()?;
         let index = probes
             .iter()
             .enumerate()
             .map(|(i, (e, _))| (e.pidx, i))
             .collect();
-        let (entries, attachments): (Vec<_>, Vec<_>) = probes.into_iter().unzip();
-        let timers = entries.iter().map(|_| None).collect();
+        let (entries, attachments): (Vec<_>, Vec<TimerAttachment>) = probes.into_iter().unzip();
+        let timers: Vec<Backing> = attachments
+            .iter()
+            .map(|a| match bpf {
+                Some(_) if !a.profile => Backing::Bpf { running: false },
+                _ => Backing::Perf(None),
+            })
+            .collect();
+        if prog.is_none() && timers.iter().any(|t| matches!(t, Backing::Perf(_))) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "timer.profile needs a perf-event program",
+            ));
+        }
         let ran_ns = vec![0; entries.len()];
         Ok(HrtimerGroup {
             prog,
+            bpf,
             entries,
             attachments,
             timers,
@@ -52,57 +98,105 @@ impl HrtimerGroup {
         })
     }
 
-    /// The timer of `pidx`, if it exists in the kernel now.
+    /// The perf timer of `pidx`, if it is one and exists in the kernel now.
     pub fn timer(&self, pidx: Pidx) -> Option<&PerfTimer> {
-        self.index.get(&pidx).and_then(|&i| self.timers[i].as_ref())
+        match &self.timers[*self.index.get(&pidx)?] {
+            Backing::Perf(t) => t.as_ref(),
+            Backing::Bpf { .. } => None,
+        }
     }
 
-    fn apply_one(&mut self, phase: Phase, action: &Action) -> Result<(), String> {
+    /// Whether the BPF timer of `pidx` is running (`None`: not a BPF timer).
+    pub fn bpf_timer_running(&self, pidx: Pidx) -> Option<bool> {
+        match &self.timers[*self.index.get(&pidx)?] {
+            Backing::Bpf { running } => Some(*running),
+            Backing::Perf(_) => None,
+        }
+    }
+
+    fn apply_bpf(&mut self, i: usize, op: Op, pidx: Pidx) -> Result<(), String> {
+        let bpf = self.bpf.as_ref().expect("BPF timers are configured");
+        let Backing::Bpf { running } = &mut self.timers[i] else {
+            unreachable!("apply_bpf on a perf timer")
+        };
+        match op {
+            Op::Arm => {
+                bpf.start(pidx, self.attachments[i].period_ns)
+                    .map_err(|e| format!("starting the BPF timer: {e}"))?;
+                *running = true;
+            }
+            Op::StartDisarmed | Op::Disarm | Op::Release => {
+                if *running {
+                    bpf.cancel(pidx)
+                        .map_err(|e| format!("cancelling the BPF timer: {e}"))?;
+                    *running = false;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_one(&mut self, action: &Action) -> Result<(), String> {
         let i = *self
             .index
             .get(&action.pidx)
             .ok_or_else(|| format!("pidx {} is not a timer probe", action.pidx))?;
+        if matches!(self.timers[i], Backing::Bpf { .. }) {
+            return self.apply_bpf(i, action.op, action.pidx);
+        }
         let cookie = u64::from(action.pidx);
-        let open = |prog: &OwnedFd, enabled: bool| {
-            PerfTimer::open(prog.as_fd(), self.attachments[i], cookie, enabled).map_err(|e| {
-                format!(
-                    "perf cpu-clock timer on cpu {}: {e}",
-                    self.attachments[i].cpu
-                )
-            })
+        let attachment = self.attachments[i];
+        let open = |prog: &Option<OwnedFd>, enabled: bool| {
+            let prog = prog.as_ref().expect("perf timers have a program");
+            PerfTimer::open(prog.as_fd(), attachment, cookie, enabled)
+                .map_err(|e| format!("perf cpu-clock timer on cpu {}: {e}", attachment.cpu))
         };
-        match (action.op, phase) {
-            (Op::Arm, _) => match &mut self.timers[i] {
+        let Backing::Perf(timer) = &mut self.timers[i] else {
+            unreachable!("checked above")
+        };
+        match action.op {
+            Op::Arm => match timer {
                 Some(t) => t
                     .enable()
                     .map_err(|e| format!("PERF_EVENT_IOC_ENABLE: {e}")),
                 None => {
-                    let t = open(&self.prog, true)?;
-                    self.timers[i] = Some(t);
+                    *timer = Some(open(&self.prog, true)?);
                     Ok(())
                 }
             },
-            (Op::StartDisarmed, _) => match &mut self.timers[i] {
+            Op::StartDisarmed => match timer {
                 Some(t) => t
                     .disable()
                     .map_err(|e| format!("PERF_EVENT_IOC_DISABLE: {e}")),
                 None => {
-                    let t = open(&self.prog, false)?;
-                    self.timers[i] = Some(t);
+                    *timer = Some(open(&self.prog, false)?);
                     Ok(())
                 }
             },
-            (Op::Disarm, _) => match &mut self.timers[i] {
+            Op::Disarm => match timer {
                 Some(t) => t
                     .disable()
                     .map_err(|e| format!("PERF_EVENT_IOC_DISABLE: {e}")),
                 None => Ok(()),
             },
-            (Op::Release, _) => {
-                if let Some(t) = self.timers[i].take() {
+            Op::Release => {
+                if let Some(t) = timer.take() {
                     self.ran_ns[i] += t.count_ns().unwrap_or(0);
                 }
                 Ok(())
+            }
+        }
+    }
+}
+
+impl Drop for HrtimerGroup {
+    /// Cancels the BPF timers still running (perf timers close with their fds).
+    fn drop(&mut self) {
+        if let Some(bpf) = &self.bpf {
+            for (e, t) in self.entries.iter().zip(&self.timers) {
+                if matches!(t, Backing::Bpf { running: true }) {
+                    let _ = bpf.cancel(e.pidx);
+                }
             }
         }
     }
@@ -113,15 +207,19 @@ impl ProbeGroup for HrtimerGroup {
         crate::GROUP_NAME
     }
 
-    /// The firings the timer of `pidx` was due: the nanoseconds it ran while enabled (its
-    /// cpu-clock count, kept across its release) over its period.
-    fn due_hits(&self, pidx: Pidx) -> Option<u64> {
+    /// A BPF timer counts the due times it passed over. A perf timer's firings are derived:
+    /// the nanoseconds it ran while enabled (its cpu-clock count, kept across its release)
+    /// over its period, less the hits that arrived and one more (a firing racing the stop).
+    fn lost_hits(&self, pidx: Pidx, arrived: u64) -> Option<u64> {
         let &i = self.index.get(&pidx)?;
-        let live = self.timers[i]
-            .as_ref()
-            .and_then(|t| t.count_ns().ok())
-            .unwrap_or(0);
-        Some((self.ran_ns[i] + live) / self.attachments[i].period_ns.max(1))
+        match &self.timers[i] {
+            Backing::Bpf { .. } => self.bpf.as_ref()?.counts(pidx).ok().map(|(_, lost)| lost),
+            Backing::Perf(t) => {
+                let live = t.as_ref().and_then(|t| t.count_ns().ok()).unwrap_or(0);
+                let due = (self.ran_ns[i] + live) / self.attachments[i].period_ns.max(1);
+                Some(due.saturating_sub(arrived + 1))
+            }
+        }
     }
 
     fn probes(&self) -> &[ProbeEntry] {
@@ -139,7 +237,7 @@ impl ProbeGroup for HrtimerGroup {
     fn apply(&mut self, plan: &Plan) -> ApplyReport {
         let mut report = ApplyReport::new();
         for action in &plan.actions {
-            match self.apply_one(plan.phase, action) {
+            match self.apply_one(action) {
                 Ok(()) => report.ok(action),
                 Err(e) => report.failed(action, e),
             }

@@ -1,16 +1,21 @@
-//! On-the-fly `timer.*` probes on perf cpu-clock events.
+//! On-the-fly `timer.*` probes: BPF timers, and perf cpu-clock events for `timer.profile`.
 //!
-//! A timer probe is a software `PERF_COUNT_SW_CPU_CLOCK` perf event sampling every
-//! `period` nanoseconds on one CPU (or every online CPU for `timer.profile`), with a BPF
-//! `perf_event` program attached through a link whose cookie is the probe's pidx.
-//! Disarming is `PERF_EVENT_IOC_DISABLE` (the timer really stops), arming `ENABLE`.
+//! `timer.ns/us/ms/s/hz(N)` is a BPF timer ([`bpf_timer`]) whose callback runs the probe's
+//! program; arming starts it, disarming cancels it (the timer really stops). `timer.profile`
+//! is a software `PERF_COUNT_SW_CPU_CLOCK` perf event sampling every online CPU, with a BPF
+//! `perf_event` program attached through a link whose cookie is the probe's pidx; disarming
+//! is `PERF_EVENT_IOC_DISABLE`, arming `ENABLE`. A group made with [`HrtimerGroup::new`] puts
+//! every timer on perf events (for a Rust author's own perf-event program).
 //!
-//! Use [`resolve`] to turn a [`TimerKind`] into attachments, and [`PerfTimer`] to own one.
+//! Use [`resolve`] to turn a [`TimerKind`] into attachments, [`PerfTimer`] to own a perf
+//! timer, [`BpfTimers`] to drive BPF timers.
 
+pub mod bpf_timer;
 mod group;
 pub mod sys;
 mod timer;
 
+pub use bpf_timer::BpfTimers;
 pub use group::HrtimerGroup;
 
 pub use timer::{
@@ -21,7 +26,8 @@ pub use timer::{
 /// Timer handlers may wake user space themselves (an immediate refresh, as SystemTap's hrtimer
 /// probes do).
 ///
-/// A cpu-clock sample is delivered from the perf hrtimer interrupt: hard-irq context, never NMI.
+/// A BPF timer's callback runs from the hrtimer soft interrupt; a cpu-clock sample is
+/// delivered from the perf hrtimer interrupt: hard-irq context, never NMI.
 /// The notification is a BPF ring-buffer record with adaptive wakeup, and the ring buffer does
 /// not wake the reader inline: it queues an `irq_work`, which runs the wake-up later from a
 /// context where taking scheduler locks is allowed. So notifying from a timer handler cannot
@@ -31,7 +37,7 @@ pub const OTF_SAFE_CONTEXT: bool = true;
 
 /// The reason for [`OTF_SAFE_CONTEXT`], for `otf check` and documentation.
 pub const SAFE_REASON: &str =
-    "perf cpu-clock handlers run in hard-irq context (never NMI); ring-buffer wake-ups are deferred through irq_work";
+    "BPF timer callbacks run in soft-irq, perf cpu-clock handlers in hard-irq context (never NMI); ring-buffer wake-ups are deferred through irq_work";
 
 /// The name of this probe group in decision lines (`otf: enabling (hrtimer) pidx N`).
 pub const GROUP_NAME: &str = "hrtimer";

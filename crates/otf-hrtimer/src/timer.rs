@@ -81,22 +81,29 @@ impl TimerKind {
     }
 }
 
-/// One kernel attachment of a timer point: a cpu-clock perf event on one CPU.
+/// One kernel attachment of a timer point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TimerAttachment {
-    /// The CPU the timer runs on.
+    /// The CPU the timer runs on (a perf timer's; a BPF timer runs where the kernel puts it).
     pub cpu: u32,
     /// Its period in nanoseconds.
     pub period_ns: u64,
+    /// One of `timer.profile`'s per-CPU samplers (always a perf cpu-clock event: a sample
+    /// is of the CPU it interrupts).
+    pub profile: bool,
 }
 
 impl fmt::Display for TimerAttachment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "perf cpu-clock cpu {} period {} ns",
-            self.cpu, self.period_ns
-        )
+        if self.profile {
+            write!(
+                f,
+                "perf cpu-clock cpu {} period {} ns",
+                self.cpu, self.period_ns
+            )
+        } else {
+            write!(f, "bpf timer period {} ns", self.period_ns)
+        }
     }
 }
 
@@ -108,6 +115,7 @@ pub fn resolve_on(kind: TimerKind, online: &[u32]) -> Vec<TimerAttachment> {
         TimerKind::Periodic { period_ns } => vec![TimerAttachment {
             cpu: first,
             period_ns,
+            profile: false,
         }],
         TimerKind::Profile => {
             let cpus: Vec<u32> = if online.is_empty() {
@@ -119,6 +127,7 @@ pub fn resolve_on(kind: TimerKind, online: &[u32]) -> Vec<TimerAttachment> {
                 .map(|cpu| TimerAttachment {
                     cpu,
                     period_ns: PROFILE_PERIOD_NS,
+                    profile: true,
                 })
                 .collect()
         }
@@ -251,7 +260,8 @@ mod tests {
             p,
             vec![TimerAttachment {
                 cpu: 2,
-                period_ns: 1_000_000
+                period_ns: 1_000_000,
+                profile: false,
             }]
         );
     }
