@@ -60,3 +60,66 @@ fn an_exact_name_that_cannot_be_probed_says_why() {
         "{err}"
     );
 }
+
+/// A library of `n` functions and one, `bad`, whose first instruction (`push %es`, invalid in
+/// 64-bit mode) the kernel refuses at attach time although otf's up-front check does not know
+/// it; and a program that maps it and runs (uprobes are installed in the processes that map
+/// the file, so that is where the kernel finds the bad instruction). Built with gcc in `dir`.
+fn library_with_a_bad_function(dir: &std::path::Path, n: usize) -> std::process::Child {
+    std::fs::create_dir_all(dir).expect("fixture dir");
+    let mut c = String::new();
+    for k in 0..n {
+        c.push_str(&format!("int f{k}(int x) {{ return x + {k}; }}\n"));
+    }
+    c.push_str("__attribute__((naked)) void bad(void) { __asm__(\".byte 0x06; ret\"); }\n");
+    std::fs::write(dir.join("lib.c"), c).expect("write lib.c");
+    std::fs::write(
+        dir.join("main.c"),
+        "#include <unistd.h>\nint f1(int);\nint main(void) { for (;;) { f1(1); usleep(10000); } }\n",
+    )
+    .expect("write main.c");
+    let gcc = |args: &[&str]| {
+        let o = Command::new("gcc")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .expect("gcc runs");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    gcc(&["-O1", "-shared", "-fPIC", "lib.c", "-o", "libmany.so"]);
+    let rpath = format!("-Wl,-rpath,{}", dir.display());
+    gcc(&["main.c", "-L.", "-lmany", &rpath, "-o", "main"]);
+    Command::new(dir.join("main")).spawn().expect("start main")
+}
+
+#[test]
+fn a_function_refused_at_attach_fails_the_start_naming_it() {
+    if skip() {
+        return;
+    }
+    if Command::new("gcc").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: no gcc");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("otf-bad-uprobe-{}", std::process::id()));
+    let mut main = library_with_a_bad_function(&dir, 2000);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let script = format!(
+        "global n\nprobe process(\"{}\").function(\"*\") {{ n++ }}",
+        dir.join("libmany.so").display()
+    );
+    let o = otf(&["run", "-T", "2s", "-e", &script]);
+    let _ = main.kill();
+    let _ = main.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    let err = String::from_utf8_lossy(&o.stderr);
+    // The batch of 2,001 fails as one uprobe_multi link; bisecting it with multi links finds
+    // `bad` alone, and the start fails with its name and the reason in words.
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("libmany.so:bad ")
+            && err.contains("cannot single-step the function's first instruction (ENOTSUPP)"),
+        "{err}"
+    );
+    assert!(!err.contains("Unknown error"), "{err}");
+}

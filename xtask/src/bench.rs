@@ -20,6 +20,7 @@ mod arming;
 mod arrays;
 mod body;
 mod cprog;
+mod failures;
 mod load_large;
 mod startup;
 mod timers;
@@ -153,6 +154,12 @@ pub const BENCHES: &[Bench] = &[
          under a getppid flood on an armed probe (bpftrace's interval beside), and a toggle \
          timer's delay to the disarm of the hot probe",
         timers::bench_timers,
+    ),
+    (
+        "failures",
+        "otf only: exec to exit of a failed start of 2,001 uprobes (one refused by the kernel at \
+         attach), and SIGINT to exit during the start of process(libc).function(\"*\")",
+        failures::bench_failures,
     ),
     (
         "kprobe-read-vm",

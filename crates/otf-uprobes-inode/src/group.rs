@@ -145,16 +145,23 @@ impl Attacher for Attach {
             (true, Part::EntrySave) => "uprobe (entry of a .return probe)",
             _ => "uprobe",
         };
-        let mut msg = format!(
-            "attach {what} {}:{} (offset {:#x}): {err}",
+        // ENOTSUPP (524) has no name in libc: "Unknown error 524" says nothing.
+        let why = match err.raw_os_error() {
+            Some(524) => {
+                "the kernel's uprobes cannot single-step the function's first instruction (ENOTSUPP)"
+                    .to_string()
+            }
+            Some(libc::EPERM | libc::EACCES) => {
+                format!("{err} (uprobes need root or CAP_PERFMON + CAP_BPF)")
+            }
+            _ => err.to_string(),
+        };
+        format!(
+            "attach {what} {}:{} (offset {:#x}): {why}",
             s.target.path.display(),
             s.target.symbol,
             s.target.file_offset
-        );
-        if err.raw_os_error() == Some(libc::EPERM) || err.raw_os_error() == Some(libc::EACCES) {
-            msg.push_str(" (uprobes need root or CAP_PERFMON + CAP_BPF)");
-        }
-        msg
+        )
     }
 }
 

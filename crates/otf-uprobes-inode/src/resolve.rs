@@ -157,12 +157,18 @@ pub struct Unprobeable {
 
 /// Why the kernel's x86-64 uprobes refuse an instruction starting with `code`, if they do
 /// (`arch/x86/kernel/uprobes.c`, `is_prefix_bad`: a `lock` prefix or an ES/CS/SS/DS segment
-/// override cannot be single-stepped out of line; `uprobe_register` then fails with ENOTSUPP,
-/// "Unknown error 524"). Checked before attaching, so that a glob over a library skips such
+/// override cannot be single-stepped out of line; `kernel/events/uprobes.c`, `prepare_uprobe`:
+/// an `int3` is refused; `uprobe_register` then fails with ENOTSUPP, "Unknown error 524").
+/// The kernel refuses a few more opcodes (its `good_insns_64` table); those are found at
+/// attach time, by bisecting the batch with multi links. Checked before attaching, so that a glob over a library skips such
 /// functions at once instead of failing the whole batch.
 pub fn first_insn_problem(code: &[u8]) -> Option<&'static str> {
     if !cfg!(target_arch = "x86_64") {
         return None;
+    }
+    if code.first() == Some(&0xcc) {
+        // prepare_uprobe: a trap instruction is the breakpoint itself (ENOTSUPP).
+        return Some("its first instruction is a breakpoint (`int3`), which uprobes cannot probe");
     }
     for &b in code.iter().take(15) {
         match b {
@@ -444,6 +450,8 @@ mod tests {
         assert!(first_insn_problem(&[0x66, 0xf0, 0x0f, 0xb1, 0x17]).is_some());
         // A CS/DS segment override.
         assert!(first_insn_problem(&[0x2e, 0x8b, 0x00]).is_some());
+        // int3 (but a 0xcc byte after a prefix is not an int3 the kernel checks for).
+        assert!(first_insn_problem(&[0xcc, 0xc3]).is_some());
         // endbr64; push %rbp; mov with REX.W; rep ret; an FS-relative load (allowed).
         assert!(first_insn_problem(&[0xf3, 0x0f, 0x1e, 0xfa]).is_none());
         assert!(first_insn_problem(&[0x55]).is_none());
