@@ -86,3 +86,109 @@ fn string_functions() {
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     assert_eq!(out(&o), "id-00042 8 00042 1 16\na;b;c;\na::b::c x\\ty 66\n");
 }
+
+const LIBC: &str = "/lib/x86_64-linux-gnu/libc.so.6";
+
+#[test]
+fn user_string_reads_a_syscall_argument_of_the_command() {
+    need_root!();
+    if !std::path::Path::new(LIBC).exists() {
+        eprintln!("SKIPPED: no {LIBC}");
+        return;
+    }
+    // `cat FILE` opens FILE through libc's open64, whose first argument is the path, a
+    // string in cat's memory: the uprobe body reads it while cat runs.
+    let path = std::env::temp_dir().join(format!("otf-user-string-{}.txt", std::process::id()));
+    std::fs::write(&path, "contents\n").expect("temporary file");
+    let path = path.to_str().expect("a UTF-8 path").to_string();
+    let script = format!(
+        "probe process(\"{LIBC}\").function(\"open64\") {{ if (pid() == target()) \
+         printf(\"open [%s] [%s] [%s]\\n\", user_string(pointer_arg(1)), user_string_n(pointer_arg(1), 4), \
+         kernel_string2(pointer_arg(1), \"not kernel memory\")) }}"
+    );
+    let o = otf(&["run", "-c", &format!("cat {path}"), "-e", &script]);
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let text = out(&o);
+    assert!(
+        text.contains(&format!(
+            "open [{path}] [{}] [not kernel memory]\n",
+            &path[..4]
+        )),
+        "{text}"
+    );
+    assert!(text.contains("contents\n"), "{text}");
+}
+
+#[test]
+fn a_string_that_cannot_be_read_is_systemtaps_run_time_error() {
+    need_root!();
+    // In a kernel probe (the command's exec) and in a begin body (user space), the same
+    // message as SystemTap's, and the run ends with status 1.
+    for (script, near) in [
+        (
+            "probe kernel.trace(\"sched:sched_process_exec\") { if (pid() == target()) println(user_string(1)) }",
+            "kernel.trace(\"sched:sched_process_exec\") (pidx 0)",
+        ),
+        ("probe begin { println(user_string_n(1, 10)) }", "begin"),
+    ] {
+        let o = otf(&["run", "-c", "/bin/true", "-e", script]);
+        assert_eq!(o.status.code(), Some(1), "{script}: {}", err(&o));
+        assert!(
+            err(&o).contains(&format!(
+                "ERROR: user string copy fault -14 at 0x1 [man error::fault] near {near}"
+            )),
+            "{script}: {}",
+            err(&o)
+        );
+        assert_eq!(out(&o), "", "{script}");
+    }
+    let o = otf(&[
+        "run",
+        "-c",
+        "/bin/true",
+        "-e",
+        "probe kernel.trace(\"sched:sched_process_exec\") { if (pid() == target()) println(kernel_string(0)) }",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(
+        err(&o).contains(
+            "ERROR: kernel string copy fault at 0x0 [man error::fault] near kernel.trace(\"sched:sched_process_exec\")"
+        ),
+        "{}",
+        err(&o)
+    );
+}
+
+#[test]
+fn the_err_msg_and_warn_variants_return_their_message() {
+    need_root!();
+    let o = otf(&[
+        "run",
+        "-e",
+        "probe begin { printf(\"[%s][%s][%s][%s]\\n\", user_string2(0, \"none\"), user_string_n(8, 3, \"short\"), \
+         user_string_warn(16), kernel_string(24, \"kernel\")); exit() }",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(out(&o), "[none][short][][kernel]\n");
+    assert_eq!(
+        err(&o),
+        "WARNING: user string copy fault -14 at 0x10 [man error::fault]\n"
+    );
+}
+
+#[test]
+fn warnings_from_kernel_probe_bodies_are_refused_by_name() {
+    let o = otf(&[
+        "check",
+        "-e",
+        "probe kernel.trace(\"sched:sched_process_exec\") {\n  println(user_string_warn(1))\n}",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    let e = err(&o);
+    assert!(
+        e.contains("`user_string_warn` and `user_string_n_warn` (their warnings): only available in `begin`, `end` and `timer` probes"),
+        "{e}"
+    );
+    assert!(e.contains("<command line>:2:11"), "{e}");
+}

@@ -1,6 +1,9 @@
 //! Decoding of ring-buffer records into [`Event`]s.
 
+use std::borrow::Cow;
+
 use crate::layout::{ERR_ARRAY_FULL, ERR_BAD_CODE, ERR_DIV_ZERO, ERR_MAXACTION, ERR_RANDINT};
+use crate::layout::{ERR_KERNEL_STRING, ERR_USER_STRING, REC_ERR_ADDR, REC_ERR_ARG};
 use crate::layout::{REC_DEFER, REC_ERROR, REC_EXIT, REC_HDR_SIZE, REC_NOTIFY, REC_OUT};
 use otf_script::bytecode::MAXSTRINGLEN;
 
@@ -17,39 +20,67 @@ pub enum RuntimeErrorKind {
     BadCode,
     /// A new element in a full array (SystemTap's "Array overflow").
     ArrayFull,
+    /// `user_string` (or `user_string_n`) could not read the string.
+    UserStringFault {
+        /// The address.
+        addr: u64,
+        /// The helper's negative errno (`-EFAULT`).
+        rc: i64,
+    },
+    /// `kernel_string` (or `kernel_string_n`) could not read the string.
+    KernelStringFault {
+        /// The address.
+        addr: u64,
+        /// The helper's negative errno.
+        rc: i64,
+    },
     /// A kind this version does not know.
     Unknown(u32),
 }
 
 impl RuntimeErrorKind {
-    /// The kind with this number.
+    /// The kind with this number (the operands of a string fault 0).
     pub fn from_u32(v: u32) -> Self {
+        Self::from_record(v, 0, 0)
+    }
+
+    /// The kind of an error record: its number and its operands (`Frame::erraddr`,
+    /// `Frame::errarg`).
+    pub fn from_record(v: u32, addr: u64, arg: i64) -> Self {
         match v {
             ERR_DIV_ZERO => Self::DivisionByZero,
             ERR_MAXACTION => Self::MaxAction,
             ERR_RANDINT => Self::InvalidRandint,
             ERR_BAD_CODE => Self::BadCode,
             ERR_ARRAY_FULL => Self::ArrayFull,
+            ERR_USER_STRING => Self::UserStringFault { addr, rc: arg },
+            ERR_KERNEL_STRING => Self::KernelStringFault { addr, rc: arg },
             v => Self::Unknown(v),
         }
     }
 
     /// The message SystemTap prints for it (`ERROR: <message> near ...`).
-    pub fn message(&self) -> &'static str {
-        match self {
+    pub fn message(&self) -> Cow<'static, str> {
+        Cow::Borrowed(match *self {
             Self::DivisionByZero => "division by zero",
             Self::MaxAction => "MAXACTION exceeded",
             Self::InvalidRandint => "invalid randint range",
             Self::BadCode => "malformed bytecode",
             Self::ArrayFull => "Array overflow, check size limit",
+            Self::UserStringFault { addr, rc } => {
+                return Cow::Owned(otf_script::vm::string_fault_message(false, addr, rc))
+            }
+            Self::KernelStringFault { addr, rc } => {
+                return Cow::Owned(otf_script::vm::string_fault_message(true, addr, rc))
+            }
             Self::Unknown(_) => "unknown run-time error",
-        }
+        })
     }
 }
 
 impl std::fmt::Display for RuntimeErrorKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.message())
+        f.write_str(&self.message())
     }
 }
 
@@ -174,11 +205,22 @@ pub fn decode(b: &[u8]) -> Option<Event> {
             })
         }
         REC_EXIT => Some(Event::Exit { pidx }),
-        REC_ERROR => Some(Event::Error {
-            pidx,
-            kind: RuntimeErrorKind::from_u32(code),
-            pc: aux,
-        }),
+        REC_ERROR => {
+            let word = |off: usize| {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(&b[off..off + 8]);
+                u64::from_ne_bytes(a)
+            };
+            Some(Event::Error {
+                pidx,
+                kind: RuntimeErrorKind::from_record(
+                    code,
+                    word(REC_ERR_ADDR),
+                    word(REC_ERR_ARG) as i64,
+                ),
+                pc: aux,
+            })
+        }
         REC_NOTIFY => Some(Event::Notification { pidx }),
         REC_DEFER => {
             let mut comm = [0u8; 16];
@@ -271,6 +313,38 @@ mod tests {
         assert_eq!(
             RuntimeErrorKind::ArrayFull.to_string(),
             "Array overflow, check size limit"
+        );
+        // A string fault carries the address and the error code where comm would be.
+        let mut rec = hdr(REC_ERROR, 3, ERR_USER_STRING, 8);
+        rec[REC_ERR_ADDR..REC_ERR_ADDR + 8].copy_from_slice(&0x7ffd_1234u64.to_ne_bytes());
+        rec[REC_ERR_ARG..REC_ERR_ARG + 8].copy_from_slice(&(-14i64).to_ne_bytes());
+        let e = decode(&rec).unwrap();
+        assert_eq!(
+            e,
+            Event::Error {
+                pidx: 3,
+                kind: RuntimeErrorKind::UserStringFault {
+                    addr: 0x7ffd_1234,
+                    rc: -14
+                },
+                pc: 8
+            }
+        );
+        let Event::Error { kind, .. } = e else {
+            unreachable!()
+        };
+        assert_eq!(
+            kind.message(),
+            "user string copy fault -14 at 0x7ffd1234 [man error::fault]"
+        );
+        let mut rec = hdr(REC_ERROR, 3, ERR_KERNEL_STRING, 8);
+        rec[REC_ERR_ADDR..REC_ERR_ADDR + 8].copy_from_slice(&1u64.to_ne_bytes());
+        assert_eq!(
+            decode(&rec).map(|e| match e {
+                Event::Error { kind, .. } => kind.to_string(),
+                e => panic!("{e:?}"),
+            }),
+            Some("kernel string copy fault at 0x1 [man error::fault]".to_string())
         );
         assert_eq!(
             decode(&hdr(REC_NOTIFY, 9, 0, 0)),

@@ -248,3 +248,168 @@ probe process("/bin/true").function("main") {
         &[0, 1, 0, 1],
     );
 }
+
+/// A string in this process's memory that stays put (leaked) and is resident (written
+/// here): a test run's hit reads the memory of the task that runs it, this test, as the
+/// reference VM reads its own; its address as a script constant.
+fn resident(text: &str) -> u64 {
+    let mut v = text.as_bytes().to_vec();
+    v.push(0);
+    v.extend_from_slice(b"after the NUL");
+    let v: &'static mut [u8] = v.leak();
+    // SAFETY: `v` is a valid, leaked buffer; the volatile read keeps the page touched.
+    let _ = unsafe { std::ptr::read_volatile(v.as_ptr()) };
+    v.as_ptr() as u64
+}
+
+#[test]
+fn user_strings_read_from_memory() {
+    let hello = resident("hello from user space");
+    let long = resident(&"0123456789".repeat(20));
+    agree(
+        &format!(
+            r#"global p = {hello}, q = {long}, n, got
+probe kernel.trace("sched:sched_switch") {{
+    n++
+    printf("[%s][%s][%s]\n", user_string(p), user_string_n(p, 5), user_string_n(p, 0))
+    printf("[%s][%s]\n", user_string_n(p, -1), user_string_n(p, 1000))
+    s = user_string(q)
+    printf("%d %d %d %s\n", strlen(s), strlen(user_string_n(q, 200)), strlen(user_string_n(q, 125)), s)
+    m = n * 7 - 10
+    got[n] = user_string_n(p, m)
+    printf("%d [%s] [%s]\n", m, got[n], user_string_n2(q, m, "unused"))
+    printf("[%s][%s][%s][%s]\n", user_string2(0, "no string at 0"), user_string(1, "none at 1"),
+           user_string_n(0, 3, "neither"), user_string_nofault(0))
+    printf("[%s][%s][%s]\n", user_string_n_nofault(1, 2), kernel_string2(p, "a user address"),
+           kernel_string(0, "k") . user_string2(p, "x"))
+}}"#
+        ),
+        &[0, 0, 0, 0],
+    );
+}
+
+#[test]
+fn a_fault_is_a_run_time_error_with_the_address() {
+    if !common::can_test_run_bpf("strings") {
+        return;
+    }
+    // A string that runs into a page that cannot be read faults; one that ends before it
+    // does not.
+    // SAFETY: an anonymous private mapping with no address hint; checked below.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            8192,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED);
+    // SAFETY: the mapping is two pages and writable until the mprotect of the second.
+    unsafe {
+        let b = p.cast::<u8>();
+        std::ptr::copy_nonoverlapping(c"ok".to_bytes_with_nul().as_ptr(), b.add(4096 - 10), 3);
+        // No NUL before the end of the page.
+        std::ptr::copy_nonoverlapping(b"edge".as_ptr(), b.add(4096 - 4), 4);
+        assert_eq!(libc::mprotect(b.add(4096).cast(), 4096, libc::PROT_NONE), 0);
+    }
+    let base = p as u64;
+    let (ok, edge) = (base + 4096 - 10, base + 4096 - 4);
+    let cases: Vec<(String, u64, bool)> = vec![
+        ("user_string(1)".into(), 1, false),
+        ("user_string_n(0, 4)".into(), 0, false),
+        (format!("user_string({edge})"), edge, false),
+        ("kernel_string(1)".into(), 1, true),
+        ("kernel_string_n(0, 2)".into(), 0, true),
+        // In a loop: the fault leaves a bpf_loop callback.
+        (
+            format!("user_string({ok}) . user_string_n({edge}, 1) . user_string(i)"),
+            1,
+            false,
+        ),
+    ];
+    for (expr, addr, kernel) in cases {
+        let src = format!(
+            r#"global n
+probe kernel.trace("sched:sched_switch") {{
+    for (i = 0; i < 2; i++) n++
+    i = 1
+    while (n < 10) {{ n++; if (n == 5) printf("%s\n", {expr}) }}
+}}"#
+        );
+        let (c, image) = compile(&src);
+        let rt = Runtime::load_with(
+            &image,
+            &LoadOptions {
+                kinds: vec![ProgKind::TestEntry],
+                ..Default::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("{src}: {e}"));
+        let mut events = rt.events().expect("events");
+        rt.test_run_hit(cookie(0)).expect("hit");
+        let got: Vec<Event> = events.drain().expect("drain");
+        let mut hit = FixedHit {
+            strings: c.strings.clone(),
+            ..Default::default()
+        };
+        let start = image.probes[0].body.expect("body") as usize;
+        let mut outs = Vec::new();
+        let want = vm::run(
+            &c.code,
+            start,
+            &mut MemStore::new(&c.globals),
+            &mut hit,
+            &mut |r| outs.push(r),
+        )
+        .expect_err("the reference VM faults");
+        assert!(outs.is_empty(), "{expr}: {outs:?}");
+        let rc = -14;
+        assert_eq!(
+            want,
+            vm::VmError::StringFault {
+                pc: want.pc(),
+                kernel,
+                addr,
+                rc
+            },
+            "{expr}"
+        );
+        let kind = if kernel {
+            otf_bpf::RuntimeErrorKind::KernelStringFault { addr, rc }
+        } else {
+            otf_bpf::RuntimeErrorKind::UserStringFault { addr, rc }
+        };
+        // The kernel's error code for a kernel read of a user address is its own: only
+        // the address and the message matter there.
+        let errors: Vec<(otf_bpf::RuntimeErrorKind, u32)> = got
+            .iter()
+            .filter_map(|e| match e {
+                Event::Error { kind, pc, .. } => Some((*kind, *pc)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(errors.len(), 1, "{expr}: {got:?}");
+        let (k, pc) = errors[0];
+        assert_eq!(pc as usize, want.pc(), "{expr}: the same instruction");
+        match (k, kind) {
+            (
+                otf_bpf::RuntimeErrorKind::KernelStringFault { addr: a, rc: r },
+                otf_bpf::RuntimeErrorKind::KernelStringFault { .. },
+            ) => {
+                assert_eq!(a, addr, "{expr}");
+                assert!(r < 0, "{expr}: {r}");
+            }
+            _ => assert_eq!(k, kind, "{expr}"),
+        }
+        assert_eq!(k.to_string(), want.to_string(), "{expr}: the message");
+        assert!(
+            !got.iter().any(|e| matches!(e, Event::Output { .. })),
+            "{expr}: {got:?}"
+        );
+    }
+    // SAFETY: unmapping the mapping made above, no longer read.
+    assert_eq!(unsafe { libc::munmap(p, 8192) }, 0);
+}

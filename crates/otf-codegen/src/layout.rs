@@ -62,6 +62,12 @@ pub const ERR_RANDINT: u32 = 3;
 pub const ERR_BAD_CODE: u32 = 4;
 /// Error kind: a new element in a full array ("Array overflow, check size limit").
 pub const ERR_ARRAY_FULL: u32 = 5;
+/// Error kind: `user_string` could not read user memory ("user string copy fault -14 at
+/// 0x1 [man error::fault]"); the record carries the address and the helper's error code.
+pub const ERR_USER_STRING: u32 = 6;
+/// Error kind: `kernel_string` could not read kernel memory ("kernel string copy fault at
+/// 0x1 [man error::fault]"); the record carries the address and the helper's error code.
+pub const ERR_KERNEL_STRING: u32 = 7;
 /// Size of the per-kind error counter array.
 pub const ERR_KINDS: usize = 8;
 
@@ -243,6 +249,8 @@ pub struct Shared {
 }
 
 /// A ring buffer record header (48 bytes); an output record is followed by its arguments.
+/// An error record has no `comm`: its 16 bytes are the error's operands, `Frame::erraddr`
+/// then `Frame::errarg` ([`REC_ERR_ADDR`], [`REC_ERR_ARG`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RecHdr {
@@ -262,9 +270,14 @@ pub struct RecHdr {
     pub tid: u32,
     /// Reserved.
     pub pad: u32,
-    /// `comm` of the current task.
+    /// `comm` of the current task (error records: the error's operands).
     pub comm: [u8; 16],
 }
+
+/// Offset in an error record of the address a string read faulted at (`u64`).
+pub const REC_ERR_ADDR: usize = offset_of!(RecHdr, comm);
+/// Offset in an error record of the error code of the failed helper (`i64`).
+pub const REC_ERR_ARG: usize = offset_of!(RecHdr, comm) + 8;
 
 /// The machine state of one hit, per CPU and nesting level.
 #[repr(C)]
@@ -309,8 +322,14 @@ pub struct Frame {
     /// String local slots.
     pub slocals: [[u8; MAXSTRINGLEN]; MAX_SLOCALS],
     /// A map key with string keys, built in key order (8 bytes per integer key,
-    /// MAXSTRINGLEN per string key).
+    /// MAXSTRINGLEN per string key); also the scratch buffer a string is read into
+    /// (`SRead` with a message to return on a fault).
     pub keybuf: [[u8; MAXSTRINGLEN]; MAX_KEYS],
+    /// The operand of the last run-time error, for the error record: the address a string
+    /// read faulted at.
+    pub erraddr: u64,
+    /// The second operand of the last run-time error: the failed helper's error code.
+    pub errarg: i64,
 }
 
 /// The per-CPU array value.
@@ -390,6 +409,8 @@ pub(crate) mod off {
     pub const F_SSTACK: usize = offset_of!(Frame, sstack);
     pub const F_SLOCALS: usize = offset_of!(Frame, slocals);
     pub const F_KEYBUF: usize = offset_of!(Frame, keybuf);
+    pub const F_ERRADDR: i16 = s16(offset_of!(Frame, erraddr));
+    pub const F_ERRARG: i16 = s16(offset_of!(Frame, errarg));
     pub const FRAME_SIZE: i32 = size_of::<Frame>() as i32;
 }
 

@@ -25,7 +25,7 @@
 use std::collections::HashMap;
 
 use otf_script::bytecode::{
-    Ctx, Insn as BInsn, MapOperands, Op, HIST_LOG_BUCKET0, HIST_LOG_BUCKETS, MAXSTRINGLEN,
+    Ctx, Insn as BInsn, MapOperands, Op, ReadStr, HIST_LOG_BUCKET0, HIST_LOG_BUCKETS, MAXSTRINGLEN,
     MAX_STEPS,
 };
 
@@ -35,7 +35,8 @@ use crate::insn::{
     helper, Alu, Atomic, Cond, Insn, Reg, DW, R0, R1, R10, R2, R3, R4, R5, R6, R7, R8, R9, W,
 };
 use crate::layout::{
-    off, ERR_ARRAY_FULL, ERR_DIV_ZERO, ERR_MAXACTION, ERR_RANDINT, REC_EXIT, REC_OUT,
+    off, ERR_ARRAY_FULL, ERR_DIV_ZERO, ERR_KERNEL_STRING, ERR_MAXACTION, ERR_RANDINT,
+    ERR_USER_STRING, REC_ERR_ADDR, REC_ERR_ARG, REC_EXIT, REC_OUT,
 };
 use crate::maps::{MapKind, MapSpec, STAT_COUNT, STAT_MAX, STAT_MIN, STAT_SUM};
 use crate::{Error, KernelInfo, MapId};
@@ -948,6 +949,7 @@ impl<'a> Gen<'a> {
             | Op::SCmp
             | Op::SLen
             | Op::SConcat => self.string_insn(r, pc)?,
+            Op::SRead => self.read_str(r, pc)?,
             Op::Exit => {
                 self.flush(r);
                 let f = self.b.f(fid);
@@ -1219,6 +1221,82 @@ impl<'a> Gen<'a> {
         Ok(())
     }
 
+    /// `SRead` (`user_string`, `kernel_string` and their variants): zero the destination,
+    /// `bpf_probe_read_{user,kernel}_str(dst, size, addr)` with SystemTap's size (a
+    /// constant when `n` is, else clamped at run time); a negative result is the run-time
+    /// error, with the address and the error code in the frame for the record, or (with a
+    /// message) leaves the message, which is already where the result goes. With a
+    /// message the string is read into the key buffer first, so that a fault keeps it.
+    fn read_str(&mut self, r: &mut Region<'_>, pc: usize) -> Result<(), Error> {
+        let insn = self.code[pc];
+        let rs = ReadStr::unpack(insn.arg)
+            .ok_or_else(|| Error::BadCode(format!("string read {:#x} at {pc}", insn.arg)))?;
+        let sd = r.shape.sdepth[&pc];
+        let base = r.vs.len() - 1 - usize::from(rs.n);
+        let size = if rs.n {
+            match r.vs[base + 1] {
+                Val::Const(c) => Some(rs.size(Some(c))),
+                _ => None,
+            }
+        } else {
+            Some(rs.size(None))
+        };
+        self.flush(r);
+        let (dst, result) = if rs.msg {
+            (off::F_KEYBUF, sslot(sd - 1))
+        } else {
+            (sslot(sd), sslot(sd))
+        };
+        let fid = r.f;
+        let f = self.b.f(fid);
+        zero(f, dst, SWORDS);
+        match size {
+            Some(n) => f.emit(Insn::mov_imm(R2, n as i32)),
+            None => {
+                // clamp(n + 1, 1, max), signed, as the tapsets compute it.
+                let max = rs.max_size() as i32;
+                f.emit(Insn::ldx(DW, R2, R8, stack(base as u32 + 1)));
+                f.emit(Insn::alu64_imm(Alu::Add, R2, 1));
+                f.emit(Insn::jmp_imm(Cond::Sge, R2, 1, 1));
+                f.emit(Insn::mov_imm(R2, 1));
+                f.emit(Insn::jmp_imm(Cond::Sle, R2, max, 1));
+                f.emit(Insn::mov_imm(R2, max));
+            }
+        }
+        f.emit(Insn::mov(R1, R8));
+        f.emit(Insn::alu64_imm(Alu::Add, R1, dst as i32));
+        f.emit(Insn::ldx(DW, R3, R8, stack(base as u32)));
+        f.emit(Insn::call_helper(if rs.kernel {
+            helper::PROBE_READ_KERNEL_STR
+        } else {
+            helper::PROBE_READ_USER_STR
+        }));
+        let ok = f.new_label();
+        let done = f.new_label();
+        f.jmp_imm(Cond::Sge, R0, 0, ok);
+        if rs.msg {
+            f.ja(done);
+        } else {
+            f.emit(Insn::ldx(DW, R1, R8, stack(base as u32)));
+            f.emit(Insn::stx(DW, R8, off::F_ERRADDR, R1));
+            f.emit(Insn::stx(DW, R8, off::F_ERRARG, R0));
+            let kind = if rs.kernel {
+                ERR_KERNEL_STRING
+            } else {
+                ERR_USER_STRING
+            };
+            self.error(r, kind, pc);
+        }
+        let f = self.b.f(fid);
+        f.bind(ok);
+        if rs.msg {
+            copy_str(f, R8, result, R8, dst);
+        }
+        f.bind(done);
+        r.vs.truncate(base);
+        Ok(())
+    }
+
     /// The two top values of a comparison: the left one in a register, the right one an
     /// immediate when it is a small constant.
     fn operands(&mut self, r: &mut Region<'_>) -> (Reg, Operand) {
@@ -1311,7 +1389,8 @@ impl<'a> Gen<'a> {
 }
 
 /// Fill the staged record header: `kind`, the pidx (r7), `code` and `aux` (`None`: the
-/// error kind and pc from the frame), cpu, pid, tid and comm.
+/// error kind and pc from the frame), cpu, pid, tid and comm (for an error: the error's
+/// operands from the frame instead, `Frame::erraddr` and `Frame::errarg`).
 pub(crate) fn header(f: &mut crate::asm::Func, kind: u32, code_aux: Option<(i32, i32)>) {
     let h = off::F_OUT;
     f.emit(Insn::st(W, R8, off::s16(h), kind as i32));
@@ -1335,6 +1414,14 @@ pub(crate) fn header(f: &mut crate::asm::Func, kind: u32, code_aux: Option<(i32,
     f.emit(Insn::alu64_imm(Alu::Rsh, R0, 32));
     f.emit(Insn::stx(W, R8, off::s16(h + 20), R0));
     f.emit(Insn::st(W, R8, off::s16(h + 28), 0));
+    if code_aux.is_none() {
+        // An error record carries the error's operands where comm would be.
+        f.emit(Insn::ldx(DW, R1, R8, off::F_ERRADDR));
+        f.emit(Insn::stx(DW, R8, off::s16(h + REC_ERR_ADDR), R1));
+        f.emit(Insn::ldx(DW, R1, R8, off::F_ERRARG));
+        f.emit(Insn::stx(DW, R8, off::s16(h + REC_ERR_ARG), R1));
+        return;
+    }
     f.emit(Insn::mov(R1, R8));
     f.emit(Insn::alu64_imm(Alu::Add, R1, (h + 32) as i32));
     f.emit(Insn::mov_imm(R2, 16));

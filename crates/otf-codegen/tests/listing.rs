@@ -142,3 +142,13 @@ fn string_compare_and_printf() {
         ProgKind::Tracepoint
     ));
 }
+
+#[test]
+fn user_string_with_a_message_and_a_length() {
+    // `n` known at compile time (the size is a constant) and not (clamped at run time);
+    // the message is kept until the read succeeds.
+    insta::assert_snapshot!(listing(
+        "global p, n\nprobe process(\"/bin/true\").function(\"main\") { printf(\"%s %s\\n\", user_string_n(pointer_arg(1), 4), user_string_n2(p, n, \"bad\")) }",
+        ProgKind::Uprobe
+    ));
+}

@@ -246,6 +246,163 @@ ops! {
     /// `sprintf`: pop `i & 0xffff` integers and `i >> 16` strings, push output format `a`
     /// rendered as a string (truncated to MAXSTRINGLEN - 1).
     SFormat = 61,
+    /// Read a string from memory (`user_string`, `kernel_string` and their variants), as
+    /// the [`ReadStr`] packed in `a` says: pop `n` when [`ReadStr::n`], then the address;
+    /// pop the message from the string stack when [`ReadStr::msg`]; push the string read
+    /// (at most [`ReadStr::size`]` - 1` bytes, up to its NUL). A fault is the run-time error
+    /// "user string copy fault -14 at 0x1 [man error::fault]" (or "kernel string copy
+    /// fault at 0x1 ..."), or with [`ReadStr::msg`] pushes the message instead.
+    SRead = 62,
+}
+
+/// What an [`Op::SRead`] reads and what a fault does, packed in its `a`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ReadStr {
+    /// Kernel memory (`kernel_string*`), else the current task's user memory.
+    pub kernel: bool,
+    /// An integer `n`, the most bytes of text, is on the stack above the address (the `_n`
+    /// variants); without it the most a string holds.
+    pub n: bool,
+    /// A fault pushes the message popped from the string stack (the `err_msg` variants,
+    /// `_warn`, `_nofault`) instead of being a run-time error.
+    pub msg: bool,
+    /// A fault is also reported as SystemTap's warning (`user_string_warn`,
+    /// `user_string_n_warn`): user space only.
+    pub warn: bool,
+}
+
+/// A function that reads a string from memory ([`Op::SRead`]), as SystemTap's tapsets
+/// (`uconversions.stp`, `conversions.stp`) define it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ReadStrFn {
+    /// Its name.
+    pub name: &'static str,
+    /// What it reads; [`ReadStr::msg`] is set when its last parameter is the message.
+    pub read: ReadStr,
+    /// Fewest arguments: the address, then `n` for the `_n` variants (then the message
+    /// for the `2` variants, which require it).
+    pub min: usize,
+    /// Most arguments: the message is optional when `max > min`.
+    pub max: usize,
+    /// A fault without a message argument returns "" instead of failing (`_warn`,
+    /// `_nofault`: SystemTap's default message is "").
+    pub empty_msg: bool,
+}
+
+impl ReadStrFn {
+    /// Every function, by name.
+    pub const ALL: &'static [ReadStrFn] = &[
+        ReadStrFn::user("user_string", false, 1, 2, false, false),
+        ReadStrFn::user("user_string2", false, 2, 2, false, false),
+        ReadStrFn::user("user_string_nofault", false, 1, 1, false, true),
+        ReadStrFn::user("user_string_n", true, 2, 3, false, false),
+        ReadStrFn::user("user_string_n2", true, 3, 3, false, false),
+        ReadStrFn::user("user_string_n_nofault", true, 2, 2, false, true),
+        ReadStrFn::user("user_string_warn", false, 1, 2, true, true),
+        ReadStrFn::user("user_string2_warn", false, 2, 2, true, true),
+        ReadStrFn::user("user_string_n_warn", true, 2, 3, true, true),
+        ReadStrFn::kernel("kernel_string", false, 1, 2),
+        ReadStrFn::kernel("kernel_string2", false, 2, 2),
+        ReadStrFn::kernel("kernel_string_n", true, 2, 2),
+    ];
+
+    const fn user(
+        name: &'static str,
+        n: bool,
+        min: usize,
+        max: usize,
+        warn: bool,
+        empty_msg: bool,
+    ) -> ReadStrFn {
+        ReadStrFn {
+            name,
+            read: ReadStr {
+                kernel: false,
+                n,
+                msg: false,
+                warn,
+            },
+            min,
+            max,
+            empty_msg,
+        }
+    }
+
+    const fn kernel(name: &'static str, n: bool, min: usize, max: usize) -> ReadStrFn {
+        ReadStrFn {
+            name,
+            read: ReadStr {
+                kernel: true,
+                n,
+                msg: false,
+                warn: false,
+            },
+            min,
+            max,
+            empty_msg: false,
+        }
+    }
+
+    /// The function called `name`.
+    pub fn by_name(name: &str) -> Option<ReadStrFn> {
+        ReadStrFn::ALL.iter().copied().find(|f| f.name == name)
+    }
+
+    /// The integer parameters before the message: the address, and `n` for `_n` variants.
+    pub fn nints(&self) -> usize {
+        1 + usize::from(self.read.n)
+    }
+
+    /// What a call with `nargs` arguments reads: with a message argument, or with
+    /// [`ReadStrFn::empty_msg`], a fault returns the message.
+    pub fn call(&self, nargs: usize) -> ReadStr {
+        ReadStr {
+            msg: nargs > self.nints() || self.empty_msg,
+            ..self.read
+        }
+    }
+}
+
+impl ReadStr {
+    /// The packed form (`a` of [`Op::SRead`]).
+    pub fn pack(self) -> i32 {
+        i32::from(self.kernel)
+            | i32::from(self.n) << 1
+            | i32::from(self.msg) << 2
+            | i32::from(self.warn) << 3
+    }
+
+    /// The flags packed by [`ReadStr::pack`]; `None` for unknown bits.
+    pub fn unpack(a: i32) -> Option<ReadStr> {
+        (0..16).contains(&a).then_some(ReadStr {
+            kernel: a & 1 != 0,
+            n: a & 2 != 0,
+            msg: a & 4 != 0,
+            warn: a & 8 != 0,
+        })
+    }
+
+    /// The largest [`ReadStr::size`]: MAXSTRINGLEN for kernel memory, one less for user
+    /// memory.
+    pub fn max_size(self) -> usize {
+        if self.kernel {
+            MAXSTRINGLEN
+        } else {
+            MAXSTRINGLEN - 1
+        }
+    }
+
+    /// The most bytes read, the NUL included (the size of the kernel helper's copy), for
+    /// `n` (`None`: no `n` argument). As SystemTap's tapsets compute it:
+    /// `clamp(n + 1, 1, MAXSTRINGLEN - 1)` for user memory (so a user string holds at most
+    /// 126 bytes) and `clamp(n + 1, 1, MAXSTRINGLEN)` for kernel memory (127 bytes);
+    /// without `n`, `n` is MAXSTRINGLEN (the function is `user_string_n(addr,
+    /// MAXSTRINGLEN)`). `n + 1` wraps as in C.
+    pub fn size(self, n: Option<i64>) -> usize {
+        n.unwrap_or(MAXSTRINGLEN as i64)
+            .wrapping_add(1)
+            .clamp(1, self.max_size() as i64) as usize
+    }
 }
 
 /// The string functions of [`Op::SCall`]: (name, string arguments, integer arguments,

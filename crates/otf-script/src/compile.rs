@@ -24,8 +24,8 @@ use crate::ast::{
     UnOp,
 };
 use crate::bytecode::{
-    Ctx, Format, GlobalKind, Insn, IterSpec, MapOperands, Op, Piece, Spec, StatKind, StrFn,
-    LOCK_STRIPES, MAX_CODE, MAX_ITERS, MAX_LOCALS, MAX_OUT_ARGS, MAX_OUT_STRS, MAX_SLOCALS,
+    Ctx, Format, GlobalKind, Insn, IterSpec, MapOperands, Op, Piece, ReadStrFn, Spec, StatKind,
+    StrFn, LOCK_STRIPES, MAX_CODE, MAX_ITERS, MAX_LOCALS, MAX_OUT_ARGS, MAX_OUT_STRS, MAX_SLOCALS,
     MAX_SSTACK, MAX_STACK,
 };
 use crate::diag::Diagnostic;
@@ -398,6 +398,7 @@ impl<'a> Compiler<'a> {
                 Some(f) => self.checked.types.fn_ret(f),
                 None => match name.name.as_str() {
                     "execname" | "pp" | "probefunc" | "sprintf" => VType::Str,
+                    n if ReadStrFn::by_name(n).is_some() => VType::Str,
                     n => match StrFn::by_name(n) {
                         Some(f) if f.signature().1 => VType::Str,
                         _ => VType::Long,
@@ -748,6 +749,21 @@ impl<'a> Compiler<'a> {
                     if !want {
                         self.op(Op::SPop);
                     }
+                } else if let Some(f) = ReadStrFn::by_name(&name.name) {
+                    // The address, `n`, then the message (or "" for the variants whose
+                    // default message is empty).
+                    for a in args {
+                        self.expr(a, true);
+                    }
+                    let read = f.call(args.len());
+                    if read.msg && args.len() == f.nints() {
+                        self.push_str("");
+                    }
+                    self.span = e.span;
+                    self.emit(Insn::with_arg(Op::SRead, read.pack()));
+                    if !want {
+                        self.op(Op::SPop);
+                    }
                 } else {
                     let id = match name.name.as_str() {
                         "execname" => 0,
@@ -973,7 +989,11 @@ impl<'a> Compiler<'a> {
                 };
                 self.emit(Insn::new(Op::Ctx, c as i32, n));
             }
-            Builtin::Execname | Builtin::Pp | Builtin::Probefunc | Builtin::Sprintf => {
+            Builtin::Execname
+            | Builtin::Pp
+            | Builtin::Probefunc
+            | Builtin::Sprintf
+            | Builtin::ReadStr(_) => {
                 // String-valued: compiled by `str_expr`, never through here.
                 self.emit(Insn::new(Op::Push, 0, 0));
             }

@@ -16,6 +16,7 @@ pub mod format;
 pub mod hist;
 pub mod kinds;
 pub mod lexer;
+pub mod mem;
 pub mod parser;
 pub mod point;
 pub mod sema;

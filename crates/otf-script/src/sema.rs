@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::ast::{BinOp, Block, Expr, ExprKind, Ident, Script, Span, Stmt, StmtKind, UnOp};
 use crate::bytecode::{
-    Ctx, GlobalKind, HistSpec, StrFn, MAXMAPENTRIES, MAX_ENTRY_SLOTS, MAX_GLOBALS,
+    Ctx, GlobalKind, HistSpec, ReadStrFn, StrFn, MAXMAPENTRIES, MAX_ENTRY_SLOTS, MAX_GLOBALS,
 };
 use crate::diag::{Diagnostic, SourceFile};
 use crate::format::{parse_printf, FmtItem};
@@ -48,6 +48,9 @@ pub enum Builtin {
     Str(StrFn),
     /// `sprintf(FMT, ...)`: like `printf`, into a string.
     Sprintf,
+    /// `user_string(addr)`, `kernel_string(addr)` and their variants: a string read from
+    /// memory.
+    ReadStr(ReadStrFn),
 }
 
 impl Builtin {
@@ -92,13 +95,48 @@ pub fn builtin(name: &str) -> Option<(Builtin, usize, Option<usize>)> {
         "sprintf" => (B::Sprintf, 1, None),
         "int_arg" => (B::Arg(Ctx::IntArg), 1, Some(1)),
         "long_arg" | "ulong_arg" | "pointer_arg" => (B::Arg(Ctx::LongArg), 1, Some(1)),
-        n => match StrFn::by_name(n) {
-            Some(f) => {
+        n => match (StrFn::by_name(n), ReadStrFn::by_name(n)) {
+            (Some(f), _) => {
                 let k = f.signature().0.len();
                 (B::Str(f), k, Some(k))
             }
-            None => return None,
+            (None, Some(f)) => (B::ReadStr(f), f.min, Some(f.max)),
+            (None, None) => return None,
         },
+    })
+}
+
+/// SystemTap's tapset functions that read memory which otf does not have yet, with what to
+/// use instead: they are refused by name rather than as unknown functions.
+fn not_yet(name: &str) -> Option<&'static str> {
+    let quoted =
+        "print the string read by `user_string` or `kernel_string` (quoting is not supported)";
+    let wide = "only byte strings can be read (`user_string`, `kernel_string`)";
+    Some(match name {
+        "user_string_quoted"
+        | "user_string_n_quoted"
+        | "user_string_n2_quoted"
+        | "kernel_string_quoted"
+        | "kernel_or_user_string_quoted"
+        | "kernel_buffer_quoted"
+        | "user_buffer_quoted" => quoted,
+        "user_string_utf32"
+        | "user_string2_utf32"
+        | "user_string_utf16"
+        | "user_string2_utf16"
+        | "user_string_quoted_utf32"
+        | "user_string_quoted_utf16"
+        | "kernel_string_utf32"
+        | "kernel_string2_utf32"
+        | "kernel_string_utf16"
+        | "kernel_string2_utf16"
+        | "kernel_string_quoted_utf32"
+        | "kernel_string_quoted_utf16"
+        | "kernel_or_user_string_quoted_utf32"
+        | "kernel_or_user_string_quoted_utf16" => wide,
+        // SystemTap's returns "" whatever it reads (its body has no `return`).
+        "user_string2_n_warn" => "use `user_string_n_warn(addr, n, warn_msg)`",
+        _ => return None,
     })
 }
 
@@ -1116,6 +1154,14 @@ impl<'a> Walker<'a> {
             };
         }
         let Some((b, min, max)) = builtin(&name.name) else {
+            if let Some(hint) = not_yet(&name.name) {
+                self.err_hint(
+                    format!("`{}` is not supported yet", name.name),
+                    name.span,
+                    hint,
+                );
+                return Ty::Int;
+            }
             self.err(format!("unknown function `{}`", name.name), name.span);
             for a in args {
                 self.expr(a);
@@ -1205,6 +1251,20 @@ impl<'a> Walker<'a> {
                 } else {
                     Ty::Int
                 }
+            }
+            Builtin::ReadStr(f) => {
+                for (i, a) in args.iter().enumerate() {
+                    self.value(a, if i < f.nints() { Ty::Int } else { Ty::Str });
+                }
+                if f.read.warn {
+                    self.info.uses.push((
+                        Use::UserOnly(
+                            "`user_string_warn` and `user_string_n_warn` (their warnings)",
+                        ),
+                        e.span,
+                    ));
+                }
+                Ty::Str
             }
         }
     }

@@ -314,6 +314,12 @@ impl Infer<'_> {
                     }
                     return Some(if ret_str { Str } else { Long });
                 }
+                if let Some(f) = crate::bytecode::ReadStrFn::by_name(&name.name) {
+                    for (i, a) in args.iter().enumerate() {
+                        self.want(a, if i < f.nints() { Long } else { Str });
+                    }
+                    return Some(Str);
+                }
                 match name.name.as_str() {
                     "execname" | "pp" | "probefunc" | "sprintf" => Some(Str),
                     "printf" | "print" | "println" | "exit" => None,

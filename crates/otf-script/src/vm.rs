@@ -10,7 +10,7 @@ use std::fmt;
 use std::ops::Range;
 
 use crate::bytecode::{
-    Ctx, Insn, IterSpec, MapOperands, Op, StatKind, StrFn, MAXSTRINGLEN, MAX_ENTRY_SLOTS,
+    Ctx, Insn, IterSpec, MapOperands, Op, ReadStr, StatKind, StrFn, MAXSTRINGLEN, MAX_ENTRY_SLOTS,
     MAX_GLOBALS, MAX_ITERS, MAX_KEYS, MAX_LOCALS, MAX_OUT_ARGS, MAX_OUT_STRS, MAX_SLOCALS,
     MAX_SSTACK, MAX_STACK, MAX_STEPS,
 };
@@ -155,6 +155,24 @@ pub trait HitContext {
     fn entry_load(&mut self, slot: u32) -> i64 {
         let _ = slot;
         0
+    }
+    /// The NUL-terminated string at `addr` ([`Op::SRead`]): at most `size` bytes are read,
+    /// the result holds at most `size - 1`; `Err` is the negative errno of a fault. The
+    /// default reads user memory of this process ([`crate::mem::read_user_str`]: in user
+    /// space there is no probed task, so `user_string` in `begin`, `end` and deferred
+    /// timer bodies reads otf's own memory) and faults on every kernel address (user space
+    /// cannot read kernel memory).
+    fn read_str(&mut self, kernel: bool, addr: u64, size: usize) -> Result<Vec<u8>, i64> {
+        if kernel {
+            Err(-14)
+        } else {
+            crate::mem::read_user_str(0, addr, size)
+        }
+    }
+    /// Report a warning (`user_string_warn`); the default prints SystemTap's
+    /// `WARNING: <msg>` line on stderr.
+    fn warn(&mut self, msg: &str) {
+        eprintln!("WARNING: {msg}");
     }
 }
 
@@ -409,6 +427,29 @@ pub enum VmError {
         /// The instruction.
         pc: usize,
     },
+    /// `user_string` or `kernel_string` (and the `_n` variants) could not read the
+    /// string.
+    StringFault {
+        /// The instruction.
+        pc: usize,
+        /// Kernel memory (`kernel_string`), else user memory.
+        kernel: bool,
+        /// The address read.
+        addr: u64,
+        /// The negative errno of the fault (`-EFAULT`).
+        rc: i64,
+    },
+}
+
+/// SystemTap's message for a string that could not be read from memory
+/// (`tapset/uconversions.stp`, `tapset/linux/conversions.stp`): `user string copy fault
+/// -14 at 0x1 [man error::fault]`, `kernel string copy fault at 0x1 [man error::fault]`.
+pub fn string_fault_message(kernel: bool, addr: u64, rc: i64) -> String {
+    if kernel {
+        format!("kernel string copy fault at {addr:#x} [man error::fault]")
+    } else {
+        format!("user string copy fault {rc} at {addr:#x} [man error::fault]")
+    }
 }
 
 impl VmError {
@@ -428,7 +469,8 @@ impl VmError {
             | VmError::EntrySlotOutOfRange { pc, .. }
             | VmError::BadOutArgs { pc, .. }
             | VmError::Array { pc, .. }
-            | VmError::EmptyAggregate { pc } => pc,
+            | VmError::EmptyAggregate { pc }
+            | VmError::StringFault { pc, .. } => pc,
         }
     }
 }
@@ -473,6 +515,9 @@ impl fmt::Display for VmError {
             }
             VmError::Array { err, .. } => write!(f, "{err}"),
             VmError::EmptyAggregate { .. } => f.write_str("empty aggregate"),
+            VmError::StringFault {
+                kernel, addr, rc, ..
+            } => f.write_str(&string_fault_message(*kernel, *addr, *rc)),
         }
     }
 }
@@ -969,6 +1014,34 @@ pub fn run(
                 let t = hit.format(a as u32, &args, &strs);
                 spush(&mut sst, truncate(t), pc)?
             }
+            Op::SRead => {
+                let r = ReadStr::unpack(a).ok_or(VmError::BadOpcode { pc, op: insn.op })?;
+                let msg = if r.msg {
+                    Some(spop(&mut sst, pc)?)
+                } else {
+                    None
+                };
+                let n = if r.n { Some(st.pop(pc)?) } else { None };
+                let addr = st.pop(pc)? as u64;
+                let t = match (hit.read_str(r.kernel, addr, r.size(n)), msg) {
+                    (Ok(bytes), _) => String::from_utf8_lossy(&bytes).into_owned(),
+                    (Err(rc), Some(m)) => {
+                        if r.warn {
+                            hit.warn(&string_fault_message(r.kernel, addr, rc));
+                        }
+                        m
+                    }
+                    (Err(rc), None) => {
+                        return Err(VmError::StringFault {
+                            pc,
+                            kernel: r.kernel,
+                            addr,
+                            rc,
+                        })
+                    }
+                };
+                spush(&mut sst, truncate(t), pc)?
+            }
             Op::SCall => {
                 let f = StrFn::from_i32(a).ok_or(VmError::BadOpcode { pc, op: insn.op })?;
                 let (params, _) = f.signature();
@@ -1216,6 +1289,7 @@ pub fn stack_effect(insn: &Insn) -> Option<(usize, usize)> {
             )
         }
         Op::SFormat => (usize::try_from(insn.imm & 0xffff).ok()?, 0),
+        Op::SRead => (1 + usize::from(ReadStr::unpack(insn.arg)?.n), 0),
     })
 }
 
@@ -1230,6 +1304,7 @@ pub fn sstack_effect(insn: &Insn) -> Option<(usize, usize)> {
         Op::SCmp => (2, 0),
         Op::Out => (usize::try_from(insn.imm >> 16).ok()?, 0),
         Op::SFormat => (usize::try_from(insn.imm >> 16).ok()?, 1),
+        Op::SRead => (usize::from(ReadStr::unpack(insn.arg)?.msg), 1),
         Op::SCall => {
             let (params, ret_str) = StrFn::from_i32(insn.arg)?.signature();
             (params.iter().filter(|&&s| s).count(), usize::from(ret_str))
@@ -1259,6 +1334,9 @@ pub fn user_space_only(insn: &Insn) -> Option<&'static str> {
         Op::MapClear => "`delete` of a whole array",
         Op::StatGet => "reading an aggregate (`@count`, `@sum`, ...)",
         Op::IterStart | Op::IterNext => "`foreach`",
+        Op::SRead if ReadStr::unpack(insn.arg).is_some_and(|r| r.warn) => {
+            "`user_string_warn` and `user_string_n_warn` (their warnings)"
+        }
         _ => return None,
     })
 }
@@ -1375,6 +1453,7 @@ pub fn verify(code: &[Insn], range: Range<usize>) -> Result<usize, VerifyError> 
             Op::SLdG | Op::SStG if a < 0 || a as usize >= MAX_GLOBALS => return bad,
             Op::SCtx if !(0..3).contains(&a) => return bad,
             Op::SCall if StrFn::from_i32(a).is_none() => return bad,
+            Op::SRead if ReadStr::unpack(a).is_none() => return bad,
             Op::SFormat if insn.imm < 0 || a < 0 => return bad,
             Op::SCmp
                 if !matches!(

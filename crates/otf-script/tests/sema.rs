@@ -714,3 +714,43 @@ fn malformed_sema_cases() {
     }
     assert!(n >= 20, "only {n} sema_*.stp cases");
 }
+
+#[test]
+fn strings_read_from_memory() {
+    ok(
+        r#"probe begin { s = user_string(1); t = user_string(1, "e") . user_string2(1, "e")
+        u = user_string_n(1, 2) . user_string_n(1, 2, "e") . user_string_n2(1, 2, "e")
+        v = user_string_warn(1) . user_string_warn(1, "w") . user_string2_warn(1, "w")
+        w = user_string_n_warn(1, 2) . user_string_n_warn(1, 2, "w") . user_string_nofault(1)
+        x = kernel_string(1) . kernel_string(1, "e") . kernel_string2(1, "e") . kernel_string_n(1, 2)
+        y = user_string_n_nofault(1, 2); printf("%s%s%s%s%s%s%s\n", s, t, u, v, w, x, y) }"#,
+    );
+    // In kernel probes too, except the warnings.
+    ok(
+        r#"probe kernel.trace("sched:sched_switch") { println(user_string(1) . kernel_string_n(2, 3)) }"#,
+    );
+    err_at(
+        "probe begin { println(user_string()) }",
+        1,
+        23,
+        "`user_string` takes 1 to 2 arguments, got 0",
+    );
+    err_at(
+        "probe begin { println(kernel_string_n(1, 2, \"e\")) }",
+        1,
+        23,
+        "`kernel_string_n` takes 2 arguments, got 3",
+    );
+    err_at(
+        "probe begin { println(user_string(\"p\")) }",
+        1,
+        35,
+        "a string literal is a string, but an integer is needed here",
+    );
+    err_at(
+        "probe begin { println(user_string2(1, 2)) }",
+        1,
+        39,
+        "this expression is an integer, but a string is needed here",
+    );
+}

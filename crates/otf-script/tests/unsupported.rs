@@ -25,6 +25,22 @@ fn errors(text: &str) -> Vec<String> {
 fn each_construct_is_one_named_error() {
     let cases: &[(&str, &str)] = &[
         (
+            "probe begin { println(user_string_quoted(1)) }",
+            "1:23 `user_string_quoted` is not supported yet",
+        ),
+        (
+            "probe begin {\n  s = kernel_string_utf16(1, \"e\") }",
+            "2:7 `kernel_string_utf16` is not supported yet",
+        ),
+        (
+            "probe begin { x = user_string2_n_warn(1, 2, \"w\") }",
+            "1:19 `user_string2_n_warn` is not supported yet",
+        ),
+        (
+            "probe kernel.trace(\"sched:sched_switch\") { println(\"x\" . user_string_warn(1)) }",
+            "1:58 `user_string_warn` and `user_string_n_warn` (their warnings): only available in `begin`, `end` and `timer` probes for now (their bodies run in user space)",
+        ),
+        (
             "probe begin { x = 1\n $a = 0 }",
             "2:2 target variables (`$a`) are not supported",
         ),

@@ -1,7 +1,7 @@
 //! The reference VM: every opcode, the arithmetic edges, the step budget and malformed code.
 
 use otf_script::bytecode::{
-    Ctx, GlobalKind, HistSpec, Insn, IterSpec, Op, StrFn, MAX_STACK, MAX_STEPS,
+    Ctx, GlobalKind, HistSpec, Insn, IterSpec, Op, ReadStr, StrFn, MAX_STACK, MAX_STEPS,
 };
 use otf_script::sema::GlobalInfo;
 use otf_script::store::{MapError, MemStore};
@@ -516,7 +516,208 @@ fn string_cases() -> Vec<(Op, Vec<Insn>, i64)> {
             vec![push(7), Insn::new(Op::SFormat, 0, 1), op(Op::SLen), ret()],
             0,
         ),
+        // user_string_n(addr, 3) of "memory" in this process: "mem".
+        (
+            Op::SRead,
+            vec![
+                push(resident("memory") as i64),
+                push(3),
+                arg(Op::SRead, read(false, true, false)),
+                op(Op::SLen),
+                ret(),
+            ],
+            3,
+        ),
     ]
+}
+
+/// A NUL-terminated copy of `text` that lives as long as the test process, and its
+/// address.
+fn resident(text: &str) -> u64 {
+    let mut v = text.as_bytes().to_vec();
+    v.extend_from_slice(b"\0and more");
+    v.leak().as_ptr() as u64
+}
+
+/// The `a` of an `SRead`.
+fn read(kernel: bool, n: bool, msg: bool) -> i32 {
+    ReadStr {
+        kernel,
+        n,
+        msg,
+        warn: false,
+    }
+    .pack()
+}
+
+/// What `SRead` leaves: the string, or the error.
+fn read_str(code: &[Insn], strings: &[&str]) -> Result<String, VmError> {
+    let mut hit = test_hit();
+    hit.strings = strings.iter().map(|s| s.to_string()).collect();
+    let mut out = Vec::new();
+    let mut code = code.to_vec();
+    code.push(Insn::new(Op::Out, 0, 1 << 16));
+    code.push(op(Op::Next));
+    vm::run(&code, 0, &mut map_store(), &mut hit, &mut |r| out.push(r))?;
+    Ok(out.remove(0).strs.remove(0))
+}
+
+#[test]
+fn strings_are_read_from_memory_as_systemtap_reads_them() {
+    let long = "abcdefghij".repeat(20);
+    let p = resident(&long) as i64;
+    let short = resident("short") as i64;
+    let user = |n: Option<i64>| {
+        let mut c = vec![push(p)];
+        c.extend(n.map(push));
+        c.push(arg(Op::SRead, read(false, n.is_some(), false)));
+        read_str(&c, &[]).map(|s| s.len())
+    };
+    // user_string: at most MAXSTRINGLEN - 2 = 126 bytes (the tapset's clamp to
+    // MAXSTRINGLEN - 1, NUL included); user_string_n(p, n): at most n.
+    assert_eq!(user(None), Ok(126));
+    assert_eq!(user(Some(200)), Ok(126));
+    assert_eq!(user(Some(126)), Ok(126));
+    assert_eq!(user(Some(125)), Ok(125));
+    assert_eq!(user(Some(5)), Ok(5));
+    assert_eq!(user(Some(0)), Ok(0));
+    assert_eq!(user(Some(-7)), Ok(0));
+    // n + 1 wraps, as in C: clamped to 1, nothing read.
+    assert_eq!(user(Some(i64::MAX)), Ok(0));
+    assert_eq!(
+        read_str(
+            &[push(short), arg(Op::SRead, read(false, false, false))],
+            &[]
+        ),
+        Ok("short".to_string())
+    );
+    // kernel_string_n: up to MAXSTRINGLEN - 1 = 127, but user space cannot read kernel
+    // memory: every address faults.
+    assert_eq!(
+        read_str(&[push(p), arg(Op::SRead, read(true, false, false))], &[]),
+        Err(VmError::StringFault {
+            pc: 1,
+            kernel: true,
+            addr: p as u64,
+            rc: -14
+        })
+    );
+    assert_eq!(ReadStr::default().size(None), 127);
+    let k = ReadStr {
+        kernel: true,
+        ..ReadStr::default()
+    };
+    assert_eq!(
+        (k.size(None), k.size(Some(127)), k.size(Some(500))),
+        (128, 128, 128)
+    );
+    assert_eq!(
+        (k.size(Some(3)), k.size(Some(-1)), k.size(Some(0))),
+        (4, 1, 1)
+    );
+}
+
+#[test]
+fn a_fault_is_systemtaps_error_or_the_message() {
+    let e = read_str(&[push(1), arg(Op::SRead, read(false, false, false))], &[]).unwrap_err();
+    assert_eq!(
+        e,
+        VmError::StringFault {
+            pc: 1,
+            kernel: false,
+            addr: 1,
+            rc: -14
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        "user string copy fault -14 at 0x1 [man error::fault]"
+    );
+    let e = read_str(
+        &[push(0), push(4), arg(Op::SRead, read(true, true, false))],
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "kernel string copy fault at 0x0 [man error::fault]"
+    );
+    assert_eq!(e.pc(), 2);
+    // With a message: the message, whatever it is.
+    assert_eq!(
+        read_str(
+            &[
+                push(8),
+                arg(Op::SPush, 0),
+                arg(Op::SRead, read(false, false, true))
+            ],
+            &["<bad address>"]
+        ),
+        Ok("<bad address>".to_string())
+    );
+    let p = resident("fine") as i64;
+    assert_eq!(
+        read_str(
+            &[
+                push(p),
+                push(2),
+                arg(Op::SPush, 0),
+                arg(Op::SRead, read(false, true, true))
+            ],
+            &["unused"]
+        ),
+        Ok("fi".to_string())
+    );
+}
+
+/// A hit that records warnings instead of printing them.
+struct Warned(FixedHit, Vec<String>);
+
+impl vm::HitContext for Warned {
+    fn ctx(&mut self, id: Ctx, param: i64) -> i64 {
+        self.0.ctx(id, param)
+    }
+    fn randint(&mut self, n: i64) -> i64 {
+        self.0.randint(n)
+    }
+    fn literal(&mut self, id: u32) -> String {
+        self.0.literal(id)
+    }
+    fn warn(&mut self, msg: &str) {
+        self.1.push(msg.to_string());
+    }
+}
+
+#[test]
+fn the_warn_variants_warn_and_return_the_message() {
+    let file = otf_script::diag::SourceFile::new(
+        "t.stp",
+        "probe begin { printf(\"[%s][%s][%s]\\n\", user_string_warn(3), user_string_n_warn(5, 2, \"w\"), user_string_warn(0, \"z\")) }",
+    );
+    let c = otf_script::compile_source(&file).expect("compiles").script;
+    let mut hit = Warned(
+        FixedHit {
+            strings: c.strings.clone(),
+            formats: c.formats.clone(),
+            ..FixedHit::default()
+        },
+        Vec::new(),
+    );
+    let mut out = Vec::new();
+    let start = c.units[0].body.start as usize;
+    vm::run(&c.code, start, &mut map_store(), &mut hit, &mut |r| {
+        out.push(r)
+    })
+    .expect("runs");
+    assert_eq!(out[0].strs, ["", "w", "z"]);
+    assert_eq!(
+        hit.1,
+        [
+            "user string copy fault -14 at 0x3 [man error::fault]",
+            "user string copy fault -14 at 0x5 [man error::fault]",
+            "user string copy fault -14 at 0x0 [man error::fault]",
+        ]
+    );
 }
 
 #[test]

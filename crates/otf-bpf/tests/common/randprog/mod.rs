@@ -13,6 +13,7 @@
 //! some elements (the bounded ones full now and then), with keys from small ranges so that
 //! reads hit and miss, deletes find elements and new keys overflow full arrays.
 //! Strings: literals ([`literals`]), `execname()`, string locals and globals, concatenations,
+//! strings read from this process's memory (`SRead`: [`memory`], and addresses that fault),
 //! assignments, comparisons (`SCmp`) and `strlen` (`SLen`) as integer values, and output
 //! records with string arguments, always
 //! straight-line code, so that paths join with the same string stack depth.
@@ -27,7 +28,9 @@
 //! Some cases have a loop whose bound is tuned with the reference VM so that the body ends a
 //! few instructions before or after `MAX_STEPS`, to exercise MAXACTION at its edge.
 
-use otf_script::bytecode::{Insn, Op, MAX_ENTRY_SLOTS, MAX_LOCALS, MAX_SSTACK, MAX_STACK};
+use otf_script::bytecode::{
+    Insn, Op, ReadStr, MAX_ENTRY_SLOTS, MAX_LOCALS, MAX_SSTACK, MAX_STACK,
+};
 use otf_script::vm::{self, End, FixedHit};
 
 use crate::common::{a, i, push};
@@ -66,6 +69,32 @@ pub fn literals() -> Vec<String> {
         format!("{}z", "y".repeat(126)),
     ]
 }
+/// NUL-terminated ASCII strings in this process's memory, for `SRead`: a test run's hit
+/// reads the memory of the task that runs it, this test, as the reference VM reads its own.
+/// Leaked and written once, so resident; their addresses change from run to run, which
+/// does not matter: programs are generated and run by the same process.
+pub fn memory() -> &'static [u64] {
+    static MEMORY: std::sync::OnceLock<Vec<u64>> = std::sync::OnceLock::new();
+    MEMORY.get_or_init(|| {
+        [
+            String::new(),
+            "m".into(),
+            "from memory".into(),
+            "0123456789".repeat(4),
+            "q".repeat(126),
+            "r".repeat(127),
+            "s".repeat(200),
+        ]
+        .into_iter()
+        .map(|t| {
+            let mut v = t.into_bytes();
+            v.extend_from_slice(b"\0not read");
+            v.leak().as_ptr() as u64
+        })
+        .collect()
+    })
+}
+
 /// `pp()` of program `index` (a string value of the body: `SCtx 1`).
 pub fn pp_of(index: u64) -> String {
     format!("differential.program({index})")
@@ -570,8 +599,9 @@ impl<'a> Gen<'a> {
             self.op(Op::SConcat);
             return;
         }
-        match self.rng.below(10) {
-            0..=3 => {
+        match self.rng.below(11) {
+            10 if self.room() >= 2 => self.sread(),
+            0..=3 | 10 => {
                 let lits = literals();
                 let id = loop {
                     let id = self.rng.below(lits.len() as u64) as usize;
@@ -595,6 +625,44 @@ impl<'a> Gen<'a> {
                 self.emit(a(Op::SLdG, g));
             }
         }
+    }
+
+    /// A string read from memory (`SRead`): user memory mostly, at one of [`memory`] or at
+    /// an address that faults (0, 1, the top of the address space); kernel memory now and
+    /// then (every address of it faults in both: user addresses are not kernel memory);
+    /// with a length (a constant or a global's value, clamped as SystemTap clamps it) and
+    /// with a message to return on a fault, or neither.
+    fn sread(&mut self) {
+        let kernel = self.rng.chance(15);
+        let mem = memory();
+        let addr = if !kernel && self.rng.chance(90) {
+            self.rng.pick(mem)
+        } else {
+            self.rng.pick(&[0, 1, u64::MAX - 2, mem[2]])
+        };
+        let n = self.rng.chance(50);
+        let msg = self.rng.chance(40);
+        if msg {
+            // The message, before the read's own string.
+            self.sexpr_at(0);
+        }
+        self.push(addr as i64);
+        if n {
+            if self.rng.chance(50) {
+                let v = self.rng.pick(&[-1, 0, 1, 3, 125, 126, 127, 128, 500, i64::MAX]);
+                self.push(v);
+            } else {
+                let g = self.global();
+                self.emit(a(Op::LdG, g));
+            }
+        }
+        let read = ReadStr {
+            kernel,
+            n,
+            msg,
+            warn: false,
+        };
+        self.emit(a(Op::SRead, read.pack()));
     }
 
     /// `strlen` of a string value (an integer value).
