@@ -32,6 +32,7 @@ use otf_script::vm::GlobalStore;
 mod arrays;
 mod btf;
 mod events;
+pub mod features;
 
 pub use arrays::RuntimeStore;
 pub use events::{decode, Event, RuntimeErrorKind};
