@@ -58,6 +58,30 @@ pub fn compile_and_resolve(src: &SourceFile) -> Result<(Front, Resolved), Failur
     Ok((front, resolved))
 }
 
+/// How the attachment of `a` is made on this kernel (`otf check -v`), from the features
+/// probed at run time (`otf_bpf::features`).
+fn mechanism(a: &Attach, f: &otf_bpf::features::Features) -> &'static str {
+    match a {
+        Attach::Timer(t) if t.profile => "a perf cpu-clock event, enabled and disabled by ioctl",
+        Attach::Timer(_) => "a BPF timer, started and cancelled",
+        Attach::Tracepoint(tp) if tp.subsystem != "syscalls" && f.raw_tp_cookies => {
+            "a raw tracepoint link with a cookie"
+        }
+        Attach::Tracepoint(_) if f.raw_tp_cookies => "a perf tracepoint link",
+        Attach::Tracepoint(_) => {
+            "a perf tracepoint link (no raw tracepoint cookies: kernel before 6.10)"
+        }
+        Attach::Uprobe(_) if f.uprobe_multi => "a uprobe_multi link per file and condition",
+        Attach::Uprobe(_) => "a perf uprobe link per function (no uprobe_multi: kernel before 6.6)",
+        Attach::Kprobe(_) if f.kprobe_multi => {
+            "a kprobe_multi link when functions share a condition, else a perf kprobe link"
+        }
+        Attach::Kprobe(_) => {
+            "a perf kprobe link per function (no kprobe_multi: kernel before 5.18 or without CONFIG_FPROBE)"
+        }
+    }
+}
+
 /// The text `otf check` prints for a resolved script.
 pub fn report(front: &Front, res: &Resolved, verbose: bool) -> String {
     let mut out = String::new();
@@ -75,6 +99,18 @@ pub fn report(front: &Front, res: &Resolved, verbose: bool) -> String {
         );
     }
     if verbose {
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            let f = otf_bpf::features::features();
+            for p in &res.probes {
+                let _ = writeln!(out, "# probe {}: {}", p.pidx, mechanism(&p.attach, &f));
+            }
+        } else {
+            let _ = writeln!(
+                out,
+                "# mechanisms not shown: probing the kernel's features needs root"
+            );
+        }
         let mut kprobes = false;
         for u in &front.units {
             if !u.kind.is_kernel() {

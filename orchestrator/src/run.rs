@@ -516,13 +516,7 @@ fn read_signals(fd: RawFd) -> (bool, bool) {
 
 /// Whether the running kernel supports attach cookies on raw tracepoints (6.10 and later).
 fn raw_tp_cookies() -> bool {
-    let Ok(rel) = std::fs::read_to_string("/proc/sys/kernel/osrelease") else {
-        return false;
-    };
-    let mut it = rel.trim().split(['.', '-']);
-    let major: u32 = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-    let minor: u32 = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-    (major, minor) >= (6, 10)
+    otf_bpf::features::features().raw_tp_cookies
 }
 
 /// The runtime image: code, one probe slot per pidx, condition programs, globals. Probes that
@@ -748,17 +742,23 @@ pub(crate) fn needed_kinds(res: &Resolved) -> Vec<ProgKind> {
                     add(ProgKind::RawTp);
                 }
             }
+            // Multi-link programs only where the kernel has the links (probed once): without
+            // them, every function gets its own link.
             Attach::Uprobe(_) => {
                 add(ProgKind::Uprobe);
                 add(ProgKind::Uretprobe);
-                add(ProgKind::UprobeMulti);
-                add(ProgKind::UretprobeMulti);
+                if otf_bpf::features::features().uprobe_multi {
+                    add(ProgKind::UprobeMulti);
+                    add(ProgKind::UretprobeMulti);
+                }
             }
             Attach::Kprobe(_) => {
                 add(ProgKind::Kprobe);
                 add(ProgKind::Kretprobe);
-                add(ProgKind::KprobeMulti);
-                add(ProgKind::KretprobeMulti);
+                if otf_bpf::features::features().kprobe_multi {
+                    add(ProgKind::KprobeMulti);
+                    add(ProgKind::KretprobeMulti);
+                }
             }
         }
     }
