@@ -73,7 +73,7 @@ fn deps_only(vm: bool) -> anyhow::Result<i32> {
     deps::ensure("building otf", deps::BUILD)?;
     if vm {
         deps::ensure("the test VM", deps::VM)?;
-        let k = vm::prepare_kernel(None)?;
+        let k = vm::prepare_kernel(vm::pin(vm::PINS[0].series)?, None)?;
         eprintln!(
             "xtask: VM kernel {} ready at {}",
             k.abi,

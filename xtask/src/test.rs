@@ -29,63 +29,115 @@ pub struct VmTest {
     pub args: &'static [&'static str],
     /// Which VM runs it: the VMs of one table boot side by side, each with its share.
     pub vm: usize,
+    /// The kernel that VM boots (`cargo xtask vm --kernel`): the same for every test of a VM.
+    pub kernel: &'static str,
 }
 
 /// What `cargo xtask test` runs inside the VM: the kprobe tests, the four on-the-fly suites in
 /// full, the invariants (with their kprobe variants) and the differential test of the runtime
 /// against the reference VM ([`VM_DIFF_PROGRAMS`] programs), so that otf is shown on a second
-/// kernel. Two VMs boot side by side, each with single-threaded emulation (one host core at
-/// most): VM 0 runs the kprobe tests and the timer suite, VM 1 the rest (~9 minutes each).
+/// kernel; and the suites' validated subtests and the invariants again on Debian 12's own 6.1
+/// (VM 2), the stated minimum kernel. The VMs boot side by side, each with single-threaded
+/// emulation (one host core at most): VM 0 runs the kprobe tests and the timer suite, VM 1 the
+/// rest on 6.12.
 pub const VM_TESTS: &[VmTest] = &[
     VmTest {
         package: "otf-kprobes",
         target: None,
         args: &[],
         vm: 0,
+        kernel: "6.12",
     },
     VmTest {
         package: "otf-bpf",
         target: Some("kprobes"),
         args: &[],
         vm: 0,
+        kernel: "6.12",
     },
     VmTest {
         package: "otf-testsuite",
         target: Some("kprobes_onthefly"),
         args: &[],
         vm: 0,
+        kernel: "6.12",
     },
     VmTest {
         package: "otf-testsuite",
         target: Some("hrtimer_onthefly"),
         args: &[],
         vm: 0,
+        kernel: "6.12",
     },
     VmTest {
         package: "otf-testsuite",
         target: Some("tracepoint_onthefly"),
         args: &[],
         vm: 1,
+        kernel: "6.12",
     },
     VmTest {
         package: "otf-testsuite",
         target: Some("uprobes_onthefly"),
         args: &[],
         vm: 1,
+        kernel: "6.12",
     },
     VmTest {
         package: "otf-testsuite",
         target: Some("invariants"),
         args: &[],
         vm: 1,
+        kernel: "6.12",
     },
     VmTest {
         package: "otf-bpf",
         target: Some("differential"),
         args: &[],
         vm: 1,
+        kernel: "6.12",
+    },
+    // Debian 12's own 6.1 (no uprobe_multi, no kprobe_multi, no raw tracepoint cookies): the
+    // four suites' validated subtests (the stress ones run on 6.12) and the invariants.
+    VmTest {
+        package: "otf-testsuite",
+        target: Some("kprobes_onthefly"),
+        args: SKIP_STRESS,
+        vm: 2,
+        kernel: "6.1",
+    },
+    VmTest {
+        package: "otf-testsuite",
+        target: Some("hrtimer_onthefly"),
+        args: SKIP_STRESS,
+        vm: 2,
+        kernel: "6.1",
+    },
+    VmTest {
+        package: "otf-testsuite",
+        target: Some("tracepoint_onthefly"),
+        args: SKIP_STRESS,
+        vm: 2,
+        kernel: "6.1",
+    },
+    VmTest {
+        package: "otf-testsuite",
+        target: Some("uprobes_onthefly"),
+        args: SKIP_STRESS,
+        vm: 2,
+        kernel: "6.1",
+    },
+    VmTest {
+        package: "otf-testsuite",
+        target: Some("invariants"),
+        args: &[],
+        vm: 2,
+        kernel: "6.1",
     },
 ];
+
+/// libtest arguments that leave out a suite's stress subtests (`otf_stress_*`).
+const SKIP_STRESS: &[&str] = &["--skip", "otf_stress"];
 
 /// Random programs of the differential test in the VM (`OTF_DIFF_PROGRAMS`; 10,000 natively),
 /// for about 1.5 minutes there. Its time is the kernel's verifier on the generated code (~10 ms
@@ -100,45 +152,59 @@ pub const VM_ALL_TESTS: &[VmTest] = &[
         target: None,
         args: &[],
         vm: 0,
+        kernel: "6.12",
     },
     VmTest {
         package: "otf-kprobes",
         target: None,
         args: &[],
         vm: 0,
+        kernel: "6.12",
     },
     VmTest {
         package: "otf-bpf",
         target: None,
         args: &[],
         vm: 0,
+        kernel: "6.12",
     },
     VmTest {
         package: "otf-hrtimer",
         target: None,
         args: &[],
         vm: 0,
+        kernel: "6.12",
     },
     VmTest {
         package: "otf-tracepoint",
         target: None,
         args: &[],
         vm: 0,
+        kernel: "6.12",
     },
     VmTest {
         package: "otf-uprobes-inode",
         target: None,
         args: &[],
         vm: 0,
+        kernel: "6.12",
     },
 ];
 
-/// The arguments for the test binary `t` from `table`.
-fn vm_args(table: &[VmTest], t: &util::Artifact) -> &'static [&'static str] {
+/// The arguments for the test binary `t` in VM `vm` of `table`.
+fn vm_args(table: &[VmTest], vm: usize, t: &util::Artifact) -> &'static [&'static str] {
     table
         .iter()
-        .find(|v| v.package == t.package && v.target.is_none_or(|x| x == t.target))
+        .find(|v| v.vm == vm && v.package == t.package && v.target.is_none_or(|x| x == t.target))
         .map_or(&[], |v| v.args)
+}
+
+/// The kernel VM `vm` of `table` boots.
+fn vm_kernel(table: &[VmTest], vm: usize) -> &'static str {
+    table
+        .iter()
+        .find(|v| v.vm == vm)
+        .map_or(vm::PINS[0].series, |v| v.kernel)
 }
 
 /// Options of `cargo xtask test`.
@@ -307,8 +373,8 @@ fn status(cmd: &mut std::process::Command) -> Result<Outcome> {
 /// The VM's test binaries and `otf`, built natively and ready to run in the VM.
 struct PreparedVmTests {
     table: &'static [VmTest],
-    /// The binaries of each VM.
-    groups: Vec<Vec<util::Artifact>>,
+    /// The binaries of each VM, by VM index.
+    groups: Vec<(usize, Vec<util::Artifact>)>,
     otf: std::path::PathBuf,
 }
 
@@ -345,15 +411,23 @@ fn prepare_vm_tests(o: &Options) -> Result<PreparedVmTests> {
         tests.sort_by(|a, b| (&a.package, &a.target).cmp(&(&b.package, &b.target)));
         tests.dedup();
     }
-    groups.retain(|g| !g.is_empty());
+    let groups: Vec<(usize, Vec<util::Artifact>)> = groups
+        .into_iter()
+        .enumerate()
+        .filter(|(_, g)| !g.is_empty())
+        .collect();
     // The suites run the `otf` binary; build it here, natively (cargo under emulation is slow),
     // and optimised: under emulation a debug otf takes twice as long to start (3.7-4.3 s
     // against 2.0 s with a kprobe), and the suites start it about ninety times.
     eprintln!("xtask test: building otf (release) natively for the suites ($OTF_BIN in the VM)");
     let otf = util::cargo_build_bin("otf", "otf", true)?;
-    // Fetch and unpack the VM kernel now (once), not in the VM threads.
-    let kernel = vm::prepare_kernel(None)?;
-    eprintln!("xtask test: VM kernel {} ready", kernel.abi);
+    // Fetch and unpack the VM kernels now (once), not in the VM threads.
+    let mut kernels: Vec<&str> = groups.iter().map(|(i, _)| vm_kernel(table, *i)).collect();
+    kernels.dedup();
+    for series in kernels {
+        let kernel = vm::prepare_kernel(vm::pin(series)?, None)?;
+        eprintln!("xtask test: VM kernel {} ready", kernel.abi);
+    }
     Ok(PreparedVmTests { table, groups, otf })
 }
 
@@ -368,8 +442,8 @@ impl PreparedVmTests {
             ));
         }
         if groups.len() == 1 {
-            let tests = groups.into_iter().next().unwrap_or_default();
-            return run_group(table, 0, tests, &otf, o, log);
+            let (i, tests) = groups.into_iter().next().unwrap_or_default();
+            return run_group(table, i, tests, &otf, o, log);
         }
         let dir = vm::cache_dir()?.join("run");
         std::fs::create_dir_all(&dir)?;
@@ -389,23 +463,24 @@ impl PreparedVmTests {
         }
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::scope(|scope| {
-            for (i, tests) in groups.into_iter().enumerate() {
-                let (tx, vm_log, otf) = (tx.clone(), logs[i].clone(), &otf);
+            for (k, (i, tests)) in groups.into_iter().enumerate() {
+                let (tx, vm_log, otf) = (tx.clone(), logs[k].clone(), &otf);
                 let _ = std::fs::remove_file(&vm_log);
                 scope.spawn(move || {
                     let t = Instant::now();
                     let outcome = run_group(table, i, tests, otf, o, Some(&vm_log))
                         .unwrap_or_else(|e| Outcome::Failed(format!("{e:#}")));
-                    let _ = tx.send((i, outcome, t.elapsed()));
+                    let _ = tx.send((k, i, outcome, t.elapsed()));
                 });
             }
             drop(tx);
             let mut failures = Vec::new();
-            for (i, outcome, took) in rx {
-                let text = std::fs::read_to_string(&logs[i]).unwrap_or_default();
-                let _ = std::fs::remove_file(&logs[i]);
+            for (k, i, outcome, took) in rx {
+                let text = std::fs::read_to_string(&logs[k]).unwrap_or_default();
+                let _ = std::fs::remove_file(&logs[k]);
                 let header = format!(
-                    "xtask test: ==== VM {i} of {n} ended after {} ====\n",
+                    "xtask test: ==== VM {i} ({}) of {n} ended after {} ====\n",
+                    vm_kernel(table, i),
                     fmt_duration(took)
                 );
                 match log {
@@ -447,6 +522,7 @@ fn run_group(
         std::process::id()
     ));
     let opts = vm::Options {
+        kernel: vm_kernel(table, index).to_string(),
         verbose: o.verbose,
         timeout: o.vm_timeout,
         env: vec![
@@ -470,7 +546,10 @@ fn run_group(
             remaining.len(),
             remaining.iter().map(label).collect::<Vec<_>>().join(", ")
         ));
-        std::fs::write(&script_path, vm_script(table, &remaining, &progress_path)?)?;
+        std::fs::write(
+            &script_path,
+            vm_script(table, index, &remaining, &progress_path)?,
+        )?;
         std::fs::write(&progress_path, "")?;
         let rc = vm::run(
             &opts,
@@ -569,6 +648,7 @@ fn parse_progress(text: &str) -> (Vec<(usize, i32)>, Option<usize>) {
 /// number of failures.
 fn vm_script(
     table: &[VmTest],
+    vm: usize,
     tests: &[util::Artifact],
     progress: &std::path::Path,
 ) -> Result<String> {
@@ -602,7 +682,7 @@ fn vm_script(
             util::shell_quote_os(dir.as_os_str())?,
             util::shell_quote_os(t.exe.as_os_str())?
         )?;
-        for a in vm_args(table, t) {
+        for a in vm_args(table, vm, t) {
             write!(s, " {}", shell_quote(a))?;
         }
         s.push('\n');
@@ -655,7 +735,26 @@ mod tests {
     #[test]
     fn vm_tables_run_everything_once_and_split_the_default_set_in_two() {
         let vms: std::collections::BTreeSet<usize> = super::VM_TESTS.iter().map(|t| t.vm).collect();
-        assert_eq!(vms.into_iter().collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(vms.into_iter().collect::<Vec<_>>(), [0, 1, 2]);
+        // One kernel per VM, each a pinned one; 6.1 runs the suites and the invariants.
+        for t in super::VM_TESTS {
+            assert_eq!(t.kernel, super::vm_kernel(super::VM_TESTS, t.vm));
+            assert!(crate::vm::pin(t.kernel).is_ok());
+        }
+        for suite in [
+            "kprobes_onthefly",
+            "hrtimer_onthefly",
+            "tracepoint_onthefly",
+            "uprobes_onthefly",
+            "invariants",
+        ] {
+            assert!(
+                super::VM_TESTS
+                    .iter()
+                    .any(|t| t.target == Some(suite) && t.kernel == "6.1"),
+                "{suite} runs on 6.1"
+            );
+        }
         let kprobes = super::VM_TESTS
             .iter()
             .find(|t| t.target == Some("kprobes_onthefly"))
@@ -697,9 +796,11 @@ mod tests {
             target: Some("args"),
             args: &["filter one", "two"],
             vm: 0,
+            kernel: "6.12",
         }];
         let script = vm_script(
             &table,
+            0,
             &[
                 art("good", "/bin/true"),
                 art("bad", "/bin/false"),
