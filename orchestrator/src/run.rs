@@ -949,6 +949,9 @@ pub fn run(args: &RunArgs) -> Result<i32, Failure> {
     }
     let src = crate::load_source(&args.source)?;
     let (front, res) = crate::check::compile_and_resolve(&src)?;
+    if let Some(why) = otf_bpf::features::missing() {
+        return Err(Failure::Message(why));
+    }
     raise_fd_limit(res.probes.len());
     if args.verbose > 0 {
         eprintln!(

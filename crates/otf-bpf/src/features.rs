@@ -7,6 +7,10 @@
 //! | uprobe_multi links | 6.6 | a `BPF_TRACE_UPROBE_MULTI` link on `/`: `EBADF` (not a regular file) when the kernel has them, as libbpf probes it |
 //! | kprobe_multi links | 5.18 with `CONFIG_FPROBE` | a `BPF_TRACE_KPROBE_MULTI` link with no functions: `EINVAL` when the kernel has them, `EOPNOTSUPP` without FPROBE (Debian 12's 6.1) |
 //! | attach cookies in raw tracepoint programs | 6.10 | loading a raw tracepoint program that calls `bpf_get_attach_cookie` |
+//! | `bpf_loop` (the newest helper otf cannot do without) | 5.17 | libbpf's `libbpf_probe_bpf_helper` |
+//!
+//! otf's stated minimum is Linux 6.1 (Debian 12's kernel, tested in CI); what it needs that
+//! came last is `bpf_loop`. [`missing`] says what a kernel below it lacks.
 
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::OnceLock;
@@ -21,6 +25,8 @@ pub struct Features {
     /// `bpf_get_attach_cookie` in raw tracepoint programs (one raw `sys_enter`-style
     /// attachment per probe, released at once).
     pub raw_tp_cookies: bool,
+    /// `bpf_loop` (5.17): loops, the lock's spin and the probe chains.
+    pub bpf_loop: bool,
 }
 
 /// `r0 = 0; exit`.
@@ -107,6 +113,18 @@ fn probe_kprobe_multi() -> bool {
     link_errno(&prog, libbpf_sys::BPF_TRACE_KPROBE_MULTI, &opts) == libc::EINVAL
 }
 
+fn probe_bpf_loop() -> bool {
+    // SAFETY: no options; the call loads and frees a probe program of its own.
+    let r = unsafe {
+        libbpf_sys::libbpf_probe_bpf_helper(
+            libbpf_sys::BPF_PROG_TYPE_KPROBE,
+            libbpf_sys::BPF_FUNC_loop,
+            std::ptr::null(),
+        )
+    };
+    r == 1
+}
+
 fn probe_raw_tp_cookies() -> bool {
     load(libbpf_sys::BPF_PROG_TYPE_RAW_TRACEPOINT, 0, &COOKIE_THEN_0).is_some()
 }
@@ -119,7 +137,26 @@ pub fn features() -> Features {
         uprobe_multi: probe_uprobe_multi(),
         kprobe_multi: probe_kprobe_multi(),
         raw_tp_cookies: probe_raw_tp_cookies(),
+        bpf_loop: probe_bpf_loop(),
     })
+}
+
+/// The minimum kernel otf states, and is tested on.
+pub const MINIMUM_KERNEL: &str = "6.1";
+
+/// What keeps otf from running on this kernel, in words, if anything: the features it cannot
+/// do without that the kernel lacks (probed; call as root).
+pub fn missing() -> Option<String> {
+    let f = features();
+    if f.bpf_loop {
+        return None;
+    }
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    Some(format!(
+        "this kernel ({}) lacks the BPF helper bpf_loop (Linux 5.17); otf needs Linux \
+         {MINIMUM_KERNEL} or later (see docs/user-guide.md, \"Kernel requirements\")",
+        release.trim()
+    ))
 }
 
 #[cfg(test)]
