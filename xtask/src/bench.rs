@@ -162,6 +162,12 @@ pub const BENCHES: &[Bench] = &[
         failures::bench_failures,
     ),
     (
+        "refresh-500-vm",
+        "in the VM, on 6.12 and on 6.1 (no uprobe_multi there: one perf uprobe link per \
+         function): refresh-500",
+        bench_refresh_500_vm,
+    ),
+    (
         "kprobe-read-vm",
         "in the VM (6.12, kprobes): read(2) loop on /dev/zero with a kprobe on vfs_read whose \
          condition is false",
@@ -759,7 +765,25 @@ fn bench_kprobe_read_vm(ctx: &Ctx) -> Result<()> {
 }
 
 /// Boots the VM and runs benchmark `name` of this xtask binary there (`--in-vm`).
+/// `refresh-500` in the VM on each kernel: the arming benchmark beside the kernel without
+/// uprobe_multi.
+fn bench_refresh_500_vm(ctx: &Ctx) -> Result<()> {
+    let Some(otf) = &ctx.otf else {
+        bail!("otf could not be built");
+    };
+    for series in ["6.12", "6.1"] {
+        println!("-- kernel {series} (emulated: compare the two kernels, not with the host)");
+        rerun_in_vm_on(ctx, otf, "refresh-500", series)?;
+    }
+    Ok(())
+}
+
 fn rerun_in_vm(ctx: &Ctx, otf: &std::path::Path, name: &str) -> Result<()> {
+    rerun_in_vm_on(ctx, otf, name, crate::vm::PINS[0].series)
+}
+
+/// Runs benchmark `name` inside the VM booting kernel `series`.
+fn rerun_in_vm_on(ctx: &Ctx, otf: &std::path::Path, name: &str, series: &str) -> Result<()> {
     deps::ensure("the benchmarks in the VM", deps::VM)?;
     let exe = std::env::current_exe().context("cannot find the xtask binary")?;
     let o = ctx.opts;
@@ -773,6 +797,8 @@ fn rerun_in_vm(ctx: &Ctx, otf: &std::path::Path, name: &str) -> Result<()> {
         o.reps.to_string(),
         "--vm-iterations".into(),
         o.vm_iterations.to_string(),
+        "--refreshes".into(),
+        o.refreshes.to_string(),
         "--otf".into(),
     ] {
         command.push(a.into());
@@ -780,6 +806,7 @@ fn rerun_in_vm(ctx: &Ctx, otf: &std::path::Path, name: &str) -> Result<()> {
     command.push(otf.as_os_str().to_owned());
     let rc = crate::vm::run(
         &crate::vm::Options {
+            kernel: series.to_string(),
             timeout: 30,
             cpus: o.vm_cpus,
             ..crate::vm::Options::default()

@@ -108,11 +108,32 @@ impl Default for Options {
 }
 
 /// The `/init` script of the initramfs: set up, mount the host, run the command, report, power off.
-fn init_script(marker: &str, modules: &[String], inner: &str) -> String {
+///
+/// The guest gets a private `/tmp`; `keep_tmp` names directories of the host's `/tmp` that stay
+/// visible in it (a checkout under `/tmp`, where the command runs).
+fn init_script(marker: &str, modules: &[String], inner: &str, keep_tmp: &[String]) -> String {
     let module_lines: String = modules
         .iter()
         .map(|m| format!("insmod /modules/{m} || fail \"insmod {m} failed\"\n"))
         .collect();
+    let (hold, keep) = if keep_tmp.is_empty() {
+        (String::new(), String::new())
+    } else {
+        let keep: String = keep_tmp
+            .iter()
+            .map(|d| {
+                let d = shell_quote(d);
+                format!(
+                    "mkdir -p /mnt/tmp/{d} && mount --bind /host-tmp/{d} /mnt/tmp/{d} \\\n  || fail \"cannot keep /tmp/\"{d}\n"
+                )
+            })
+            .collect();
+        (
+            "mkdir -p /host-tmp && mount --bind /mnt/tmp /host-tmp || fail \"cannot hold /tmp\"\n"
+                .to_string(),
+            keep,
+        )
+    };
     format!(
         r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -134,8 +155,8 @@ m tracefs /sys/kernel/tracing
 m debugfs /sys/kernel/debug
 m bpf /sys/fs/bpf
 m cgroup2 /sys/fs/cgroup
-m tmpfs /tmp "-o mode=1777"
-m tmpfs /run "-o mode=755"
+{hold}m tmpfs /tmp "-o mode=1777"
+{keep}m tmpfs /run "-o mode=755"
 ip link set lo up 2>/dev/null
 hostname otf-vm
 echo "{marker} START"
@@ -147,6 +168,17 @@ poweroff -f
 sleep 10
 "#
     )
+}
+
+/// The directories of the host's `/tmp` the guest must see: the one holding the working
+/// directory, when it is under `/tmp` (a clone in `/tmp/otf`: its sources, `target/` and the
+/// suites' `OTF_BIN` are all there).
+fn tmp_dirs_to_keep(cwd: &Path) -> Vec<String> {
+    cwd.strip_prefix("/tmp")
+        .ok()
+        .and_then(|rest| rest.components().next())
+        .map(|c| vec![c.as_os_str().to_string_lossy().into_owned()])
+        .unwrap_or_default()
 }
 
 /// The command line that runs COMMAND inside the chroot with a clean, chosen environment.
@@ -289,7 +321,12 @@ pub fn run(opts: &Options, command: &[OsString]) -> Result<i32> {
                 .into_owned()
         })
         .collect();
-    let init = init_script(&marker, &modules, &inner_command(&env, &cwd, command)?);
+    let init = init_script(
+        &marker,
+        &modules,
+        &inner_command(&env, &cwd, command)?,
+        &tmp_dirs_to_keep(&cwd),
+    );
     let runs = cache_dir()?.join("run");
     std::fs::create_dir_all(&runs)?;
     // Unique per boot: a process may run several VMs side by side.
@@ -521,6 +558,21 @@ mod tests {
             "env -i 'A=x y' /bin/chroot /mnt /bin/sh -c 'cd \"$1\" || exit 125; shift; exec \"$@\"' \
              sh /work/main sh -c 'exit 3' </dev/null"
         );
+    }
+
+    #[test]
+    fn a_checkout_under_tmp_stays_visible_in_the_private_tmp() {
+        assert_eq!(tmp_dirs_to_keep(Path::new("/tmp/otf/crates")), ["otf"]);
+        assert!(tmp_dirs_to_keep(Path::new("/work/main")).is_empty());
+        assert!(tmp_dirs_to_keep(Path::new("/tmp")).is_empty());
+        let init = init_script("M", &[], "true", &["otf".into()]);
+        let hold = init.find("mount --bind /mnt/tmp /host-tmp").unwrap();
+        let tmpfs = init.find("m tmpfs /tmp").unwrap();
+        let keep = init
+            .find("mount --bind /host-tmp/otf /mnt/tmp/otf")
+            .unwrap();
+        assert!(hold < tmpfs && tmpfs < keep, "{init}");
+        assert!(!init_script("M", &[], "true", &[]).contains("host-tmp"));
     }
 
     #[test]
