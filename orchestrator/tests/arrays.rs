@@ -182,3 +182,47 @@ fn json_keeps_the_structure_of_histograms_and_globals() {
     assert_eq!(global("t")["entries"][0]["keys"], serde_json::json!(["x"]));
     assert_eq!(global("t")["entries"][0]["stats"]["sum"], 4);
 }
+
+#[test]
+fn variance_of_values_added_in_the_kernel() {
+    need_root!();
+    // Five execs on CPU 0 add 1, 4, 9, 16, 25 in this order: one per-CPU copy. By hand, as
+    // SystemTap's __stp_stat_add and _stp_stat_get compute it:
+    // shift 0: avg_s 1, 2, 4, 7, 10 and M2 0, 6, 41, 149, 419; avg = 55/5 = 11,
+    //   S1 = 5·(10−11)² = 5, S2 = 4·(419/4) = 416, (5 + 416)/4 = 105;
+    // shift 4 (×16): avg_s 16, 40, 74, 119, 175 and M2 0, 1152, 8432, 33366, 96591;
+    //   avg = 880/5 = 176, S1 = 5, S2 = 4·24147 = 96588, (5 + 96588)/4 = 24148, >> 8: 94.
+    let o = otf(&[
+        "run",
+        "-c",
+        &format!("exec taskset -c 0 sh -c '{FIVE_EXECS}'"),
+        "-e",
+        "global s, t, n\nprobe kernel.trace(\"sched:sched_process_exec\") { if (ppid() == target()) { n++; s <<< n * n; t[execname()] <<< n * n } }\n\
+         probe end { printf(\"%d %d %d %d\\n\", @count(s), @variance(s), @variance(t[\"true\"], 4), @avg(s)) }",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(out(&o), "5 105 94 11\n");
+}
+
+#[test]
+fn variance_combines_the_cpus_as_systemtap() {
+    need_root!();
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        eprintln!("SKIPPED: needs two CPUs");
+        return;
+    }
+    // 1 and 3 on CPU 0, 10 on CPU 1 (each `taskset` execs `true` on its CPU). CPU 0's copy:
+    // avg_s 2, M2 2; CPU 1's: avg_s 10. avg = 14/3 = 4, S1 = 2·(2−4)² + 1·(10−4)² = 44,
+    // S2 = 1·(2/1) = 2: (44 + 2)/2 = 23 (all on one CPU it would be 25).
+    let o = otf(&[
+        "run",
+        "-c",
+        "taskset -c 0 /bin/true; taskset -c 0 /bin/true; taskset -c 1 /bin/true",
+        "-e",
+        "global s, t, n\nprobe kernel.trace(\"sched:sched_process_exec\") { if (ppid() == target() && execname() == \"true\") { n++; v = n == 3 ? 10 : 2 * n - 1; s <<< v; t[cpu()] <<< v } }\n\
+         probe end { printf(\"%d %d %d %d %d\\n\", @count(s), @sum(s), @variance(s), @variance(t[0]), @variance(t[1])) }",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    // t[0]: 1, 3 alone: delta 2, avg_s 2, M2 2; avg 2, S1 0, S2 2: 2. t[1]: one value, 0.
+    assert_eq!(out(&o), "3 14 23 2 0\n");
+}

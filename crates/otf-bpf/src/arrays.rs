@@ -24,7 +24,7 @@ use libbpf_rs::{MapHandle, MapType};
 use otf_codegen::maps::{zero_size, MapKind, MapSpec, StatLayout};
 use otf_codegen::MapId;
 use otf_script::bytecode::MAXSTRINGLEN;
-use otf_script::store::{linear_bucket, log_bucket, Aggregate, MapError, Value};
+use otf_script::store::{linear_bucket, log_bucket, variance_add, Aggregate, MapError, Value};
 use otf_script::vm::GlobalStore;
 
 use crate::{create_map, Error, GlobalsView, Result};
@@ -434,6 +434,10 @@ impl Ops<'_> {
         a.sum = w[1];
         a.min = w[2];
         a.max = w[3];
+        if let Some(off) = layout.variance {
+            a.avg_s = w[off as usize / 8];
+            a.m2 = w[off as usize / 8 + 1];
+        }
         if let Some(off) = layout.log {
             let o = off as usize / 8;
             let n = a.log.len();
@@ -458,6 +462,13 @@ impl Ops<'_> {
 
     /// Add `v` to one CPU's value words, as [`Aggregate::add`] does.
     fn add(&self, w: &mut [i64], v: i64) {
+        let layout = self.spec.stat();
+        if let (Some(off), Some(shift)) = (layout.variance, self.spec.hist.variance) {
+            let o = off as usize / 8;
+            let (mut avg_s, mut m2) = (w[o], w[o + 1]);
+            variance_add(w[0], &mut avg_s, &mut m2, v, shift);
+            (w[o], w[o + 1]) = (avg_s, m2);
+        }
         if w[0] == 0 {
             w[2] = v;
             w[3] = v;
@@ -467,7 +478,6 @@ impl Ops<'_> {
         }
         w[0] += 1;
         w[1] = w[1].wrapping_add(v);
-        let layout = self.spec.stat();
         if let Some(off) = layout.log {
             w[off as usize / 8 + log_bucket(v)] += 1;
         }
@@ -670,6 +680,7 @@ mod tests {
         HistSpec {
             log: true,
             linear: Some((-10, 10, 5)),
+            variance: None,
         }
     }
 
@@ -760,6 +771,58 @@ mod tests {
         // All CPUs empty: absent.
         o.update(&key, &vec![0; o.value_words()]).unwrap();
         assert_eq!(o.combine(&o.lookup(&key).unwrap().unwrap()), None);
+    }
+
+    #[test]
+    fn the_cpus_variance_states_are_combined_as_systemtap() {
+        if !root() {
+            return;
+        }
+        let h = HistSpec {
+            variance: Some(1),
+            ..hist()
+        };
+        let spec = MapSpec::for_global(0, &info(GlobalKind::Stat { keys: 0 }, None, h)).unwrap();
+        let maps = GlobalMaps::create(std::slice::from_ref(&spec), 1).expect("maps");
+        let m = &maps.maps[&0];
+        let o = Ops {
+            spec: &m.spec,
+            fd: m.handle.as_fd().as_raw_fd(),
+            ncpus: maps.ncpus,
+        };
+        // Each CPU's copy through the words (as `<<<` from user space adds them), and the
+        // reference: one Aggregate per CPU, merged.
+        let per_cpu: [&[i64]; 3] = [&[3, -12, 0, 40], &[], &[100, 7]];
+        let mut all = vec![0i64; o.value_words()];
+        let mut want = Aggregate::new(&h);
+        for (cpu, w) in all.chunks_exact_mut(o.words()).enumerate() {
+            let mut copy = Aggregate::new(&h);
+            for &v in per_cpu.get(cpu).copied().unwrap_or(&[5, 6]) {
+                o.add(w, v);
+                copy.add(v, &h);
+            }
+            assert_eq!((w[4], w[5]), (copy.avg_s, copy.m2), "cpu {cpu}");
+            want.merge(&copy);
+        }
+        let key = o.key(&[]).unwrap();
+        o.update(&key, &all).unwrap();
+        let got = o
+            .combine(&o.lookup(&key).unwrap().unwrap())
+            .expect("values");
+        assert_eq!(got, want);
+        assert_eq!(
+            got.stat(otf_script::bytecode::StatKind::Variance),
+            Some(want.variance())
+        );
+        // The first CPU alone, by hand (shift 1): 6, -24, 0, 80 shifted; deltas -30, 9, 86;
+        // avg_s 6, -9, -6, 15 and M2 0, 450, 504, 6094; avg = (31 << 1)/4 = 15,
+        // S1 = 4·(15−15)² = 0, S2 = 3·(6094/3) = 6093, 6093/3 = 2031, >> 2: 507.
+        let mut first = Aggregate::new(&h);
+        first.merge(&o.decode(&all[..o.words()]));
+        assert_eq!(
+            first.stat(otf_script::bytecode::StatKind::Variance),
+            Some(507)
+        );
     }
 
     #[test]

@@ -65,6 +65,7 @@ fn globals() -> Vec<GlobalInfo> {
             HistSpec {
                 log: true,
                 linear: Some((0, 100, 10)),
+                variance: None,
             },
         ),
         global(
@@ -75,6 +76,7 @@ fn globals() -> Vec<GlobalInfo> {
             HistSpec {
                 log: true,
                 linear: None,
+                variance: None,
             },
         ),
     ]

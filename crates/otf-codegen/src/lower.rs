@@ -1488,15 +1488,28 @@ pub(crate) fn zero(f: &mut crate::asm::Func, start: usize, n: usize) {
 }
 
 /// `<<<`: add r1 to the aggregate value at r0 (this CPU's copy), as SystemTap's
-/// `__stp_stat_add`: count, sum, min, max, then the histogram buckets. Uses r0-r5.
+/// `__stp_stat_add`: count, sum, min, max, the `@variance` state, then the histogram
+/// buckets. Uses r0-r5.
 fn stat_add(f: &mut crate::asm::Func, m: &MapSpec) {
     let layout = m.stat();
+    let variance = layout
+        .variance
+        .map(|o| (o as i16, i32::from(m.hist.variance.unwrap_or(0))));
     f.emit(Insn::ldx(DW, R2, R0, STAT_COUNT));
     let later = f.new_label();
     let common = f.new_label();
     f.jmp_imm(Cond::Ne, R2, 0, later);
     f.emit(Insn::stx(DW, R0, STAT_MIN, R1));
     f.emit(Insn::stx(DW, R0, STAT_MAX, R1));
+    if let Some((at, shift)) = variance {
+        // The first value: avg_s = v << shift, M2 = 0.
+        f.emit(Insn::mov(R3, R1));
+        if shift != 0 {
+            f.emit(Insn::alu64_imm(Alu::Lsh, R3, shift));
+        }
+        f.emit(Insn::stx(DW, R0, at, R3));
+        f.emit(Insn::st(DW, R0, at + 8, 0));
+    }
     f.ja(common);
     f.bind(later);
     let skip_min = f.new_label();
@@ -1509,6 +1522,9 @@ fn stat_add(f: &mut crate::asm::Func, m: &MapSpec) {
     f.jmp_reg(Cond::Sle, R1, R3, skip_max);
     f.emit(Insn::stx(DW, R0, STAT_MAX, R1));
     f.bind(skip_max);
+    if let Some((at, shift)) = variance {
+        variance_add(f, at, shift);
+    }
     f.bind(common);
     f.emit(Insn::alu64_imm(Alu::Add, R2, 1));
     f.emit(Insn::stx(DW, R0, STAT_COUNT, R2));
@@ -1549,6 +1565,43 @@ fn stat_add(f: &mut crate::asm::Func, m: &MapSpec) {
         f.bind(clamp);
         bucket_inc(f, lin as i32, n as i32 - 1);
     }
+}
+
+/// Welford's step of SystemTap's `__stp_stat_add` for a value r1 added to a copy whose
+/// count before it is r2 (> 0), with `avg_s` at `r0 + at` and `_M2` after it:
+/// `delta = (int)((v << shift) - avg_s)`, `avg_s += delta / (count + 1)` (signed,
+/// truncated: magnitudes divided, the sign put back), `_M2 += delta * ((v << shift) -
+/// avg_s)`. Uses r3-r5.
+fn variance_add(f: &mut crate::asm::Func, at: i16, shift: i32) {
+    f.emit(Insn::mov(R3, R1));
+    if shift != 0 {
+        f.emit(Insn::alu64_imm(Alu::Lsh, R3, shift));
+    }
+    f.emit(Insn::ldx(DW, R4, R0, at));
+    f.emit(Insn::alu64_reg(Alu::Sub, R3, R4));
+    // A C int: the low 32 bits, sign-extended.
+    f.emit(Insn::alu64_imm(Alu::Lsh, R3, 32));
+    f.emit(Insn::alu64_imm(Alu::Arsh, R3, 32));
+    f.emit(Insn::mov(R4, R3));
+    f.emit(Insn::jmp_imm(Cond::Sge, R4, 0, 1));
+    f.emit(Insn::neg(R4));
+    f.emit(Insn::mov(R5, R2));
+    f.emit(Insn::alu64_imm(Alu::Add, R5, 1));
+    f.emit(Insn::alu64_reg(Alu::Div, R4, R5));
+    f.emit(Insn::jmp_imm(Cond::Sge, R3, 0, 1));
+    f.emit(Insn::neg(R4));
+    f.emit(Insn::ldx(DW, R5, R0, at));
+    f.emit(Insn::alu64_reg(Alu::Add, R5, R4));
+    f.emit(Insn::stx(DW, R0, at, R5));
+    f.emit(Insn::mov(R4, R1));
+    if shift != 0 {
+        f.emit(Insn::alu64_imm(Alu::Lsh, R4, shift));
+    }
+    f.emit(Insn::alu64_reg(Alu::Sub, R4, R5));
+    f.emit(Insn::alu64_reg(Alu::Mul, R4, R3));
+    f.emit(Insn::ldx(DW, R5, R0, at + 8));
+    f.emit(Insn::alu64_reg(Alu::Add, R5, R4));
+    f.emit(Insn::stx(DW, R0, at + 8, R5));
 }
 
 /// r2 = the `@hist_log` bucket of r1 (SystemTap's `_stp_val_to_bucket`): `bucket0` for 0,

@@ -46,9 +46,12 @@ impl MapKind {
 }
 
 /// Where the fields of an aggregate's value are: `count`, `sum`, `min`, `max` (8 bytes
-/// each), then the `@hist_log` buckets, then the `@hist_linear` buckets.
+/// each), then SystemTap's `avg_s` and `_M2` when the script reads `@variance`, then the
+/// `@hist_log` buckets, then the `@hist_linear` buckets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct StatLayout {
+    /// Offset of `avg_s` (`_M2` follows it) when `@variance` is read.
+    pub variance: Option<u32>,
     /// Offset of the log buckets (when used).
     pub log: Option<u32>,
     /// Offset and number of the linear buckets (when used).
@@ -70,6 +73,11 @@ impl StatLayout {
     /// The layout of an aggregate printed with the histograms of `hist`.
     pub fn new(hist: &HistSpec) -> StatLayout {
         let mut off = 32u32;
+        let variance = hist.variance.map(|_| {
+            let o = off;
+            off += 16;
+            o
+        });
         let log = hist.log.then(|| {
             let o = off;
             off += 8 * HIST_LOG_BUCKETS as u32;
@@ -82,6 +90,7 @@ impl StatLayout {
             (o, n)
         });
         StatLayout {
+            variance,
             log,
             linear,
             size: off,
@@ -207,11 +216,20 @@ mod tests {
         let l = StatLayout::new(&HistSpec {
             log: true,
             linear: Some((0, 100, 10)),
+            variance: None,
         });
         assert_eq!(l.log, Some(32));
         // SystemTap's (hi - lo) / step + 3 buckets: under, 10 in range, 100..110, over.
         assert_eq!(l.linear, Some((32 + 1024, 13)));
         assert_eq!(l.size, 32 + 1024 + 104);
         assert_eq!(StatLayout::new(&HistSpec::default()).size, 32);
+        assert_eq!(l.variance, None);
+        // `@variance` adds avg_s and _M2 after the counters.
+        let v = StatLayout::new(&HistSpec {
+            log: true,
+            linear: None,
+            variance: Some(3),
+        });
+        assert_eq!((v.variance, v.log, v.size), (Some(32), Some(48), 48 + 1024));
     }
 }

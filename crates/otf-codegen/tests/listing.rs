@@ -152,3 +152,13 @@ fn user_string_with_a_message_and_a_length() {
         ProgKind::Uprobe
     ));
 }
+
+#[test]
+fn aggregate_with_variance() {
+    // `@variance(lat, 3)` read in `end`: `<<<` keeps SystemTap's avg_s and _M2 (Welford's
+    // step with a division of magnitudes) after count, sum, min and max.
+    insta::assert_snapshot!(listing(
+        "global lat\nprobe kernel.trace(\"syscalls:sys_enter_getppid\") { lat <<< tid() }\nprobe end { println(@variance(lat, 3)) }",
+        ProgKind::Tracepoint
+    ));
+}

@@ -425,7 +425,7 @@ pub enum ExprKind {
         /// The added value.
         value: Box<Expr>,
     },
-    /// `@count(x)`, `@avg(a[k])`, ...
+    /// `@count(x)`, `@avg(a[k])`, `@variance(x, 3)`, ...
     Stat {
         /// The statistic.
         op: StatOp,
@@ -433,6 +433,8 @@ pub enum ExprKind {
         target: Ident,
         /// Its keys (empty for a scalar aggregate).
         keys: Vec<Expr>,
+        /// `@variance(x, N)`: the bit shift N (an integer constant).
+        shift: Option<i64>,
     },
     /// `@hist_log(x)`, `@hist_linear(a[k], lo, hi, step)`: only as a `print`/`println`
     /// argument.

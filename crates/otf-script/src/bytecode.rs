@@ -641,14 +641,21 @@ impl GlobalKind {
     }
 }
 
-/// The histograms an aggregate keeps besides count, sum, min and max.
+/// What an aggregate keeps besides count, sum, min and max: the histograms the script
+/// prints and the state `@variance` needs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct HistSpec {
     /// `@hist_log` is used.
     pub log: bool,
     /// `@hist_linear(x, lo, hi, step)` is used with these parameters.
     pub linear: Option<(i64, i64, i64)>,
+    /// `@variance(x[, shift])` is used: the bit shift (0 to [`MAX_VARIANCE_SHIFT`]) of
+    /// SystemTap's fixed-point mean and variance.
+    pub variance: Option<u8>,
 }
+
+/// The largest bit shift of `@variance(x, shift)` (SystemTap's range `<0..62>`).
+pub const MAX_VARIANCE_SHIFT: i64 = 62;
 
 impl HistSpec {
     /// The number of linear buckets: `(hi - lo) / step + 3` (under- and overflow included),

@@ -1276,7 +1276,9 @@ impl<'a> Compiler<'a> {
                     self.emit(Insn::new(Op::Push, 0, 0));
                 }
             }
-            ExprKind::Stat { op, target, keys } => {
+            ExprKind::Stat {
+                op, target, keys, ..
+            } => {
                 let g = self.map_index(target);
                 for k in keys {
                     self.expr(k, true);

@@ -206,6 +206,7 @@ mod tests {
         let h = HistSpec {
             log: true,
             linear: None,
+            variance: None,
         };
         let text = render(&agg(&[1, 2, 2, 3, 8], h), None);
         let want = "\
@@ -227,6 +228,7 @@ value |-------------------------------------------------- count
         let h = HistSpec {
             log: true,
             linear: None,
+            variance: None,
         };
         let mut vals = vec![1; 100];
         vals.push(1 << 20);
@@ -253,6 +255,7 @@ value |-------------------------------------------------- count
         let h = HistSpec {
             log: false,
             linear: Some((0, 30, 10)),
+            variance: None,
         };
         let text = render(&agg(&[-5, 0, 15, 15], h), Some((0, 30, 10)));
         let want = "\

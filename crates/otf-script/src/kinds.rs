@@ -7,8 +7,9 @@
 use std::collections::HashMap;
 
 use crate::ast::Span;
+use crate::ast::StatOp;
 use crate::ast::{Expr, ExprKind, HistKind, Script, Stmt, StmtKind};
-use crate::bytecode::{GlobalKind, HistSpec, MAX_KEYS, MAX_LINEAR_BUCKETS};
+use crate::bytecode::{GlobalKind, HistSpec, MAX_KEYS, MAX_LINEAR_BUCKETS, MAX_VARIANCE_SHIFT};
 use crate::diag::{Diagnostic, SourceFile};
 use crate::sema::GlobalInfo;
 
@@ -25,6 +26,9 @@ struct Shape {
 struct Uses {
     by_name: HashMap<String, Vec<Shape>>,
     hists: HashMap<String, Vec<(HistKind, Span)>>,
+    /// `@variance(x[, shift])` uses: the shift (0 when not given) and where the `@variance`
+    /// is (where SystemTap reports its errors).
+    variances: HashMap<String, Vec<(i64, Span)>>,
     /// Names whose value is read somewhere (`x++`, `x = v`, `x <<< v` and `delete x` are
     /// pure writes, as SystemTap counts them).
     read: std::collections::HashSet<String>,
@@ -162,9 +166,20 @@ impl Uses {
                 keys.iter().for_each(|k| self.expr(k));
                 self.expr(value);
             }
-            ExprKind::Stat { target, keys, .. } => {
+            ExprKind::Stat {
+                op,
+                target,
+                keys,
+                shift,
+            } => {
                 self.read.insert(target.name.clone());
                 self.add(&target.name, Some(keys.len()), Some(true), target.span);
+                if *op == StatOp::Variance {
+                    self.variances
+                        .entry(target.name.clone())
+                        .or_default()
+                        .push((shift.unwrap_or(0), e.span));
+                }
                 keys.iter().for_each(|k| self.expr(k));
             }
             ExprKind::Hist { kind, target, keys } => {
@@ -215,6 +230,11 @@ pub(crate) fn infer(
         }
         for (name, h) in u.hists {
             uses.hists.entry(name).or_default().extend(h);
+        }
+        for (name, v) in u.variances {
+            if !f.params.iter().any(|p| p.name == name) {
+                uses.variances.entry(name).or_default().extend(v);
+            }
         }
         let global = |n: &String| !f.params.iter().any(|p| &p.name == n);
         uses.read.extend(u.read.into_iter().filter(global));
@@ -356,5 +376,32 @@ pub(crate) fn infer(
             }
         }
         globals[g as usize].hist = spec;
+    }
+    // `@variance(x, shift)`, as SystemTap checks it (elaborate.cxx): a shift from 0 to 62;
+    // a different non-zero shift after one was set conflicts (the default 0 never does).
+    for (name, uses) in &uses.variances {
+        let Some(&g) = index.get(name) else { continue };
+        let mut shift = 0i64;
+        for &(s, span) in uses {
+            if !(0..=MAX_VARIANCE_SHIFT).contains(&s) {
+                diags.push(Diagnostic::error(
+                    format!("bit shift ({s}) out of range <0..{MAX_VARIANCE_SHIFT}>"),
+                    span,
+                ));
+            } else if shift != 0 && s != shift {
+                diags.push(
+                    Diagnostic::error(
+                        format!("conflicting bit shifts declared (previously {shift})"),
+                        span,
+                    )
+                    .with_hint(format!(
+                        "`{name}` keeps one fixed-point state: give every `@variance({name}, N)` the same N"
+                    )),
+                );
+            } else {
+                shift = s;
+            }
+        }
+        globals[g as usize].hist.variance = Some(shift as u8);
     }
 }

@@ -1447,6 +1447,21 @@ impl Parser<'_> {
         } else {
             None
         };
+        // `@variance(x, N)`: SystemTap's optional bit shift.
+        let mut shift = None;
+        if name == "variance" && self.eat(&TokenKind::Comma) {
+            let e = self.expr(false)?;
+            shift = match const_int(&e) {
+                Some(v) => Some(v),
+                None => {
+                    return Err(self.report(
+                        e.span,
+                        "the bit shift of `@variance` must be an integer constant",
+                        Some("write `@variance(x, N)` with N from 0 to 62".into()),
+                    ))
+                }
+            };
+        }
         self.expect(TokenKind::RParen, &format!("to close `@{name}(`"))?;
         let span = self.span_from(t.span.lo);
         let kind = match kind {
@@ -1455,6 +1470,7 @@ impl Parser<'_> {
                 op: StatOp::from_name(&name).ok_or(Fail)?,
                 target,
                 keys,
+                shift,
             },
         };
         Ok(Expr { kind, span })

@@ -1021,11 +1021,9 @@ impl<'a> Walker<'a> {
                 }
                 Ty::Void
             }
-            ExprKind::Stat { op, target, keys } => {
-                if *op == crate::ast::StatOp::Variance {
-                    self.err("`@variance` is not supported yet", e.span);
-                    return Ty::Int;
-                }
+            ExprKind::Stat {
+                op, target, keys, ..
+            } => {
                 if self.mode != Mode::Body {
                     self.err(format!("`@{}` cannot be used here", op.name()), e.span);
                     return Ty::Int;

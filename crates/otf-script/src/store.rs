@@ -73,8 +73,13 @@ impl fmt::Display for MapError {
     }
 }
 
-/// One statistics aggregate: count, sum, min, max and the histograms the script prints.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// One statistics aggregate: count, sum, min, max, the histograms the script prints and,
+/// when the script reads `@variance`, SystemTap's fixed-point state for it.
+///
+/// An aggregate is one CPU's copy (what [`Aggregate::add`] updates) or several copies
+/// combined by [`Aggregate::merge`]. Two aggregates are equal when every statistic reads
+/// the same from them (one copy and the same values merged from one CPU are equal).
+#[derive(Clone, Debug, Default)]
 pub struct Aggregate {
     /// Values added.
     pub count: i64,
@@ -88,6 +93,102 @@ pub struct Aggregate {
     pub log: Vec<i64>,
     /// The linear buckets (underflow first, overflow last) when `@hist_linear` is used.
     pub linear: Vec<i64>,
+    /// `@variance` is read: SystemTap's bit shift; the state below is kept only then.
+    pub var_shift: Option<u8>,
+    /// This copy's running mean of the values shifted left by `var_shift` (SystemTap's
+    /// `avg_s`).
+    pub avg_s: i64,
+    /// This copy's sum of the squared deviations from the running mean, at the same scale
+    /// (SystemTap's `_M2`).
+    pub m2: i64,
+    /// The copies merged into this one ([`Aggregate::merge`]), with their terms of the
+    /// combined variance; `copies == 0` for one copy.
+    pub var_parts: VarParts,
+}
+
+impl PartialEq for Aggregate {
+    fn eq(&self, o: &Aggregate) -> bool {
+        (
+            self.count,
+            self.sum,
+            self.min,
+            self.max,
+            &self.log,
+            &self.linear,
+            self.var_shift,
+        ) == (o.count, o.sum, o.min, o.max, &o.log, &o.linear, o.var_shift)
+            && (self.var_shift.is_none()
+                || self.count == 0
+                || self.stat(StatKind::Variance) == o.stat(StatKind::Variance))
+    }
+}
+
+impl Eq for Aggregate {}
+
+/// What the CPUs' copies of an aggregate contribute to `@variance`, summed over the copies
+/// (wrapping, as SystemTap's `int64_t`): SystemTap's `_stp_stat_get` combines them with the
+/// total variance formula, `S1 = Σ count·(avg_s − avg)²` and `S2 = Σ (count − 1)·variance_s`,
+/// where `avg` is only known once every copy is in. `S1` is kept expanded,
+/// `Σ count·avg_s² − 2·avg·Σ count·avg_s + avg²·Σ count`, which is the same number modulo
+/// 2⁶⁴.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VarParts {
+    /// The copies summed (0: none; the aggregate is itself one copy).
+    pub copies: u32,
+    /// `Σ count·avg_s²`.
+    pub sq: i64,
+    /// `Σ count·avg_s`.
+    pub lin: i64,
+    /// `Σ (count − 1)·variance_s`, with `variance_s = _M2 / (count − 1)` of each copy.
+    pub s2: i64,
+}
+
+impl VarParts {
+    /// The terms of one copy with these `count`, `avg_s` and `m2`.
+    pub fn of_copy(count: i64, avg_s: i64, m2: i64) -> VarParts {
+        let variance_s = div64(m2, count.wrapping_sub(1));
+        VarParts {
+            copies: 1,
+            sq: count.wrapping_mul(avg_s).wrapping_mul(avg_s),
+            lin: count.wrapping_mul(avg_s),
+            s2: count.wrapping_sub(1).wrapping_mul(variance_s),
+        }
+    }
+
+    fn plus(self, o: VarParts) -> VarParts {
+        VarParts {
+            copies: self.copies + o.copies,
+            sq: self.sq.wrapping_add(o.sq),
+            lin: self.lin.wrapping_add(o.lin),
+            s2: self.s2.wrapping_add(o.s2),
+        }
+    }
+}
+
+/// SystemTap's `_stp_div64(NULL, x, y)`: `x / y` truncated toward zero, 0 for `y == 0`,
+/// `-x` (wrapping) for `y == -1`.
+pub fn div64(x: i64, y: i64) -> i64 {
+    match y {
+        0 => 0,
+        -1 => x.wrapping_neg(),
+        _ => x / y,
+    }
+}
+
+/// One `<<<` of `v` into a copy's `@variance` state, as SystemTap's `__stp_stat_add` does
+/// it (Welford's algorithm on values scaled by `2^shift`): `count` is the copy's count
+/// before the value. The deviation from the running mean is kept in a C `int` there, so it
+/// is cut to 32 bits here too.
+pub fn variance_add(count: i64, avg_s: &mut i64, m2: &mut i64, v: i64, shift: u8) {
+    let vs = v.wrapping_shl(u32::from(shift));
+    if count == 0 {
+        *avg_s = vs;
+        *m2 = 0;
+        return;
+    }
+    let delta = vs.wrapping_sub(*avg_s) as i32 as i64;
+    *avg_s = avg_s.wrapping_add(div64(delta, count.wrapping_add(1)));
+    *m2 = m2.wrapping_add(delta.wrapping_mul(vs.wrapping_sub(*avg_s)));
 }
 
 /// The `@hist_log` bucket of `v`: [`HIST_LOG_BUCKET0`] for 0, `BUCKET0 + 1 + floor(log2 v)`
@@ -140,12 +241,42 @@ impl Aggregate {
                 Vec::new()
             },
             linear: vec![0; hist.linear_buckets()],
+            var_shift: hist.variance,
             ..Aggregate::default()
         }
     }
 
+    /// The terms of `@variance` of the copies this aggregate holds (itself if it is one).
+    fn parts(&self) -> VarParts {
+        if self.var_parts.copies > 0 {
+            self.var_parts
+        } else if self.count > 0 {
+            VarParts::of_copy(self.count, self.avg_s, self.m2)
+        } else {
+            VarParts::default()
+        }
+    }
+
+    /// `@variance` as SystemTap's `_stp_stat_get` computes it: `avg = (sum << shift) /
+    /// count`, `variance_s = (S1 + S2) / (count − 1)` (0 for one value), and the variance
+    /// `variance_s >> 2·shift`, all in wrapping 64-bit integers ([`VarParts`]).
+    pub fn variance(&self) -> i64 {
+        let shift = u32::from(self.var_shift.unwrap_or(0));
+        let p = self.parts();
+        let avg = div64(self.sum.wrapping_shl(shift), self.count);
+        let s1 =
+            p.sq.wrapping_sub(avg.wrapping_mul(2).wrapping_mul(p.lin))
+                .wrapping_add(avg.wrapping_mul(avg).wrapping_mul(self.count));
+        let variance_s = div64(s1.wrapping_add(p.s2), self.count.wrapping_sub(1));
+        // A C shift by 64 or more is the machine's: x86-64 masks the count to 6 bits.
+        variance_s.wrapping_shr(2 * shift)
+    }
+
     /// Add one value (SystemTap's `__stp_stat_add`).
     pub fn add(&mut self, v: i64, hist: &HistSpec) {
+        if let Some(shift) = hist.variance {
+            variance_add(self.count, &mut self.avg_s, &mut self.m2, v, shift);
+        }
         if self.count == 0 {
             self.min = v;
             self.max = v;
@@ -171,6 +302,9 @@ impl Aggregate {
         if o.count == 0 {
             return;
         }
+        if self.var_shift.is_some() {
+            self.var_parts = self.parts().plus(o.parts());
+        }
         if self.count == 0 {
             self.min = o.min;
             self.max = o.max;
@@ -188,8 +322,9 @@ impl Aggregate {
         }
     }
 
-    /// A statistic; `None` for `@min`, `@max`, `@avg` of an empty aggregate (SystemTap's
-    /// run-time error). `@avg` truncates toward zero.
+    /// A statistic; `None` for `@min`, `@max`, `@avg` and `@variance` of an empty aggregate
+    /// (SystemTap's run-time error). `@avg` truncates toward zero; `@variance` is
+    /// [`Aggregate::variance`].
     pub fn stat(&self, k: StatKind) -> Option<i64> {
         match k {
             StatKind::Count => Some(self.count),
@@ -198,7 +333,7 @@ impl Aggregate {
             StatKind::Min => Some(self.min),
             StatKind::Max => Some(self.max),
             StatKind::Avg => Some(self.sum / self.count),
-            StatKind::Variance => None,
+            StatKind::Variance => Some(self.variance()),
         }
     }
 }
@@ -443,5 +578,77 @@ mod tests {
         b.add(-7, &h);
         a.merge(&b);
         assert_eq!((a.count, a.min, a.max, a.sum), (4, -7, 10, 5));
+    }
+
+    /// `@variance` of `values` added to one copy with bit shift `shift`.
+    fn variance_of(values: &[i64], shift: u8) -> Option<i64> {
+        let h = HistSpec {
+            variance: Some(shift),
+            ..HistSpec::default()
+        };
+        let mut a = Aggregate::new(&h);
+        for &v in values {
+            a.add(v, &h);
+        }
+        a.stat(StatKind::Variance)
+    }
+
+    #[test]
+    fn variance_follows_systemtaps_integer_arithmetic() {
+        // Worked by hand from __stp_stat_add and _stp_stat_get (shift 0):
+        // 1: avg_s 1, M2 0; 2: delta 1, avg_s 1 + 1/2 = 1, M2 1; 3: delta 2, avg_s 1, M2 5;
+        // 4: delta 3, avg_s 1, M2 14. Read: avg = 10/4 = 2, S1 = 4·(1−2)² = 4,
+        // variance_s = 14/3 = 4, S2 = 3·4 = 12, (4 + 12)/3 = 5 (the sample variance is 1.67).
+        assert_eq!(variance_of(&[1, 2, 3, 4], 0), Some(5));
+        // Shift 2 (values ×4): avg_s 4, 6, 8, 10 and M2 0, 8, 32, 80; avg = 40/4 = 10,
+        // S1 = 0, S2 = 3·(80/3) = 78, 78/3 = 26, 26 >> 4 = 1.
+        assert_eq!(variance_of(&[1, 2, 3, 4], 2), Some(1));
+        // One value: (S1 + S2)/0 is SystemTap's 0.
+        assert_eq!(variance_of(&[42], 0), Some(0));
+        assert_eq!(variance_of(&[-7], 5), Some(0));
+        // Negative values: -5, 5: delta 10, avg_s 0, M2 50; avg 0, S1 0, S2 50: 50.
+        assert_eq!(variance_of(&[-5, 5], 0), Some(50));
+        // Truncation toward zero: 0, -3: delta -3, avg_s 0 + (-3/2) = -1,
+        // M2 = (-3)·(-3 − (-1)) = 6; avg = -3/2 = -1, S1 = 0, S2 = 6: 6 (not 4.5).
+        assert_eq!(variance_of(&[0, -3], 0), Some(6));
+        // Equal values: 0.
+        assert_eq!(variance_of(&[9, 9, 9], 3), Some(0));
+        // The deviation is a C int: 2^32 − 0 is 0 there, so M2 stays 0, and S1 = 2·(2^31)²
+        // wraps to i64::MIN, which SystemTap prints.
+        assert_eq!(variance_of(&[0, 1 << 32], 0), Some(i64::MIN));
+        // Empty: SystemTap's "empty aggregate".
+        assert_eq!(variance_of(&[], 0), None);
+    }
+
+    #[test]
+    fn variance_combines_the_cpus_copies_as_systemtap() {
+        let h = HistSpec {
+            variance: Some(0),
+            ..HistSpec::default()
+        };
+        // CPU A: 1, 3 (avg_s 2, M2 2); CPU B: 10 (avg_s 10). avg = 14/3 = 4,
+        // S1 = 2·(2−4)² + 1·(10−4)² = 44, S2 = 1·(2/1) + 0 = 2, 46/2 = 23.
+        let mut a = Aggregate::new(&h);
+        a.add(1, &h);
+        a.add(3, &h);
+        let mut b = Aggregate::new(&h);
+        b.add(10, &h);
+        let mut all = Aggregate::new(&h);
+        all.merge(&a);
+        all.merge(&Aggregate::new(&h)); // an empty CPU adds nothing
+        all.merge(&b);
+        assert_eq!(all.var_parts.copies, 2);
+        assert_eq!(all.stat(StatKind::Variance), Some(23));
+        assert_eq!((all.count, all.sum), (3, 14));
+        // Merged into a copy that has values itself: the same.
+        a.merge(&b);
+        assert_eq!(a.stat(StatKind::Variance), Some(23));
+        // On one CPU the same values give another number: 10 has delta 8, avg_s 2 + 8/3
+        // = 4, M2 2 + 8·(10−4) = 50; avg 4, S1 0, S2 2·(50/2) = 50, 50/2 = 25.
+        assert_eq!(variance_of(&[1, 3, 10], 0), Some(25));
+        // One copy merged equals the copy.
+        let mut one = Aggregate::new(&h);
+        one.merge(&b);
+        assert_eq!(one, b);
     }
 }

@@ -119,6 +119,31 @@ fn statistics_and_empty_aggregates() {
 }
 
 #[test]
+fn variance_is_systemtaps_integer_variance() {
+    // Worked by hand from SystemTap's __stp_stat_add and _stp_stat_get (one copy):
+    // s: 2, 4, 4, 4, 5, 5, 7, 9 (shift 0): avg_s 2, 3, 3, 3, 3, 3, 3, 3 and M2 0, 2, 3, 4,
+    //   8, 12, 28, 64; avg = 40/8 = 5, S1 = 8·(3−5)² = 32, S2 = 7·(64/7) = 63, 95/7 = 13
+    //   (the sample variance is 4.57: the truncated running mean drifts).
+    // t[1] (shift 4): the same values ×16: avg_s 32, 48, 53, 55, 60, 63, 70, 79 and M2 0,
+    //   512, 688, 787, 1287, 1627, 3685, 8495; avg = 640/8 = 80, S1 = 8·(79−80)² = 8,
+    //   S2 = 7·(8495/7) = 8491, 8499/7 = 1214, >> 8: 4.
+    // u: one value: 0. v: -3, 3 → 18 (avg_s 0, M2 18).
+    let (out, err) = run("global s, t, u, v
+        probe begin {
+          s <<< 2; s <<< 4; s <<< 4; s <<< 4; s <<< 5; s <<< 5; s <<< 7; s <<< 9
+          t[1] <<< 2; t[1] <<< 4; t[1] <<< 4; t[1] <<< 4; t[1] <<< 5; t[1] <<< 5; t[1] <<< 7; t[1] <<< 9
+          u <<< 1000; v <<< -3; v <<< 3
+          printf(\"%d %d %d %d %d\\n\", @variance(s), @variance(t[1], 4), @variance(u), @variance(v), @count(s))
+        }");
+    assert_eq!((out.as_str(), err), ("13 4 0 18 8\n", None));
+    let (_, err) = run("global s probe begin { s <<< 1; delete s; x = @variance(s) }");
+    assert_eq!(
+        err.map(|e| e.to_string()).as_deref(),
+        Some("empty aggregate")
+    );
+}
+
+#[test]
 fn histograms_print_in_systemtaps_layout() {
     let (out, _) = run("global s
         probe begin { s <<< 1; s <<< 2; s <<< 2; s <<< 3; s <<< 8; print(@hist_log(s)) }");

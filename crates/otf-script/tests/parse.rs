@@ -87,9 +87,15 @@ fn sx(e: &Expr) -> String {
             keys,
             value,
         } => format!("(<<< {}[{}] {})", target.name, list(keys), sx(value)),
-        ExprKind::Stat { op, target, keys } => {
-            format!("(@{} {}[{}])", op.name(), target.name, list(keys))
-        }
+        ExprKind::Stat {
+            op,
+            target,
+            keys,
+            shift,
+        } => match shift {
+            Some(s) => format!("(@{} {}[{}] {s})", op.name(), target.name, list(keys)),
+            None => format!("(@{} {}[{}])", op.name(), target.name, list(keys)),
+        },
         ExprKind::Hist { kind, target, keys } => {
             format!("(hist {kind:?} {}[{}])", target.name, list(keys))
         }
@@ -672,6 +678,10 @@ fn arrays_statistics_and_foreach() {
         "(= x (+ (@count s[]) (@avg t[1])))"
     );
     assert_eq!(e("print(@hist_log(s))"), "(call print (hist Log s[]))");
+    assert_eq!(
+        e("x = @variance(s) + @variance(t[1], 3)"),
+        "(= x (+ (@variance s[]) (@variance t[1] 3)))"
+    );
     assert_eq!(
         e("print(@hist_linear(t[1], -10, 10, 5))"),
         "(call print (hist Linear { lo: -10, hi: 10, step: 5 } t[1]))"

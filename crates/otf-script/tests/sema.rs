@@ -754,3 +754,58 @@ fn strings_read_from_memory() {
         "this expression is an integer, but a string is needed here",
     );
 }
+
+#[test]
+fn variance_and_its_bit_shift() {
+    ok("global s, t\nprobe begin { s <<< 1; t[1] <<< 2; x = @variance(s) + @variance(t[1], 62) }");
+    // The default 0 never conflicts: `@variance(s)` then `@variance(s, 3)` keeps 3, as
+    // SystemTap.
+    ok("global s\nprobe begin { s <<< 1; x = @variance(s) + @variance(s, 3) + @variance(s, 3) }");
+    err_at(
+        "global s\nprobe begin { s <<< 1; x = @variance(s, 63) }",
+        2,
+        28,
+        "bit shift (63) out of range <0..62>",
+    );
+    err_at(
+        "global s\nprobe begin { s <<< 1; x = @variance(s, -1) }",
+        2,
+        28,
+        "bit shift (-1) out of range <0..62>",
+    );
+    err_at(
+        "global s\nprobe begin { s <<< 1; x = @variance(s, 2) }\nprobe end { y = @variance(s, 4) }",
+        3,
+        17,
+        "conflicting bit shifts declared (previously 2)",
+    );
+    err_at(
+        "global s\nprobe begin { s <<< 1; x = @variance(s, 2) }\nprobe end { y = @variance(s) }",
+        3,
+        17,
+        "conflicting bit shifts declared (previously 2)",
+    );
+    // Where aggregates can be read: not in other kernel probes yet.
+    err_at(
+        "global s\nprobe kernel.trace(\"sched:sched_switch\") { s <<< 1; x = @variance(s) }",
+        2,
+        57,
+        "reading an aggregate (`@count`, `@sum`, ...): only available in `begin`, `end` and `timer` probes for now (their bodies run in user space)",
+    );
+}
+
+#[test]
+fn the_bit_shift_of_variance_is_a_constant() {
+    let file = SourceFile::new(
+        "t.stp",
+        "global s\nprobe begin { s <<< 1; n = 2; x = @variance(s, n) }",
+    );
+    let d = otf_script::check_source(&file);
+    let e: Vec<_> = d.iter().filter(|d| d.is_error()).collect();
+    assert_eq!(e.len(), 1, "{d:?}");
+    assert_eq!(
+        e[0].message,
+        "the bit shift of `@variance` must be an integer constant"
+    );
+    assert_eq!(file.line_col(e[0].span.lo), (2, 48));
+}

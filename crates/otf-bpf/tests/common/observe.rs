@@ -313,6 +313,9 @@ fn show_aggregate(a: &Aggregate) -> String {
     if !a.linear.is_empty() {
         s += &format!(" linear {:?}", buckets(&a.linear));
     }
+    if a.var_shift.is_some() && a.count > 0 {
+        s += &format!(" variance {}", a.variance());
+    }
     s + ")"
 }
 

@@ -52,12 +52,18 @@ const IN_AGGREGATES: bool = true;
 const NO_HIST: HistSpec = HistSpec {
     log: false,
     linear: None,
+    variance: None,
 };
 
 /// The arrays and aggregates of every image. Wrapping arrays (`global a%`) are left out: the
 /// kernel's LRU map evicts roughly, not exactly the oldest element as the reference does.
 /// Their lock stripes: 12, 13, 11, 44, 63 (shared with scalar 63), 14, 15, 16, 8 (shared
-/// with scalar 8).
+/// with scalar 8), 17, 9 (shared with scalar 9).
+///
+/// The aggregates whose `@variance` is read ([`HistSpec::variance`]) start empty and are
+/// used only when the hits run pinned to one CPU: SystemTap's variance of values added on
+/// several CPUs is not the variance of the same values added on one (the reference VM's
+/// single copy), and the starting elements are added to CPU 0's copy.
 pub const MAPS: &[MapGlobal] = &[
     // a[4]: full after 4 of its 6 usual keys.
     MapGlobal {
@@ -107,6 +113,7 @@ pub const MAPS: &[MapGlobal] = &[
         hist: HistSpec {
             log: true,
             linear: Some((-40, 40, 10)),
+            variance: None,
         },
         range: 0,
     },
@@ -126,6 +133,7 @@ pub const MAPS: &[MapGlobal] = &[
         hist: HistSpec {
             log: true,
             linear: None,
+            variance: None,
         },
         range: 5,
     },
@@ -137,6 +145,31 @@ pub const MAPS: &[MapGlobal] = &[
         hist: HistSpec {
             log: false,
             linear: Some((0, 1000, 100)),
+            variance: None,
+        },
+        range: 3,
+    },
+    // w: a scalar aggregate read with @variance(w).
+    MapGlobal {
+        g: 17,
+        kind: GlobalKind::Stat { keys: 0 },
+        size: None,
+        hist: HistSpec {
+            log: false,
+            linear: None,
+            variance: Some(0),
+        },
+        range: 0,
+    },
+    // x with 1 key, read with @variance(x[k], 5) and printed with @hist_log.
+    MapGlobal {
+        g: 201,
+        kind: GlobalKind::Stat { keys: 1 },
+        size: None,
+        hist: HistSpec {
+            log: true,
+            linear: None,
+            variance: Some(5),
         },
         range: 3,
     },
@@ -233,14 +266,22 @@ fn usual_key(rng: &mut Rng, m: &MapGlobal) -> i64 {
 }
 
 /// The arrays and aggregates a case uses, and the elements they start with (distinct keys, at
-/// most as many as fit: a quarter of the time the bounded ones are full).
-pub fn choose(rng: &mut Rng) -> (Vec<MapGlobal>, Vec<MapInit>) {
+/// most as many as fit: a quarter of the time the bounded ones are full). Without `pinned`
+/// hits, no aggregate whose variance is read.
+pub fn choose(rng: &mut Rng, pinned: bool) -> (Vec<MapGlobal>, Vec<MapInit>) {
     if rng.chance(15) {
         return (Vec::new(), Vec::new());
     }
-    let maps: Vec<MapGlobal> = MAPS.iter().copied().filter(|_| rng.chance(45)).collect();
+    let maps: Vec<MapGlobal> = MAPS
+        .iter()
+        .copied()
+        .filter(|m| rng.chance(45) && (pinned || m.hist.variance.is_none()))
+        .collect();
     let mut init = Vec::new();
     for m in &maps {
+        if m.hist.variance.is_some() {
+            continue;
+        }
         if m.keys() == 0 {
             for _ in 0..rng.below(4) {
                 init.push((m.g, Vec::new(), rng.value()));

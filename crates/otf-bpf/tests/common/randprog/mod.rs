@@ -28,9 +28,7 @@
 //! Some cases have a loop whose bound is tuned with the reference VM so that the body ends a
 //! few instructions before or after `MAX_STEPS`, to exercise MAXACTION at its edge.
 
-use otf_script::bytecode::{
-    Insn, Op, ReadStr, MAX_ENTRY_SLOTS, MAX_LOCALS, MAX_SSTACK, MAX_STACK,
-};
+use otf_script::bytecode::{Insn, Op, ReadStr, MAX_ENTRY_SLOTS, MAX_LOCALS, MAX_SSTACK, MAX_STACK};
 use otf_script::vm::{self, End, FixedHit};
 
 use crate::common::{a, i, push};
@@ -314,7 +312,7 @@ fn initial_globals(globals: &[(u32, i64)]) -> Vec<i64> {
 pub fn case(seed: u64, index: u64, env: &HitEnv) -> Case {
     let rng = &mut Rng::for_case(seed, index);
     let globals: Vec<(u32, i64)> = USED_GLOBALS.iter().map(|&g| (g, rng.value())).collect();
-    let (used_maps, map_init) = maps::choose(rng);
+    let (used_maps, map_init) = maps::choose(rng, env.cpu.is_some());
     let start = maps::initial_store(initial_globals(&globals), &map_init);
 
     // A return probe using @entry: 1..=8 saved expressions.
@@ -649,7 +647,9 @@ impl<'a> Gen<'a> {
         self.push(addr as i64);
         if n {
             if self.rng.chance(50) {
-                let v = self.rng.pick(&[-1, 0, 1, 3, 125, 126, 127, 128, 500, i64::MAX]);
+                let v = self
+                    .rng
+                    .pick(&[-1, 0, 1, 3, 125, 126, 127, 128, 500, i64::MAX]);
                 self.push(v);
             } else {
                 let g = self.global();
