@@ -1,0 +1,168 @@
+//! From the compiled script to the loaded runtime: the image, the program kinds it needs.
+
+use otf_bpf::{LoadOptions, ProbeSlot, ProgKind, Runtime, RuntimeImage};
+use otf_script::diag::SourceFile;
+
+use crate::frontend::Front;
+use crate::resolve::{Attach, Resolved};
+use crate::Failure;
+
+/// Whether the running kernel supports attach cookies on raw tracepoints (6.10 and later).
+pub(super) fn raw_tp_cookies() -> bool {
+    otf_bpf::features::features().raw_tp_cookies
+}
+
+/// The runtime image: code, one probe slot per pidx, condition programs, globals. Probes that
+/// share one perf tracepoint attachment are chained (`raw_tp`: whether raw tracepoint programs
+/// are loaded, which decides which tracepoints use perf).
+pub(crate) fn build_image(
+    src: &SourceFile,
+    front: &Front,
+    res: &Resolved,
+    target: i64,
+    raw_tp: bool,
+) -> RuntimeImage {
+    let script = &front.compiled.script;
+    let tps: Vec<_> = res
+        .probes
+        .iter()
+        .filter_map(|p| match &p.attach {
+            Attach::Tracepoint(tp) => Some((p.pidx, tp.clone())),
+            _ => None,
+        })
+        .collect();
+    let mut chain: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
+    for group in otf_tracepoint::perf_chains(&tps, raw_tp) {
+        for w in group
+            .windows(2)
+            .take(otf_bpf::layout::MAX_CHAIN.saturating_sub(1))
+        {
+            chain.insert(w[0], w[1]);
+        }
+    }
+    let probes = res
+        .probes
+        .iter()
+        .map(|p| {
+            let u = &script.units[p.unit];
+            let safe_context = match &p.attach {
+                Attach::Timer(_) => otf_hrtimer::OTF_SAFE_CONTEXT,
+                Attach::Tracepoint(tp) => otf_tracepoint::unsafe_reason(tp).is_none(),
+                Attach::Uprobe(_) => otf_uprobes_inode::UPROBE_SAFE_CONTEXT.safe,
+                Attach::Kprobe(_) => otf_kprobes::KPROBE_SAFE_CONTEXT.safe,
+            };
+            let (line, col) = src.line_col(u.point_span.lo);
+            ProbeSlot {
+                body: Some(u.body.start),
+                entry: u.entry.as_ref().map(|e| e.start),
+                cond: u.cond.as_ref().map(|_| p.unit as u32),
+                label: format!("probe {} at {}:{line}:{col}", p.pp, src.name()),
+                reeval: u.reeval.iter().map(|&c| c as u32).collect(),
+                lock_mask: u.lock_mask,
+                safe_context,
+                is_return: u.point.is_return(),
+                chain: chain.get(&p.pidx).copied(),
+                deferred: u.deferred,
+                pp: p.pp.clone(),
+                probefunc: p.probefunc.clone(),
+            }
+        })
+        .collect();
+    let cond_code = script
+        .units
+        .iter()
+        .map(|u| u.cond.as_ref().map(|c| c.start).unwrap_or(0))
+        .collect();
+    RuntimeImage {
+        code: script.code.clone(),
+        probes,
+        cond_code,
+        cond_init: vec![false; script.units.len()],
+        globals_init: script.globals.iter().map(|g| g.init).collect(),
+        maps: otf_codegen::maps::MapSpec::all(&script.globals),
+        target_pid: target,
+        strings: script.strings.clone(),
+    }
+}
+
+/// The program kinds the script needs.
+pub(crate) fn needed_kinds(res: &Resolved) -> Vec<ProgKind> {
+    let mut kinds = Vec::new();
+    let mut add = |k: ProgKind| {
+        if !kinds.contains(&k) {
+            kinds.push(k);
+        }
+    };
+    for p in &res.probes {
+        match &p.attach {
+            Attach::Timer(t) if t.profile => add(ProgKind::PerfEvent),
+            Attach::Timer(_) => add(ProgKind::Timer),
+            Attach::Tracepoint(tp) => {
+                add(ProgKind::Tracepoint);
+                if tp.subsystem != "syscalls" && raw_tp_cookies() {
+                    add(ProgKind::RawTp);
+                }
+            }
+            // Multi-link programs only where the kernel has the links (probed once): without
+            // them, every function gets its own link.
+            Attach::Uprobe(_) => {
+                add(ProgKind::Uprobe);
+                add(ProgKind::Uretprobe);
+                if otf_bpf::features::features().uprobe_multi {
+                    add(ProgKind::UprobeMulti);
+                    add(ProgKind::UretprobeMulti);
+                }
+            }
+            Attach::Kprobe(_) => {
+                add(ProgKind::Kprobe);
+                add(ProgKind::Kretprobe);
+                if otf_bpf::features::features().kprobe_multi {
+                    add(ProgKind::KprobeMulti);
+                    add(ProgKind::KretprobeMulti);
+                }
+            }
+        }
+    }
+    kinds
+}
+
+/// Loads the runtime with the program kinds the script needs; if optional kinds (multi-link
+/// and raw tracepoint programs) fail to load, retries without them (with the image rebuilt for
+/// that: without raw tracepoints, more probes share perf attachments).
+pub(super) fn load_runtime(
+    src: &SourceFile,
+    front: &Front,
+    res: &Resolved,
+    target: i64,
+) -> Result<Runtime, Failure> {
+    let kinds = needed_kinds(res);
+    let raw = kinds.contains(&ProgKind::RawTp);
+    let image = build_image(src, front, res, target, raw);
+    let opts = LoadOptions {
+        kinds: kinds.clone(),
+        ..LoadOptions::default()
+    };
+    match Runtime::load_with(&image, &opts) {
+        Ok(rt) => Ok(rt),
+        Err(first) => {
+            let optional = [
+                ProgKind::RawTp,
+                ProgKind::UprobeMulti,
+                ProgKind::UretprobeMulti,
+                ProgKind::KprobeMulti,
+                ProgKind::KretprobeMulti,
+            ];
+            let fewer: Vec<_> = kinds
+                .into_iter()
+                .filter(|k| !optional.contains(k))
+                .collect();
+            let image = build_image(src, front, res, target, false);
+            let opts = LoadOptions {
+                kinds: fewer,
+                ..LoadOptions::default()
+            };
+            Runtime::load_with(&image, &opts)
+                .map_err(|_| Failure::Message(format!("cannot load the otf BPF runtime: {first}")))
+        }
+    }
+}
