@@ -18,6 +18,14 @@ fn push(out: &mut Vec<u8>, words: &[u32]) {
     }
 }
 
+/// Appends `s` to a BTF string section; returns its offset.
+fn add_string(strings: &mut Vec<u8>, s: &str) -> u32 {
+    let off = strings.len() as u32;
+    strings.extend_from_slice(s.as_bytes());
+    strings.push(0);
+    off
+}
+
 fn info(kind: u32, vlen: u32) -> u32 {
     (kind << 24) | vlen
 }
@@ -26,12 +34,7 @@ fn info(kind: u32, vlen: u32) -> u32 {
 /// at `starts`, named `names`.
 pub(crate) fn func_btf(starts: &[usize], names: &[String]) -> (Vec<u8>, Vec<(u32, u32)>) {
     let mut strings = vec![0u8];
-    let mut string = |s: &str| -> u32 {
-        let off = strings.len() as u32;
-        strings.extend_from_slice(s.as_bytes());
-        strings.push(0);
-        off
-    };
+    let mut string = |s: &str| add_string(&mut strings, s);
     let long = string("long");
     let ctx = string("ctx");
     let i = string("i");
@@ -63,12 +66,7 @@ pub fn timer_map_btf() -> (Vec<u8>, u32, u32) {
     use crate::layout::TimerSlot;
     use std::mem::{offset_of, size_of};
     let mut strings = vec![0u8];
-    let mut string = |s: &str| -> u32 {
-        let off = strings.len() as u32;
-        strings.extend_from_slice(s.as_bytes());
-        strings.push(0);
-        off
-    };
+    let mut string = |s: &str| add_string(&mut strings, s);
     let mut types = Vec::new();
     let u32_ = string("u32");
     let u64_ = string("u64");
