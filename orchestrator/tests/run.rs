@@ -221,6 +221,7 @@ fn stats_table() {
         "skipped_nest",
         "armed",
         "disarmed",
+        "lost",
         "point",
     ] {
         assert!(header.contains(col), "{header}");
@@ -235,7 +236,8 @@ fn stats_table() {
     );
     assert_eq!(row[3..6], ["0", "0", "0"], "nothing skipped: {text}");
     assert_eq!(row[6], "1", "armed once: {text}");
-    assert_eq!(row[8], "timer.ms(10)");
+    assert_eq!(row[8], "0", "no firing lost: {text}");
+    assert_eq!(row[9], "timer.ms(10)");
 }
 
 #[test]

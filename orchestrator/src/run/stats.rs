@@ -46,8 +46,11 @@ pub(super) fn print_stats(
             out.write(&format!("{v}\n"));
         }
     } else {
+        // One column per cause of a hit that did not run its body: its condition, the lock,
+        // nesting, and (`lost`) the kernel not running a timer by its due time. Hits the
+        // kernel skipped are counted per program, on `#` lines below.
         out.write(&format!(
-            "{:>5} {:>10} {:>10} {:>12} {:>12} {:>12} {:>7} {:>8}  {}\n",
+            "{:>5} {:>10} {:>10} {:>12} {:>12} {:>12} {:>7} {:>8} {:>8}  {}\n",
             "pidx",
             "hits",
             "bodies",
@@ -56,11 +59,12 @@ pub(super) fn print_stats(
             "skipped_nest",
             "armed",
             "disarmed",
+            "lost",
             "point"
         ));
         for (p, c, a, d) in rows {
             out.write(&format!(
-                "{:>5} {:>10} {:>10} {:>12} {:>12} {:>12} {:>7} {:>8}  {}\n",
+                "{:>5} {:>10} {:>10} {:>12} {:>12} {:>12} {:>7} {:>8} {:>8}  {}\n",
                 p.pidx,
                 c.hits,
                 c.bodies,
@@ -69,17 +73,8 @@ pub(super) fn print_stats(
                 c.skipped_nest,
                 a,
                 d,
+                lost.get(&p.pidx).copied().unwrap_or(0),
                 p.pp
-            ));
-        }
-        for (&pidx, n) in lost {
-            let pp = res
-                .probes
-                .iter()
-                .find(|p| p.pidx == pidx)
-                .map_or("?", |p| p.pp.as_str());
-            out.write(&format!(
-                "# {n} firing(s) of {pp} (pidx {pidx}) lost in the kernel (not run by their due time)\n"
             ));
         }
         // The kernel counts the hits it did not run per program, not per probe.
