@@ -474,6 +474,9 @@ pub fn run(args: &RunArgs) -> Result<i32, Failure> {
 
     // STOPPING: from here on no probe body runs in the kernel.
     rt.set_stopping();
+    for g in groups.iter_mut() {
+        g.stopping();
+    }
     let steps = sched.handle(Event::Stop(reason), t0.elapsed(), &mut session, &mut groups);
     report_failures(&steps);
     debug_assert_eq!(sched.state(), State::Stopped);

@@ -90,6 +90,11 @@ pub trait ProbeGroup {
         None
     }
 
+    /// The session is stopping: from now on no body runs and no hit is counted, though the
+    /// probes are released only later. A group that derives [`ProbeGroup::lost_hits`] from the
+    /// time its probes ran stops that clock here. The default does nothing.
+    fn stopping(&mut self) {}
+
     /// Whether bodies of this group's probes may notify user space (group-wide default).
     fn otf_safe_context(&self) -> SafeContext;
 
@@ -140,6 +145,9 @@ impl<G: ProbeGroup + ?Sized> ProbeGroup for Box<G> {
     }
     fn lost_hits(&self, pidx: Pidx, arrived: u64) -> Option<u64> {
         (**self).lost_hits(pidx, arrived)
+    }
+    fn stopping(&mut self) {
+        (**self).stopping()
     }
     fn otf_safe_context(&self) -> SafeContext {
         (**self).otf_safe_context()

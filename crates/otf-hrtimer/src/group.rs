@@ -37,6 +37,9 @@ pub struct HrtimerGroup {
     index: HashMap<Pidx, usize>,
     /// Nanoseconds each released perf timer ran while enabled.
     ran_ns: Vec<u64>,
+    /// Nanoseconds each perf timer had run when the session began stopping (hits are no
+    /// longer counted from then on).
+    stopped_ns: Option<Vec<u64>>,
 }
 
 impl HrtimerGroup {
@@ -94,6 +97,7 @@ impl HrtimerGroup {
             attachments,
             timers,
             ran_ns,
+            stopped_ns: None,
             index,
         })
     }
@@ -112,6 +116,15 @@ impl HrtimerGroup {
             Backing::Bpf { running } => Some(*running),
             Backing::Perf(_) => None,
         }
+    }
+
+    /// Nanoseconds perf timer `i` has run while enabled, released or not (0 for a BPF timer).
+    fn perf_ran_ns(&self, i: usize) -> u64 {
+        let live = match &self.timers[i] {
+            Backing::Perf(Some(t)) => t.count_ns().unwrap_or(0),
+            _ => 0,
+        };
+        self.ran_ns[i] + live
     }
 
     fn apply_bpf(&mut self, i: usize, op: Op, pidx: Pidx) -> Result<(), String> {
@@ -208,18 +221,31 @@ impl ProbeGroup for HrtimerGroup {
     }
 
     /// A BPF timer counts the due times it passed over. A perf timer's firings are derived:
-    /// the nanoseconds it ran while enabled (its cpu-clock count, kept across its release)
-    /// over its period, less the hits that arrived and one more (a firing racing the stop).
+    /// the nanoseconds it ran while enabled until the session began stopping (its cpu-clock
+    /// count, kept across its release) over its period, less the hits that arrived and one
+    /// more (a firing racing the stop).
     fn lost_hits(&self, pidx: Pidx, arrived: u64) -> Option<u64> {
         let &i = self.index.get(&pidx)?;
         match &self.timers[i] {
             Backing::Bpf { .. } => self.bpf.as_ref()?.counts(pidx).ok().map(|(_, lost)| lost),
-            Backing::Perf(t) => {
-                let live = t.as_ref().and_then(|t| t.count_ns().ok()).unwrap_or(0);
-                let due = (self.ran_ns[i] + live) / self.attachments[i].period_ns.max(1);
+            Backing::Perf(_) => {
+                let ran = match &self.stopped_ns {
+                    Some(v) => v[i],
+                    None => self.perf_ran_ns(i),
+                };
+                let due = ran / self.attachments[i].period_ns.max(1);
                 Some(due.saturating_sub(arrived + 1))
             }
         }
+    }
+
+    /// Freezes the perf timers' clocks: firings after this are neither hits nor lost.
+    fn stopping(&mut self) {
+        self.stopped_ns = Some(
+            (0..self.entries.len())
+                .map(|i| self.perf_ran_ns(i))
+                .collect(),
+        );
     }
 
     fn probes(&self) -> &[ProbeEntry] {
