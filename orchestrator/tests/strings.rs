@@ -192,3 +192,38 @@ fn warnings_from_kernel_probe_bodies_are_refused_by_name() {
     );
     assert!(e.contains("<command line>:2:11"), "{e}");
 }
+
+#[test]
+fn sprintf_in_a_tracepoint_body_makes_array_keys() {
+    need_root!();
+    // `sh -c true` calls getppid: the tracepoint body (in the kernel) formats its key
+    // with `bpf_snprintf`; `end` prints the command's keys.
+    let o = otf(&[
+        "run",
+        "-c",
+        "sh -c true; sh -c true",
+        "-e",
+        "global calls\n\
+         probe kernel.trace(\"syscalls:sys_enter_getppid\") {\n  \
+           calls[sprintf(\"%s|%-4s|%x|%5d|\", execname(), \"ab\", 255, -3)]++\n}\n\
+         probe end { foreach (k in calls) if (isinstr(k, \"|ab  |ff|   -3|\")) printf(\"[%s] %d\\n\", k, calls[k] > 0) }",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(out(&o).contains("[sh|ab  |ff|   -3|] 1\n"), "{}", out(&o));
+}
+
+#[test]
+fn sprintf_formats_the_kernel_cannot_print_are_refused_by_name() {
+    let o = otf(&[
+        "check",
+        "-e",
+        "global a\nprobe kernel.trace(\"syscalls:sys_enter_getppid\") {\n  a[sprintf(\"%c\", 65)]++\n}",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    let e = err(&o);
+    assert!(
+        e.contains("`sprintf` with `%c` or `%o` (the kernel's `bpf_snprintf` lacks SystemTap's forms): only available in `begin`, `end` and `timer` probes"),
+        "{e}"
+    );
+    assert!(e.contains("<command line>:3:5"), "{e}");
+}

@@ -148,6 +148,8 @@ struct Maps {
     globals: arrays::GlobalMaps,
     /// `pp()` and `probefunc()` of each pidx ([`otf_codegen::MapId::Names`]).
     names: MapHandle,
+    /// The `sprintf` formats ([`otf_codegen::MapId::Formats`]).
+    formats: MapHandle,
     /// The BPF timers, when the timer program is loaded ([`otf_codegen::MapId::Timers`]).
     timers: Option<MapHandle>,
 }
@@ -272,6 +274,26 @@ fn names_map(image: &RuntimeImage) -> Result<MapHandle> {
     Ok(m)
 }
 
+/// The map of the `bpf_snprintf` formats of the image's `sprintf`s
+/// ([`otf_codegen::MapId::Formats`]): one value, read only to the programs and frozen after
+/// it is filled, as the helper's format argument (`ARG_PTR_TO_CONST_STR`) requires.
+fn formats_map(image: &RuntimeImage) -> Result<MapHandle> {
+    let (value, _) = otf_codegen::maps::sprintf_formats(&image.code, &image.strings);
+    let m = create_map(
+        MapType::Array,
+        "otf_formats",
+        4,
+        value.len() as u32,
+        1,
+        libbpf_sys::BPF_F_RDONLY_PROG,
+    )?;
+    m.update(&0u32.to_ne_bytes(), &value, libbpf_rs::MapFlags::ANY)
+        .map_err(|e| Error::msg(format!("filling the formats map: {e}")))?;
+    m.freeze()
+        .map_err(|e| Error::msg(format!("freezing the formats map: {e}")))?;
+    Ok(m)
+}
+
 /// Whether any program of the image reads `ppid()` (which needs the kernel's BTF).
 fn uses_ppid(image: &RuntimeImage) -> bool {
     image
@@ -320,6 +342,7 @@ impl Runtime {
             )?,
             globals: arrays::GlobalMaps::create(&image.maps, image.globals_init.len())?,
             names: names_map(image)?,
+            formats: formats_map(image)?,
             timers: if opts.kinds.contains(&ProgKind::Timer) {
                 Some(timers_map(image.probes.len())?)
             } else {
@@ -379,6 +402,7 @@ impl Runtime {
             otf_codegen::MapId::Cpu => &self.maps.cpu,
             otf_codegen::MapId::Entry => &self.maps.entry,
             otf_codegen::MapId::Names => &self.maps.names,
+            otf_codegen::MapId::Formats => &self.maps.formats,
             otf_codegen::MapId::Global(g) => {
                 return self.maps.globals.fd(m).ok_or_else(|| {
                     Error::msg(format!(

@@ -98,6 +98,7 @@ fn agree(src: &str, hits: &[u32]) {
         rt.test_run_hit(cookie(p)).expect("hit");
         let mut hit = FixedHit {
             strings: c.strings.clone(),
+            formats: c.formats.clone(),
             names: [me.clone(), pp(p as usize), probefunc(p as usize)],
             ..Default::default()
         };
@@ -412,4 +413,33 @@ probe kernel.trace("sched:sched_switch") {{
     }
     // SAFETY: unmapping the mapping made above, no longer read.
     assert_eq!(unsafe { libc::munmap(p, 8192) }, 0);
+}
+
+#[test]
+fn sprintf_in_the_kernel_prints_as_the_reference_vm() {
+    agree(
+        r#"global keys, last, n
+probe kernel.function("vfs_read") {
+    n++
+    v = n * 7 - 20
+    keys[sprintf("%s(%d)", execname(), n % 2)]++
+    s = sprintf("%d|%i|%u|%x|%X|%5d|%-5d|%05d|%+d|% d|%-+6d|", v, v, v, v, v, v, v, v, v, v, v)
+    t = sprintf("%d %u %x %d %ld %lld", -9223372036854775807 - 1, -1, -1, 9223372036854775807, 5, 6)
+    u = sprintf("[%s][%8s][%-8s]%sabc%s9%s", "x", execname(), "ab", pp(), probefunc(), "")
+    w = sprintf("%#x %#X %p 100%% %d", v, v, n, n)
+    z = sprintf("%s", "") . sprintf("") . sprintf("%s.%s.%s", s, t, u)
+    last = sprintf("%s\t%s", w, z)
+    l = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+    l = l . l
+    q = sprintf("%s%s%s%s", l, l, l, l)
+    r = sprintf("%s%s%s%d%d%d%d%d%d%d%d%d", l, l, l, n, n, n, n, n, n, n, n, n)
+    keys[q] += strlen(q)
+    keys[r . "!"] += strlen(r)
+    keys[s] += 2
+    keys[t] += 3
+    keys[u] += 4
+    printf("%s|%s|%s|%s|%s\n", s, t, u, w, z)
+}"#,
+        &[0, 0, 0, 0],
+    );
 }

@@ -350,6 +350,8 @@ pub mod helper {
     pub const KTIME_GET_BOOT_NS: i32 = 125;
     /// `bpf_ringbuf_output` (5.8).
     pub const RINGBUF_OUTPUT: i32 = 130;
+    /// `bpf_snprintf` (5.13).
+    pub const SNPRINTF: i32 = 165;
     /// `bpf_timer_init` (5.15).
     pub const TIMER_INIT: i32 = 169;
     /// `bpf_timer_set_callback` (5.15).
@@ -381,6 +383,7 @@ pub mod helper {
             PROBE_READ_KERNEL_STR => "bpf_probe_read_kernel_str",
             KTIME_GET_BOOT_NS => "bpf_ktime_get_boot_ns",
             RINGBUF_OUTPUT => "bpf_ringbuf_output",
+            SNPRINTF => "bpf_snprintf",
             TIMER_INIT => "bpf_timer_init",
             TIMER_SET_CALLBACK => "bpf_timer_set_callback",
             TIMER_START => "bpf_timer_start",

@@ -73,6 +73,9 @@ pub enum MapId {
     /// The BPF timers of `timer.*` probes: an array of [`layout::TimerSlot`] keyed by pidx,
     /// with BTF ([`timer_map_btf`]).
     Timers,
+    /// The `bpf_snprintf` formats of the script's `sprintf`s that run in the kernel: one
+    /// array value, `BPF_F_RDONLY_PROG` and frozen ([`maps::sprintf_formats`]).
+    Formats,
 }
 
 impl MapId {
@@ -88,6 +91,7 @@ impl MapId {
             MapId::Strings => "strings",
             MapId::Names => "names",
             MapId::Timers => "timers",
+            MapId::Formats => "formats",
         }
     }
 }
@@ -232,6 +236,7 @@ pub fn generate(
         maps: &image.maps,
         strings: &image.strings,
         nglobals: image.globals_init.len(),
+        formats: maps::sprintf_formats(&image.code, &image.strings).1,
     };
     handler::handler(&mut g, kind, &vars, &shapes, &image.cond_code)?;
     let linked = b.link()?;

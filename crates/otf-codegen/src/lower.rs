@@ -73,6 +73,8 @@ pub(crate) struct Gen<'a> {
     pub strings: &'a [String],
     /// The number of globals (string globals have a field of [`MapId::Strings`] each).
     pub nglobals: usize,
+    /// The `sprintf` formats in [`MapId::Formats`]: offset and arguments by literal id.
+    pub formats: std::collections::BTreeMap<u32, (u32, otf_script::format::KernelFormat)>,
 }
 
 /// The 64-bit words of a string buffer.
@@ -950,6 +952,7 @@ impl<'a> Gen<'a> {
             | Op::SLen
             | Op::SConcat => self.string_insn(r, pc)?,
             Op::SRead => self.read_str(r, pc)?,
+            Op::SFormat => self.sprintf(r, pc)?,
             Op::Exit => {
                 self.flush(r);
                 let f = self.b.f(fid);
@@ -1080,8 +1083,69 @@ impl<'a> Gen<'a> {
             .ok_or_else(|| Error::BadCode(format!("string global {g} does not exist")))
     }
 
-    /// Lower a string instruction (`SPush` to `SLen`; `SCall` and `SFormat` are user space
-    /// only).
+    /// `SFormat` (`sprintf`) of a format the kernel prints as SystemTap does
+    /// ([`otf_script::format::KernelFormat`]): the arguments array in `Frame::keybuf` after
+    /// the first 128 bytes (integers from their stack slots, strings as pointers to their
+    /// string slots, constants), `bpf_snprintf` into the zeroed first 128 bytes of the key
+    /// buffer with the format in [`MapId::Formats`], then a copy into the result's slot (the
+    /// first string argument's: the helper reads every argument before it writes).
+    fn sprintf(&mut self, r: &mut Region<'_>, pc: usize) -> Result<(), Error> {
+        let insn = self.code[pc];
+        let lit = otf_script::vm::sformat_kernel(&insn);
+        let (at, kf) = self
+            .formats
+            .get(&lit)
+            .cloned()
+            .ok_or_else(|| Error::BadCode(format!("sprintf format literal {lit} at {pc}")))?;
+        let n = (insn.imm & 0xffff) as usize;
+        let ns = ((insn.imm >> 16) & 0xffff) as u32;
+        let sd = r.shape.sdepth[&pc];
+        if r.vs.len() < n || sd < ns {
+            return Err(Error::BadCode(format!("sprintf operands at {pc}")));
+        }
+        let base = r.vs.len() - n;
+        let s0 = sd - ns;
+        self.flush(r);
+        let (out, argv) = (off::F_KEYBUF, off::F_KEYBUF + MAXSTRINGLEN);
+        let f = self.b.f(r.f);
+        zero(f, out, SWORDS);
+        for (j, a) in kf.args.iter().enumerate() {
+            let to = off::s16(argv + 8 * j);
+            match *a {
+                otf_script::format::KernelArg::Int(k) if k < n => {
+                    f.emit(Insn::ldx(DW, R1, R8, stack((base + k) as u32)));
+                    f.emit(Insn::stx(DW, R8, to, R1));
+                }
+                otf_script::format::KernelArg::Str(k) if (k as u32) < ns => {
+                    f.emit(Insn::mov(R1, R8));
+                    f.emit(Insn::alu64_imm(Alu::Add, R1, sslot(s0 + k as u32) as i32));
+                    f.emit(Insn::stx(DW, R8, to, R1));
+                }
+                otf_script::format::KernelArg::Const(c) => {
+                    f.emit(Insn::st(DW, R8, to, i32::from(c)))
+                }
+                _ => return Err(Error::BadCode(format!("sprintf arguments at {pc}"))),
+            }
+        }
+        f.emit(Insn::mov(R1, R8));
+        f.emit(Insn::alu64_imm(Alu::Add, R1, out as i32));
+        f.emit(Insn::mov_imm(R2, MAXSTRINGLEN as i32));
+        f.ld_map(R3, MapId::Formats, Some(at as i32));
+        if kf.args.is_empty() {
+            f.emit(Insn::mov_imm(R4, 0));
+        } else {
+            f.emit(Insn::mov(R4, R8));
+            f.emit(Insn::alu64_imm(Alu::Add, R4, argv as i32));
+        }
+        f.emit(Insn::mov_imm(R5, 8 * kf.args.len() as i32));
+        f.emit(Insn::call_helper(helper::SNPRINTF));
+        copy_str(f, R8, sslot(s0), R8, out);
+        r.vs.truncate(base);
+        Ok(())
+    }
+
+    /// Lower a string instruction (`SPush` to `SLen`; `SCall` is user space only, `SFormat`
+    /// is [`Gen::sprintf`]).
     fn string_insn(&mut self, r: &mut Region<'_>, pc: usize) -> Result<(), Error> {
         let insn = self.code[pc];
         let op = insn.opcode().ok_or(Error::Internal("opcode"))?;

@@ -12,8 +12,42 @@
 //! an all-integer key is built in place) and MAXSTRINGLEN zero-padded bytes per string key;
 //! string elements are MAXSTRINGLEN bytes. Aggregates are per CPU, as in SystemTap; readers combine the CPUs.
 
-use otf_script::bytecode::{GlobalKind, HistSpec, HIST_LOG_BUCKETS, MAXSTRINGLEN};
+use std::collections::BTreeMap;
+
+use otf_script::bytecode::{GlobalKind, HistSpec, Op, HIST_LOG_BUCKETS, MAXSTRINGLEN};
+use otf_script::format::KernelFormat;
 use otf_script::sema::GlobalInfo;
+
+/// The value of the formats map ([`crate::MapId::Formats`]): the NUL-terminated
+/// `bpf_snprintf` format of every `sprintf` of the image that runs in the kernel, one after
+/// the other (padded to a multiple of 8 bytes, at least 8), and each one's offset in it and
+/// arguments, by the string literal that holds it ([`otf_script::vm::sformat_kernel`]).
+pub fn sprintf_formats(
+    code: &[otf_script::bytecode::Insn],
+    strings: &[String],
+) -> (Vec<u8>, BTreeMap<u32, (u32, KernelFormat)>) {
+    let mut value = Vec::new();
+    let mut at = BTreeMap::new();
+    for insn in code {
+        if insn.opcode() != Some(Op::SFormat) || otf_script::vm::sformat_refusal(insn) != 0 {
+            continue;
+        }
+        let lit = otf_script::vm::sformat_kernel(insn);
+        if at.contains_key(&lit) {
+            continue;
+        }
+        let Some(k) = strings
+            .get(lit as usize)
+            .and_then(|s| KernelFormat::decode(s))
+        else {
+            continue;
+        };
+        at.insert(lit, (value.len() as u32, k.clone()));
+        value.extend_from_slice(&k.text);
+    }
+    value.resize(value.len().div_ceil(8).max(1) * 8, 0);
+    (value, at)
+}
 
 /// The BPF map type of an array or aggregate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

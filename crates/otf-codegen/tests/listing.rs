@@ -162,3 +162,15 @@ fn aggregate_with_variance() {
         ProgKind::Tracepoint
     ));
 }
+
+#[test]
+fn sprintf_as_an_array_key() {
+    // `bpf_snprintf` (call 165) into the key buffer with the format in the formats map,
+    // the integer and the pointer to the string slot in the arguments array after it.
+    let text = listing(
+        "global a\nprobe kernel.trace(\"syscalls:sys_enter_getppid\") { a[sprintf(\"%s(%d)\", execname(), pid())]++ }",
+        ProgKind::Tracepoint,
+    );
+    assert!(text.contains("call bpf_snprintf#165"), "{text}");
+    insta::assert_snapshot!(text);
+}

@@ -243,8 +243,9 @@ ops! {
     /// Call string function `a` ([`StrFn`]): pop its string arguments (string stack) and its
     /// integer arguments (integer stack), push its result on the stack of its type.
     SCall = 60,
-    /// `sprintf`: pop `i & 0xffff` integers and `i >> 16` strings, push output format `a`
-    /// rendered as a string (truncated to MAXSTRINGLEN - 1).
+    /// `sprintf`: pop `i & 0xffff` integers and `(i >> 16) & 0xffff` strings, push output
+    /// format `a` rendered as a string (truncated to MAXSTRINGLEN - 1). Bits 32..40 of `i`:
+    /// why the format cannot run in the kernel, 0 if it can ([`crate::vm::sformat_refusal`]).
     SFormat = 61,
     /// Read a string from memory (`user_string`, `kernel_string` and their variants), as
     /// the [`ReadStr`] packed in `a` says: pop `n` when [`ReadStr::n`], then the address;

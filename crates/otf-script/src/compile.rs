@@ -29,7 +29,7 @@ use crate::bytecode::{
     MAX_SSTACK, MAX_STACK,
 };
 use crate::diag::Diagnostic;
-use crate::format::{parse_printf, FmtItem};
+use crate::format::{parse_printf, FmtItem, KernelFormat};
 use crate::point::PointKind;
 use crate::sema::{builtin, Builtin, Checked, GlobalInfo, Scope, VarRef};
 use crate::types::VType;
@@ -180,6 +180,8 @@ struct Compiler<'a> {
     strings: Vec<String>,
     string_ids: HashMap<String, u32>,
     sdeep_reported: bool,
+    /// Where each `sprintf` is (by pc), to refuse one the kernel cannot run at its place.
+    sformat_spans: HashMap<usize, Span>,
 }
 
 impl<'a> Compiler<'a> {
@@ -372,7 +374,13 @@ impl<'a> Compiler<'a> {
 
     /// Push string literal `t`.
     fn push_str(&mut self, t: &str) {
-        let id = match self.string_ids.get(t) {
+        let id = self.literal(t);
+        self.emit(Insn::with_arg(Op::SPush, id as i32));
+    }
+
+    /// The id of string literal `t`, added if new.
+    fn literal(&mut self, t: &str) -> u32 {
+        match self.string_ids.get(t) {
             Some(&id) => id,
             None => {
                 let id = self.strings.len() as u32;
@@ -380,8 +388,7 @@ impl<'a> Compiler<'a> {
                 self.string_ids.insert(t.to_string(), id);
                 id
             }
-        };
-        self.emit(Insn::with_arg(Op::SPush, id as i32));
+        }
     }
 
     /// The static type of an expression.
@@ -1542,6 +1549,8 @@ impl<'a> Compiler<'a> {
     /// One output value `a` formatted by `spec`: a string piece, or an integer piece whose
     /// value joins the record's arguments `ints`. `first` is the index of the conversion's
     /// first record argument (its `*` arguments, already in `ints`, or else the value).
+    /// `sprintf`: context strings (`execname()`, ...) are values too.
+    #[allow(clippy::too_many_arguments)]
     fn push_value(
         &self,
         a: &'a Expr,
@@ -1550,8 +1559,18 @@ impl<'a> Compiler<'a> {
         ints: &mut Vec<&'a Expr>,
         strs: &mut Vec<&'a Expr>,
         pieces: &mut Vec<Piece>,
+        sprintf: bool,
     ) {
-        match Self::string_piece(a, spec, first) {
+        // `sprintf`'s context strings are values on the string stack, so that the kernel's
+        // `bpf_snprintf` can print them (`format::KernelFormat`).
+        let piece = Self::string_piece(a, spec, first).filter(|p| {
+            !(sprintf
+                && matches!(
+                    p,
+                    Piece::Execname { .. } | Piece::Pp { .. } | Piece::Probefunc { .. }
+                ))
+        });
+        match piece {
             Some(p) => pieces.push(p),
             None if self.ety(a) == VType::Str => {
                 pieces.push(Piece::StrVal {
@@ -1598,7 +1617,15 @@ impl<'a> Compiler<'a> {
                             ints.push(a);
                         }
                         let Some(a) = rest.next() else { break };
-                        self.push_value(a, spec, first, &mut ints, &mut strs, &mut pieces);
+                        self.push_value(
+                            a,
+                            spec,
+                            first,
+                            &mut ints,
+                            &mut strs,
+                            &mut pieces,
+                            b == Builtin::Sprintf,
+                        );
                     }
                 }
             }
@@ -1628,7 +1655,15 @@ impl<'a> Compiler<'a> {
                 } else {
                     int_spec
                 };
-                self.push_value(a, spec, first, &mut ints, &mut strs, &mut pieces);
+                self.push_value(
+                    a,
+                    spec,
+                    first,
+                    &mut ints,
+                    &mut strs,
+                    &mut pieces,
+                    b == Builtin::Sprintf,
+                );
             }
             if b == Builtin::Println {
                 pieces.push(Piece::Text("\n".into()));
@@ -1663,12 +1698,24 @@ impl<'a> Compiler<'a> {
         }
         self.span = e.span;
         let id = self.format_id(pieces, n);
+        let mut imm = n as i64 | (ns as i64) << 16;
         let op = if b == Builtin::Sprintf {
+            // Why the kernel cannot print it, for `vm::user_space_only`.
+            match KernelFormat::of(&self.formats[id as usize]) {
+                Ok(k) => {
+                    let lit = self.literal(&k.encode());
+                    imm |= i64::from(lit) << vm::SFORMAT_KERNEL_SHIFT;
+                }
+                Err(refusal) => imm |= i64::from(refusal) << vm::SFORMAT_REFUSAL_SHIFT,
+            }
             Op::SFormat
         } else {
             Op::Out
         };
-        self.emit(Insn::new(op, id as i32, n as i64 | (ns as i64) << 16));
+        let pc = self.emit(Insn::new(op, id as i32, imm));
+        if op == Op::SFormat {
+            self.sformat_spans.insert(pc, e.span);
+        }
     }
 }
 
@@ -1710,6 +1757,7 @@ pub fn compile(checked: &Checked, aff: &Affection) -> Result<CompiledScript, Vec
         strings: Vec::new(),
         string_ids: HashMap::new(),
         sdeep_reported: false,
+        sformat_spans: HashMap::new(),
     };
     let mut units = Vec::new();
     for (ui, u) in checked.units.iter().enumerate() {
@@ -1778,9 +1826,16 @@ pub fn compile(checked: &Checked, aff: &Affection) -> Result<CompiledScript, Vec
         let user_only = [Some(&body), cond.as_ref(), entry.as_ref()]
             .into_iter()
             .flatten()
-            .flat_map(|r| c.code[r.start as usize..r.end as usize].iter())
-            .find_map(vm::user_space_only);
-        if let Some(what) = user_only {
+            .flat_map(|r| r.start as usize..r.end as usize)
+            .find_map(|pc| {
+                c.code
+                    .get(pc)
+                    .and_then(vm::user_space_only)
+                    .map(|w| (pc, w))
+            });
+        if let Some((pc, what)) = user_only {
+            // A `sprintf` is refused where it is, the rest at the probe.
+            let span = c.sformat_spans.get(&pc).copied().unwrap_or(probe.span);
             let user = matches!(
                 u.point,
                 PointKind::Begin | PointKind::End | PointKind::Timer { .. }
@@ -1791,7 +1846,7 @@ pub fn compile(checked: &Checked, aff: &Affection) -> Result<CompiledScript, Vec
                         format!(
                             "{what}: only available in `begin`, `end` and `timer` probes for now (their bodies run in user space)"
                         ),
-                        probe.span,
+                        span,
                     )
                     .with_hint(format!("this probe includes `{}`", u.point)),
                 );

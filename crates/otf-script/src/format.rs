@@ -309,6 +309,231 @@ fn push_str(out: &mut Vec<u8>, s: &str, spec: &Spec, args: &[i64], arg: usize) {
     }
 }
 
+/// Why a `sprintf` format cannot run in the kernel's `bpf_snprintf` with SystemTap's
+/// output: the messages of [`KernelFormat::of`]'s refusals, indexed by their code minus 1
+/// (the code is kept in the `SFormat` instruction, see [`crate::vm::user_space_only`]).
+pub const KERNEL_SPRINTF_REFUSALS: [&str; 8] = [
+    "`sprintf` with `%c` or `%o` (the kernel's `bpf_snprintf` lacks SystemTap's forms)",
+    "`sprintf` with a `*` width or `.*` precision",
+    "`sprintf` with a precision (`%.3d`, `%.2s`)",
+    "`sprintf` with `#` or `%p` and a width or flags",
+    "`sprintf` with the `0` flag on a string",
+    "`sprintf` with text that is not printable ASCII",
+    "`sprintf` with more than 12 values, or more than the kernel's 512-byte buffer of values holds (128 bytes a string, 12 another value)",
+    "`sprintf` with `execname()`, `pp()`, `probefunc()` or a histogram in the format",
+];
+
+/// A `sprintf` format as the kernel's `bpf_snprintf` helper prints it, identically to
+/// SystemTap's runtime: its format string and the values of its arguments array.
+///
+/// `bpf_snprintf` (kernel/bpf/helpers.c, `bpf_bprintf_prepare`) takes at most 12 u64
+/// arguments and conversions `%[0 +-][width]` + `d i u x X` (with `ll`: 64-bit), `s`, `c`
+/// and pointer forms, no `#`, no precision, no `*`, printable ASCII text only, and a `%s` may
+/// not be followed by a letter or digit. Those it takes print as SystemTap prints them,
+/// except `%c` (SystemTap keeps a NUL byte, the kernel ends the string there). So:
+/// integers become `%lld`-style conversions with the same flags and width; `%#x`/`%#X` and
+/// `%p` without width or flags become the literal `0x`/`0X` and `%llx`/`%llX`; strings
+/// `%[-][width]s`, passed as pointers to their string slots; text right after a `%s` that
+/// starts with a letter or digit starts with a `%c` of that constant byte instead; string
+/// literals formatted with a constant width are rendered here. The rest is refused (a
+/// code of [`KERNEL_SPRINTF_REFUSALS`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelFormat {
+    /// The format string, NUL-terminated.
+    pub text: Vec<u8>,
+    /// The arguments array, in order.
+    pub args: Vec<KernelArg>,
+}
+
+/// One value of [`KernelFormat::args`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelArg {
+    /// Integer argument `i` of the `SFormat` instruction (0: the first pushed).
+    Int(usize),
+    /// A pointer to string argument `i` (0: the first pushed).
+    Str(usize),
+    /// A constant (a `%c` byte).
+    Const(u8),
+}
+
+/// The most arguments `bpf_snprintf` takes.
+pub const KERNEL_MAX_ARGS: usize = 12;
+
+impl KernelFormat {
+    /// The format for `bpf_snprintf`, or the code (1-based index into
+    /// [`KERNEL_SPRINTF_REFUSALS`]) of why it cannot print `fmt` as SystemTap does.
+    pub fn of(fmt: &Format) -> Result<KernelFormat, u8> {
+        let mut text = Vec::new();
+        let mut args = Vec::new();
+        let mut after_s = false;
+        let mut nstr = 0usize;
+        for piece in &fmt.pieces {
+            let lit: Vec<u8> = match piece {
+                Piece::Text(t) => t.as_bytes().to_vec(),
+                Piece::Str { text: t, arg, spec } => {
+                    if spec.dyn_args() > 0 {
+                        return Err(2);
+                    }
+                    if spec.zero {
+                        return Err(5);
+                    }
+                    let mut out = Vec::new();
+                    push_str(&mut out, t, spec, &[], *arg);
+                    out
+                }
+                Piece::Int { arg, spec } => {
+                    if spec.dyn_args() > 0 {
+                        return Err(2);
+                    }
+                    if spec.precision.is_some() {
+                        return Err(3);
+                    }
+                    let plain = spec.width == 0 && !spec.left && !spec.zero;
+                    let conv = match spec.conv {
+                        b'd' | b'i' | b'u' => spec.conv,
+                        b'x' | b'X' if !spec.alt => spec.conv,
+                        b'x' | b'X' | b'p' if plain => {
+                            let up = spec.conv == b'X';
+                            text.extend_from_slice(if up { b"0X" } else { b"0x" });
+                            if up {
+                                b'X'
+                            } else {
+                                b'x'
+                            }
+                        }
+                        b'x' | b'X' | b'p' => return Err(4),
+                        _ => return Err(1),
+                    };
+                    text.push(b'%');
+                    push_flags(&mut text, spec, true);
+                    text.extend_from_slice(b"ll");
+                    text.push(conv);
+                    args.push(KernelArg::Int(*arg));
+                    after_s = false;
+                    continue;
+                }
+                Piece::StrVal { sarg, spec, .. } => {
+                    if spec.dyn_args() > 0 {
+                        return Err(2);
+                    }
+                    if spec.precision.is_some() {
+                        return Err(3);
+                    }
+                    if spec.zero {
+                        return Err(5);
+                    }
+                    text.push(b'%');
+                    push_flags(&mut text, spec, false);
+                    text.push(b's');
+                    args.push(KernelArg::Str(*sarg));
+                    nstr += 1;
+                    after_s = true;
+                    continue;
+                }
+                Piece::Execname { .. } | Piece::Pp { .. } | Piece::Probefunc { .. } => {
+                    return Err(8)
+                }
+                Piece::Hist { .. } => return Err(8),
+            };
+            if lit.is_empty() {
+                continue;
+            }
+            if lit
+                .iter()
+                .any(|&c| !(c.is_ascii_graphic() || c == b' ' || (0x09..=0x0d).contains(&c)))
+            {
+                return Err(6);
+            }
+            let mut rest = &lit[..];
+            if after_s && lit[0].is_ascii_alphanumeric() {
+                // `bpf_bprintf_prepare` refuses a letter or digit right after `%s`.
+                text.extend_from_slice(b"%c");
+                args.push(KernelArg::Const(lit[0]));
+                rest = &lit[1..];
+            }
+            for &c in rest {
+                if c == b'%' {
+                    text.push(b'%');
+                }
+                text.push(c);
+            }
+            after_s = false;
+        }
+        // The kernel copies the strings and the other values into one 512-byte buffer
+        // (`MAX_BPRINTF_BIN_ARGS`): 128 bytes per string, at most 12 per other value.
+        if args.len() > KERNEL_MAX_ARGS || nstr * 128 + (args.len() - nstr) * 12 > 512 {
+            return Err(7);
+        }
+        text.push(0);
+        Ok(KernelFormat { text, args })
+    }
+}
+
+impl KernelFormat {
+    /// The format as one string (a literal of the compiled script, which the code generator
+    /// reads back with [`KernelFormat::decode`]): the format text, a NUL, then one byte per
+    /// argument: 1 an integer, 2 a string, anything else that constant byte.
+    pub fn encode(&self) -> String {
+        let mut b = self.text.clone();
+        if b.last() != Some(&0) {
+            b.push(0);
+        }
+        for a in &self.args {
+            b.push(match *a {
+                KernelArg::Int(_) => 1,
+                KernelArg::Str(_) => 2,
+                KernelArg::Const(c) => c,
+            });
+        }
+        String::from_utf8_lossy(&b).into_owned()
+    }
+
+    /// The format [`KernelFormat::encode`] wrote, if `s` is one.
+    pub fn decode(s: &str) -> Option<KernelFormat> {
+        let b = s.as_bytes();
+        let nul = b.iter().position(|&c| c == 0)?;
+        let (mut ni, mut ns) = (0, 0);
+        let args = b[nul + 1..]
+            .iter()
+            .map(|&c| match c {
+                1 => {
+                    ni += 1;
+                    KernelArg::Int(ni - 1)
+                }
+                2 => {
+                    ns += 1;
+                    KernelArg::Str(ns - 1)
+                }
+                c => KernelArg::Const(c),
+            })
+            .collect::<Vec<_>>();
+        (args.len() <= KERNEL_MAX_ARGS).then(|| KernelFormat {
+            text: b[..=nul].to_vec(),
+            args,
+        })
+    }
+}
+
+/// The flags and width of a conversion as `bpf_snprintf` takes them (`-`, `0`, `+`, ` `,
+/// digits); `int` keeps the flags that only numbers use.
+fn push_flags(text: &mut Vec<u8>, spec: &Spec, int: bool) {
+    if spec.left {
+        text.push(b'-');
+    }
+    if int && spec.zero {
+        text.push(b'0');
+    }
+    if int && spec.plus {
+        text.push(b'+');
+    }
+    if int && spec.space && !spec.plus {
+        text.push(b' ');
+    }
+    if spec.width > 0 {
+        text.extend_from_slice(spec.width.to_string().as_bytes());
+    }
+}
+
 /// One item of a parsed `printf` format string.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FmtItem {
@@ -863,6 +1088,61 @@ mod tests {
         );
         // Bytes that are not UTF-8 are replaced in text output.
         assert_eq!(text_of_c(0xe9), "\u{fffd}");
+    }
+
+    #[test]
+    fn kernel_formats() {
+        let kf = |f: &str, strs: usize| {
+            let items = parse_printf(f).expect("parses");
+            let mut pieces = Vec::new();
+            let (mut ni, mut ns) = (0, 0);
+            for it in items {
+                match it {
+                    FmtItem::Text(t) => pieces.push(Piece::Text(t)),
+                    FmtItem::Conv { spec, .. } if spec.conv == b's' && ns < strs => {
+                        pieces.push(Piece::StrVal {
+                            sarg: ns,
+                            arg: ni,
+                            spec,
+                        });
+                        ns += 1;
+                    }
+                    FmtItem::Conv { spec, .. } => {
+                        pieces.push(Piece::Int { arg: ni, spec });
+                        ni += 1 + spec.dyn_args();
+                    }
+                }
+            }
+            KernelFormat::of(&Format { pieces, nargs: ni })
+        };
+        let k = kf("%s(%d) %-5x|%05X|%+d|% i|%u", 1).expect("kernel");
+        assert_eq!(k.text, b"%s(%lld) %-5llx|%05llX|%+lld|% lli|%llu\0");
+        use KernelArg::*;
+        assert_eq!(
+            k.args,
+            [Str(0), Int(0), Int(1), Int(2), Int(3), Int(4), Int(5)]
+        );
+        assert_eq!(KernelFormat::decode(&k.encode()), Some(k));
+        // A letter after `%s` is a `%c` of a constant; `%` is doubled; `%#x` and `%p` are
+        // `0x` and `%llx`.
+        let k = kf("%sab%%%#x%p", 1).expect("kernel");
+        assert_eq!(k.text, b"%s%cb%%0x%llx0x%llx\0");
+        assert_eq!(k.args, [Str(0), Const(b'a'), Int(0), Int(1)]);
+        assert_eq!(KernelFormat::decode(&k.encode()), Some(k));
+        for (f, code) in [
+            ("%c", 1),
+            ("%o", 1),
+            ("%*d", 2),
+            ("%.1d", 3),
+            ("%.1s", 3),
+            ("%#4x", 4),
+            ("%-p", 4),
+            ("%05s", 5),
+            ("\u{1}", 6),
+            ("%d%d%d%d%d%d%d%d%d%d%d%d%d", 7),
+        ] {
+            assert_eq!(kf(f, 1), Err(code), "{f}");
+        }
     }
 
     fn text_of_c(c: i64) -> String {

@@ -1004,7 +1004,10 @@ pub fn run(
                 st.push(t.len() as i64, pc)?
             }
             Op::SFormat => {
-                let (n, ns) = ((insn.imm & 0xffff) as usize, (insn.imm >> 16) as usize);
+                let (n, ns) = (
+                    (insn.imm & 0xffff) as usize,
+                    ((insn.imm >> 16) & 0xffff) as usize,
+                );
                 if st.n < n || sst.len() < ns {
                     return Err(VmError::StackUnderflow { pc });
                 }
@@ -1303,7 +1306,7 @@ pub fn sstack_effect(insn: &Insn) -> Option<(usize, usize)> {
         Op::SConcat => (2, 1),
         Op::SCmp => (2, 0),
         Op::Out => (usize::try_from(insn.imm >> 16).ok()?, 0),
-        Op::SFormat => (usize::try_from(insn.imm >> 16).ok()?, 1),
+        Op::SFormat => (usize::try_from((insn.imm >> 16) & 0xffff).ok()?, 1),
         Op::SRead => (usize::from(ReadStr::unpack(insn.arg)?.msg), 1),
         Op::SCall => {
             let (params, ret_str) = StrFn::from_i32(insn.arg)?.signature();
@@ -1330,7 +1333,16 @@ pub fn sstack_effect(insn: &Insn) -> Option<(usize, usize)> {
 pub fn user_space_only(insn: &Insn) -> Option<&'static str> {
     let op = insn.opcode()?;
     Some(match op {
-        Op::SCall | Op::SFormat => "string functions (`sprintf`, `substr`, ...)",
+        Op::SCall => "string functions (`substr`, `isinstr`, ...)",
+        // The compiler keeps why the format cannot run in `bpf_snprintf` in bits 32..40
+        // (`crate::format::KernelFormat::of`; 0: it can).
+        Op::SFormat => match sformat_refusal(insn) {
+            0 => return None,
+            c => crate::format::KERNEL_SPRINTF_REFUSALS
+                .get(usize::from(c) - 1)
+                .copied()
+                .unwrap_or("`sprintf` with this format"),
+        },
         Op::MapClear => "`delete` of a whole array",
         Op::StatGet => "reading an aggregate (`@count`, `@sum`, ...)",
         Op::IterStart | Op::IterNext => "`foreach`",
@@ -1339,6 +1351,28 @@ pub fn user_space_only(insn: &Insn) -> Option<&'static str> {
         }
         _ => return None,
     })
+}
+
+/// The bit of an `SFormat` instruction's `imm` where the code of why its format cannot run
+/// in the kernel starts ([`sformat_refusal`]).
+pub const SFORMAT_REFUSAL_SHIFT: u32 = 32;
+
+/// The bit of an `SFormat` instruction's `imm` where the string literal id of its
+/// [`crate::format::KernelFormat`] starts ([`sformat_kernel`]).
+pub const SFORMAT_KERNEL_SHIFT: u32 = 40;
+
+/// The string literal (an id of the script's literals) that holds the
+/// [`crate::format::KernelFormat::encode`]d format of an `SFormat` instruction that can run
+/// in the kernel (bits 40..60 of `imm`; meaningless when [`sformat_refusal`] is not 0).
+pub fn sformat_kernel(insn: &Insn) -> u32 {
+    ((insn.imm >> SFORMAT_KERNEL_SHIFT) & 0xf_ffff) as u32
+}
+
+/// Why an `SFormat` instruction's format cannot run in the kernel's `bpf_snprintf`: 0 if it
+/// can, else a 1-based index into [`crate::format::KERNEL_SPRINTF_REFUSALS`] (bits 32..40
+/// of `imm`, set by the compiler from [`crate::format::KernelFormat::of`]).
+pub fn sformat_refusal(insn: &Insn) -> u8 {
+    (insn.imm >> SFORMAT_REFUSAL_SHIFT) as u8
 }
 
 /// The operands of a map instruction, if valid.
@@ -1454,7 +1488,15 @@ pub fn verify(code: &[Insn], range: Range<usize>) -> Result<usize, VerifyError> 
             Op::SCtx if !(0..3).contains(&a) => return bad,
             Op::SCall if StrFn::from_i32(a).is_none() => return bad,
             Op::SRead if ReadStr::unpack(a).is_none() => return bad,
-            Op::SFormat if insn.imm < 0 || a < 0 => return bad,
+            Op::SFormat
+                if insn.imm < 0
+                    || insn.imm >> 60 != 0
+                    || usize::from(sformat_refusal(insn))
+                        > crate::format::KERNEL_SPRINTF_REFUSALS.len()
+                    || a < 0 =>
+            {
+                return bad
+            }
             Op::SCmp
                 if !matches!(
                     Op::from_u8(a as u8),

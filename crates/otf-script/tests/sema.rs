@@ -809,3 +809,67 @@ fn the_bit_shift_of_variance_is_a_constant() {
     );
     assert_eq!(file.line_col(e[0].span.lo), (2, 48));
 }
+
+#[test]
+fn sprintf_in_kernel_probes_depends_on_its_format() {
+    // What the kernel's `bpf_snprintf` prints as SystemTap does runs in the kernel.
+    ok(r#"global a
+probe kernel.trace("syscalls:sys_enter_getppid") {
+    a[sprintf("%s(%d)", execname(), pid())]++
+    a[sprintf("%d %i %u %x %X %5d %-5d %05d %+d % d %ld %lld", 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12)]++
+    a[sprintf("%s %8s %-8s %sabc %#x %#X %p 100%%", pp(), "x", execname(), "y", 1, 2, 3)]++
+    a[sprintf("%5s|%-3s|", "lit", "l")]++
+}"#);
+    // The rest is refused at the `sprintf`, by name.
+    let refused = [
+        ("%c", "`%c` or `%o`"),
+        ("%o", "`%c` or `%o`"),
+        ("%*d", "a `*` width"),
+        ("%.3d", "a precision"),
+        ("%#5x", "`#` or `%p` and a width"),
+        ("%-p", "`#` or `%p` and a width"),
+        ("é%d", "not printable ASCII"),
+        ("%d%d%d%d%d%d%d%d%d%d%d%d%d", "more than 12 values"),
+    ];
+    for (fmt, why) in refused {
+        let args = vec!["1"; fmt.matches('%').count() + usize::from(fmt == "%*d")];
+        err_at(
+            &format!(
+                "global a\nprobe kernel.trace(\"syscalls:sys_enter_getppid\") {{\n    a[sprintf(\"{fmt}\", {})]++\n}}",
+                args.join(", ")
+            ),
+            3,
+            7,
+            why,
+        );
+    }
+    for (fmt, why) in [
+        ("%.2s", "a precision"),
+        ("%05s", "the `0` flag on a string"),
+        ("%s%s%s%s%s", "512-byte buffer"),
+    ] {
+        let args = vec!["execname()"; fmt.matches('%').count()];
+        ok(&format!(
+            "probe kernel.trace(\"syscalls:sys_enter_getppid\") {{ x = sprintf(\"%s%s%s%s\", {}) }}",
+            ["execname()"; 4].join(", ")
+        ));
+        err_at(
+            &format!(
+                "probe kernel.trace(\"syscalls:sys_enter_getppid\") {{\n  x = sprintf(\"{fmt}\", {})\n}}",
+                args.join(", ")
+            ),
+            2,
+            7,
+            why,
+        );
+    }
+    // The whole message.
+    err_at(
+        "probe kernel.trace(\"syscalls:sys_enter_getppid\") { x = sprintf(\"%c\", 65) }",
+        1,
+        56,
+        "`sprintf` with `%c` or `%o` (the kernel's `bpf_snprintf` lacks SystemTap's forms): only available in `begin`, `end` and `timer` probes for now (their bodies run in user space)",
+    );
+    // Any format runs in user space.
+    ok("probe begin { x = sprintf(\"%c %o %.2s %*d\", 65, 8, \"abc\", 3, 4) }");
+}
