@@ -222,7 +222,7 @@ fn sprintf_formats_the_kernel_cannot_print_are_refused_by_name() {
     assert_eq!(o.status.code(), Some(1), "{}", err(&o));
     let e = err(&o);
     assert!(
-        e.contains("`sprintf` with `%c` or `%o` (the kernel's `bpf_snprintf` lacks SystemTap's forms): only available in `begin`, `end` and `timer` probes"),
+        e.contains("`sprintf` with `%c` or `%o` (the kernel's `bpf_snprintf` cannot print them as SystemTap does): only available in `begin`, `end` and `timer` probes"),
         "{e}"
     );
     assert!(e.contains("<command line>:3:5"), "{e}");

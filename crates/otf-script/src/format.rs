@@ -313,7 +313,7 @@ fn push_str(out: &mut Vec<u8>, s: &str, spec: &Spec, args: &[i64], arg: usize) {
 /// output: the messages of [`KernelFormat::of`]'s refusals, indexed by their code minus 1
 /// (the code is kept in the `SFormat` instruction, see [`crate::vm::user_space_only`]).
 pub const KERNEL_SPRINTF_REFUSALS: [&str; 8] = [
-    "`sprintf` with `%c` or `%o` (the kernel's `bpf_snprintf` lacks SystemTap's forms)",
+    "`sprintf` with `%c` or `%o` (the kernel's `bpf_snprintf` cannot print them as SystemTap does)",
     "`sprintf` with a `*` width or `.*` precision",
     "`sprintf` with a precision (`%.3d`, `%.2s`)",
     "`sprintf` with `#` or `%p` and a width or flags",

@@ -868,7 +868,7 @@ probe kernel.trace("syscalls:sys_enter_getppid") {
         "probe kernel.trace(\"syscalls:sys_enter_getppid\") { x = sprintf(\"%c\", 65) }",
         1,
         56,
-        "`sprintf` with `%c` or `%o` (the kernel's `bpf_snprintf` lacks SystemTap's forms): only available in `begin`, `end` and `timer` probes for now (their bodies run in user space)",
+        "`sprintf` with `%c` or `%o` (the kernel's `bpf_snprintf` cannot print them as SystemTap does): only available in `begin`, `end` and `timer` probes for now (their bodies run in user space)",
     );
     // Any format runs in user space.
     ok("probe begin { x = sprintf(\"%c %o %.2s %*d\", 65, 8, \"abc\", 3, 4) }");
