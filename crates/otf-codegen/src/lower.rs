@@ -268,8 +268,17 @@ impl<'a> Gen<'a> {
     }
 
     /// Charge a block of `len` instructions at its leader `pc`.
+    ///
+    /// The count goes through the frame first: reloaded from map memory, it is a scalar the
+    /// verifier does not know, so paths that reach this leader having run different numbers of
+    /// steps are one state to it. Kept in a register, the count was a distinct constant per
+    /// path, made precise by the MAXACTION test below, and no path could be pruned: a random
+    /// program with two log2 aggregates (a 7-level search each) and ~30 branches went past
+    /// the verifier's 1,000,000 instructions (differential seed 0x817c70322dd018b8, #7097).
     fn charge(&mut self, r: &mut Region<'_>, pc: usize, len: u32) {
         let f = self.f(r.f);
+        f.emit(Insn::stx(DW, R8, off::F_STEPS, R6));
+        f.emit(Insn::ldx(DW, R6, R8, off::F_STEPS));
         f.emit(Insn::alu64_imm(Alu::Add, R6, len as i32));
         let ok = f.new_label();
         f.jmp_imm(Cond::Le, R6, MAX_STEPS as i32, ok);
