@@ -99,6 +99,20 @@ fn copy_str(f: &mut crate::asm::Func, dst: Reg, dof: usize, src: Reg, so: usize)
     }
 }
 
+/// `bpf_map_lookup_elem` (its arguments set up), then the string at `so` of the value found
+/// into frame offset `dof`, or "" when there is none.
+fn lookup_str(f: &mut crate::asm::Func, dof: usize, so: usize) {
+    f.emit(Insn::call_helper(helper::MAP_LOOKUP_ELEM));
+    let have = f.new_label();
+    let done = f.new_label();
+    f.jmp_imm(Cond::Ne, R0, 0, have);
+    zero(f, dof, SWORDS);
+    f.ja(done);
+    f.bind(have);
+    copy_str(f, R8, dof, R0, so);
+    f.bind(done);
+}
+
 /// Where a map instruction's key is.
 #[derive(Clone, Copy, Debug)]
 enum KeyAt {
@@ -829,15 +843,7 @@ impl<'a> Gen<'a> {
                     f.emit(Insn::call_helper(helper::MAP_DELETE_ELEM));
                 } else if op == Op::MapGet && mo.str_value {
                     // The string, or "" when missing, in the string slot of the result.
-                    f.emit(Insn::call_helper(helper::MAP_LOOKUP_ELEM));
-                    let have = f.new_label();
-                    let done = f.new_label();
-                    f.jmp_imm(Cond::Ne, R0, 0, have);
-                    zero(f, sslot(sbase), SWORDS);
-                    f.ja(done);
-                    f.bind(have);
-                    copy_str(f, R8, sslot(sbase), R0, 0);
-                    f.bind(done);
+                    lookup_str(f, sslot(sbase), 0);
                 } else {
                     f.emit(Insn::call_helper(helper::MAP_LOOKUP_ELEM));
                     // A missing element reads 0 (the NULL pointer itself); `in` is 0 or 1.
@@ -1193,15 +1199,7 @@ impl<'a> Gen<'a> {
                 f.ld_map(R1, MapId::Names, None);
                 f.emit(Insn::mov(R2, R8));
                 f.emit(Insn::alu64_imm(Alu::Add, R2, i32::from(off::F_TMP)));
-                f.emit(Insn::call_helper(helper::MAP_LOOKUP_ELEM));
-                let have = f.new_label();
-                let done = f.new_label();
-                f.jmp_imm(Cond::Ne, R0, 0, have);
-                zero(f, sslot(sd), SWORDS);
-                f.ja(done);
-                f.bind(have);
-                copy_str(f, R8, sslot(sd), R0, MAXSTRINGLEN * (a as usize - 1));
-                f.bind(done);
+                lookup_str(f, sslot(sd), MAXSTRINGLEN * (a as usize - 1));
             }
             Op::SCtx => {
                 // execname(): the task's comm, NUL-padded to 16 bytes by the helper.
