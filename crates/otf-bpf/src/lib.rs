@@ -42,7 +42,8 @@ pub use otf_codegen::layout::Counters;
 pub use otf_codegen::{layout, KernelInfo, ProbeSlot, ProgKind, RuntimeImage};
 
 /// An error of the runtime: what was being done, and the underlying cause.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{context}{}", source.as_ref().map(|s| format!(": {s}")).unwrap_or_default())]
 pub struct Error {
     context: String,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
@@ -69,23 +70,6 @@ impl Error {
     /// What was being done when the error happened.
     pub fn context(&self) -> &str {
         &self.context
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.source {
-            Some(s) => write!(f, "{}: {s}", self.context),
-            None => f.write_str(&self.context),
-        }
-    }
-}
-
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 

@@ -42,16 +42,9 @@ pub enum TimerUnit {
 }
 
 /// Why a timer point cannot be turned into a timer.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
 pub struct TimerError(pub String);
-
-impl fmt::Display for TimerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for TimerError {}
 
 impl TimerKind {
     /// The periodic timer `timer.UNIT(n)`; refuses non-positive values and periods shorter

@@ -57,24 +57,15 @@ impl fmt::Debug for TracepointLink {
 }
 
 /// Why attaching failed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum AttachError {
     /// The tracepoint's id could not be read.
-    Trace(TraceError),
+    #[error(transparent)]
+    Trace(#[from] TraceError),
     /// A system call failed.
-    Sys(&'static str, io::Error),
+    #[error("{0} failed: {1}")]
+    Sys(&'static str, #[source] io::Error),
 }
-
-impl fmt::Display for AttachError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AttachError::Trace(e) => e.fmt(f),
-            AttachError::Sys(what, e) => write!(f, "{what} failed: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for AttachError {}
 
 const PERF_TYPE_TRACEPOINT: u32 = 2;
 const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 8;

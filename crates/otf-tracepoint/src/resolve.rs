@@ -30,24 +30,15 @@ impl fmt::Display for Tracepoint {
 }
 
 /// Why tracepoints could not be resolved.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum TraceError {
     /// tracefs is not available (not mounted and we may not mount it, or unreadable).
+    #[error("tracepoints cannot be listed: {0}")]
     NoTracefs(String),
     /// Reading tracefs failed.
-    Io(PathBuf, io::Error),
+    #[error("cannot read {path}: {1}", path = .0.display())]
+    Io(PathBuf, #[source] io::Error),
 }
-
-impl fmt::Display for TraceError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TraceError::NoTracefs(why) => write!(f, "tracepoints cannot be listed: {why}"),
-            TraceError::Io(p, e) => write!(f, "cannot read {}: {e}", p.display()),
-        }
-    }
-}
-
-impl std::error::Error for TraceError {}
 
 const TRACEFS: &str = "/sys/kernel/tracing";
 const DEBUGFS_TRACING: &str = "/sys/kernel/debug/tracing";
