@@ -19,28 +19,13 @@ use crate::frontend::{self, Front};
 use crate::resolve::{self, Attach, Resolved};
 use crate::{load_source, Failure};
 
-/// Whether the probe group of `a` supports on-the-fly arming here, and how a condition flip
-/// made by its body reaches user space (`immediate` or `timer`).
-fn otf_support(a: &Attach) -> (&'static str, &'static str) {
-    match a {
-        Attach::Timer(_) => (
-            "yes",
-            if otf_hrtimer::OTF_SAFE_CONTEXT {
-                "immediate"
-            } else {
-                "timer"
-            },
-        ),
-        Attach::Tracepoint(tp) => (
-            "yes",
-            if otf_tracepoint::unsafe_reason(tp).is_some() {
-                "timer"
-            } else {
-                "immediate"
-            },
-        ),
-        Attach::Uprobe(_) => ("yes", "immediate"),
-        Attach::Kprobe(_) => ("yes", "timer"),
+/// How a condition flip made by a body of `a` reaches user space: `immediate` (the body
+/// wakes otf) or `timer` (the background timer finds it).
+fn notify(a: &Attach) -> &'static str {
+    if a.safe_context().safe {
+        "immediate"
+    } else {
+        "timer"
     }
 }
 
@@ -86,16 +71,14 @@ fn mechanism(a: &Attach, f: &otf_bpf::features::Features) -> &'static str {
 pub fn report(front: &Front, res: &Resolved, verbose: bool) -> String {
     let mut out = String::new();
     for p in &res.probes {
-        let (otf, notify) = otf_support(&p.attach);
         let _ = writeln!(
             out,
-            "probe {} {} group={} attach=\"{}\" otf={} notify={}",
+            "probe {} {} group={} attach=\"{}\" otf=yes notify={}",
             p.pidx,
             p.pp,
             p.attach.group(),
             p.attach,
-            otf,
-            notify
+            notify(&p.attach)
         );
     }
     if verbose {
@@ -110,6 +93,19 @@ pub fn report(front: &Front, res: &Resolved, verbose: bool) -> String {
                 out,
                 "# mechanisms not shown: probing the kernel's features needs root"
             );
+        }
+        let mut groups: Vec<&'static str> = Vec::new();
+        for p in &res.probes {
+            if !groups.contains(&p.attach.group()) {
+                groups.push(p.attach.group());
+                let _ = writeln!(
+                    out,
+                    "# {}: notify={}: {}",
+                    p.attach.group(),
+                    notify(&p.attach),
+                    p.attach.safe_context().reason
+                );
+            }
         }
         let mut kprobes = false;
         for u in &front.units {

@@ -53,13 +53,24 @@ pub enum Attach {
 }
 
 impl Attach {
-    /// The probe group name.
+    /// The probe group name, as its crate names it.
     pub fn group(&self) -> &'static str {
         match self {
-            Attach::Timer(_) => "hrtimer",
-            Attach::Tracepoint(_) => "tracepoint",
-            Attach::Uprobe(_) => "uprobes",
-            Attach::Kprobe(_) => "kprobes",
+            Attach::Timer(_) => otf_hrtimer::GROUP_NAME,
+            Attach::Tracepoint(_) => otf_tracepoint::GROUP_NAME,
+            Attach::Uprobe(_) => otf_uprobes_inode::GROUP_NAME,
+            Attach::Kprobe(_) => otf_kprobes::GROUP_NAME,
+        }
+    }
+
+    /// Whether a body of this probe may wake otf itself when it flips a condition, and why:
+    /// the fact its probe crate states (and its `ProbeGroup::otf_safe_context` returns).
+    pub fn safe_context(&self) -> otf_core::SafeContext {
+        match self {
+            Attach::Timer(_) => otf_hrtimer::SAFE_CONTEXT,
+            Attach::Tracepoint(_) => otf_tracepoint::SAFE_CONTEXT,
+            Attach::Uprobe(_) => otf_uprobes_inode::SAFE_CONTEXT,
+            Attach::Kprobe(_) => otf_kprobes::SAFE_CONTEXT,
         }
     }
 

@@ -115,7 +115,7 @@ pub const BENCHES: &[Bench] = &[
     ),
     (
         "flip-latency",
-        "flip to first hit (on) and last hit (off), p50/p99, immediate and timer paths",
+        "flip to first hit (on) and last hit (off), p50/p99, flips from a uprobe and a timer tracepoint",
         arming::bench_flip_latency,
     ),
     (

@@ -257,7 +257,7 @@ impl ProbeGroup for HrtimerGroup {
     }
 
     fn otf_safe_context(&self) -> SafeContext {
-        SafeContext::safe(crate::SAFE_REASON)
+        crate::SAFE_CONTEXT
     }
 
     fn apply(&mut self, plan: &Plan) -> ApplyReport {

@@ -33,11 +33,9 @@ pub use timer::{
 /// context where taking scheduler locks is allowed. So notifying from a timer handler cannot
 /// deadlock, and a timer probe that flips a condition gets the probe re-armed at once instead of
 /// waiting for the background timer (`--otf-interval`).
-pub const OTF_SAFE_CONTEXT: bool = true;
-
-/// The reason for [`OTF_SAFE_CONTEXT`], for `otf check` and documentation.
-pub const SAFE_REASON: &str =
-    "BPF timer callbacks run in soft-irq, perf cpu-clock handlers in hard-irq context (never NMI); ring-buffer wake-ups are deferred through irq_work";
+pub const SAFE_CONTEXT: otf_core::SafeContext = otf_core::SafeContext::safe(
+    "BPF timer callbacks run in soft-irq, perf cpu-clock handlers in hard-irq context (never NMI); ring-buffer wake-ups are deferred through irq_work",
+);
 
 /// The name of this probe group in decision lines (`otf: enabling (hrtimer) pidx N`).
 pub const GROUP_NAME: &str = "hrtimer";

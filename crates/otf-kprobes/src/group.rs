@@ -237,15 +237,25 @@ impl KprobeGroup {
     }
 }
 
-/// Why bodies of kprobes must not notify user space themselves.
-pub const KPROBE_SAFE_CONTEXT: SafeContext = SafeContext::not_safe(
-    "a kprobe can fire in any kernel context, including NMI and the ring-buffer/wakeup path \
-     itself; the background timer picks up condition changes",
+/// Why bodies of kprobes may notify user space themselves, in whatever context the probed
+/// function runs (NMI, scheduler locks, the wake-up path itself): the notification is a BPF
+/// ring-buffer record, whose wake-up the kernel defers through `irq_work`
+/// (`bpf_ringbuf_commit`, kernel/bpf/ringbuf.c), which may be queued from any context; in NMI
+/// the ring is only try-locked, so a busy ring drops the record (counted) rather than
+/// deadlocking, and a kprobe hit inside a running BPF program is skipped by the kernel's own
+/// recursion guard. A notification that cannot be sent leaves `need_refresh` set for the
+/// background timer.
+pub const SAFE_CONTEXT: SafeContext = SafeContext::safe(
+    "ring-buffer wake-ups go through irq_work, which may be queued from any context (NMI included); \
+     a record that cannot be sent leaves the refresh to the background timer",
 );
+
+/// The name of this probe group in decision lines (`otf: enabling (kprobe) pidx N`).
+pub const GROUP_NAME: &str = "kprobes";
 
 impl ProbeGroup for KprobeGroup {
     fn name(&self) -> &'static str {
-        "kprobes"
+        GROUP_NAME
     }
 
     fn probes(&self) -> &[ProbeEntry] {
@@ -257,7 +267,7 @@ impl ProbeGroup for KprobeGroup {
     }
 
     fn otf_safe_context(&self) -> SafeContext {
-        KPROBE_SAFE_CONTEXT
+        SAFE_CONTEXT
     }
 
     fn apply(&mut self, plan: &Plan) -> ApplyReport {

@@ -12,7 +12,7 @@ mod group;
 mod resolve;
 
 pub use group::{
-    DuplicatePidx, KprobeGroup, KprobeKey, KprobePrograms, KprobeSpec, KPROBE_SAFE_CONTEXT,
+    DuplicatePidx, KprobeGroup, KprobeKey, KprobePrograms, KprobeSpec, GROUP_NAME, SAFE_CONTEXT,
 };
 pub use resolve::{
     kprobes_available, resolve, resolve_verbose, KernelSymbols, KprobeResolution, KprobeTarget,

@@ -10,10 +10,7 @@ use otf_core::{ApplyReport, Op, Pidx, Plan, ProbeEntry, ProbeGroup, SafeContext}
 use crate::attach::{
     mode_for, release_all, AttachError, AttachMode, Reaper, TracepointLink, TracepointProgs,
 };
-use crate::resolve::{unsafe_reason, Tracepoint};
-
-const SAFE_REASON: &str =
-    "fires in task or softirq context without scheduler locks; may wake user space at once";
+use crate::resolve::Tracepoint;
 
 /// Groups of probes that must share one perf tracepoint attachment: the kernel attaches a
 /// program to a perf tracepoint only once (`EEXIST`), so several probes on one tracepoint in
@@ -141,14 +138,7 @@ impl ProbeGroup for TracepointGroup {
     }
 
     fn otf_safe_context(&self) -> SafeContext {
-        SafeContext::safe(SAFE_REASON)
-    }
-
-    fn probe_safe_context(&self, pidx: Pidx) -> SafeContext {
-        match self.tracepoint(pidx).and_then(unsafe_reason) {
-            Some(reason) => SafeContext::not_safe(reason),
-            None => SafeContext::safe(SAFE_REASON),
-        }
+        crate::SAFE_CONTEXT
     }
 
     fn apply(&mut self, plan: &Plan) -> ApplyReport {

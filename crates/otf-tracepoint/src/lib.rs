@@ -18,9 +18,21 @@ pub use attach::{
     mode_for, release_all, AttachError, AttachMode, Reaper, TracepointLink, TracepointProgs,
 };
 pub use resolve::{
-    events_dir, glob_match, list_all, list_in, resolve, resolve_in, tracepoint_id, unsafe_reason,
-    TraceError, Tracepoint,
+    events_dir, glob_match, list_all, list_in, resolve, resolve_in, tracepoint_id, TraceError,
+    Tracepoint,
 };
+
+/// Why a tracepoint probe's body may wake user space itself, whatever the tracepoint (the
+/// scheduler's and interrupts' included): the notification is a BPF ring-buffer record, and
+/// the ring buffer never wakes its reader inline. `bpf_ringbuf_commit` queues an `irq_work`
+/// (kernel/bpf/ringbuf.c), which the kernel allows from any context, NMI included, and which
+/// runs the wake-up later from its own interrupt; in NMI the reservation only try-locks the
+/// ring, so a busy ring drops the record (counted) instead of deadlocking. The record is the
+/// same operation as a body's `printf`. A notification that cannot be sent leaves
+/// `need_refresh` set for the background timer.
+pub const SAFE_CONTEXT: otf_core::SafeContext = otf_core::SafeContext::safe(
+    "ring-buffer wake-ups go through irq_work, which may be queued from any context (NMI included); a record that cannot be sent leaves the refresh to the background timer",
+);
 
 /// The name of this probe group in decision lines (`otf: registering (tracepoint) pidx N`).
 pub const GROUP_NAME: &str = "tracepoint";

@@ -176,46 +176,6 @@ pub fn resolve(pattern: &str) -> Result<Vec<Tracepoint>, TraceError> {
     Ok(resolve_in(pattern, &list_all()?))
 }
 
-/// Subsystems whose tracepoints may fire with scheduler run-queue locks held, in (or near)
-/// NMI, in interrupt entry, or on the wake-up path itself.
-const UNSAFE_SUBSYSTEMS: &[&str] = &[
-    "sched",
-    "irq",
-    "irq_vectors",
-    "ipi",
-    "nmi",
-    "timer",
-    "hrtimer",
-    "lock",
-    "printk",
-    "rcu",
-    "power",
-    "mce",
-    "csd",
-    "irq_matrix",
-];
-
-/// Whether a probe on `tp` may wake user space from its handler (`otf_safe_context`).
-///
-/// The rule: a tracepoint is unsafe when it can fire while the scheduler's run-queue lock is
-/// held, in NMI or hard-irq entry, or inside the wake-up machinery itself — waking the reader
-/// from there can deadlock. That is every tracepoint of the subsystems `sched`, `irq`,
-/// `irq_vectors`, `ipi`, `nmi`, `timer`, `hrtimer`, `lock`, `printk`, `rcu`, `power`, `mce`, `csd`
-/// and `irq_matrix`, and any tracepoint whose name starts with `sched_` or `irq_`. Everything
-/// else (syscalls, block, net, filesystems, ...) fires in ordinary task or softirq context and
-/// is safe. Unsafe probes leave the refresh to the background timer. Returns the reason when
-/// unsafe.
-pub fn unsafe_reason(tp: &Tracepoint) -> Option<&'static str> {
-    if UNSAFE_SUBSYSTEMS.contains(&tp.subsystem.as_str())
-        || tp.name.starts_with("sched_")
-        || tp.name.starts_with("irq_")
-    {
-        Some("may fire with run-queue locks held or in interrupt/NMI context; refreshes wait for the background timer")
-    } else {
-        None
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,12 +209,5 @@ mod tests {
         assert_eq!(resolve_in("sched:*", &all()).len(), 2);
         assert_eq!(resolve_in("s*:sys_exit_read", &all()).len(), 1);
         assert!(resolve_in("nope", &all()).is_empty());
-    }
-
-    #[test]
-    fn safety_rule() {
-        assert!(unsafe_reason(&Tracepoint::new("sched", "sched_switch")).is_some());
-        assert!(unsafe_reason(&Tracepoint::new("timer", "hrtimer_expire_entry")).is_some());
-        assert!(unsafe_reason(&Tracepoint::new("syscalls", "sys_enter_read")).is_none());
     }
 }

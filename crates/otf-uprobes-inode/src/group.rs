@@ -282,15 +282,18 @@ impl UprobeGroup {
     }
 }
 
+/// The name of this probe group in decision lines (`otf: enabling (uprobe) pidx N`).
+pub const GROUP_NAME: &str = "uprobes";
+
 /// Why bodies of uprobes may notify user space themselves.
-pub const UPROBE_SAFE_CONTEXT: SafeContext = SafeContext::safe(
+pub const SAFE_CONTEXT: SafeContext = SafeContext::safe(
     "uprobes run in process context (the probed task took the breakpoint), \
      where ring-buffer output with wakeup is safe",
 );
 
 impl ProbeGroup for UprobeGroup {
     fn name(&self) -> &'static str {
-        "uprobes"
+        GROUP_NAME
     }
 
     fn probes(&self) -> &[ProbeEntry] {
@@ -302,7 +305,7 @@ impl ProbeGroup for UprobeGroup {
     }
 
     fn otf_safe_context(&self) -> SafeContext {
-        UPROBE_SAFE_CONTEXT
+        SAFE_CONTEXT
     }
 
     fn apply(&mut self, plan: &Plan) -> ApplyReport {

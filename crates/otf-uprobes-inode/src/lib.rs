@@ -16,7 +16,7 @@ pub mod sys;
 pub mod table;
 
 pub use group::{
-    GroupError, UprobeGroup, UprobeKey, UprobePrograms, UprobeSpec, UPROBE_SAFE_CONTEXT,
+    GroupError, UprobeGroup, UprobeKey, UprobePrograms, UprobeSpec, GROUP_NAME, SAFE_CONTEXT,
 };
 pub use resolve::{
     first_insn_problem, list_functions, resolve, resolve_checked, resolve_path, ElfFunction,

@@ -45,12 +45,7 @@ pub(crate) fn build_image(
         .iter()
         .map(|p| {
             let u = &script.units[p.unit];
-            let safe_context = match &p.attach {
-                Attach::Timer(_) => otf_hrtimer::OTF_SAFE_CONTEXT,
-                Attach::Tracepoint(tp) => otf_tracepoint::unsafe_reason(tp).is_none(),
-                Attach::Uprobe(_) => otf_uprobes_inode::UPROBE_SAFE_CONTEXT.safe,
-                Attach::Kprobe(_) => otf_kprobes::KPROBE_SAFE_CONTEXT.safe,
-            };
+            let safe_context = p.attach.safe_context().safe;
             let (line, col) = src.line_col(u.point_span.lo);
             ProbeSlot {
                 body: Some(u.body.start),

@@ -110,9 +110,9 @@ fn parse_flips(lines: &[(i64, String)]) -> Vec<(String, String, Option<f64>)> {
 }
 
 /// Flip latency: from a flip of `on` to the first hit (on) and the last hit (off) of a uprobe
-/// `if (on)`, for the immediate path (flipper in a uprobe, a safe context) and the timer path
-/// (flipper on timer:itimer_state, unsafe: the refresh waits for --otf-interval 100ms); the two
-/// paths alternate within one run.
+/// `if (on)`, flipped by a uprobe body and by a `timer:itimer_state` tracepoint body (a timer
+/// interrupt tracepoint: until 2026-12-01 an "unsafe" context whose flips waited for the
+/// --otf-interval 100ms timer; both now wake otf at once); the two alternate within one run.
 pub fn bench_flip_latency(ctx: &Ctx) -> Result<()> {
     let Some(otf) = &ctx.otf else {
         println!("(needs otf)");
@@ -153,7 +153,7 @@ pub fn bench_flip_latency(ctx: &Ctx) -> Result<()> {
         "{:<28} {:>6} {:>10} {:>10} {:>10} {:>10} {:>8}",
         "path, edge", "flips", "p50 ms", "p99 ms", "min ms", "max ms", "timeouts"
     );
-    for path in ["immediate", "timer"] {
+    for (path, label) in [("immediate", "uprobe"), ("timer", "itimer_state")] {
         for edge in ["on", "off"] {
             let all: Vec<&Option<f64>> = flips
                 .iter()
@@ -173,7 +173,7 @@ pub fn bench_flip_latency(ctx: &Ctx) -> Result<()> {
             let max = v.last().copied().unwrap_or(f64::NAN);
             println!(
                 "{:<28} {:>6} {p50:>10.3} {p99:>10.3} {min:>10.3} {max:>10.3} {timeouts:>8}",
-                format!("{path}, {edge} ({what})"),
+                format!("{label}, {edge} ({what})"),
                 all.len()
             );
         }

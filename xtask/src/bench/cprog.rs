@@ -23,7 +23,7 @@ static long long now(void) {
 volatile int sink;
 __attribute__((noinline)) void flip_on(void) { __asm__ volatile(""); }
 __attribute__((noinline)) void flip_off(void) { __asm__ volatile(""); }
-/* The background-timer path: a flipper on timer:itimer_state (an unsafe context for otf). */
+/* The second flipper: timer:itimer_state, a timer-interrupt tracepoint (notifies at once). */
 static void unsafe_flip(void) {
     struct itimerval v = {{0, 0}, {0, 0}};
     setitimer(ITIMER_PROF, &v, NULL);

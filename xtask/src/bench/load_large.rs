@@ -325,7 +325,7 @@ mod tests {
     #[test]
     fn parses_check_listing() {
         let listing = "probe 0 kernel.trace(\"sched:sched_process_fork\") group=tracepoint \
-                       attach=\"tracepoint sched:sched_process_fork\" otf=yes notify=timer\n\
+                       attach=\"tracepoint sched:sched_process_fork\" otf=yes notify=immediate\n\
                        probe 1 timer.profile group=hrtimer attach=\"perf cpu-clock cpu 0 \
                        period 4000000 ns\" otf=yes notify=immediate\n\
                        probe 1 can affect condition of probe 0\n\
