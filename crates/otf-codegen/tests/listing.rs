@@ -174,3 +174,18 @@ fn sprintf_as_an_array_key() {
     assert!(text.contains("call bpf_snprintf#165"), "{text}");
     insta::assert_snapshot!(text);
 }
+
+#[test]
+fn isinstr_substr_and_strtol() {
+    // `isinstr`: the two lengths, then `bpf_loop` (call 181) over the positions where the
+    // needle fits, each a `bpf_probe_read_kernel` (call 113) of its length and 16 word
+    // compares; `substr`: the clamped range read into the zeroed key buffer and copied back;
+    // `strtol`: a loop over the white space, the sign and prefix, a loop over the digits.
+    let text = listing(
+        "probe kernel.trace(\"sched:sched_process_exec\") { if (isinstr(execname(), \"sh\")) printf(\"%s %d\\n\", substr(execname(), 0, 2), strtol(\"ff\", 16)) }",
+        ProgKind::Tracepoint,
+    );
+    // The handler's loop over the chain, one for isinstr, two for strtol.
+    assert_eq!(text.matches("call bpf_loop#181").count(), 4, "{text}");
+    insta::assert_snapshot!(text);
+}
