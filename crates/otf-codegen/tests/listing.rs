@@ -189,3 +189,21 @@ fn isinstr_substr_and_strtol() {
     assert_eq!(text.matches("call bpf_loop#181").count(), 4, "{text}");
     insta::assert_snapshot!(text);
 }
+
+#[test]
+fn every_lowered_string_function_generates_in_every_kind() {
+    // Inside a loop too (a string function's `bpf_loop` callback under the loop's own).
+    let src = "global n, t\nprobe kernel.trace(\"sched:sched_switch\") {\n  s = execname()\n  \
+               for (i = 0; i < 3; i++) { n += isinstr(s, \"a\") + stringat(s, i) + strtol(s, 0) + strlen(s); \
+               t = substr(s, i, 2) . text_str(s) . str_replace(s, \"a\", \"b\") }\n}";
+    let img = image_of(src);
+    for &k in ProgKind::ALL {
+        let p = generate(&img, k, &KernelInfo::default()).expect("generates");
+        assert_eq!(p.func_info.len(), p.func_starts.len(), "{k:?}");
+    }
+    let text = listing(src, ProgKind::Tracepoint);
+    // The handler's loop, the lock's spin, the `for` loop, and the string functions' own
+    // inside it: isinstr, strtol (two), text_str, str_replace.
+    assert_eq!(text.matches("call bpf_loop#181").count(), 8, "{text}");
+    assert_eq!(text.matches("; func[").count(), 9, "{text}");
+}
