@@ -227,3 +227,43 @@ fn sprintf_formats_the_kernel_cannot_print_are_refused_by_name() {
     );
     assert!(e.contains("<command line>:3:5"), "{e}");
 }
+
+#[test]
+fn string_functions_in_a_tracepoint_body_print_as_in_user_space() {
+    need_root!();
+    // The same calls in the command's exec (the kernel's code) and in `end` (the reference
+    // VM), on the command's name (its shell's exec is left out).
+    let o = otf(&[
+        "run",
+        "-c",
+        "/bin/true",
+        "-e",
+        "function show(w, s) {\n  \
+           printf(\"%s %d %s %d %d %d %s %s|%s\\n\", w, isinstr(s, \"ru\"), substr(s, 1, 2), stringat(s, 0), \
+           strtol(\"0x1f\", 0), strtol(\" -17z\", 8), text_str(s . \"\\n\\001\"), str_replace(s, \"u\", \"UU\"), substr(s, -3, 100))\n}\n\
+         probe kernel.trace(\"sched:sched_process_exec\") { if (pid() == target() && execname() == \"true\") show(\"kernel\", execname()) }\n\
+         probe end { show(\"user\", \"true\") }",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(
+        out(&o),
+        "kernel 1 ru 116 31 -15 true\\n\\001 trUUe|true\nuser 1 ru 116 31 -15 true\\n\\001 trUUe|true\n"
+    );
+}
+
+#[test]
+fn tokenize_in_a_kernel_probe_is_refused_by_name() {
+    let o = otf(&[
+        "check",
+        "-e",
+        "probe kernel.trace(\"sched:sched_process_exec\") {\n  if (isinstr(execname(), \"sh\")) println(substr(execname(), 0, 2), strtol(\"ff\", 16))\n  println(tokenize(execname(), \"-\"))\n}",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    let e = err(&o);
+    assert!(
+        e.contains("error: `tokenize`: only available in `begin`, `end` and `timer` probes"),
+        "{e}"
+    );
+    assert!(e.contains("<command line>:3:11"), "{e}");
+    assert_eq!(e.matches("error:").count(), 1, "{e}");
+}

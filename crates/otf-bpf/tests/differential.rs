@@ -36,7 +36,7 @@ use observe::{
 };
 use otf_bpf::layout::{MAX_CONDS, MAX_PROBES};
 use otf_bpf::{Runtime, RuntimeErrorKind, RuntimeImage};
-use otf_script::bytecode::{Ctx, Insn, Op, MAX_CODE, MAX_OUT_ARGS};
+use otf_script::bytecode::{Ctx, Insn, Op, StrFn, MAX_CODE, MAX_OUT_ARGS};
 use otf_script::compile::disassemble;
 use randprog::{Case, HitEnv};
 
@@ -51,15 +51,15 @@ const LARGE_FACTOR: usize = 5;
 /// Mismatches reported in full.
 const FULL_REPORTS: usize = 3;
 /// Operations the code generator refuses (`otf_script::vm::user_space_only`: whole-array
-/// operations, aggregate reads, `foreach` and the string functions run in user space only):
-/// the generator does not emit them. (`sprintf` of the formats the kernel prints is compared
-/// with the reference VM in `tests/strings.rs`.)
+/// operations, aggregate reads and `foreach` run in user space only): the generator does not
+/// emit them. (`sprintf` of the formats the kernel prints is compared with the reference VM
+/// in `tests/strings.rs`.) Of the string functions (`SCall`) it emits all but `tokenize`
+/// (user space only) and `strlen` (which the compiler emits as `SLen`).
 const USER_SPACE_ONLY: &[Op] = &[
     Op::MapClear,
     Op::StatGet,
     Op::IterStart,
     Op::IterNext,
-    Op::SCall,
     Op::SFormat,
 ];
 
@@ -316,6 +316,8 @@ struct Stats {
     ops: BTreeMap<Op, u64>,
     /// Context ids read.
     ctx_ids: std::collections::BTreeSet<i32>,
+    /// The string functions (`SCall`) run.
+    str_fns: std::collections::BTreeSet<i32>,
     max_out_args: i64,
     body_next: u64,
     body_skip: u64,
@@ -353,6 +355,7 @@ impl Stats {
             *self.ops.entry(op).or_default() += 1;
             match op {
                 Op::Ctx => _ = self.ctx_ids.insert(insn.arg),
+                Op::SCall => _ = self.str_fns.insert(insn.arg),
                 Op::Out => self.max_out_args = self.max_out_args.max(insn.imm),
                 _ => {}
             }
@@ -416,6 +419,13 @@ impl Stats {
             (0..=Ctx::LongArg as i32)
                 .filter(|id| !self.ctx_ids.contains(id))
                 .map(|id| format!("context id {id}")),
+        );
+        m.extend(
+            StrFn::ALL
+                .iter()
+                .filter(|f| !matches!(f, StrFn::Tokenize | StrFn::Strlen))
+                .filter(|&&f| !self.str_fns.contains(&(f as i32)))
+                .map(|f| format!("string function {}", f.name())),
         );
         if self.max_out_args < MAX_OUT_ARGS as i64 {
             m.push(format!("an output record with {MAX_OUT_ARGS} arguments"));

@@ -443,3 +443,109 @@ probe kernel.function("vfs_read") {
         &[0, 0, 0, 0],
     );
 }
+
+/// 127 bytes of `c` as a script literal.
+fn long(c: char) -> String {
+    c.to_string().repeat(127)
+}
+
+#[test]
+fn substr_stringat_and_isinstr_agree_with_the_reference_vm() {
+    let y = long('y');
+    let yz = format!("{}z", "y".repeat(126));
+    let src = format!(
+        r#"global n, keep
+probe kernel.trace("sched:sched_switch") {{
+    n++
+    y = "{y}"
+    yz = "{yz}"
+    e = ""
+    h = "hello world"
+    for (i = 0; i < 3; i++) keep[substr(execname(), i, 2)]++
+    foreach_start = substr(h, n - 2, n)
+    printf("[%s][%s][%s][%s][%s]\n", substr(h, 0, 5), substr(h, 6, 100), substr(h, -5, 3), substr(h, 3, -1), substr(h, 11, 1))
+    printf("[%s][%s][%s][%s][%s]\n", substr(h, 12, 1), substr(h, 200, 5), substr(e, 0, 1), substr(y, 126, 5), substr(y, 127, 1))
+    printf("[%s][%s][%s]\n", substr(y, 0, 127), substr(yz, 120, 9223372036854775807), substr(h, 9223372036854775807, 9223372036854775807))
+    printf("[%s][%s][%s]\n", substr(h, -9223372036854775808, 4), substr(h, 1, -9223372036854775808), foreach_start)
+    printf("%d %d %d %d %d %d %d %d\n", stringat(h, 0), stringat(h, 10), stringat(h, 11), stringat(h, -1), stringat(yz, 126), stringat(yz, 127), stringat(e, 0), stringat(h, 9223372036854775807))
+    printf("%d %d %d %d %d %d\n", stringat(h, n - 1), stringat("é", 0), stringat("é", 1), stringat(y, 128), stringat(y, -9223372036854775808), stringat(execname(), 0))
+    printf("%d %d %d %d %d %d\n", isinstr(e, e), isinstr(e, "a"), isinstr(h, e), isinstr(h, h), isinstr(h, "hello world!"), isinstr(h, "o w"))
+    printf("%d %d %d %d %d %d\n", isinstr("aab", "ab"), isinstr(h, "ld"), isinstr(h, "lo"), isinstr(h, "wz"), isinstr(yz, "yz"), isinstr(y, "yz"))
+    printf("%d %d %d %d %d %d\n", isinstr(y, y), isinstr(yz, y), isinstr(y, yz), isinstr(yz, substr(yz, 1, 126)), isinstr(execname(), substr(execname(), 1, 3)), isinstr("xé ü", "é"))
+    printf("%d %d\n", isinstr(substr(h, 0, n), "l"), isinstr("0123456789abcdef0123456789abcdeX", "abcdeX"))
+}}"#
+    );
+    agree(&src, &[0, 0, 0, 0, 0, 0]);
+}
+
+#[test]
+fn strtol_agrees_with_the_reference_vm() {
+    agree(
+        r#"global n, sum
+probe kernel.trace("sched:sched_switch") {
+    n++
+    printf("%d %d %d %d %d %d %d\n", strtol("ff", 16), strtol("0xff", 16), strtol("0XfF", 0), strtol("017", 0), strtol("08", 0), strtol("0", 0), strtol("0x", 0))
+    printf("%d %d %d %d %d %d %d\n", strtol(" \t\n-42z", 10), strtol("+7", 10), strtol("-", 10), strtol("", 10), strtol("zz", 36), strtol("ZZ", 36), strtol("12", 1))
+    printf("%d %d %d %d %d %d %d\n", strtol("12", 37), strtol("12", -16), strtol("777", 8), strtol("789", 8), strtol("1010", 2), strtol("99999999999999999999999", 10), strtol("-9223372036854775808", 10))
+    printf("%d %d %d %d %d %d %d\n", strtol("0x", 16), strtol("0x1g", 16), strtol("  0x10", 0), strtol("-0x10", 0), strtol("\v\f\r5", 10), strtol("1x", 0), strtol("- 5", 10))
+    printf("%d %d %d %d %d %d\n", strtol("10", 4294967312), strtol("0b1", 0), strtol("00x1", 0), strtol("+-1", 10), strtol("@", 36), strtol("`", 36))
+    sum += strtol(sprintf("%d", n * 1000 - 2500), 10) + strtol(sprintf("%x", n), 16)
+    long = "                                                                                                                              9"
+    printf("%d %d %d\n", strtol(long, 10), strtol(long . "9", 10), strtol("7", n * 4 - 8))
+}"#,
+        &[0, 0, 0, 0, 0],
+    );
+}
+
+#[test]
+fn text_str_and_str_replace_agree_with_the_reference_vm() {
+    let y = long('y');
+    let src = format!(
+        r#"global n, keys
+probe kernel.trace("sched:sched_switch") {{
+    n++
+    y = "{y}"
+    printf("[%s][%s][%s]\n", text_str("a\nb\tc\rd\"e\\f"), text_str("\001\177 ~é\x1f"), text_str(""))
+    printf("[%s][%s]\n", text_str(substr(y, 0, 125) . "\n"), text_str(substr(y, 0, 126) . "\n"))
+    printf("[%s][%s]\n", text_str(substr(y, 0, 124) . "\001"), text_str(substr(y, 0, 123) . "\001"))
+    printf("[%s][%s]\n", text_str(substr(y, 0, 126) . "a"), text_str(substr("\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n", 0, n * 20)))
+    keys[text_str(execname())]++
+    printf("[%s][%s][%s][%s][%s]\n", str_replace("a-b-c", "-", "+"), str_replace("aaa", "a", "bb"), str_replace("aaaa", "aa", "b"), str_replace("abc", "", "x"), str_replace("abc", "abc", ""))
+    printf("[%s][%s][%s][%s]\n", str_replace("", "a", "b"), str_replace("abc", "abcd", "x"), str_replace("aaa", "aa", "x"), str_replace("abcabc", "c", "ccc"))
+    printf("[%s][%s]\n", str_replace(y, "y", "zz"), str_replace(y, "yy", ""))
+    printf("[%s][%s]\n", str_replace("ab", "b", y), str_replace("ab", "a", y))
+    printf("[%s][%s]\n", str_replace(y, y, "short"), str_replace(substr(y, 0, n * 10), "yyy", "-"))
+    keys[str_replace(execname(), substr(execname(), 0, 1), "<>")] += 2
+}}"#
+    );
+    agree(&src, &[0, 0, 0, 0, 0]);
+}
+
+#[test]
+fn many_string_functions_in_one_body_load() {
+    // The verifier's budget: every function several times in one body, and inside loops
+    // nested as deep as the code generator allows.
+    let mut body = String::new();
+    for k in 0..6 {
+        body.push_str(&format!(
+            "    s{k} = substr(execname(), {k}, 3) . str_replace(\"a.b\", \".\", \"{k}\")\n    \
+             v{k} = isinstr(s{k}, \"a\") + stringat(s{k}, {k}) + strtol(\"1{k}\", 0)\n    \
+             t{k} = text_str(s{k} . \"\\n\")\n    \
+             printf(\"%s %d %s\\n\", s{k}, v{k}, t{k})\n"
+        ));
+    }
+    let src = format!(
+        r#"global n
+probe kernel.trace("sched:sched_switch") {{
+    n++
+{body}
+    for (a = 0; a < 2; a++)
+        for (b = 0; b < 2; b++)
+            for (c = 0; c < 2; c++)
+                for (d = 0; d < 2; d++)
+                    for (e = 0; e < 2; e++)
+                        printf("%d %s %d %s\n", isinstr(execname(), substr("abc", a, b)), str_replace("x.y", ".", text_str("\t")), strtol("z", 36) + c + d + e, substr(execname(), e, 1))
+}}"#
+    );
+    agree(&src, &[0, 0]);
+}

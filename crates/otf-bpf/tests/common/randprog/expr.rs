@@ -17,6 +17,9 @@ impl Gen<'_> {
         if self.mode == Mode::Body && self.sroom() >= 2 && self.rng.chance(2) {
             return self.slen();
         }
+        if self.mode == Mode::Body && self.sroom() >= 2 && self.rng.chance(3) {
+            return self.sfn_int();
+        }
         if depth == 0 || self.room() < 2 || self.rng.chance(20) {
             return self.leaf();
         }

@@ -14,8 +14,9 @@
 //! reads hit and miss, deletes find elements and new keys overflow full arrays.
 //! Strings: literals ([`literals`]), `execname()`, string locals and globals, concatenations,
 //! strings read from this process's memory (`SRead`: [`memory`], and addresses that fault),
-//! assignments, comparisons (`SCmp`) and `strlen` (`SLen`) as integer values, and output
-//! records with string arguments, always
+//! assignments, comparisons (`SCmp`), `strlen` (`SLen`) and the string functions (`SCall`:
+//! `isinstr`, `stringat`, `strtol` as integer values; `substr`, `text_str`, `str_replace` as
+//! strings, with edge positions and lengths), and output records with string arguments, always
 //! straight-line code, so that paths join with the same string stack depth.
 //! Every program passes `otf_script::vm::verify`.
 //!
@@ -28,7 +29,9 @@
 //! Some cases have a loop whose bound is tuned with the reference VM so that the body ends a
 //! few instructions before or after `MAX_STEPS`, to exercise MAXACTION at its edge.
 
-use otf_script::bytecode::{Insn, Op, ReadStr, MAX_ENTRY_SLOTS, MAX_LOCALS, MAX_SSTACK, MAX_STACK};
+use otf_script::bytecode::{
+    Insn, Op, ReadStr, StrFn, MAX_ENTRY_SLOTS, MAX_LOCALS, MAX_SSTACK, MAX_STACK,
+};
 use otf_script::vm::{self, End, FixedHit};
 
 use crate::common::{a, i, push};
@@ -65,6 +68,16 @@ pub fn literals() -> Vec<String> {
         "~".into(),
         "y".repeat(127),
         format!("{}z", "y".repeat(126)),
+        // For `strtol` (white space, signs, prefixes, digits of bases 8 to 36, wrapping)
+        // and `text_str` (escaped bytes).
+        "0x1F".into(),
+        " \t-42z".into(),
+        "0777".into(),
+        "+12".into(),
+        "09".into(),
+        "-9223372036854775809".into(),
+        "z9Z".into(),
+        "a\tb\"c\\\n\u{1}\u{7f}".into(),
     ]
 }
 /// NUL-terminated ASCII strings in this process's memory, for `SRead`: a test run's hit
@@ -597,6 +610,9 @@ impl<'a> Gen<'a> {
             self.op(Op::SConcat);
             return;
         }
+        if depth > 0 && self.rng.chance(12) && self.sfn_str(depth - 1) {
+            return;
+        }
         match self.rng.below(11) {
             10 if self.room() >= 2 => self.sread(),
             0..=3 | 10 => {
@@ -663,6 +679,85 @@ impl<'a> Gen<'a> {
             warn: false,
         };
         self.emit(a(Op::SRead, read.pack()));
+    }
+
+    /// A string function with a string value, if one fits: `text_str`, and with only ASCII
+    /// strings (when [`Gen::concat`]: the reference VM's strings are UTF-8, so it cuts
+    /// a character that the kernel cuts in the middle differently) `substr` and
+    /// `str_replace`. Arguments are string values of depth `depth`.
+    fn sfn_str(&mut self, depth: u32) -> bool {
+        match self.rng.below(3) {
+            0 if self.concat && self.room() >= 2 => {
+                self.sexpr_at(depth);
+                self.sfn_int_arg();
+                self.sfn_int_arg();
+                self.emit(a(Op::SCall, StrFn::Substr as i32));
+            }
+            1 => {
+                self.sexpr_at(depth);
+                self.emit(a(Op::SCall, StrFn::TextStr as i32));
+            }
+            2 if self.concat && self.sroom() >= 3 => {
+                self.sexpr_at(depth);
+                self.sexpr_at(depth);
+                self.sexpr_at(depth);
+                self.emit(a(Op::SCall, StrFn::StrReplace as i32));
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// A string function with an integer value: `isinstr`, `stringat` or `strtol`.
+    pub(super) fn sfn_int(&mut self) {
+        match self.rng.below(3) {
+            0 => {
+                self.sexpr();
+                self.sexpr();
+                self.emit(a(Op::SCall, StrFn::Isinstr as i32));
+            }
+            1 => {
+                self.sexpr();
+                self.sfn_int_arg();
+                self.emit(a(Op::SCall, StrFn::Stringat as i32));
+            }
+            _ => {
+                self.sexpr();
+                if self.rng.chance(80) {
+                    let base = self.rng.pick(&[0, 0, 2, 8, 10, 10, 16, 16, 36, 1, 37, -16]);
+                    self.push(base);
+                } else {
+                    self.leaf();
+                }
+                self.emit(a(Op::SCall, StrFn::Strtol as i32));
+            }
+        }
+    }
+
+    /// An integer argument of a string function (a position, a length): an edge value
+    /// mostly, else any leaf.
+    fn sfn_int_arg(&mut self) {
+        if self.rng.chance(70) {
+            let v = self.rng.pick(&[
+                -1,
+                0,
+                1,
+                2,
+                3,
+                5,
+                8,
+                9,
+                16,
+                126,
+                127,
+                128,
+                i64::MIN,
+                i64::MAX,
+            ]);
+            self.push(v);
+        } else {
+            self.leaf();
+        }
     }
 
     /// `strlen` of a string value (an integer value).
