@@ -154,13 +154,40 @@ probe kernel.trace("sched:sched_switch") {{
 
 #[test]
 fn faults_are_the_same_error() {
+    if !common::can_test_run_bpf("memdump") {
+        return;
+    }
+    // Two pages, the second made inaccessible.
+    // SAFETY: an anonymous private mapping with no address hint; checked below.
+    let m = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            8192,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(m, libc::MAP_FAILED);
+    // SAFETY: the mapping is two pages and writable until the mprotect of the second.
+    unsafe {
+        let b = m.cast::<u8>();
+        std::ptr::write_bytes(b, b'z', 4096);
+        assert_eq!(libc::mprotect(b.add(4096).cast(), 4096, libc::PROT_NONE), 0);
+    }
+    let edge = m as u64 + 4096;
     // Kernel memory at a user address (x86-64 refuses it), user memory at 0, a `.*`
-    // precision that runs past readable memory.
+    // precision from an unreadable byte, dumps running from a readable page into an
+    // unreadable one (SystemTap names the first byte it could not read).
     let p = resident(b"abc");
     for (expr, addr) in [
         (format!("%.4m\", {p}"), p),
         ("%#M\", 0".to_string(), 0),
         ("%#.*M\", 3, 1".to_string(), 1),
+        (format!("%#.8m\", {}", edge - 4), edge),
+        (format!("%#.*M\", 300, {}", edge - 100), edge),
+        (format!("%#.2m\", {edge}"), edge),
     ] {
         let src = format!(
             r#"probe kernel.trace("sched:sched_switch") {{
@@ -183,4 +210,21 @@ fn faults_are_the_same_error() {
         assert_eq!(b.kernel, b.vm, "{src}: only the first printf");
         assert_eq!(b.kernel.len(), 1, "{src}");
     }
+    // And the same dumps that stop before the unreadable page read.
+    let src = format!(
+        r#"probe kernel.trace("sched:sched_switch") {{
+    printf("%#.4m|%#.*M\n", {}, 100, {})
+}}"#,
+        edge - 4,
+        edge - 100
+    );
+    let Some(b) = run_both(&src) else { return };
+    assert_eq!((b.kernel_err, b.vm_err), (None, None), "{src}");
+    assert_eq!(b.kernel, b.vm, "{src}");
+    let mut want = b"zzzz|".to_vec();
+    want.extend("7a".repeat(100).bytes());
+    want.push(b'\n');
+    assert_eq!(render(&b.script, &b.kernel[0]), want);
+    // SAFETY: unmapping the mapping made above, no longer read.
+    assert_eq!(unsafe { libc::munmap(m, 8192) }, 0);
 }

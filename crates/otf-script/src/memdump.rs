@@ -8,7 +8,8 @@
 //!   a larger `.*` precision reads [`MAX_MEMORY_DUMP`] bytes.
 //! - Without `#` the bytes are kernel memory (`kread`), with `#` the current task's user
 //!   memory (`uread`, SystemTap since 3.1). A fault ends the probe's body with the run-time
-//!   error `read fault [man error::fault] at 0x…` and nothing of that `printf` is printed.
+//!   error `read fault [man error::fault] at 0x…` (the first byte that cannot be read,
+//!   [`fault_address`]) and nothing of that `printf` is printed.
 //! - `%m` writes the bytes as they are; `%M` writes each as two lowercase hexadecimal
 //!   digits. A width pads with spaces (after with `-`); the `0` flag writes a NUL byte after
 //!   the field.
@@ -22,6 +23,21 @@ use crate::bytecode::{Piece, Spec};
 
 /// The most bytes one `%m` or `%M` reads (MAXSTRINGLEN).
 pub const MAX_MEMORY_DUMP: usize = 128;
+
+/// The page size memory faults are counted in ([`fault_address`]): x86-64's.
+pub const PAGE: u64 = 4096;
+
+/// The first byte SystemTap (which reads a dump a byte at a time) finds unreadable in a
+/// dump at `addr` that could not be read whole: `addr` itself when `first_ok` (its byte
+/// reads) is false, else the start of the next page (a dump is shorter than a page, and
+/// memory is readable or not by page).
+pub fn fault_address(addr: u64, first_ok: bool) -> u64 {
+    if first_ok {
+        (addr & !(PAGE - 1)).wrapping_add(PAGE)
+    } else {
+        addr
+    }
+}
 
 /// The most bytes of arguments one output record carries: its integer arguments (pushed
 /// ones and memory dump words, 8 bytes each) and its string arguments (MAXSTRINGLEN each).
@@ -272,6 +288,14 @@ mod tests {
         assert_eq!(dump_len(&star, i64::MIN), 1);
         assert_eq!(dump_room(&star), MAX_MEMORY_DUMP);
         assert_eq!(dump_room(&p(9)), 9);
+    }
+
+    #[test]
+    fn fault_addresses() {
+        assert_eq!(fault_address(0x1ffc, false), 0x1ffc);
+        assert_eq!(fault_address(0x1ffc, true), 0x2000);
+        assert_eq!(fault_address(0x2000, true), 0x3000);
+        assert_eq!(fault_address(u64::MAX - 3, true), 0);
     }
 
     #[test]

@@ -441,7 +441,8 @@ pub enum VmError {
     MemoryFault {
         /// The instruction.
         pc: usize,
-        /// The address read.
+        /// The first byte that could not be read
+        /// ([`crate::memdump::fault_address`]).
         addr: u64,
     },
     /// `user_string` or `kernel_string` (and the `_n` variants) could not read the
@@ -819,9 +820,11 @@ pub fn run(
                         .ok_or(VmError::BadOutArgs { pc, n: insn.imm })?;
                     for d in &plan.dumps {
                         let addr = args[d.addr] as u64;
-                        let mut bytes = hit
-                            .read_mem(d.user, addr, d.len_of(&args))
-                            .map_err(|_| VmError::MemoryFault { pc, addr })?;
+                        let Ok(mut bytes) = hit.read_mem(d.user, addr, d.len_of(&args)) else {
+                            let first_ok = hit.read_mem(d.user, addr, 1).is_ok();
+                            let addr = crate::memdump::fault_address(addr, first_ok);
+                            return Err(VmError::MemoryFault { pc, addr });
+                        };
                         bytes.resize(8 * d.words(), 0);
                         args.extend(crate::memdump::words_of(&bytes));
                     }

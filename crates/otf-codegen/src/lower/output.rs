@@ -8,10 +8,12 @@
 //! reads (a constant, or a `.*` precision argument clamped to `1..=MAX_MEMORY_DUMP` here)
 //! and which record words receive them (zeroed first). Each is read with `bpf_probe_read_kernel`
 //! (`bpf_probe_read_user` for `%#m`) into its words; a failed read is SystemTap's run-time
-//! error `read fault [man error::fault] at 0x…` (the dump's address), and no record is sent.
+//! error `read fault [man error::fault] at 0x…` (the first byte that cannot be read: the
+//! address, or the page after it, found by reading the first byte again), and no record is
+//! sent.
 
 use otf_script::bytecode::{MAXSTRINGLEN, MAX_OUT_ARGS, MAX_OUT_STRS};
-use otf_script::memdump::{DumpLen, MemPlan, MAX_MEMORY_DUMP, MAX_RECORD_ARG_BYTES};
+use otf_script::memdump::{DumpLen, MemPlan, MAX_MEMORY_DUMP, MAX_RECORD_ARG_BYTES, PAGE};
 
 use super::{copy_str, emit_record, header, sslot, zero, Gen, Region, Val};
 use crate::insn::{helper, Alu, Cond, Insn, DW, R0, R1, R2, R3, R8};
@@ -95,9 +97,28 @@ impl Gen<'_> {
             }));
             let ok = f.new_label();
             f.jmp_imm(Cond::Sge, R0, 0, ok);
-            f.emit(Insn::ldx(DW, R1, R8, arg(d.addr)));
-            f.emit(Insn::stx(DW, R8, off::F_ERRADDR, R1));
+            // SystemTap reads a byte at a time and names the first that faults: the
+            // address when its byte cannot be read, else the next page (a dump is shorter
+            // than a page, and memory is readable or not by page).
             f.emit(Insn::stx(DW, R8, off::F_ERRARG, R0));
+            f.emit(Insn::mov(R1, R8));
+            f.emit(Insn::alu64_imm(
+                Alu::Add,
+                R1,
+                (off::F_OUT_ARGS + 8 * d.at) as i32,
+            ));
+            f.emit(Insn::mov_imm(R2, 1));
+            f.emit(Insn::ldx(DW, R3, R8, arg(d.addr)));
+            f.emit(Insn::call_helper(if d.user {
+                helper::PROBE_READ_USER
+            } else {
+                helper::PROBE_READ_KERNEL
+            }));
+            f.emit(Insn::ldx(DW, R1, R8, arg(d.addr)));
+            f.emit(Insn::jmp_imm(Cond::Slt, R0, 0, 2));
+            f.emit(Insn::alu64_imm(Alu::And, R1, -(PAGE as i32)));
+            f.emit(Insn::alu64_imm(Alu::Add, R1, PAGE as i32));
+            f.emit(Insn::stx(DW, R8, off::F_ERRADDR, R1));
             self.error(r, ERR_READ_FAULT, pc);
             self.b.f(fid).bind(ok);
         }
