@@ -225,6 +225,29 @@ fn faults_are_the_same_error() {
     want.extend("7a".repeat(100).bytes());
     want.push(b'\n');
     assert_eq!(render(&b.script, &b.kernel[0]), want);
+    // In a loop (a `bpf_loop` callback): dumps that read, then one that faults leaves it.
+    let src = format!(
+        r#"probe kernel.trace("sched:sched_switch") {{
+    for (i = 0; i < 5; i++) printf("%d %#.*m\n", i, 6 - i % 2, {} + i)
+}}"#,
+        edge - 6
+    );
+    let Some(b) = run_both(&src) else { return };
+    let e = b.vm_err.clone().expect("the reference VM faults");
+    assert_eq!(
+        e,
+        VmError::MemoryFault {
+            pc: e.pc(),
+            addr: edge
+        },
+        "{src}"
+    );
+    let (kind, pc) = b.kernel_err.expect("the kernel faults");
+    assert_eq!(kind, otf_bpf::RuntimeErrorKind::ReadFault { addr: edge });
+    assert_eq!(pc as usize, e.pc());
+    assert_eq!(b.kernel, b.vm, "{src}");
+    let out: Vec<Vec<u8>> = b.kernel.iter().map(|r| render(&b.script, r)).collect();
+    assert_eq!(out, [b"0 zzzzzz\n".to_vec(), b"1 zzzzz\n".to_vec()]);
     // SAFETY: unmapping the mapping made above, no longer read.
     assert_eq!(unsafe { libc::munmap(m, 8192) }, 0);
 }
