@@ -118,7 +118,15 @@ pub fn disassemble(code: &[Insn]) -> String {
                         Some(c) => writeln!(s, "{name} {c:?}"),
                         None => writeln!(s, "{name} ?{}", i.arg),
                     },
-                    Op::Out => writeln!(s, "{name} fmt{} n={}", i.arg, i.imm),
+                    Op::Out => match vm::out_plan(i) {
+                        Some(lit) => writeln!(
+                            s,
+                            "{name} fmt{} n={} mem=s{lit}",
+                            i.arg,
+                            i.imm & 0xffff_ffff
+                        ),
+                        None => writeln!(s, "{name} fmt{} n={}", i.arg, i.imm),
+                    },
                     _ => writeln!(s, "{name}"),
                 };
             }

@@ -659,6 +659,20 @@ fn memory_dumps_in_user_space() {
         "probe begin {{ printf(\"[%#.4m][%#.*M][%-#5M][%d]\\n\", {p}, 3, {p}, {p} + 1, 7) }}"
     ));
     assert_eq!(got, Ok(b"[ab\0\xfe][616200][62   ][7]\n".to_vec()));
+    // The Out names its memory plan, a string literal.
+    let c = compile("probe begin { printf(\"%d%.3m\", 1, 2) }").script;
+    let listing = disassemble(&c.code);
+    let out = listing
+        .lines()
+        .find(|l| l.contains("Out fmt0"))
+        .unwrap_or_else(|| panic!("{listing}"));
+    let lit: usize = out
+        .split("mem=s")
+        .nth(1)
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(out.contains(" n=2 "), "{out}");
+    assert_eq!(c.strings[lit], "k,1,2,c3");
     // Kernel memory cannot be read from user space; user memory at 0 cannot be read.
     for (f, addr) in [("%.2m", p), ("%#M", 0)] {
         let got = printed_bytes(&format!(
