@@ -204,3 +204,64 @@ fn a_kernel_memory_dump_that_faults_in_a_tracepoint() {
         err(&o)
     );
 }
+
+/// The address of the kernel's ELF notes (`__start_notes` in /proc/kallsyms) and their bytes
+/// (/sys/kernel/notes, the same memory as the kernel exposes it), if both can be read.
+fn kernel_notes() -> Option<(u64, Vec<u8>)> {
+    let syms = std::fs::read_to_string("/proc/kallsyms").ok()?;
+    let addr = syms.lines().find_map(|l| {
+        let mut f = l.split_whitespace();
+        let (a, _, name) = (f.next()?, f.next()?, f.next()?);
+        (name == "__start_notes").then(|| u64::from_str_radix(a, 16).ok())?
+    })?;
+    let notes = std::fs::read("/sys/kernel/notes").ok()?;
+    (addr != 0 && notes.len() >= 16).then_some((addr, notes))
+}
+
+#[test]
+fn kernel_memory_dumps_in_a_tracepoint() {
+    need_root!();
+    let Some((addr, notes)) = kernel_notes() else {
+        eprintln!("SKIPPED: no __start_notes in /proc/kallsyms or no /sys/kernel/notes");
+        return;
+    };
+    // As a script's (signed 64-bit) integer.
+    let a = addr as i64;
+    // The kernel's notes, read by the tracepoint body with `%m`/`%M` (kernel memory), are
+    // the bytes /sys/kernel/notes shows; a `.*` precision above 128 reads 128 of them.
+    let o = otf(&[
+        "run",
+        "-c",
+        "/bin/true",
+        "-e",
+        &format!(
+            "probe kernel.trace(\"sched:sched_process_exec\") {{ if (pid() == target()) \
+             printf(\"<%.16m|%-34.16M|%.*M>\\n\", {a}, {a}, 1000, {a}) }}"
+        ),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let hex = |b: &[u8]| b.iter().map(|c| format!("{c:02x}")).collect::<String>();
+    let n = notes.len().min(128);
+    let mut want = b"<".to_vec();
+    want.extend_from_slice(&notes[..16]);
+    want.extend(format!("|{:<34}|{}>\n", hex(&notes[..16]), hex(&notes[..n])).bytes());
+    // Once per exec of the command's task (`sh -c`, then the command).
+    assert!(!o.stdout.is_empty(), "{}", err(&o));
+    for rec in o.stdout.chunks(want.len()) {
+        assert_eq!(rec, &want[..], "{:?}", o.stdout);
+    }
+    // User space cannot read it: a begin body faults at its address.
+    let o = otf(&[
+        "run",
+        "-e",
+        &format!("probe begin {{ printf(\"%.4M\\n\", {a}) }}"),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(
+        err(&o).contains(&format!(
+            "ERROR: read fault [man error::fault] at {addr:#x} near begin"
+        )),
+        "{}",
+        err(&o)
+    );
+}
