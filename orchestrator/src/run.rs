@@ -120,9 +120,9 @@ impl Session<'_> {
                             .get(pidx as usize)
                             .map(|p| (p.pp.as_str(), p.probefunc.as_str()))
                             .unwrap_or(("", ""));
-                        otf_script::format::render_strs(f, args, strs, &comm, pp, func)
+                        otf_script::format::render_bytes_strs(f, args, strs, &comm, pp, func)
                     }
-                    None => format!("<output record with unknown format {fmt}>\n"),
+                    None => format!("<output record with unknown format {fmt}>\n").into_bytes(),
                 };
                 self.out.output(Some(pidx), &text);
             }

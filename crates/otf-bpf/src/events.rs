@@ -3,7 +3,9 @@
 use std::borrow::Cow;
 
 use crate::layout::{ERR_ARRAY_FULL, ERR_BAD_CODE, ERR_DIV_ZERO, ERR_MAXACTION, ERR_RANDINT};
-use crate::layout::{ERR_KERNEL_STRING, ERR_USER_STRING, REC_ERR_ADDR, REC_ERR_ARG};
+use crate::layout::{
+    ERR_KERNEL_STRING, ERR_READ_FAULT, ERR_USER_STRING, REC_ERR_ADDR, REC_ERR_ARG,
+};
 use crate::layout::{REC_DEFER, REC_ERROR, REC_EXIT, REC_HDR_SIZE, REC_NOTIFY, REC_OUT};
 use otf_script::bytecode::MAXSTRINGLEN;
 
@@ -34,6 +36,11 @@ pub enum RuntimeErrorKind {
         /// The helper's negative errno.
         rc: i64,
     },
+    /// `%m` or `%M` (`printf`'s memory dumps) could not read the memory.
+    ReadFault {
+        /// The address.
+        addr: u64,
+    },
     /// A kind this version does not know.
     Unknown(u32),
 }
@@ -55,6 +62,7 @@ impl RuntimeErrorKind {
             ERR_ARRAY_FULL => Self::ArrayFull,
             ERR_USER_STRING => Self::UserStringFault { addr, rc: arg },
             ERR_KERNEL_STRING => Self::KernelStringFault { addr, rc: arg },
+            ERR_READ_FAULT => Self::ReadFault { addr },
             v => Self::Unknown(v),
         }
     }
@@ -72,6 +80,9 @@ impl RuntimeErrorKind {
             }
             Self::KernelStringFault { addr, rc } => {
                 return Cow::Owned(otf_script::vm::string_fault_message(true, addr, rc))
+            }
+            Self::ReadFault { addr } => {
+                return Cow::Owned(otf_script::vm::memory_fault_message(addr))
             }
             Self::Unknown(_) => "unknown run-time error",
         })

@@ -340,6 +340,8 @@ pub mod helper {
     pub const GET_CURRENT_COMM: i32 = 16;
     /// `bpf_get_current_task` (4.8).
     pub const GET_CURRENT_TASK: i32 = 35;
+    /// `bpf_probe_read_user` (5.5).
+    pub const PROBE_READ_USER: i32 = 112;
     /// `bpf_probe_read_kernel` (5.5).
     pub const PROBE_READ_KERNEL: i32 = 113;
     /// `bpf_probe_read_user_str` (5.5).
@@ -378,6 +380,7 @@ pub mod helper {
             GET_CURRENT_UID_GID => "bpf_get_current_uid_gid",
             GET_CURRENT_COMM => "bpf_get_current_comm",
             GET_CURRENT_TASK => "bpf_get_current_task",
+            PROBE_READ_USER => "bpf_probe_read_user",
             PROBE_READ_KERNEL => "bpf_probe_read_kernel",
             PROBE_READ_USER_STR => "bpf_probe_read_user_str",
             PROBE_READ_KERNEL_STR => "bpf_probe_read_kernel_str",

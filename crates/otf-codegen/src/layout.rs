@@ -68,6 +68,10 @@ pub const ERR_USER_STRING: u32 = 6;
 /// Error kind: `kernel_string` could not read kernel memory ("kernel string copy fault at
 /// 0x1 [man error::fault]"); the record carries the address and the helper's error code.
 pub const ERR_KERNEL_STRING: u32 = 7;
+/// Error kind: `%m` or `%M` could not read the memory ("read fault [man error::fault] at
+/// 0x1"); the record carries the address and the helper's error code. Its counter is
+/// [`Stats::errors`]`[0]` (the index is the kind modulo [`ERR_KINDS`]; no kind is 0).
+pub const ERR_READ_FAULT: u32 = 8;
 /// Size of the per-kind error counter array.
 pub const ERR_KINDS: usize = 8;
 

@@ -22,6 +22,7 @@
 //! reaching the header again is `return 0`, leaving the loop is `return 1` with
 //! `Frame::exit` saying where to go on (a pc, or how the program ended).
 
+mod output;
 mod strfn;
 
 use std::collections::HashMap;
@@ -38,7 +39,7 @@ use crate::insn::{
 };
 use crate::layout::{
     off, ERR_ARRAY_FULL, ERR_DIV_ZERO, ERR_KERNEL_STRING, ERR_MAXACTION, ERR_RANDINT,
-    ERR_USER_STRING, REC_ERR_ADDR, REC_ERR_ARG, REC_EXIT, REC_OUT,
+    ERR_USER_STRING, REC_ERR_ADDR, REC_ERR_ARG, REC_EXIT,
 };
 use crate::maps::{MapKind, MapSpec, STAT_COUNT, STAT_MAX, STAT_MIN, STAT_SUM};
 use crate::{Error, KernelInfo, MapId};
@@ -796,39 +797,7 @@ impl<'a> Gen<'a> {
                 f.emit(Insn::alu64_reg(Alu::Mod, R0, R1));
                 *r.vs.last_mut().expect("operand") = Val::Reg(R0);
             }
-            Op::Out => {
-                let (n, ns) = ((insn.imm & 0xffff) as u32, (insn.imm >> 16) as u32);
-                if n as usize > otf_script::bytecode::MAX_OUT_ARGS
-                    || ns as usize > otf_script::bytecode::MAX_OUT_STRS
-                {
-                    return Err(Error::BadCode(format!("output arguments {:#x}", insn.imm)));
-                }
-                let base = r.vs.len() - n as usize;
-                for k in 0..n as usize {
-                    let o = off::s16(off::F_OUT_ARGS + 8 * k);
-                    match r.vs[base + k] {
-                        Val::Const(c) if i32::try_from(c).is_ok() => {
-                            self.b.f(fid).emit(Insn::st(DW, R8, o, c as i32));
-                        }
-                        _ => {
-                            let x = self.in_reg(r, base + k);
-                            self.b.f(fid).emit(Insn::stx(DW, R8, o, x));
-                            r.vs[base + k] = Val::Slot;
-                        }
-                    }
-                }
-                // The string arguments right after the integer ones.
-                let sd = r.shape.sdepth[&pc];
-                for k in 0..ns {
-                    let at = off::F_OUT_ARGS + 8 * n as usize + MAXSTRINGLEN * k as usize;
-                    copy_str(self.b.f(fid), R8, at, R8, sslot(sd - ns + k));
-                }
-                r.vs.truncate(base);
-                self.flush(r);
-                header(self.b.f(fid), REC_OUT, Some((a, (n | ns << 16) as i32)));
-                let size = 48 + 8 * n as i32 + (MAXSTRINGLEN as i32) * ns as i32;
-                emit_record(self.b.f(fid), size);
-            }
+            Op::Out => self.out(r, pc)?,
             Op::MapGet | Op::MapIn | Op::MapDel => {
                 let mo = self.operands_of(insn)?;
                 let sd = r.shape.sdepth[&pc];

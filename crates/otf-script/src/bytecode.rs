@@ -785,6 +785,19 @@ pub enum Piece {
         /// The number of keys.
         nkeys: usize,
     },
+    /// `%m` / `%M`: memory read at an address (kernel memory, user memory with `#`), its
+    /// bytes carried by the record after the pushed arguments
+    /// ([`crate::memdump::MemPlan`]), formatted by `spec`.
+    Mem {
+        /// Index of the first argument the conversion consumes (its `*` width and `.*`
+        /// precision, then the address).
+        arg: usize,
+        /// Index among the record's integer arguments of the first 64-bit word holding
+        /// the bytes read.
+        at: usize,
+        /// How to format it (`conv` is `m` or `M`).
+        spec: Spec,
+    },
     /// A string value computed by the program (a string argument of the record) formatted
     /// by `spec`.
     StrVal {
@@ -801,7 +814,7 @@ pub enum Piece {
 /// formats it (see [`crate::format`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Spec {
-    /// The conversion character: one of `d i u x X o c s p b`.
+    /// The conversion character: one of `d i u x X o c s p b m M`.
     pub conv: u8,
     /// Minimum field width (0: none). Unused when `star_width` is set.
     pub width: u32,

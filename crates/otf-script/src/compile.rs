@@ -25,8 +25,8 @@ use crate::ast::{
 };
 use crate::bytecode::{
     Ctx, Format, GlobalKind, Insn, IterSpec, MapOperands, Op, Piece, ReadStrFn, Spec, StatKind,
-    StrFn, LOCK_STRIPES, MAX_CODE, MAX_ITERS, MAX_LOCALS, MAX_OUT_ARGS, MAX_OUT_STRS, MAX_SLOCALS,
-    MAX_SSTACK, MAX_STACK,
+    StrFn, LOCK_STRIPES, MAXSTRINGLEN, MAX_CODE, MAX_ITERS, MAX_LOCALS, MAX_OUT_ARGS, MAX_OUT_STRS,
+    MAX_SLOCALS, MAX_SSTACK, MAX_STACK,
 };
 use crate::diag::Diagnostic;
 use crate::format::{parse_printf, FmtItem, KernelFormat};
@@ -118,7 +118,15 @@ pub fn disassemble(code: &[Insn]) -> String {
                         Some(c) => writeln!(s, "{name} {c:?}"),
                         None => writeln!(s, "{name} ?{}", i.arg),
                     },
-                    Op::Out => writeln!(s, "{name} fmt{} n={}", i.arg, i.imm),
+                    Op::Out => match vm::out_plan(i) {
+                        Some(lit) => writeln!(
+                            s,
+                            "{name} fmt{} n={} mem=s{lit}",
+                            i.arg,
+                            i.imm & 0xffff_ffff
+                        ),
+                        None => writeln!(s, "{name} fmt{} n={}", i.arg, i.imm),
+                    },
                     _ => writeln!(s, "{name}"),
                 };
             }
@@ -1587,6 +1595,15 @@ impl<'a> Compiler<'a> {
                 });
                 strs.push(a);
             }
+            // Its words are placed once the record's pushed arguments are known.
+            None if matches!(spec.conv, b'm' | b'M') => {
+                pieces.push(Piece::Mem {
+                    arg: first,
+                    at: 0,
+                    spec,
+                });
+                ints.push(a);
+            }
             None => {
                 pieces.push(Piece::Int { arg: first, spec });
                 ints.push(a);
@@ -1697,6 +1714,20 @@ impl<'a> Compiler<'a> {
             return;
         }
         let (n, ns) = (ints.len(), strs.len());
+        let plan = crate::memdump::place_dumps(&mut pieces, n);
+        if 8 * (n + plan.words()) + MAXSTRINGLEN * ns > crate::memdump::MAX_RECORD_ARG_BYTES {
+            self.errors.push(Diagnostic::error(
+                format!(
+                    "too much output in one printf: {} bytes of values, {} of strings and {} of memory dumps exceed the {}-byte output record (8 bytes a value, {MAXSTRINGLEN} a string, a memory dump rounded up to 8)",
+                    8 * n,
+                    MAXSTRINGLEN * ns,
+                    8 * plan.words(),
+                    crate::memdump::MAX_RECORD_ARG_BYTES
+                ),
+                e.span,
+            ));
+            return;
+        }
         for a in ints {
             self.expr(a, true);
         }
@@ -1717,6 +1748,10 @@ impl<'a> Compiler<'a> {
             }
             Op::SFormat
         } else {
+            if !plan.dumps.is_empty() {
+                let lit = self.literal(&plan.encode());
+                imm |= (i64::from(lit) + 1) << vm::OUT_PLAN_SHIFT;
+            }
             Op::Out
         };
         let pc = self.emit(Insn::new(op, id as i32, imm));

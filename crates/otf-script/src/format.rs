@@ -16,6 +16,8 @@
 //! - `%b` writes the value's bytes in native order: 1, 2, 4 or 8 of them, chosen by the
 //!   precision, else by the width when it is one of those, else 8; a wider field is padded
 //!   with NUL bytes (after the value with `-`).
+//! - `%m` and `%M` dump memory ([`crate::memdump`]): `precision` bytes (default 1) read
+//!   at the address, as they are or as lowercase hexadecimal.
 //! - `%c` writes the value's low byte; `%#c` escapes it as C does (`\n`, `\'`, `\ooo`) when
 //!   it is not printable ASCII or is a quote or backslash.
 //! - Widths and precisions count bytes, not characters.
@@ -25,6 +27,7 @@
 //! accepted here and printed as the runtime's `_stp_vsnprintf` would print them.
 
 use crate::bytecode::{Format, Piece, Spec};
+use crate::memdump;
 
 /// Render one output record to bytes, exactly as SystemTap would write them. `args` are the
 /// record's integer arguments; `execname`, `pp` and `probefunc` are the strings of the hit
@@ -64,6 +67,14 @@ pub fn render_bytes_strs(
             Piece::StrVal { sarg, arg, spec } => {
                 let t = strs.get(*sarg).map_or("", String::as_str);
                 push_str(&mut out, t, spec, args, *arg)
+            }
+            Piece::Mem { arg, at, spec } => {
+                let (field, _) = field(spec, args, *arg);
+                let prec = arg_at(args, arg + usize::from(spec.star_width));
+                let len = memdump::dump_len(spec, prec);
+                let words = args.get(*at..).unwrap_or(&[]);
+                let bytes = memdump::bytes_of(&words[..words.len().min(len.div_ceil(8))], len);
+                memdump::push_dump(&mut out, &bytes, spec, field.width);
             }
             // Rendered by the runtime, which has the aggregate ([`crate::hist`]).
             Piece::Hist { .. } => {}
@@ -434,6 +445,8 @@ impl KernelFormat {
                     return Err(8)
                 }
                 Piece::Hist { .. } => return Err(8),
+                // Never in a `sprintf` (refused by the checker).
+                Piece::Mem { .. } => return Err(1),
             };
             if lit.is_empty() {
                 continue;
@@ -573,12 +586,13 @@ pub const MAX_WIDTH: u32 = 1024;
 
 /// What `parse_printf` supports, for error messages.
 const SUPPORTED: &str =
-    "%d %i %u %x %X %o %p %c %s %% with flags `-+ #0`, width, precision, `*` and `l`/`ll`";
+    "%d %i %u %x %X %o %p %c %s %b %m %M %% with flags `-+ #0`, width, precision, `*` and `l`/`ll`";
 
 /// Parse a `printf` format: text, `%%`, and `%[flags][width][.precision][length]conv` with
 /// flags among `- + space # 0`, a width of digits or `*`, a precision of `.` and digits or `*`,
-/// length `l` or `ll` (ignored) and conv one of `d i u x X o p c s b`. Anything else (`%f`,
-/// `%h`, `%m`, ...) is refused with an error naming the conversion as written.
+/// length `l` or `ll` (ignored) and conv one of `d i u x X o p c s b m M`. Anything else
+/// (`%f`, `%h`, `%n`, ...) is refused with an error naming the conversion as written, and so
+/// is a `%m`/`%M` precision above [`memdump::MAX_MEMORY_DUMP`].
 pub fn parse_printf(fmt: &str) -> Result<Vec<FmtItem>, FmtError> {
     let b = fmt.as_bytes();
     let mut items = Vec::new();
@@ -661,7 +675,10 @@ pub fn parse_printf(fmt: &str) -> Result<Vec<FmtItem>, FmtError> {
             offset: start,
         };
         match conv {
-            Some(c @ (b'd' | b'i' | b'u' | b'x' | b'X' | b'o' | b'p' | b's' | b'c' | b'b')) => {
+            Some(
+                c @ (b'd' | b'i' | b'u' | b'x' | b'X' | b'o' | b'p' | b's' | b'c' | b'b' | b'm'
+                | b'M'),
+            ) => {
                 if width > u64::from(MAX_WIDTH) {
                     return Err(err(format!(
                         "field width in printf conversion `{written}` is larger than {MAX_WIDTH}"
@@ -670,6 +687,14 @@ pub fn parse_printf(fmt: &str) -> Result<Vec<FmtItem>, FmtError> {
                 if precision.is_some_and(|p| p > u64::from(MAX_WIDTH)) {
                     return Err(err(format!(
                         "precision in printf conversion `{written}` is larger than {MAX_WIDTH}"
+                    )));
+                }
+                if matches!(c, b'm' | b'M')
+                    && precision.is_some_and(|p| p > memdump::MAX_MEMORY_DUMP as u64)
+                {
+                    return Err(err(format!(
+                        "printf conversion `{written}` reads more than {} bytes, the most a memory dump reads in otf",
+                        memdump::MAX_MEMORY_DUMP
                     )));
                 }
                 spec.conv = c;
@@ -688,16 +713,6 @@ pub fn parse_printf(fmt: &str) -> Result<Vec<FmtItem>, FmtError> {
                 });
                 i += 1;
                 lit_start = i;
-            }
-            Some(c @ (b'm' | b'M')) => {
-                let what = if c == b'm' {
-                    "memory dump"
-                } else {
-                    "hexadecimal memory dump"
-                };
-                return Err(err(format!(
-                    "printf conversion `{written}` ({what}) is not supported yet"
-                )));
             }
             None => {
                 return Err(err(format!(
@@ -970,6 +985,54 @@ mod tests {
         assert_eq!(text("%3d: %1b%1b%1b\n", &[97, 97, 65, 33]), " 97: aA!\n");
     }
 
+    /// `printf(f, ints...)` of one `%m`/`%M` whose bytes `mem` the record carries after
+    /// the pushed arguments `ints` (its `*` arguments, then the address).
+    fn dump(f: &str, ints: &[i64], mem: &[u8]) -> Vec<u8> {
+        let mut pieces = Vec::new();
+        for item in parse_printf(f).unwrap() {
+            match item {
+                FmtItem::Text(t) => pieces.push(Piece::Text(t)),
+                FmtItem::Conv { spec, .. } => pieces.push(Piece::Mem {
+                    arg: 0,
+                    at: ints.len(),
+                    spec,
+                }),
+            }
+        }
+        let mut args = ints.to_vec();
+        args.extend(memdump::words_of(mem));
+        let fmt = Format {
+            pieces,
+            nargs: ints.len(),
+        };
+        render_bytes(&fmt, &args, "", "", "")
+    }
+
+    #[test]
+    fn memory_dumps() {
+        let mem = b"Hi\0\xffzzzzzzzzzz";
+        // The precision is the number of bytes, 1 by default; NUL and bytes above 127 are
+        // written as they are.
+        assert_eq!(dump("[%m]", &[0x1000], mem), b"[H]");
+        assert_eq!(dump("[%.0m]", &[0x1000], mem), b"[H]");
+        assert_eq!(dump("[%.4m]", &[0x1000], mem), b"[Hi\0\xff]");
+        assert_eq!(dump("[%.4M]", &[0x1000], mem), b"[486900ff]");
+        assert_eq!(dump("[%M]", &[0x1000], mem), b"[48]");
+        // Widths count the output (two digits a byte for `%M`); `-` pads after; `0` writes
+        // a NUL after the field.
+        assert_eq!(dump("[%6.2m]", &[0x1000], mem), b"[    Hi]");
+        assert_eq!(dump("[%-6.2M]", &[0x1000], mem), b"[4869  ]");
+        assert_eq!(dump("[%03.2M]", &[0x1000], mem), b"[4869\0]");
+        assert_eq!(dump("[%08.2m]", &[0x1000], mem), b"[      Hi\0]");
+        assert_eq!(dump("[%3.4M]", &[0x1000], mem), b"[486900ff]");
+        // `*` width and `.*` precision come before the address.
+        assert_eq!(dump("[%*.*M]", &[7, 3, 0x1000], mem), b"[ 486900]");
+        assert_eq!(dump("[%.*m]", &[-2, 0x1000], mem), b"[H]");
+        assert_eq!(dump("[%.*M]", &[12, 0x1000], mem).len(), 2 + 24);
+        // `#` (user memory) prints the same way.
+        assert_eq!(dump("[%#.2m]", &[0x1000], mem), b"[Hi]");
+    }
+
     #[test]
     fn parse_formats() {
         let items = parse_printf("a%%b %-5d|%08x%s\n").unwrap();
@@ -1018,13 +1081,11 @@ mod tests {
     fn refused_conversions_are_named() {
         let msg = |f: &str| parse_printf(f).unwrap_err().message;
         assert_eq!(
-            msg("%m"),
-            "printf conversion `%m` (memory dump) is not supported yet"
+            msg("a %.129m"),
+            "printf conversion `%.129m` reads more than 128 bytes, the most a memory dump reads in otf"
         );
-        assert_eq!(
-            msg("a %.4M"),
-            "printf conversion `%.4M` (hexadecimal memory dump) is not supported yet"
-        );
+        assert!(msg("%#10.200M").contains("`%#10.200M` reads more than 128 bytes"));
+        assert!(parse_printf("%.128m %-#20.128M %*.*m %m").is_ok());
         for f in [
             "%hd", "%hhx", "%Ld", "%lf", "%zu", "%jd", "%lllx", "%5.2f", "%n",
         ] {

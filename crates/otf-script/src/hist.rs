@@ -129,7 +129,8 @@ pub fn render(agg: &Aggregate, linear: Option<(i64, i64, i64)>) -> String {
 /// Render an output record whose format may hold histograms: `hist(global, linear, keys)`
 /// renders each [`Piece::Hist`] (its keys rebuilt from the record's integer and string
 /// arguments, in key order, with `globals`' key types); the other pieces as
-/// [`crate::format::render_strs`] does.
+/// [`crate::format::render_strs`] does. Bytes that are not UTF-8 (`%b`, `%m`, `%c`) are
+/// replaced by U+FFFD; [`render_record_bytes`] keeps them.
 #[allow(clippy::too_many_arguments)]
 pub fn render_record(
     fmt: &Format,
@@ -141,15 +142,31 @@ pub fn render_record(
     probefunc: &str,
     hist: &mut dyn FnMut(u32, bool, &[Value]) -> String,
 ) -> String {
-    let mut s = String::new();
+    let b = render_record_bytes(fmt, args, strs, globals, execname, pp, probefunc, hist);
+    String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// [`render_record`] as the bytes SystemTap writes.
+#[allow(clippy::too_many_arguments)]
+pub fn render_record_bytes(
+    fmt: &Format,
+    args: &[i64],
+    strs: &[String],
+    globals: &[GlobalInfo],
+    execname: &str,
+    pp: &str,
+    probefunc: &str,
+    hist: &mut dyn FnMut(u32, bool, &[Value]) -> String,
+) -> Vec<u8> {
+    let mut s = Vec::new();
     let mut run: Vec<Piece> = Vec::new();
-    let flush = |run: &mut Vec<Piece>, s: &mut String| {
+    let flush = |run: &mut Vec<Piece>, s: &mut Vec<u8>| {
         if !run.is_empty() {
             let f = Format {
                 pieces: std::mem::take(run),
                 nargs: fmt.nargs,
             };
-            s.push_str(&crate::format::render_strs(
+            s.extend(crate::format::render_bytes_strs(
                 &f, args, strs, execname, pp, probefunc,
             ));
         }
@@ -177,7 +194,7 @@ pub fn render_record(
                         }
                     })
                     .collect();
-                s.push_str(&hist(*global, *linear, &keys));
+                s.extend_from_slice(hist(*global, *linear, &keys).as_bytes());
             }
             other => run.push(other.clone()),
         }

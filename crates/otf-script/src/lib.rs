@@ -17,6 +17,7 @@ pub mod hist;
 pub mod kinds;
 pub mod lexer;
 pub mod mem;
+pub mod memdump;
 pub mod parser;
 pub mod point;
 pub mod sema;

@@ -1,7 +1,9 @@
-//! Reading strings from memory for the reference VM ([`crate::vm::HitContext::read_str`]):
-//! `user_string` in user-space bodies reads this process's own memory with
+//! Reading strings and bytes from memory for the reference VM
+//! ([`crate::vm::HitContext::read_str`], [`crate::vm::HitContext::read_mem`]): `user_string`
+//! and `printf`'s `%#m` in user-space bodies read this process's own memory with
 //! `process_vm_readv(2)`, which faults on unmapped or unreadable pages as the kernel's
-//! `bpf_probe_read_user_str` does, and reports the same error code (`-EFAULT`).
+//! `bpf_probe_read_user_str` and `bpf_probe_read_user` do, and reports the same error code
+//! (`-EFAULT`).
 
 /// The granularity at which `process_vm_readv` transfers partially: a read is split at
 /// page boundaries so that the readable part before a fault is still read.
@@ -14,6 +16,31 @@ const PAGE: u64 = 4096;
 pub fn read_user_str(pid: i32, addr: u64, size: usize) -> Result<Vec<u8>, i64> {
     if size == 0 {
         return Ok(Vec::new());
+    }
+    let got = read_prefix(pid, addr, size);
+    match got.iter().position(|&b| b == 0) {
+        Some(end) => Ok(got[..end].to_vec()),
+        None if got.len() == size => Ok(got[..size - 1].to_vec()),
+        None => Err(-i64::from(libc::EFAULT)),
+    }
+}
+
+/// Read the `len` bytes at `addr` of process `pid` (0: this process), as
+/// `bpf_probe_read_user` does (`%#m`); `Err` is `-EFAULT` when any of them cannot be read.
+pub fn read_user(pid: i32, addr: u64, len: usize) -> Result<Vec<u8>, i64> {
+    let got = read_prefix(pid, addr, len);
+    if got.len() == len {
+        Ok(got)
+    } else {
+        Err(-i64::from(libc::EFAULT))
+    }
+}
+
+/// The readable bytes of the `size` at `addr` of process `pid` (0: this process), up to the
+/// first that cannot be read.
+fn read_prefix(pid: i32, addr: u64, size: usize) -> Vec<u8> {
+    if size == 0 {
+        return Vec::new();
     }
     let mut buf = vec![0u8; size];
     // The remote range, cut at page boundaries (a range wrapping past the top of the
@@ -53,12 +80,8 @@ pub fn read_user_str(pid: i32, addr: u64, size: usize) -> Result<Vec<u8>, i64> {
     // Failing at once means nothing was readable: a fault at the first byte (other errors,
     // such as a process that is gone, are faults too, as the kernel reads no memory then).
     let n = usize::try_from(n).unwrap_or(0).min(size);
-    let got = &buf[..n];
-    match got.iter().position(|&b| b == 0) {
-        Some(end) => Ok(got[..end].to_vec()),
-        None if got.len() == size => Ok(got[..size - 1].to_vec()),
-        None => Err(-i64::from(libc::EFAULT)),
-    }
+    buf.truncate(n);
+    buf
 }
 
 #[cfg(test)]
@@ -74,6 +97,16 @@ mod tests {
         assert_eq!(read_user_str(0, addr, 6), Ok(b"hello".to_vec()));
         assert_eq!(read_user_str(0, addr, 1), Ok(Vec::new()));
         assert_eq!(read_user_str(0, addr, 0), Ok(Vec::new()));
+    }
+
+    #[test]
+    fn reads_bytes_of_this_process() {
+        let s = b"a\0b\xffc";
+        let addr = s.as_ptr() as u64;
+        assert_eq!(read_user(0, addr, 5), Ok(s.to_vec()));
+        assert_eq!(read_user(0, addr, 2), Ok(b"a\0".to_vec()));
+        assert_eq!(read_user(0, 0, 1), Err(-14));
+        assert_eq!(read_user(0, u64::MAX - 3, 8), Err(-14));
     }
 
     #[test]
@@ -126,6 +159,9 @@ mod tests {
         // SAFETY: writes the zero at the last byte of the first page (still writable).
         unsafe { *p.cast::<u8>().add(PAGE as usize - 1) = b'!' };
         assert_eq!(read_user_str(0, base + PAGE - 4, 128), Err(-14));
+        // Bytes up to the protected page read; one more faults.
+        assert_eq!(read_user(0, base + PAGE - 4, 4), Ok(b"abc!".to_vec()));
+        assert_eq!(read_user(0, base + PAGE - 4, 5), Err(-14));
         // Short enough to stop before the protected page: size bytes are readable.
         assert_eq!(read_user_str(0, base + PAGE - 4, 4), Ok(b"abc".to_vec()));
         // SAFETY: unmapping the mapping made above, no longer used.

@@ -1190,7 +1190,7 @@ impl<'a> Walker<'a> {
         }
         match b {
             Builtin::Printf => {
-                self.printf(e, args);
+                self.printf(e, args, false);
                 Ty::Void
             }
             Builtin::Print | Builtin::Println => {
@@ -1236,7 +1236,7 @@ impl<'a> Walker<'a> {
             }
             Builtin::Execname | Builtin::Pp => Ty::Str,
             Builtin::Sprintf => {
-                self.printf(e, args);
+                self.printf(e, args, true);
                 Ty::Str
             }
             Builtin::Str(f) => {
@@ -1325,7 +1325,8 @@ impl<'a> Walker<'a> {
         Span::new(base + lo, base + hi.min(b.len()))
     }
 
-    fn printf(&mut self, call: &Expr, args: &[Expr]) {
+    /// `printf(FMT, ...)`, or `sprintf` when `sprintf` is set.
+    fn printf(&mut self, call: &Expr, args: &[Expr], sprintf: bool) {
         let fmt_arg = &args[0];
         let ExprKind::Str(fmt) = &fmt_arg.kind else {
             self.err_hint(
@@ -1369,12 +1370,14 @@ impl<'a> Walker<'a> {
                 continue;
             };
             nconvs += 1;
-            if spec.conv == b'b' {
+            if sprintf && matches!(spec.conv, b'b' | b'm' | b'M') {
                 let span = self.in_literal(fmt_arg, fmt, *offset, text.len());
                 self.err_hint(
-                    format!("printf conversion `{text}` (binary output) is not supported yet"),
+                    format!(
+                        "`sprintf` conversion `{text}` is not supported yet (binary output and memory dumps are printed by `printf` only)"
+                    ),
                     span,
-                    "otf's output is text; print the value with %d or %x",
+                    "print it with printf, or format the value with %d or %x",
                 );
             }
             let dynamic = |what: &str| Slot {

@@ -169,6 +169,16 @@ pub trait HitContext {
             crate::mem::read_user_str(0, addr, size)
         }
     }
+    /// The `len` bytes at `addr` (`%m`, `%M`; `user`: `%#m`), or the negative errno of a
+    /// fault. The default reads user memory of this process ([`crate::mem::read_user`]) and
+    /// faults on kernel memory, as [`HitContext::read_str`] does.
+    fn read_mem(&mut self, user: bool, addr: u64, len: usize) -> Result<Vec<u8>, i64> {
+        if user {
+            crate::mem::read_user(0, addr, len)
+        } else {
+            Err(-14)
+        }
+    }
     /// Report a warning (`user_string_warn`); the default prints SystemTap's
     /// `WARNING: <msg>` line on stderr.
     fn warn(&mut self, msg: &str) {
@@ -427,6 +437,14 @@ pub enum VmError {
         /// The instruction.
         pc: usize,
     },
+    /// `%m` or `%M` (`printf`'s memory dumps) could not read the memory.
+    MemoryFault {
+        /// The instruction.
+        pc: usize,
+        /// The first byte that could not be read
+        /// ([`crate::memdump::fault_address`]).
+        addr: u64,
+    },
     /// `user_string` or `kernel_string` (and the `_n` variants) could not read the
     /// string.
     StringFault {
@@ -452,6 +470,12 @@ pub fn string_fault_message(kernel: bool, addr: u64, rc: i64) -> String {
     }
 }
 
+/// SystemTap's message for a `%m` or `%M` that could not read the memory (the translator's
+/// `STAP_MSG_LOC2C_01`): `read fault [man error::fault] at 0x1`.
+pub fn memory_fault_message(addr: u64) -> String {
+    format!("read fault [man error::fault] at {addr:#x}")
+}
+
 impl VmError {
     /// The instruction at which the error happened.
     pub fn pc(&self) -> usize {
@@ -470,6 +494,7 @@ impl VmError {
             | VmError::BadOutArgs { pc, .. }
             | VmError::Array { pc, .. }
             | VmError::EmptyAggregate { pc }
+            | VmError::MemoryFault { pc, .. }
             | VmError::StringFault { pc, .. } => pc,
         }
     }
@@ -518,6 +543,7 @@ impl fmt::Display for VmError {
             VmError::StringFault {
                 kernel, addr, rc, ..
             } => f.write_str(&string_fault_message(*kernel, *addr, *rc)),
+            VmError::MemoryFault { addr, .. } => f.write_str(&memory_fault_message(*addr)),
         }
     }
 }
@@ -779,7 +805,7 @@ pub fn run(
                 st.push(v, pc)?
             }
             Op::Out => {
-                let (n, ns) = (insn.imm & 0xffff, insn.imm >> 16);
+                let (n, ns) = (insn.imm & 0xffff, (insn.imm >> 16) & 0xffff);
                 if insn.imm < 0 || n as usize > MAX_OUT_ARGS || ns as usize > MAX_OUT_STRS {
                     return Err(VmError::BadOutArgs { pc, n: insn.imm });
                 }
@@ -787,8 +813,22 @@ pub fn run(
                 if st.n < n || sst.len() < ns {
                     return Err(VmError::StackUnderflow { pc });
                 }
-                let args = st.v[st.n - n..st.n].to_vec();
+                let mut args = st.v[st.n - n..st.n].to_vec();
                 st.n -= n;
+                if let Some(lit) = out_plan(insn) {
+                    let plan = crate::memdump::MemPlan::decode(&hit.literal(lit), n)
+                        .ok_or(VmError::BadOutArgs { pc, n: insn.imm })?;
+                    for d in &plan.dumps {
+                        let addr = args[d.addr] as u64;
+                        let Ok(mut bytes) = hit.read_mem(d.user, addr, d.len_of(&args)) else {
+                            let first_ok = hit.read_mem(d.user, addr, 1).is_ok();
+                            let addr = crate::memdump::fault_address(addr, first_ok);
+                            return Err(VmError::MemoryFault { pc, addr });
+                        };
+                        bytes.resize(8 * d.words(), 0);
+                        args.extend(crate::memdump::words_of(&bytes));
+                    }
+                }
                 let strs = sst.split_off(sst.len() - ns);
                 out(OutRecord {
                     fmt: a as u32,
@@ -1305,7 +1345,7 @@ pub fn sstack_effect(insn: &Insn) -> Option<(usize, usize)> {
         Op::SDup => (1, 2),
         Op::SConcat => (2, 1),
         Op::SCmp => (2, 0),
-        Op::Out => (usize::try_from(insn.imm >> 16).ok()?, 0),
+        Op::Out => (usize::try_from((insn.imm >> 16) & 0xffff).ok()?, 0),
         Op::SFormat => (usize::try_from((insn.imm >> 16) & 0xffff).ok()?, 1),
         Op::SRead => (usize::from(ReadStr::unpack(insn.arg)?.msg), 1),
         Op::SCall => {
@@ -1352,6 +1392,16 @@ pub fn user_space_only(insn: &Insn) -> Option<&'static str> {
         }
         _ => return None,
     })
+}
+
+/// The bit of an `Out` instruction's `imm` where the string literal id (plus 1; 0: none) of
+/// its [`crate::memdump::MemPlan`] starts ([`out_plan`]).
+pub const OUT_PLAN_SHIFT: u32 = 32;
+
+/// The string literal holding the [`crate::memdump::MemPlan::encode`]d memory dumps of an
+/// `Out` instruction (`printf` with `%m` or `%M`), if it has any (bits 32..52 of `imm`).
+pub fn out_plan(insn: &Insn) -> Option<u32> {
+    (((insn.imm >> OUT_PLAN_SHIFT) & 0xf_ffff) as u32).checked_sub(1)
 }
 
 /// The bit of an `SFormat` instruction's `imm` where the code of why its format cannot run
@@ -1478,8 +1528,9 @@ pub fn verify(code: &[Insn], range: Range<usize>) -> Result<usize, VerifyError> 
             Op::Ctx if Ctx::from_i32(a).is_none() => return bad,
             Op::Out
                 if insn.imm < 0
+                    || insn.imm >> 52 != 0
                     || (insn.imm & 0xffff) as usize > MAX_OUT_ARGS
-                    || (insn.imm >> 16) as usize > MAX_OUT_STRS
+                    || ((insn.imm >> 16) & 0xffff) as usize > MAX_OUT_STRS
                     || a < 0 =>
             {
                 return bad

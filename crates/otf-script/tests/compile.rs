@@ -514,6 +514,29 @@ fn too_many_output_arguments() {
 }
 
 #[test]
+fn memory_dumps_must_fit_the_output_record() {
+    // Nine dumps of 128 bytes, nine addresses and a string value: 9·128 + 9·8 + 128 = 1352
+    // bytes.
+    let src = format!(
+        "probe begin {{ s = \"x\"; printf(\"%s{}\", s{}) }}",
+        "%.128m".repeat(9),
+        ", 1".repeat(9)
+    );
+    let err = compile_err(&src);
+    assert!(
+        err.contains("too much output in one printf: 72 bytes of values, 128 of strings and 1152 of memory dumps exceed the 1280-byte output record"),
+        "{err}"
+    );
+    assert!(err.contains("t.stp:1:24"), "{err}");
+    // Eight of them and a string fit (8·128 + 8·8 + 128 = 1216).
+    compile(&format!(
+        "probe begin {{ s = \"x\"; printf(\"%s{}\", s{}) }}",
+        "%.128m".repeat(8),
+        ", 1".repeat(8)
+    ));
+}
+
+#[test]
 fn too_many_locals_through_inlining() {
     let locals = (0..40)
         .map(|i| format!("v{i} = {i}"))
@@ -598,4 +621,68 @@ fn warnings_are_returned_with_the_compiled_script() {
 fn parse_errors_stop_the_pipeline() {
     let err = compile_err("probe begin { x = }");
     assert!(err.starts_with("error:"), "{err}");
+}
+
+/// `printf` of a begin body run by the reference VM, as bytes, or its error.
+fn printed_bytes(src: &str) -> Result<Vec<u8>, VmError> {
+    let c = compile(src).script;
+    let mut hit = FixedHit {
+        strings: c.strings.clone(),
+        ..FixedHit::default()
+    };
+    let mut globals: Vec<i64> = c.globals.iter().map(|g| g.init).collect();
+    let mut out = Vec::new();
+    vm::run(
+        &c.code,
+        c.units[0].body.start as usize,
+        &mut globals,
+        &mut hit,
+        &mut |r| {
+            out.extend(format::render_bytes(
+                &c.formats[r.fmt as usize],
+                &r.args,
+                "",
+                "",
+                "",
+            ))
+        },
+    )?;
+    Ok(out)
+}
+
+#[test]
+fn memory_dumps_in_user_space() {
+    // `%#m` reads this process's memory (there is no probed task in user space).
+    let buf: &'static [u8] = b"ab\0\xfe-tail";
+    let p = buf.as_ptr() as u64;
+    let got = printed_bytes(&format!(
+        "probe begin {{ printf(\"[%#.4m][%#.*M][%-#5M][%d]\\n\", {p}, 3, {p}, {p} + 1, 7) }}"
+    ));
+    assert_eq!(got, Ok(b"[ab\0\xfe][616200][62   ][7]\n".to_vec()));
+    // The Out names its memory plan, a string literal.
+    let c = compile("probe begin { printf(\"%d%.3m\", 1, 2) }").script;
+    let listing = disassemble(&c.code);
+    let out = listing
+        .lines()
+        .find(|l| l.contains("Out fmt0"))
+        .unwrap_or_else(|| panic!("{listing}"));
+    let lit: usize = out
+        .split("mem=s")
+        .nth(1)
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(out.contains(" n=2 "), "{out}");
+    assert_eq!(c.strings[lit], "k,1,2,c3");
+    // Kernel memory cannot be read from user space; user memory at 0 cannot be read.
+    for (f, addr) in [("%.2m", p), ("%#M", 0)] {
+        let got = printed_bytes(&format!(
+            "probe begin {{ printf(\"x\"); printf(\"{f}\", {addr}); printf(\"y\") }}"
+        ));
+        let Err(e) = got else { panic!("{f}: {got:?}") };
+        assert_eq!(e, VmError::MemoryFault { pc: e.pc(), addr }, "{f}");
+        assert_eq!(
+            e.to_string(),
+            format!("read fault [man error::fault] at {addr:#x}")
+        );
+    }
 }

@@ -536,16 +536,28 @@ fn printf_systemtap_conversions() {
         "too many arguments for printf: the format has 1 conversion taking 2 arguments",
     );
     err_at(
-        "probe begin { printf(\"x%4b\", 1) }",
+        "probe begin { s = sprintf(\"x%4b\", 1) }",
         1,
-        24,
-        "printf conversion `%4b` (binary output) is not supported yet",
+        29,
+        "`sprintf` conversion `%4b` is not supported yet",
     );
     err_at(
-        "probe begin { printf(\"%m\", 1) }",
+        "probe begin { s = sprintf(\"%#.2M\", 1) }",
+        1,
+        28,
+        "`sprintf` conversion `%#.2M` is not supported yet",
+    );
+    err_at(
+        "probe begin { printf(\"%.200m\", 1) }",
         1,
         23,
-        "printf conversion `%m` (memory dump) is not supported yet",
+        "printf conversion `%.200m` reads more than 128 bytes",
+    );
+    err_at(
+        "probe begin { printf(\"%m\", \"x\") }",
+        1,
+        28,
+        "`%m` needs an integer argument, but",
     );
     err_at(
         "probe begin { printf(\"%hd\", 1) }",

@@ -28,12 +28,24 @@ impl Output {
         }
     }
 
-    pub(super) fn output(&mut self, pidx: Option<u32>, text: &str) {
+    /// Script output: the bytes as they are in text mode (`%b`, `%m` and `%c` may write NUL
+    /// bytes and bytes that are not UTF-8). A JSON line carries them as the string `text`;
+    /// when they are not UTF-8, `text` has U+FFFD for the bytes that are not, and `bytes`
+    /// holds every byte as a number.
+    pub(super) fn output(&mut self, pidx: Option<u32>, bytes: &[u8]) {
         if self.json {
-            let v = serde_json::json!({"type": "output", "pidx": pidx, "text": text});
+            let v = match std::str::from_utf8(bytes) {
+                Ok(text) => serde_json::json!({"type": "output", "pidx": pidx, "text": text}),
+                Err(_) => serde_json::json!({
+                    "type": "output",
+                    "pidx": pidx,
+                    "text": String::from_utf8_lossy(bytes),
+                    "bytes": bytes,
+                }),
+            };
             self.write(&format!("{v}\n"));
-        } else {
-            self.write(text);
+        } else if !self.broken && self.w.write_all(bytes).is_err() {
+            self.broken = true;
         }
     }
 

@@ -84,7 +84,7 @@ impl Session<'_> {
                 }
                 otf_script::hist::render(&agg, lin)
             };
-            texts.push(otf_script::hist::render_record(
+            texts.push(otf_script::hist::render_record_bytes(
                 f,
                 &rec.args,
                 &rec.strs,
@@ -174,7 +174,8 @@ impl Session<'_> {
             if self.out.json {
                 self.out.record(&shown_json(s));
             } else {
-                self.out.output(None, &otf_script::display::text(s));
+                self.out
+                    .output(None, otf_script::display::text(s).as_bytes());
             }
         }
         self.out.flush();

@@ -352,6 +352,7 @@ pub fn kind_of(e: &VmError) -> RuntimeErrorKind {
         VmError::StringFault {
             kernel: true, addr, ..
         } => RuntimeErrorKind::KernelStringFault { addr: *addr, rc: 0 },
+        VmError::MemoryFault { addr, .. } => RuntimeErrorKind::ReadFault { addr: *addr },
         VmError::DivisionByZero { .. } => RuntimeErrorKind::DivisionByZero,
         VmError::MaxAction { .. } => RuntimeErrorKind::MaxAction,
         VmError::InvalidRandint { .. } => RuntimeErrorKind::InvalidRandint,
