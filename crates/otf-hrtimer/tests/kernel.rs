@@ -4,21 +4,19 @@
 #[path = "../examples/common/minprog.rs"]
 mod minprog;
 
+/// Reporting skipped tests (docs/testing.md, "Skipped tests").
+#[path = "../../../testsuite/src/skip.rs"]
+mod skip;
+
 use std::os::fd::AsFd;
 use std::time::Duration;
 
 use otf_core::{ArmedSet, Flavor, Op, PlanInput, ProbeEntry, ProbeGroup};
 use otf_hrtimer::{HrtimerGroup, TimerAttachment, TimerKind};
 
-fn root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
 #[test]
 fn arm_disarm_on_the_fly() {
-    if !root() {
-        eprintln!("skipped: needs root");
+    if !skip::need_root("BPF, perf events") {
         return;
     }
     let prog = minprog::load_noop(minprog::PROG_TYPE_PERF_EVENT).expect("load program");

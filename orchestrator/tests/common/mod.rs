@@ -4,11 +4,10 @@
 
 use std::process::{Command, Output};
 
-/// Whether the tests run as root (the kernel tests need it).
-pub fn root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
+/// Reporting skipped tests (`skip::skip(Need, why)`), shared with the kernel-level suite so
+/// that `cargo xtask test` counts them (docs/testing.md, "Skipped tests").
+#[path = "../../../testsuite/src/skip.rs"]
+pub mod skip;
 
 /// Runs the `otf` binary built for these tests with `args`.
 pub fn otf(args: &[&str]) -> Output {
@@ -28,12 +27,11 @@ pub fn err(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// Return from the test, saying so, when not root.
+/// Return from the test, reporting the skip ([`skip`]), when not root.
 #[macro_export]
 macro_rules! need_root {
     () => {
-        if !common::root() {
-            eprintln!("SKIPPED: needs root");
+        if !common::skip::need_root("BPF, perf events") {
             return;
         }
     };
