@@ -92,26 +92,25 @@ impl Builder {
 }
 
 /// Whether this process can load a BPF program and run it with `BPF_PROG_TEST_RUN`, as the
-/// tests that run hits with [`otf_bpf::Runtime::test_run_hit`] need. If not, reports the skip
-/// ([`skip`], as the kernel-level suites do) and returns `false`; the test should then return.
+/// tests that run hits with [`otf_bpf::Runtime::test_run_hit`] need. If not, reports the running
+/// test as skipped ([`skip`], as the kernel-level suites do; `_test` is no longer needed, the
+/// test's thread names it) and returns `false`; the test should then return.
 ///
 /// The check is independent of otf: it loads a two-instruction raw tracepoint program
 /// (`r0 = 0; exit`) and test-runs it, so that a runtime that fails to load is a failure, not a
 /// skip.
-pub fn can_test_run_bpf(test: &str) -> bool {
+pub fn can_test_run_bpf(_test: &str) -> bool {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        skip::skip_named(
+        skip::skip(
             skip::Need::Root,
-            test,
             "needs root (BPF_PROG_LOAD, BPF_PROG_TEST_RUN)",
         );
         return false;
     }
     if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
-        skip::skip_named(
+        skip::skip(
             skip::Need::Env,
-            test,
             "no kernel BTF (/sys/kernel/btf/vmlinux), which the otf runtime needs",
         );
         return false;
@@ -119,9 +118,8 @@ pub fn can_test_run_bpf(test: &str) -> bool {
     match raw_tp_test_run() {
         Ok(()) => true,
         Err(why) => {
-            skip::skip_named(
+            skip::skip(
                 skip::Need::Env,
-                test,
                 &format!("this kernel cannot test-run BPF programs: {why}"),
             );
             false
