@@ -1,35 +1,12 @@
 //! `otf run` for real (root): begin/end, timers, exit(), -T, -c, -x, JSON output, --stats,
 //! --otf-debug decisions, run-time errors. Skipped (reported, `common::skip`) when not root.
 
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{err, otf, out};
-
-/// Runs `otf` with `args` and calls `poke` (which causes the kernel event the script waits
-/// for) every 10 ms until otf exits: the events keep coming until the script has seen what it
-/// needs, instead of a fixed sleep guessing when the probe is armed. Panics after 60 s.
-fn otf_while(args: &[&str], mut poke: impl FnMut()) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_otf"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("otf runs");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().expect("wait for otf").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let o = child.wait_with_output().expect("otf output");
-            panic!("otf still running after 60 s:\n{}\n{}", out(&o), err(&o));
-        }
-        poke();
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().expect("otf output")
-}
+use common::{err, otf, otf_while, out};
 
 #[test]
 fn begin_and_end_run_in_order() {
