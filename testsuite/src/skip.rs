@@ -5,7 +5,7 @@
 //! So every skip goes through [`skip`] (or [`skip_named`]), which prints one line
 //!
 //! ```text
-//! otf-test-skip: KIND BINARY::TEST: REASON
+//! otf-test-skip: KIND PACKAGE/BINARY::TEST: REASON
 //! ```
 //!
 //! on stderr (shown with `--nocapture`) and, when `$OTF_SKIP_LOG` names a file, appends the
@@ -65,7 +65,7 @@ impl Need {
 pub struct Skipped {
     /// What the test lacked.
     pub need: Need,
-    /// `BINARY::TEST`.
+    /// `PACKAGE/BINARY::TEST` (the package that includes this file, the test binary's name).
     pub test: String,
     /// What was missing, in words.
     pub why: String,
@@ -108,7 +108,8 @@ pub fn skip(need: Need, why: &str) {
 /// If `$OTF_SKIP_LOG` is set and the line cannot be appended to it: a skip that the run cannot
 /// count must not pass silently.
 pub fn skip_named(need: Need, test: &str, why: &str) {
-    let line = line(need, &binary(), test, why);
+    let binary = format!("{}/{}", env!("CARGO_PKG_NAME"), binary());
+    let line = line(need, &binary, test, why);
     eprint!("{line}");
     if let Some(path) = std::env::var_os(LOG_ENV) {
         // One write per line (O_APPEND): lines of concurrent tests do not interleave.

@@ -22,13 +22,14 @@ fn skips_are_appended_to_the_log_named_by_binary_and_test() {
         [
             Skipped {
                 need: Need::Tool,
-                test: "skip_log::skips_are_appended_to_the_log_named_by_binary_and_test"
-                    .to_string(),
+                test:
+                    "otf-testsuite/skip_log::skips_are_appended_to_the_log_named_by_binary_and_test"
+                        .to_string(),
                 why: "needs gcc".to_string(),
             },
             Skipped {
                 need: Need::Env,
-                test: "skip_log::a case".to_string(),
+                test: "otf-testsuite/skip_log::a case".to_string(),
                 why: "no kprobes".to_string(),
             },
         ]
