@@ -208,7 +208,7 @@ fn variance_of_values_added_in_the_kernel() {
 fn variance_combines_the_cpus_as_systemtap() {
     need_root!();
     if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
-        eprintln!("SKIPPED: needs two CPUs");
+        common::skip::skip(common::skip::Need::Env, "needs two CPUs");
         return;
     }
     // 1 and 3 on CPU 0, 10 on CPU 1 (each `taskset` execs `true` on its CPU). CPU 0's copy:

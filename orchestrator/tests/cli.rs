@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+
 fn otf() -> Command {
     Command::new(env!("CARGO_BIN_EXE_otf"))
 }
@@ -283,11 +285,14 @@ fn run_without_privilege_says_so() {
         .gid(65534)
         .output();
     let Ok(o) = o else {
-        eprintln!("skipped: cannot run as nobody");
+        common::skip::skip(common::skip::Need::Env, "cannot run as nobody");
         return;
     };
     if o.status.code() == Some(126) || stderr(&o).contains("Permission denied") {
-        eprintln!("skipped: the binary is not accessible to nobody");
+        common::skip::skip(
+            common::skip::Need::Env,
+            "the otf binary is not accessible to nobody",
+        );
         return;
     }
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));

@@ -1,11 +1,12 @@
 //! `otf run` for real (root): begin/end, timers, exit(), -T, -c, -x, JSON output, --stats,
-//! --otf-debug decisions, run-time errors. Skipped (with a note) when not root.
+//! --otf-debug decisions, run-time errors. Skipped (reported, `common::skip`) when not root.
 
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{err, otf, out};
+use common::{err, otf, otf_while, out};
 
 #[test]
 fn begin_and_end_run_in_order() {
@@ -259,15 +260,18 @@ fn runtime_error_ends_the_run_with_status_1() {
 #[test]
 fn suppressed_runtime_errors_keep_running() {
     need_root!();
+    // The body fails every time; its third run can only come if the first two errors did not
+    // end the run (no time window: `-T` only bounds a failure).
     let o = otf(&[
         "run",
         "--suppress-handler-errors",
         "-T",
-        "250ms",
+        "30s",
         "-e",
-        "global z\nprobe timer.ms(50) { println(1 / z) }",
+        "global z, n\nprobe timer.ms(50) { if (++n == 3) exit(); println(1 / z) }",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(out(&o).starts_with("n=0x3\n"), "{}", out(&o));
     assert!(
         err(&o).matches("ERROR: division by zero").count() >= 2,
         "{}",
@@ -278,16 +282,23 @@ fn suppressed_runtime_errors_keep_running() {
 #[test]
 fn tracepoint_probe_on_the_fly() {
     need_root!();
-    let o = otf(&[
-        "run",
-        "--otf-debug",
-        "--stats",
-        "-c",
-        "sleep 0.5; for i in 1 2 3; do /bin/true; done; sleep 0.5",
-        "-e",
-        "global on\nprobe kernel.trace(\"sched_process_fork\") if (on) { }\n\
-         probe timer.ms(200) { on = 1 }",
-    ]);
+    // The tracepoint starts off; the timer turns it on; the test forks until the script has
+    // counted three forks while on (`-T` only bounds a failure).
+    let o = otf_while(
+        &[
+            "run",
+            "--otf-debug",
+            "--stats",
+            "-T",
+            "30s",
+            "-e",
+            "global on, n\nprobe kernel.trace(\"sched_process_fork\") if (on) { if (++n == 3) exit() }\n\
+             probe timer.ms(200) { on = 1 }",
+        ],
+        || {
+            Command::new("/bin/true").status().expect("fork /bin/true");
+        },
+    );
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     let text = out(&o);
     assert!(
@@ -295,8 +306,8 @@ fn tracepoint_probe_on_the_fly() {
         "{text}"
     );
     assert!(
-        text.contains("otf: registering (tracepoint) pidx 0\n"),
-        "{text}"
+        text.contains("otf: registering (tracepoint) pidx 0\nn=0x3\n"),
+        "three forks counted while on, then exit(): {text}"
     );
     let row: Vec<&str> = text
         .lines()
@@ -346,21 +357,25 @@ fn no_otf_keeps_everything_armed() {
 fn safe_context_notification_refreshes_before_the_timer() {
     need_root!();
     // The background timer is 30 s away: only the notification sent by the tracepoint body
-    // (a safe context) can arm the timer probe in time.
+    // (a safe context) can arm the timer probe in time. The test calls getppid until otf
+    // exits, so a call comes after the tracepoint is attached whenever that is.
     let t = Instant::now();
-    let o = otf(&[
-        "run",
-        "--otf-debug",
-        "--otf-interval",
-        "30s",
-        "-T",
-        "20s",
-        "-c",
-        "sleep 0.2; sh -c true; sleep 10",
-        "-e",
-        "global on\nprobe kernel.trace(\"syscalls:sys_enter_getppid\") if (!on) { on = 1 }\n\
-         probe timer.ms(5) if (on) { println(\"hit\"); exit() }",
-    ]);
+    let o = otf_while(
+        &[
+            "run",
+            "--otf-debug",
+            "--otf-interval",
+            "30s",
+            "-T",
+            "20s",
+            "-e",
+            "global on\nprobe kernel.trace(\"syscalls:sys_enter_getppid\") if (!on) { on = 1 }\n\
+             probe timer.ms(5) if (on) { println(\"hit\"); exit() }",
+        ],
+        || {
+            let _ = std::os::unix::process::parent_id();
+        },
+    );
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     let text = out(&o);
     assert!(

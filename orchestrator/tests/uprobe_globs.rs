@@ -5,6 +5,10 @@
 
 use std::process::{Command, Output};
 
+use common::skip::{self, Need};
+
+mod common;
+
 const LIBC: &str = "/lib/x86_64-linux-gnu/libc.so.6";
 
 fn otf(args: &[&str]) -> Output {
@@ -15,13 +19,11 @@ fn otf(args: &[&str]) -> Output {
 }
 
 fn skip() -> bool {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED: needs root");
+    if !skip::need_root("attaching uprobes") {
         return true;
     }
     if !std::path::Path::new(LIBC).exists() {
-        eprintln!("SKIPPED: no {LIBC}");
+        skip::skip(Need::Env, &format!("no {LIBC}"));
         return true;
     }
     false
@@ -98,7 +100,7 @@ fn a_function_refused_at_attach_fails_the_start_naming_it() {
         return;
     }
     if Command::new("gcc").arg("--version").output().is_err() {
-        eprintln!("SKIPPED: no gcc");
+        skip::skip(Need::Tool, "no gcc to build the library");
         return;
     }
     let dir = std::env::temp_dir().join(format!("otf-bad-uprobe-{}", std::process::id()));

@@ -204,8 +204,7 @@ mod tests {
 
     #[test]
     fn ids_of_nonexistent_objects_do_not_exist() {
-        if !crate::system::is_root() {
-            eprintln!("note: skipped (needs root for bpf(2))");
+        if !crate::skip::need_root("bpf(2)") {
             return;
         }
         // Ids are allocated cyclically from 1 and never reach u32::MAX - 1 in a test machine's life.
@@ -221,8 +220,7 @@ mod tests {
 
     #[test]
     fn a_map_we_create_is_seen_held_and_then_gone() {
-        if !crate::system::is_root() {
-            eprintln!("note: skipped (needs root for bpf(2))");
+        if !crate::skip::need_root("bpf(2)") {
             return;
         }
         // BPF_MAP_CREATE: BPF_MAP_TYPE_ARRAY, key 4 bytes, value 8 bytes, 1 entry.

@@ -127,9 +127,6 @@ pub struct Case {
     /// Run alone (no other case of this test process at the same time). Stress cases always
     /// run alone; timing-sensitive validated cases ask for it with `SERIAL`.
     pub serial: bool,
-    /// For the function-probe ports: derive `expect_globs` at run time from the number of
-    /// kernel attachments `otf check` reports for the suite's target group.
-    pub expect_per_attachment: Option<(crate::onthefly::Suite, crate::onthefly::Subtest)>,
 }
 
 impl Case {
@@ -152,7 +149,6 @@ impl Case {
             kind: Kind::Validated,
             background: Background::default(),
             serial: false,
-            expect_per_attachment: None,
         }
     }
 

@@ -6,6 +6,7 @@
 //! - [`glob`]: glob patterns and the ordered-subsequence matching of SystemTap's harness;
 //! - [`onthefly`]: the ports of SystemTap's on-the-fly suite, generated from parameter tables;
 //! - [`runner`]: running a case (requirements, scheduling, background load, judging, reports);
+//! - [`skip`]: reporting skipped tests so that `cargo xtask test` counts them;
 //! - [`otf`]: finding (`$OTF_BIN` or `cargo build -p otf`) and running the binary;
 //! - [`system`]: privileges, kprobe detection, background processes, `/proc` sampling;
 //! - [`bpfobj`]: BPF programs, links and maps through `bpf(2)` and `fdinfo`, for leak checks;
@@ -19,5 +20,8 @@ pub mod glob;
 pub mod onthefly;
 pub mod otf;
 pub mod runner;
+pub mod skip;
+#[cfg(test)]
+mod skip_tests;
 pub mod stats;
 pub mod system;

@@ -468,36 +468,50 @@ probe timer.s({watchdog}) {{
     }
 }
 
-/// The `--otf-debug` vocabulary of a suite's target probes: (at start when off, turn on, turn off).
+/// The `--otf-debug` decision words of a suite's target probes: (at start when off, turn on,
+/// turn off), as SystemTap prints them for the probe type (docs/user-guide.md, "Output").
 pub fn vocabulary(suite: Suite) -> (&'static str, &'static str, &'static str) {
     match suite {
-        Suite::Hrtimer => (
-            "* not starting (hrtimer) pidx ?",
-            "* enabling (hrtimer) pidx ?",
-            "* disabling (hrtimer) pidx ?",
-        ),
-        Suite::Tracepoint => (
-            "* not registering (tracepoint) pidx ?",
-            "* registering (tracepoint) pidx ?",
-            "* unregistering (tracepoint) pidx ?",
-        ),
-        Suite::Uprobes => (
-            "* not registering (u*probe) pidx ?",
-            "* registering (u*probe) pidx ?",
-            "* unregistering (u*probe) pidx ?",
-        ),
-        Suite::Kprobes => (
-            "* registering as disabled (k*probe) pidx ?",
-            "* enabling (k*probe) pidx ?",
-            "* disabling (k*probe) pidx ?",
-        ),
+        Suite::Hrtimer => ("not starting", "enabling", "disabling"),
+        Suite::Tracepoint | Suite::Uprobes => ("not registering", "registering", "unregistering"),
+        Suite::Kprobes => ("registering as disabled", "enabling", "disabling"),
     }
 }
 
-/// SystemTap's `make_pattern`: the ordered expected lines for subtest `t`, where the target
-/// probes make `attachments` kernel attachments (one debug line each per decision).
-pub fn expected(suite: Suite, t: &Subtest, attachments: usize) -> Vec<String> {
+/// The kernel attachments of a suite's target probes, each as (flavour, pidx), in the order
+/// otf reports one refresh's decisions: ascending pidx (`otf_core::plan`).
+///
+/// Derived from the script, not asked of otf: the target probes are the script's first probes
+/// (pidx 0, and pidx 1 for the return probe), and each names exactly one function: `foo`, which
+/// the target program [`crate::system::UPROBE_TARGET_C`] defines once, and `vfs_read`, which
+/// the kprobe requirement ([`crate::system::kprobes_available`]) finds in the kernel's
+/// `/proc/kallsyms`. One function is one attachment per probe point, and the flavour is fixed
+/// by the point: `.function` is a uprobe or kprobe, `.return` a uretprobe or kretprobe.
+///
+/// SystemTap's `uprobes_onthefly.exp` expects three lines per decision, `(uretprobe)` then
+/// `(uprobe)` twice, and `kprobes_onthefly.exp` three `(k*probe)` lines: SystemTap implements
+/// `@entry` in a return probe with a third, hidden entry probe, and lists its uprobes return
+/// probe first. otf evaluates `@entry` in the return probe's own attachment (no third probe)
+/// and reports decisions by pidx, so here each flavour and pidx is exact and there are two.
+pub fn targets(suite: Suite) -> &'static [(&'static str, u32)] {
+    match suite {
+        Suite::Hrtimer => &[("hrtimer", 0)],
+        Suite::Tracepoint => &[("tracepoint", 0)],
+        Suite::Uprobes => &[("uprobe", 0), ("uretprobe", 1)],
+        Suite::Kprobes => &[("kprobe", 0), ("kretprobe", 1)],
+    }
+}
+
+/// SystemTap's `make_pattern`: the ordered expected lines for subtest `t`, one decision line per
+/// target attachment ([`targets`]) per decision.
+pub fn expected(suite: Suite, t: &Subtest) -> Vec<String> {
     let (start_off, on, off) = vocabulary(suite);
+    let decision = |words: &str| {
+        targets(suite)
+            .iter()
+            .map(move |(flavour, pidx)| format!("* {words} ({flavour}) pidx {pidx}"))
+            .collect::<Vec<_>>()
+    };
     let hits: &[&str] = match suite {
         Suite::Hrtimer | Suite::Tracepoint => &["hit"],
         Suite::Uprobes | Suite::Kprobes => &["hit", "rethit"],
@@ -505,7 +519,7 @@ pub fn expected(suite: Suite, t: &Subtest, attachments: usize) -> Vec<String> {
     let mut enabled = t.start_enabled();
     let mut p: Vec<String> = Vec::new();
     if !enabled {
-        p.extend(std::iter::repeat_n(start_off.to_string(), attachments));
+        p.extend(decision(start_off));
     }
     for i in 0..=t.maxtoggles {
         if enabled {
@@ -513,30 +527,15 @@ pub fn expected(suite: Suite, t: &Subtest, attachments: usize) -> Vec<String> {
         }
         if i < t.maxtoggles {
             p.push("toggling".to_string());
-            let line = if enabled { off } else { on };
-            p.extend(std::iter::repeat_n(line.to_string(), attachments));
+            p.extend(decision(if enabled { off } else { on }));
             enabled = !enabled;
         }
     }
     p
 }
 
-/// The number of kernel attachments the target probes of `suite` make by default: one per
-/// probe point for timers and the tracepoint; the entry and the return probe for function
-/// probes. `$OTF_SUITE_FUNC_ATTACHMENTS` overrides the latter (e.g. if `@entry` ever needs a
-/// hidden entry attachment that shows in the debug lines).
-pub fn default_attachments(suite: Suite) -> usize {
-    match suite {
-        Suite::Hrtimer | Suite::Tracepoint => 1,
-        Suite::Uprobes | Suite::Kprobes => std::env::var("OTF_SUITE_FUNC_ATTACHMENTS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(2),
-    }
-}
-
 /// The runnable [`Case`] for subtest `t` of `suite`.
-pub fn case(suite: Suite, t: &Subtest, attachments: usize) -> Case {
+pub fn case(suite: Suite, t: &Subtest) -> Case {
     let mut c = Case::new(suite.name(), &t.name, Script::Text(script(suite, t)));
     c.kind = t.kind;
     c.opts.push("--otf-debug".to_string());
@@ -559,14 +558,7 @@ pub fn case(suite: Suite, t: &Subtest, attachments: usize) -> Case {
     );
     c.expect_none.push("timed out".to_string());
     match t.kind {
-        Kind::Validated => {
-            c.expect_globs = expected(suite, t, attachments);
-            if matches!(suite, Suite::Uprobes | Suite::Kprobes)
-                && std::env::var_os("OTF_SUITE_FUNC_ATTACHMENTS").is_none()
-            {
-                c.expect_per_attachment = Some((suite, t.clone()));
-            }
-        }
+        Kind::Validated => c.expect_globs = expected(suite, t),
         // Beyond SystemTap's "survived": the toggler ran exactly MAXTOGGLES times (bodies are
         // atomic, output is one complete stream), so the script really ran to its end.
         Kind::Stress => c
@@ -641,7 +633,7 @@ pub fn check_subtest(suite: Suite, name: &str) {
         panic!("{} has no subtest `{name}`", suite.name());
     };
     let t = on_this_machine(suite, &t);
-    crate::runner::check(&case(suite, &t, default_attachments(suite)));
+    crate::runner::check(&case(suite, &t));
 }
 
 /// Assert that the `#[test]` functions of a suite's test file are exactly its table.
@@ -693,7 +685,10 @@ mod tests {
     #[test]
     fn load_dependent_stress_keeps_systemtaps_watchdog() {
         if std::env::var_os("OTF_SUITE_WATCHDOG").is_some() || crate::system::in_vm() {
-            eprintln!("skipped: the watchdog is overridden or this is the VM");
+            crate::skip::skip(
+                crate::skip::Need::Env,
+                "$OTF_SUITE_WATCHDOG is set or this is the VM (checks the native defaults)",
+            );
             return;
         }
         for suite in [
@@ -788,51 +783,99 @@ mod tests {
     fn hrtimer_patterns_as_make_pattern() {
         let t = get(Suite::Hrtimer, "otf_start_disabled_iter_2");
         assert_eq!(
-            expected(Suite::Hrtimer, &t, 1),
+            expected(Suite::Hrtimer, &t),
             vec![
-                "* not starting (hrtimer) pidx ?",
+                "* not starting (hrtimer) pidx 0",
                 "toggling",
-                "* enabling (hrtimer) pidx ?",
+                "* enabling (hrtimer) pidx 0",
                 "hit",
                 "toggling",
-                "* disabling (hrtimer) pidx ?",
+                "* disabling (hrtimer) pidx 0",
             ]
         );
         let t = get(Suite::Hrtimer, "otf_finish_at_start_enabled");
-        assert_eq!(expected(Suite::Hrtimer, &t, 1), vec!["hit"]);
+        assert_eq!(expected(Suite::Hrtimer, &t), vec!["hit"]);
         let t = get(Suite::Hrtimer, "otf_finish_at_start_disabled");
         assert_eq!(
-            expected(Suite::Hrtimer, &t, 1),
-            vec!["* not starting (hrtimer) pidx ?"]
+            expected(Suite::Hrtimer, &t),
+            vec!["* not starting (hrtimer) pidx 0"]
         );
     }
 
     #[test]
-    fn function_patterns_repeat_per_attachment() {
+    fn function_patterns_name_each_attachment_by_flavour_and_pidx() {
         let t = get(Suite::Kprobes, "otf_start_disabled_iter_1");
         assert_eq!(
-            expected(Suite::Kprobes, &t, 2),
+            expected(Suite::Kprobes, &t),
             vec![
-                "* registering as disabled (k*probe) pidx ?",
-                "* registering as disabled (k*probe) pidx ?",
+                "* registering as disabled (kprobe) pidx 0",
+                "* registering as disabled (kretprobe) pidx 1",
                 "toggling",
-                "* enabling (k*probe) pidx ?",
-                "* enabling (k*probe) pidx ?",
+                "* enabling (kprobe) pidx 0",
+                "* enabling (kretprobe) pidx 1",
                 "hit",
                 "rethit",
             ]
         );
         let t = get(Suite::Uprobes, "otf_start_enabled_iter_1");
         assert_eq!(
-            expected(Suite::Uprobes, &t, 2),
+            expected(Suite::Uprobes, &t),
             vec![
                 "hit",
                 "rethit",
                 "toggling",
-                "* unregistering (u*probe) pidx ?",
-                "* unregistering (u*probe) pidx ?"
+                "* unregistering (uprobe) pidx 0",
+                "* unregistering (uretprobe) pidx 1"
             ]
         );
+        let t = get(Suite::Uprobes, "otf_start_disabled_iter_2");
+        assert_eq!(
+            expected(Suite::Uprobes, &t)[..3],
+            [
+                "* not registering (uprobe) pidx 0",
+                "* not registering (uretprobe) pidx 1",
+                "toggling",
+            ]
+        );
+        let t = get(Suite::Tracepoint, "otf_start_disabled_iter_1");
+        assert_eq!(
+            expected(Suite::Tracepoint, &t),
+            vec![
+                "* not registering (tracepoint) pidx 0",
+                "toggling",
+                "* registering (tracepoint) pidx 0",
+                "hit",
+            ]
+        );
+    }
+
+    /// The pidx of [`targets`] are those `otf check` gives the scripts' target probes: the
+    /// script text puts them first (checked here without running otf).
+    #[test]
+    fn target_probes_come_first_in_every_script() {
+        for suite in [
+            Suite::Hrtimer,
+            Suite::Tracepoint,
+            Suite::Uprobes,
+            Suite::Kprobes,
+        ] {
+            for t in subtests(suite) {
+                let s = script(suite, &t);
+                let probes: Vec<&str> = s
+                    .lines()
+                    .map(str::trim_start)
+                    .filter(|l| l.starts_with("probe "))
+                    .collect();
+                let n = targets(suite).len();
+                for (i, line) in probes.iter().enumerate() {
+                    let conditional = line.contains(" if (");
+                    assert_eq!(conditional, i < n, "{} {}: {line}", suite.name(), t.name);
+                }
+                if n == 2 {
+                    assert!(!probes[0].contains(".return") && probes[1].contains(".return"));
+                }
+            }
+        }
     }
 
     #[test]
@@ -853,7 +896,7 @@ mod tests {
         let s = script(Suite::Tracepoint, &t);
         assert!(s.contains("kernel.trace(\"sched_process_fork\") if (enabled)"));
         assert!(s.contains("probe timer.us(10000) {"));
-        let c = case(Suite::Tracepoint, &t, 1);
+        let c = case(Suite::Tracepoint, &t);
         assert_eq!(c.opts, vec!["--otf-debug", "--otf-interval", "1ms"]);
         assert!(c.background.echo_loop);
         let t = get(Suite::Uprobes, "otf_stress_prof_iter_2000");
@@ -862,14 +905,14 @@ mod tests {
             s.contains("process(\"./uprobes_onthefly.x\").function(\"foo\").return if (state > 0)")
         );
         assert!(s.contains("probe timer.profile {"));
-        let c = case(Suite::Uprobes, &t, 2);
+        let c = case(Suite::Uprobes, &t);
         assert_eq!(c.kind, Kind::Stress);
         assert_eq!(c.expect_count, vec![("toggling".to_string(), 2000)]);
         assert!(c.background.uprobe_target);
         let t = get(Suite::Kprobes, "otf_stress_5ms_iter_50");
         assert!(script(Suite::Kprobes, &t)
             .contains("kernel.function(\"vfs_read\").call if (state > 0)"));
-        assert!(case(Suite::Kprobes, &t, 2)
+        assert!(case(Suite::Kprobes, &t)
             .requires
             .contains(&Requirement::Kprobes));
     }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::case::{json_subset, Case, Kind, Requirement, Script};
 use crate::glob::{glob_match, match_subsequence, match_subsequence_by, Subsequence};
 use crate::otf::{run_otf, Outcome};
+use crate::skip::{self, Need};
 use crate::system::{self, BackgroundProcess, TempDir};
 
 /// How a case ended, when it did not fail.
@@ -15,8 +16,8 @@ use crate::system::{self, BackgroundProcess, TempDir};
 pub enum Verdict {
     /// It ran and every check held.
     Pass(Box<Outcome>),
-    /// It did not run; the reason.
-    Skip(String),
+    /// It did not run: what it lacked and the reason.
+    Skip(Need, String),
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -98,31 +99,39 @@ pub fn effective_timeout(timeout: Duration) -> Duration {
     }
 }
 
-/// Check the case's requirements; `Ok(Some(reason))` means skip, `Err` means fail.
-pub fn unmet_requirement(case: &Case) -> Result<Option<String>, String> {
+/// Check the case's requirements; `Ok(Some((need, reason)))` means skip, `Err` means fail.
+pub fn unmet_requirement(case: &Case) -> Result<Option<(Need, String)>, String> {
     for r in &case.requires {
         match r {
             Requirement::Root if !system::is_root() => {
-                return Ok(Some(
+                return Ok(Some((
+                    Need::Root,
                     "needs root (BPF, perf events); run the suite as root".to_string(),
-                ))
+                )))
             }
             Requirement::Vm if !system::in_vm() => {
-                return Ok(Some(
+                return Ok(Some((
+                    Need::Env,
                     "runs only inside the test VM (`cargo xtask vm -- ...`, OTF_IN_VM=1)"
                         .to_string(),
-                ))
+                )))
             }
             Requirement::Gcc if !system::gcc_available() => {
-                return Ok(Some("needs gcc to build the uprobe target".to_string()))
+                return Ok(Some((
+                    Need::Tool,
+                    "needs gcc to build the uprobe target".to_string(),
+                )))
             }
             Requirement::Kprobes => {
                 if let Err(why) = system::kprobes_available() {
                     if system::in_vm() {
                         return Err(format!("OTF_IN_VM=1 but this kernel cannot kprobe: {why}"));
                     }
-                    return Ok(Some(format!(
-                        "this kernel has no kprobes ({why}); kprobe tests run in the VM: cargo xtask vm -- ..."
+                    return Ok(Some((
+                        Need::Env,
+                        format!(
+                            "this kernel has no kprobes ({why}); kprobe tests run in the VM: cargo xtask vm -- ..."
+                        ),
                     )));
                 }
             }
@@ -135,7 +144,7 @@ pub fn unmet_requirement(case: &Case) -> Result<Option<String>, String> {
 /// Run a case and judge it. `Err` carries the full failure report.
 pub fn run_case(case: &Case) -> Result<Verdict, String> {
     match unmet_requirement(case) {
-        Ok(Some(why)) => return Ok(Verdict::Skip(why)),
+        Ok(Some((need, why))) => return Ok(Verdict::Skip(need, why)),
         Ok(None) => {}
         Err(e) => return Err(format!("=== {} FAILED: {e}", case.full_name())),
     }
@@ -183,20 +192,6 @@ pub fn run_case(case: &Case) -> Result<Verdict, String> {
         echo = Some(load.map_err(|e| fail(vec![e.to_string()], None, None))?);
     }
 
-    let mut case = case.clone();
-    if let Some((suite, t)) = &case.expect_per_attachment {
-        let n = attachments_by_check(&script_path, tmp.path(), suite.group()).map_err(|e| {
-            fail(
-                vec![format!(
-                    "`otf check` could not count the target attachments: {e}"
-                )],
-                None,
-                None,
-            )
-        })?;
-        case.expect_globs = crate::onthefly::expected(*suite, t, n);
-    }
-    let case = &case;
     let mut args = vec!["run".to_string()];
     args.extend(case.opts.iter().cloned());
     if case.kind == Kind::Stress && !case.opts.iter().any(|o| o == "--suppress-handler-errors") {
@@ -239,51 +234,6 @@ pub fn run_case(case: &Case) -> Result<Verdict, String> {
             Some((&case.expect_globs, &sub)),
         ))
     }
-}
-
-/// Run `otf check SCRIPT` in `cwd` and count the kernel attachments of probe group `group`
-/// (lines `probe N POINT group=GROUP ...`).
-///
-/// The count is cached per group for the life of the test process: every subtest of a suite has
-/// the same target probes (only the toggler differs), and `otf check` takes close to a minute
-/// under the VM's software emulation.
-pub fn attachments_by_check(
-    script: &std::path::Path,
-    cwd: &std::path::Path,
-    group: &str,
-) -> Result<usize, String> {
-    static CACHE: Mutex<Vec<(String, usize)>> = Mutex::new(Vec::new());
-    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((_, n)) = cache.iter().find(|(g, _)| g == group) {
-        return Ok(*n);
-    }
-    let limit = Duration::from_secs(if system::in_vm() { 600 } else { 60 });
-    let out = run_otf(
-        &["check".to_string(), script.display().to_string()],
-        cwd,
-        limit,
-    )?;
-    if out.code() != Some(0) {
-        return Err(format!(
-            "otf check ended with {}: {}",
-            out.status_text(),
-            out.stderr
-        ));
-    }
-    let needle = format!(" group={group} ");
-    let n = out
-        .lines()
-        .iter()
-        .filter(|l| l.starts_with("probe ") && l.contains(&needle))
-        .count();
-    if n == 0 {
-        return Err(format!(
-            "no `group={group}` line in:\n{}",
-            out.lines().join("\n")
-        ));
-    }
-    cache.push((group.to_string(), n));
-    Ok(n)
 }
 
 /// All checks except the glob subsequence (which [`run_case`] reports with its position).
@@ -435,7 +385,7 @@ pub fn failure_report(
     r
 }
 
-/// Run a case as a `#[test]`: print a note and return on skip, panic with the report on failure.
+/// Run a case as a `#[test]`: report a skip ([`skip::skip`]), panic with the report on failure.
 pub fn check(case: &Case) {
     let started = std::time::Instant::now();
     match run_case(case) {
@@ -447,7 +397,7 @@ pub fn check(case: &Case) {
                 o.elapsed
             );
         }
-        Ok(Verdict::Skip(why)) => eprintln!("note: {} SKIPPED: {why}", case.full_name()),
+        Ok(Verdict::Skip(need, why)) => skip::skip(need, &why),
         Err(report) => panic!("{report}"),
     }
 }

@@ -3,6 +3,7 @@
 
 use otf_testsuite::case::parse_test_file;
 use otf_testsuite::runner::{cases_dir, run_case, Verdict};
+use otf_testsuite::skip;
 
 fn run_file(stem: &str) {
     let path = cases_dir().join(format!("{stem}.test"));
@@ -31,7 +32,7 @@ fn run_file(stem: &str) {
     for (name, r) in results {
         match r {
             Ok(Verdict::Pass(o)) => eprintln!("{name}: pass (otf {:.2?})", o.elapsed),
-            Ok(Verdict::Skip(why)) => eprintln!("note: {name} SKIPPED: {why}"),
+            Ok(Verdict::Skip(need, why)) => skip::skip_named(need, &name, &why),
             Err(report) => {
                 eprintln!("{report}");
                 failures.push(name);

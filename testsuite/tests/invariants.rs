@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use otf_testsuite::bpfobj::{self, Held};
 use otf_testsuite::otf::{OtfProcess, Outcome};
 use otf_testsuite::runner::Slot;
+use otf_testsuite::skip::{self, Need};
 use otf_testsuite::stats::{self, check_alternation, final_armed};
 use otf_testsuite::system::{self, BackgroundProcess, TempDir};
 
@@ -26,16 +27,9 @@ fn wait(secs: u64) -> Duration {
     Duration::from_secs(if system::in_vm() { secs * 10 } else { secs })
 }
 
-/// Skip (with a printed note) unless root.
-fn need_root(test: &str) -> bool {
-    if system::is_root() {
-        true
-    } else {
-        eprintln!(
-            "note: invariants/{test} SKIPPED: needs root (BPF, perf events); run the suite as root"
-        );
-        false
-    }
+/// Skip (reported, [`skip`]) unless root.
+fn need_root() -> bool {
+    skip::need_root("BPF, perf events; run the suite as root")
 }
 
 /// Write `script` into `dir` and return the `otf run` arguments (options, then the file).
@@ -130,7 +124,7 @@ probe end {{ printf("bad=%d runs=%d toggles=%d\n", bad, runs, toggles) }}
 }
 
 fn condition_gates_bodies(test: &str, target: &str, echo: bool) {
-    if !need_root(test) {
+    if !need_root() {
         return;
     }
     let _slot = Slot::acquire(true);
@@ -200,15 +194,19 @@ fn a_condition_gates_bodies_tracepoint() {
     );
 }
 
-/// Whether this kernel has kprobes for `test`'s kprobe part: natively without them, a note
-/// (`without` says what is left out) and no; inside the VM, whose kernel has kprobes, their
-/// absence fails the test.
-fn kprobes_here(test: &str, without: &str) -> bool {
+/// Whether this kernel has kprobes for `test`'s kprobe part: natively without them, a reported
+/// skip ([`skip`]; `part` is `None` for the whole test, else the part left out) and no; inside
+/// the VM, whose kernel has kprobes, their absence fails the test.
+fn kprobes_here(test: &str, part: Option<&str>) -> bool {
     match system::kprobes_available() {
         Ok(()) => true,
         Err(why) if system::in_vm() => panic!("OTF_IN_VM=1 but no kprobes: {why}"),
         Err(why) => {
-            eprintln!("note: invariants/{test}: {without}: this kernel has no kprobes ({why})");
+            let why = format!("this kernel has no kprobes ({why}); they run in the VM");
+            match part {
+                None => skip::skip(Need::Env, &why),
+                Some(part) => skip::skip_named(Need::Env, &format!("{test} ({part})"), &why),
+            }
             false
         }
     }
@@ -217,7 +215,7 @@ fn kprobes_here(test: &str, without: &str) -> bool {
 #[test]
 fn a_condition_gates_bodies_kprobe() {
     let test = "a_condition_gates_bodies_kprobe";
-    if !kprobes_here(test, "SKIPPED") {
+    if !kprobes_here(test, None) {
         return;
     }
     condition_gates_bodies(test, "kernel.function(\"vfs_read\")", true);
@@ -227,7 +225,7 @@ fn a_condition_gates_bodies_kprobe() {
 // (b) final armed state equals the final condition, within one --otf-interval
 
 fn final_state_matches(test: &str, final_value: u32) {
-    if !need_root(test) {
+    if !need_root() {
         return;
     }
     let _slot = Slot::acquire(true);
@@ -237,7 +235,7 @@ fn final_state_matches(test: &str, final_value: u32) {
     // pidx 0: a timer, pidx 1: a tracepoint, pidx 2: a kprobe where the kernel has kprobes, all
     // on `enabled`; random toggling for 150 ticks, then the final value is written once and
     // left alone for 5 intervals before exit.
-    let kprobe = kprobes_here(test, "kprobes not covered");
+    let kprobe = kprobes_here(test, Some("kprobes"));
     let kprobe_line = if kprobe {
         "probe kernel.function(\"vfs_read\") if (enabled) { n2++ }"
     } else {
@@ -326,12 +324,15 @@ fn b_final_armed_state_matches_condition_on() {
 /// at most one interval's worth of hits (counted by `--stats` as skipped by condition), where the
 /// `--no-otf` baseline, armed throughout, gets a whole second's worth.
 fn disarmed_gets_no_hits(test: &str, target: &str, timer_target: bool) {
-    if !need_root(test) {
+    if !need_root() {
         return;
     }
     if system::in_vm() {
         // Hit counts over fixed windows mean nothing under software emulation.
-        eprintln!("note: invariants/{test} SKIPPED in the VM: timing-based, covered natively");
+        skip::skip(
+            Need::Env,
+            "timing-based (hit counts over wall-clock windows); runs natively",
+        );
         return;
     }
     let _slot = Slot::acquire(true);
@@ -423,7 +424,7 @@ enum Ending {
 }
 
 fn nothing_remains(test: &str, ending: Ending) {
-    if !need_root(test) {
+    if !need_root() {
         return;
     }
     let _slot = Slot::acquire(true);
@@ -447,9 +448,13 @@ fn nothing_remains(test: &str, ending: Ending) {
             "never",
         ));
     } else {
-        eprintln!("note: {test}: no gcc, uprobes not covered");
+        skip::skip_named(
+            Need::Tool,
+            &format!("{test} (uprobes)"),
+            "needs gcc to build the uprobe target",
+        );
     }
-    if kprobes_here(test, "kprobes not covered") {
+    if kprobes_here(test, Some("kprobes")) {
         points.push(("kernel.function(\"vfs_read\")", "1"));
         points.push(("kernel.function(\"vfs_read\").return", "never"));
     }
@@ -590,7 +595,7 @@ fn leak_cycles() -> usize {
 #[test]
 fn d_tracepoint_arm_disarm_cycles_do_not_leak() {
     let test = "d_tracepoint_arm_disarm_cycles_do_not_leak";
-    if !need_root(test) {
+    if !need_root() {
         return;
     }
     let _slot = Slot::acquire(true);

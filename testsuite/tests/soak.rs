@@ -20,19 +20,13 @@ use std::time::{Duration, Instant};
 use otf_testsuite::bpfobj::{self, Held};
 use otf_testsuite::otf::{OtfProcess, Outcome};
 use otf_testsuite::runner::Slot;
+use otf_testsuite::skip;
 use otf_testsuite::stats::{check_alternation, final_armed};
 use otf_testsuite::system::{self, TempDir};
 
-/// Skip (with a printed note) unless root.
-fn need_root(test: &str) -> bool {
-    if system::is_root() {
-        true
-    } else {
-        eprintln!(
-            "note: soak/{test} SKIPPED: needs root (BPF, perf events); run the suite as root"
-        );
-        false
-    }
+/// Skip (reported, [`skip`]) unless root.
+fn need_root() -> bool {
+    skip::need_root("BPF, perf events; run the suite as root")
 }
 
 /// Seconds of toggling: `$OTF_SOAK_SECS`, else `default` (10 in the VM).
@@ -275,7 +269,7 @@ fn show(script: &str, o: &Outcome) -> String {
 // The soak
 
 fn soak(test: &str, target: &str, default_secs: u64) {
-    if !need_root(test) {
+    if !need_root() {
         return;
     }
     let _slot = Slot::acquire(true);

@@ -9,6 +9,9 @@
 //! 3. `cargo test --workspace --no-fail-fast` runs on this machine's kernel (kernel tests need
 //!    root). The VM's output is printed when it ends. `--sequential` runs the VM afterwards
 //!    instead; `cargo xtask test --vm-only --vm-all` runs every kernel-level test binary there.
+//!
+//! The summary lists every test that skipped, natively and in each VM, and fails the run on the
+//! skips that must not happen there ([`skips`]).
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -18,6 +21,16 @@ use anyhow::{bail, Context, Result};
 
 use crate::util::{self, cargo, display_cmd, fmt_duration, shell_quote};
 use crate::{deps, vm};
+
+mod skips;
+
+/// What the tests need beyond building otf, installed like [`deps::BUILD`]: a test that skips
+/// for want of one of these fails `cargo xtask test` ([`skips::fatal`]).
+const TEST_DEPS: &[deps::Dep] = &[deps::Dep {
+    check: deps::Check::Bin("gcc"),
+    package: "gcc",
+    why: "builds the uprobe tests' target programs (also inside the VM, which runs the host's)",
+}];
 
 /// A test binary that runs inside the VM.
 pub struct VmTest {
@@ -250,6 +263,7 @@ struct Step {
 pub fn run(o: &Options) -> Result<i32> {
     let started = Instant::now();
     deps::ensure("building and testing otf", deps::BUILD)?;
+    deps::ensure("the uprobe tests", TEST_DEPS)?;
     if !o.no_vm {
         deps::ensure("the kernel tests in the VM", deps::VM)?;
     }
@@ -286,7 +300,23 @@ pub fn run(o: &Options) -> Result<i32> {
             eprintln!("\n{}", not_root_banner());
         }
     }
-    let native = || status(cargo().args(["test", "--workspace", "--no-fail-fast"]));
+    // Where each run's skips go: the native tests, and each VM of the table.
+    let native_place = skips::Place::new("native", "natively".into(), util::is_root())?;
+    let mut places = Vec::new();
+    if !o.vm_only {
+        places.push(native_place.clone());
+    }
+    if !o.no_vm {
+        places.extend(vm_places(if o.vm_all { VM_ALL_TESTS } else { VM_TESTS })?);
+    }
+    places.iter().for_each(skips::Place::clear);
+    let native = || {
+        status(
+            cargo()
+                .args(["test", "--workspace", "--no-fail-fast"])
+                .env(skips::LOG_ENV, &native_place.log),
+        )
+    };
     match (o.vm_only, o.no_vm) {
         (false, true) => step(&mut steps, "native tests", &mut || native()),
         (true, _) => step(&mut steps, "kernel tests in the VM", &mut || {
@@ -350,7 +380,25 @@ pub fn run(o: &Options) -> Result<i32> {
             }
         }
     }
-    Ok(summary(&steps, started.elapsed()))
+    let reports: Vec<skips::Report> = places.iter().map(skips::Place::report).collect();
+    Ok(summary(&steps, &reports, started.elapsed()))
+}
+
+/// The skip-log places of the VMs of `table`, by VM index.
+fn vm_places(table: &[VmTest]) -> Result<Vec<skips::Place>> {
+    let mut vms: Vec<usize> = table.iter().map(|t| t.vm).collect();
+    vms.sort_unstable();
+    vms.dedup();
+    vms.into_iter().map(|i| vm_place(table, i)).collect()
+}
+
+/// The skip-log place of VM `i` of `table` (its guest runs the tests as root).
+fn vm_place(table: &[VmTest], i: usize) -> Result<skips::Place> {
+    skips::Place::new(
+        &format!("vm{i}"),
+        format!("VM {i} ({})", vm_kernel(table, i)),
+        true,
+    )
 }
 
 fn not_root_banner() -> String {
@@ -522,11 +570,18 @@ fn run_group(
         "vm-tests-{}-vm{index}.progress",
         std::process::id()
     ));
+    // The file `run` collects this VM's skips from (kept across boots after a guest crash).
+    let skip_log = format!(
+        "{}={}",
+        skips::LOG_ENV,
+        skips::log_path(&format!("vm{index}"))?.display()
+    );
     let opts = vm::Options {
         kernel: vm_kernel(table, index).to_string(),
         verbose: o.verbose,
         timeout: o.vm_timeout,
         env: vec![
+            skip_log,
             "OTF_IN_VM=1".into(),
             "OTF_REQUIRE_KPROBES=1".into(),
             format!("OTF_BIN={}", otf.display()),
@@ -692,8 +747,9 @@ fn vm_script(
     Ok(s)
 }
 
-/// Prints the summary; returns the process exit status.
-fn summary(steps: &[Step], total: Duration) -> i32 {
+/// Prints the summary (the steps, then every skipped test by place); returns the process exit
+/// status: 1 if a step failed or a test skipped where it must not ([`skips::fatal`]).
+fn summary(steps: &[Step], skipped: &[skips::Report], total: Duration) -> i32 {
     eprintln!("\nxtask test: summary");
     let mut failed = 0;
     for s in steps {
@@ -714,7 +770,8 @@ fn summary(steps: &[Step], total: Duration) -> i32 {
     if !util::is_root() && steps.iter().any(|s| s.name == "native tests") {
         eprintln!("  (not root: kernel tests skipped natively)");
     }
-    if failed == 0 {
+    let bad_skips = skips::print(skipped);
+    if failed == 0 && bad_skips == 0 {
         eprintln!(
             "xtask test: PASSED ({} steps, {})",
             steps.len(),
@@ -722,8 +779,13 @@ fn summary(steps: &[Step], total: Duration) -> i32 {
         );
         0
     } else {
+        let skips_note = if bad_skips > 0 {
+            format!(", {bad_skips} test(s) skipped that must run here (FATAL above)")
+        } else {
+            String::new()
+        };
         eprintln!(
-            "xtask test: FAILED ({failed} of {} steps failed, {})",
+            "xtask test: FAILED ({failed} of {} steps failed{skips_note}, {})",
             steps.len(),
             fmt_duration(total)
         );
@@ -854,6 +916,7 @@ mod tests {
         assert_eq!(
             summary(
                 &[step(Outcome::Ok), step(Outcome::Skipped("y".into()))],
+                &[],
                 Duration::ZERO
             ),
             0
@@ -861,9 +924,57 @@ mod tests {
         assert_eq!(
             summary(
                 &[step(Outcome::Ok), step(Outcome::Failed("z".into()))],
+                &[],
                 Duration::ZERO
             ),
             1
         );
+    }
+
+    #[test]
+    fn summary_fails_on_skips_that_must_not_happen() {
+        let ok = [Step {
+            name: "native tests",
+            outcome: Outcome::Ok,
+            took: Duration::ZERO,
+        }];
+        let report = |as_root, log: &str| {
+            let place = skips::Place {
+                name: "natively".into(),
+                log: PathBuf::from("/nonexistent"),
+                as_root,
+            };
+            skips::Report::parse(&place, log)
+        };
+        let root = "otf-test-skip: root invariants::d_leak: needs root (BPF)\n";
+        let env = "otf-test-skip: env kprobes_onthefly::otf_timer_10ms: no kprobes here\n";
+        let tool = "otf-test-skip: tool uprobes_onthefly::otf_timer_50ms: needs gcc\n";
+        // Listed, not fatal: kprobes natively; root while not root.
+        assert_eq!(summary(&ok, &[report(false, env)], Duration::ZERO), 0);
+        assert_eq!(summary(&ok, &[report(false, root)], Duration::ZERO), 0);
+        // Fatal: root while root (natively or in a VM), a tool the xtask installs.
+        assert_eq!(summary(&ok, &[report(true, root)], Duration::ZERO), 1);
+        assert_eq!(
+            summary(
+                &ok,
+                &[report(true, env), report(false, tool)],
+                Duration::ZERO
+            ),
+            1
+        );
+    }
+
+    /// The VM guests get the same log file `run` reads the VM's skips from.
+    #[test]
+    fn each_vm_has_its_own_skip_log() {
+        let places = vm_places(VM_TESTS).unwrap();
+        assert_eq!(
+            places.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+            ["VM 0 (6.12)", "VM 1 (6.12)", "VM 2 (6.1)"]
+        );
+        assert!(places.iter().all(|p| p.as_root));
+        let logs: std::collections::BTreeSet<_> = places.iter().map(|p| &p.log).collect();
+        assert_eq!(logs.len(), 3);
+        assert_eq!(places[1].log, skips::log_path("vm1").unwrap());
     }
 }

@@ -9,6 +9,10 @@ use otf_script::sema::GlobalInfo;
 use otf_script::store::{Aggregate, MapError, MemStore, Value};
 use otf_script::vm::GlobalStore;
 
+/// Reporting skipped tests (docs/testing.md, "Skipped tests").
+#[path = "../../../testsuite/src/skip.rs"]
+mod skip;
+
 const N: u32 = 0;
 const A: u32 = 1;
 const W: u32 = 2;
@@ -100,12 +104,7 @@ fn load(infos: &[GlobalInfo]) -> Runtime {
 }
 
 fn needs_root() -> bool {
-    // SAFETY: no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("note: SKIPPED: creating BPF maps needs root");
-        return false;
-    }
-    true
+    skip::need_root("creating BPF maps")
 }
 
 /// Both stores, checked to agree after every operation.

@@ -63,9 +63,12 @@ fn kprobe_handlers_count_and_see_return_values() {
     let links = match links {
         Ok(l) => l,
         Err(e) if !required() => {
-            eprintln!(
-                "note: kprobe_handlers_count_and_see_return_values SKIPPED: kprobes unavailable \
-                 on this kernel ({e}); set OTF_REQUIRE_KPROBES=1 to require them"
+            skip::skip(
+                skip::Need::Env,
+                &format!(
+                    "kprobes unavailable on this kernel ({e}); set OTF_REQUIRE_KPROBES=1 to \
+                     require them"
+                ),
             );
             return;
         }

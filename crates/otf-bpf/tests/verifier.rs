@@ -5,6 +5,10 @@ use otf_bpf::{LoadOptions, ProbeSlot, ProgKind, Runtime, RuntimeImage};
 use otf_codegen::insn::{Insn, DW, R1, R8};
 use otf_script::bytecode::{Insn as BInsn, Op};
 
+/// Reporting skipped tests (docs/testing.md, "Skipped tests").
+#[path = "../../../testsuite/src/skip.rs"]
+mod skip;
+
 /// Replace the first instruction generated for pidx 0 with a read far past the frame.
 fn out_of_bounds(p: &mut otf_codegen::Program) {
     let at = p.owners.iter().find(|&&(_, o)| o == 0).expect("pidx 0").0;
@@ -13,9 +17,7 @@ fn out_of_bounds(p: &mut otf_codegen::Program) {
 
 #[test]
 fn a_refused_program_is_an_otf_bug_with_its_log() {
-    // SAFETY: no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED: loading BPF programs needs root");
+    if !skip::need_root("loading BPF programs") {
         return;
     }
     let img = RuntimeImage {
@@ -82,9 +84,7 @@ fn image_of(src: &str) -> RuntimeImage {
 
 #[test]
 fn the_largest_bodies_load_and_run() {
-    // SAFETY: no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED: loading BPF programs needs root");
+    if !skip::need_root("loading BPF programs") {
         return;
     }
     let mut straight = String::from("global x\nprobe timer.ms(1) {\n");

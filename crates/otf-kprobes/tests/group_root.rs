@@ -14,6 +14,10 @@ use otf_uprobes_inode::sys::counting::CountingProgram;
 use otf_uprobes_inode::sys::ProgKind;
 use otf_uprobes_inode::table::TablePolicy;
 
+/// Reporting skipped tests (docs/testing.md, "Skipped tests").
+#[path = "../../../testsuite/src/skip.rs"]
+mod skip;
+
 fn root() -> bool {
     // SAFETY: geteuid has no preconditions.
     let r = unsafe { libc::geteuid() } == 0;
@@ -22,7 +26,7 @@ fn root() -> bool {
             std::env::var_os("OTF_IN_VM").is_none(),
             "the VM tests run as root"
         );
-        println!("note: not root; kprobe attach tests skipped");
+        skip::skip(skip::Need::Root, "needs root (attaching kprobes)");
     }
     r
 }
@@ -36,7 +40,10 @@ fn kprobes_here() -> bool {
                 std::env::var_os("OTF_IN_VM").is_none(),
                 "OTF_IN_VM=1 but: {msg}"
             );
-            println!("note: {msg}; kprobe attach tests skipped (they run in `cargo xtask vm`)");
+            skip::skip(
+                skip::Need::Env,
+                &format!("{msg}; kprobe attach tests run in `cargo xtask vm`"),
+            );
             false
         }
     }
@@ -100,7 +107,14 @@ fn getppid_times(n: u32) {
 
 #[test]
 fn arming_fails_clearly_without_kprobes() {
-    if !root() || kprobes_here() {
+    if !root() {
+        return;
+    }
+    if kprobes_available().is_ok() {
+        skip::skip(
+            skip::Need::Env,
+            "this kernel has kprobes; the test is for kernels without them",
+        );
         return;
     }
     let (_progs, programs) = Progs::load(4);

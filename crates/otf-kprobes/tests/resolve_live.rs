@@ -3,12 +3,16 @@
 
 use otf_kprobes::{kprobes_available, resolve, resolve_verbose, KernelSymbols, NO_KPROBES};
 
+/// Reporting skipped tests (docs/testing.md, "Skipped tests").
+#[path = "../../../testsuite/src/skip.rs"]
+mod skip;
+
 #[test]
 fn vfs_read_resolves_on_this_kernel() {
     let syms = match KernelSymbols::load() {
         Ok(s) => s,
         Err(e) => {
-            println!("note: skipped, no kernel symbol list: {e}");
+            skip::skip(skip::Need::Env, &format!("no kernel symbol list: {e}"));
             return;
         }
     };

@@ -4,6 +4,10 @@
 #[path = "../examples/common/minprog.rs"]
 mod minprog;
 
+/// Reporting skipped tests (docs/testing.md, "Skipped tests").
+#[path = "../../../testsuite/src/skip.rs"]
+mod skip;
+
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
@@ -25,7 +29,7 @@ fn getppid_n(n: usize) {
 #[test]
 fn syscall_tracepoint_on_the_fly() {
     if !root() {
-        eprintln!("skipped: needs root");
+        skip::skip(skip::Need::Root, "needs root (BPF, tracepoints)");
         return;
     }
     let prog = minprog::load_noop(minprog::PROG_TYPE_TRACEPOINT).expect("load");
@@ -114,7 +118,7 @@ fn syscall_tracepoint_on_the_fly() {
 #[test]
 fn raw_tracepoint_with_cookie_and_concurrent_release() {
     if !root() {
-        eprintln!("skipped: needs root");
+        skip::skip(skip::Need::Root, "needs root (BPF, tracepoints)");
         return;
     }
     let perf = minprog::load_noop(minprog::PROG_TYPE_TRACEPOINT).expect("load");
@@ -146,7 +150,7 @@ fn raw_tracepoint_with_cookie_and_concurrent_release() {
 #[test]
 fn probes_on_one_perf_tracepoint_share_an_attachment() {
     if !root() {
-        eprintln!("skipped: needs root");
+        skip::skip(skip::Need::Root, "needs root (BPF, tracepoints)");
         return;
     }
     let prog = minprog::load_noop(minprog::PROG_TYPE_TRACEPOINT).expect("load");

@@ -13,6 +13,10 @@ use otf_uprobes_inode::sys::ProgKind;
 use otf_uprobes_inode::table::TablePolicy;
 use otf_uprobes_inode::{resolve, UprobeGroup, UprobePrograms, UprobeSpec};
 
+/// Reporting skipped tests (docs/testing.md, "Skipped tests").
+#[path = "../../../testsuite/src/skip.rs"]
+mod skip;
+
 /// Serialises process spawning with link closing inside this test binary. A child between
 /// fork and exec holds copies of every descriptor of the parent, close-on-exec or not, so a link
 /// closed by one test while another test spawns a process stays attached until that child execs;
@@ -27,7 +31,7 @@ fn root() -> bool {
     // SAFETY: geteuid has no preconditions.
     let r = unsafe { libc::geteuid() } == 0;
     if !r {
-        println!("note: not root; uprobe attach tests skipped");
+        skip::skip(skip::Need::Root, "needs root (attaching uprobes)");
     }
     r
 }

@@ -7,6 +7,10 @@ use std::process::Command;
 
 use otf_uprobes_inode::{list_functions, resolve, resolve_path, ResolveError};
 
+/// Reporting skipped tests (docs/testing.md, "Skipped tests").
+#[path = "../../../testsuite/src/skip.rs"]
+mod skip;
+
 const SRC: &str = r#"
 #include <stdio.h>
 int fn_alpha(int x) { return x + 1; }
@@ -220,7 +224,7 @@ fn libc_path() -> Option<PathBuf> {
 #[test]
 fn libc_malloc_resolves_to_its_file_offset() {
     let Some(libc) = libc_path() else {
-        println!("note: no libc.so.6 at the usual places; skipped");
+        skip::skip(skip::Need::Env, "no libc.so.6 at the usual places");
         return;
     };
     let t = resolve(libc.to_str().unwrap(), "malloc", false).unwrap();

@@ -8,6 +8,10 @@ use otf_core::{ArmedSet, PlanInput, ProbeGroup};
 use otf_script::bytecode::{Insn, Op};
 use otf_uprobes_inode::{resolve, UprobeGroup, UprobePrograms, UprobeSpec};
 
+/// Reporting skipped tests (docs/testing.md, "Skipped tests").
+#[path = "../../../testsuite/src/skip.rs"]
+mod skip;
+
 /// The one function the orchestrator needs: the runtime's uprobe handlers as descriptors.
 fn programs(rt: &Runtime) -> UprobePrograms {
     let fd = |k| rt.program(k).map(|p| p.try_clone_to_owned().unwrap());
@@ -21,9 +25,7 @@ fn programs(rt: &Runtime) -> UprobePrograms {
 
 #[test]
 fn group_counts_hits_in_the_otf_runtime() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        println!("note: not root; skipped");
+    if !skip::need_root("attaching uprobes") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -2,13 +2,13 @@
 
 #![allow(dead_code)]
 
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
-/// Whether the tests run as root (the kernel tests need it).
-pub fn root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
+/// Reporting skipped tests (`skip::skip(Need, why)`), shared with the kernel-level suite so
+/// that `cargo xtask test` counts them (docs/testing.md, "Skipped tests").
+#[path = "../../../testsuite/src/skip.rs"]
+pub mod skip;
 
 /// Runs the `otf` binary built for these tests with `args`.
 pub fn otf(args: &[&str]) -> Output {
@@ -16,6 +16,30 @@ pub fn otf(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("otf runs")
+}
+
+/// Runs `otf` with `args` and calls `poke` (which causes the kernel event the script waits
+/// for) every 10 ms until otf exits: the events keep coming until the script has seen what it
+/// needs, instead of a fixed sleep guessing when the probe is armed. Panics after 60 s. The
+/// output is read after otf exits: for runs that print less than a pipe holds (64 KiB).
+pub fn otf_while(args: &[&str], mut poke: impl FnMut()) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_otf"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("otf runs");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().expect("wait for otf").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let o = child.wait_with_output().expect("otf output");
+            panic!("otf still running after 60 s:\n{}\n{}", out(&o), err(&o));
+        }
+        poke();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().expect("otf output")
 }
 
 /// Its stdout as text.
@@ -28,12 +52,11 @@ pub fn err(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// Return from the test, saying so, when not root.
+/// Return from the test, reporting the skip ([`skip`]), when not root.
 #[macro_export]
 macro_rules! need_root {
     () => {
-        if !common::root() {
-            eprintln!("SKIPPED: needs root");
+        if !common::skip::need_root("BPF, perf events") {
             return;
         }
     };

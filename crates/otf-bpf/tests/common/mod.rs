@@ -4,6 +4,11 @@
 use otf_bpf::{ProbeSlot, RuntimeImage};
 use otf_script::bytecode::{Insn, Op};
 
+/// Reporting skipped tests, shared with the kernel-level suite so that `cargo xtask test`
+/// counts them (docs/testing.md, "Skipped tests").
+#[path = "../../../../testsuite/src/skip.rs"]
+pub mod skip;
+
 /// Shorthands for instructions.
 pub fn i(op: Op) -> Insn {
     Insn::op(op)
@@ -87,29 +92,36 @@ impl Builder {
 }
 
 /// Whether this process can load a BPF program and run it with `BPF_PROG_TEST_RUN`, as the
-/// tests that run hits with [`otf_bpf::Runtime::test_run_hit`] need. If not, prints
-/// `note: TEST SKIPPED: why` (as the kernel-level suites do) and returns `false`; the test
-/// should then return and pass.
+/// tests that run hits with [`otf_bpf::Runtime::test_run_hit`] need. If not, reports the running
+/// test as skipped ([`skip`], as the kernel-level suites do; `_test` is no longer needed, the
+/// test's thread names it) and returns `false`; the test should then return.
 ///
 /// The check is independent of otf: it loads a two-instruction raw tracepoint program
 /// (`r0 = 0; exit`) and test-runs it, so that a runtime that fails to load is a failure, not a
 /// skip.
-pub fn can_test_run_bpf(test: &str) -> bool {
+pub fn can_test_run_bpf(_test: &str) -> bool {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("note: {test} SKIPPED: needs root (BPF_PROG_LOAD, BPF_PROG_TEST_RUN)");
+        skip::skip(
+            skip::Need::Root,
+            "needs root (BPF_PROG_LOAD, BPF_PROG_TEST_RUN)",
+        );
         return false;
     }
     if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
-        eprintln!(
-            "note: {test} SKIPPED: no kernel BTF (/sys/kernel/btf/vmlinux), which the otf runtime needs"
+        skip::skip(
+            skip::Need::Env,
+            "no kernel BTF (/sys/kernel/btf/vmlinux), which the otf runtime needs",
         );
         return false;
     }
     match raw_tp_test_run() {
         Ok(()) => true,
         Err(why) => {
-            eprintln!("note: {test} SKIPPED: this kernel cannot test-run BPF programs: {why}");
+            skip::skip(
+                skip::Need::Env,
+                &format!("this kernel cannot test-run BPF programs: {why}"),
+            );
             false
         }
     }
