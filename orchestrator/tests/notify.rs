@@ -4,27 +4,32 @@
 
 mod common;
 
-use common::{err, otf, out};
+use common::{err, otf, otf_while, out};
 
 /// The background timer is 30 s away and the run ends after 20 s: only the notification sent
 /// by the `sched:sched_process_fork` body can arm the timer probe, which then ends the run.
 #[test]
 fn a_flip_in_a_scheduler_tracepoint_body_arms_at_once() {
     need_root!();
-    let o = otf(&[
-        "run",
-        "--otf-debug",
-        "--otf-interval",
-        "30s",
-        "-T",
-        "20s",
-        "-c",
-        "sleep 0.2; sh -c true; sleep 10",
-        "-e",
-        "global on\nprobe kernel.trace(\"sched:sched_process_fork\") if (!on) { on = 1 }\n\
+    // A fork every 10 ms until otf exits (the first ones may come before the probe is armed).
+    let fork = || {
+        let _ = std::process::Command::new("true").status();
+    };
+    let o = otf_while(
+        &[
+            "run",
+            "--otf-debug",
+            "--otf-interval",
+            "30s",
+            "-T",
+            "20s",
+            "-e",
+            "global on\nprobe kernel.trace(\"sched:sched_process_fork\") if (!on) { on = 1 }\n\
          probe timer.ms(5) if (on) { println(\"hit\"); exit() }\n\
          probe end { println(\"end\") }",
-    ]);
+        ],
+        fork,
+    );
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     let text = out(&o);
     assert!(

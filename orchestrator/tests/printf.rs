@@ -113,7 +113,7 @@ fn a_memory_dump_in_a_user_space_body_is_a_read_fault() {
 fn memory_dumps_of_user_memory_in_a_uprobe() {
     need_root!();
     if !std::path::Path::new(LIBC).exists() {
-        eprintln!("SKIPPED: no {LIBC}");
+        common::skip::skip(common::skip::Need::Env, &format!("no {LIBC}"));
         return;
     }
     // `cat FILE` opens FILE through libc's open64: its first argument points at the path,
@@ -222,7 +222,10 @@ fn kernel_notes() -> Option<(u64, Vec<u8>)> {
 fn kernel_memory_dumps_in_a_tracepoint() {
     need_root!();
     let Some((addr, notes)) = kernel_notes() else {
-        eprintln!("SKIPPED: no __start_notes in /proc/kallsyms or no /sys/kernel/notes");
+        common::skip::skip(
+            common::skip::Need::Env,
+            "no __start_notes in /proc/kallsyms or no /sys/kernel/notes",
+        );
         return;
     };
     // As a script's (signed 64-bit) integer.
