@@ -22,6 +22,8 @@
 //! reaching the header again is `return 0`, leaving the loop is `return 1` with
 //! `Frame::exit` saying where to go on (a pc, or how the program ended).
 
+mod stats;
+
 use std::collections::HashMap;
 
 use otf_script::bytecode::{
@@ -967,6 +969,8 @@ impl<'a> Gen<'a> {
             | Op::SLen
             | Op::SConcat => self.string_insn(r, pc)?,
             Op::SRead => self.read_str(r, pc)?,
+            Op::StatGet => self.stat_get(r, pc)?,
+            Op::MapClear => self.map_clear(r, pc)?,
             Op::SFormat => self.sprintf(r, pc)?,
             Op::Exit => {
                 self.flush(r);

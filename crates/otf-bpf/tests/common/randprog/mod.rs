@@ -288,6 +288,8 @@ impl Case {
                         | Op::MapIn
                         | Op::MapDel
                         | Op::StatAdd
+                        | Op::StatGet
+                        | Op::MapClear
                         | Op::SLdG
                         | Op::SStG
                 )
