@@ -3,10 +3,9 @@
 use std::borrow::Cow;
 
 use crate::layout::{ERR_ARRAY_FULL, ERR_BAD_CODE, ERR_DIV_ZERO, ERR_MAXACTION, ERR_RANDINT};
-use crate::layout::{
-    ERR_KERNEL_STRING, ERR_READ_FAULT, ERR_USER_STRING, REC_ERR_ADDR, REC_ERR_ARG,
-};
+use crate::layout::{ERR_EMPTY_AGGREGATE, ERR_KERNEL_STRING, ERR_READ_FAULT, ERR_USER_STRING};
 use crate::layout::{REC_DEFER, REC_ERROR, REC_EXIT, REC_HDR_SIZE, REC_NOTIFY, REC_OUT};
+use crate::layout::{REC_ERR_ADDR, REC_ERR_ARG};
 use otf_script::bytecode::MAXSTRINGLEN;
 
 /// A run-time error kind, as reported by the BPF VM.
@@ -41,6 +40,8 @@ pub enum RuntimeErrorKind {
         /// The address.
         addr: u64,
     },
+    /// `@min`, `@max`, `@avg` or `@variance` of an aggregate with no values.
+    EmptyAggregate,
     /// A kind this version does not know.
     Unknown(u32),
 }
@@ -63,6 +64,7 @@ impl RuntimeErrorKind {
             ERR_USER_STRING => Self::UserStringFault { addr, rc: arg },
             ERR_KERNEL_STRING => Self::KernelStringFault { addr, rc: arg },
             ERR_READ_FAULT => Self::ReadFault { addr },
+            ERR_EMPTY_AGGREGATE => Self::EmptyAggregate,
             v => Self::Unknown(v),
         }
     }
@@ -84,6 +86,7 @@ impl RuntimeErrorKind {
             Self::ReadFault { addr } => {
                 return Cow::Owned(otf_script::vm::memory_fault_message(addr))
             }
+            Self::EmptyAggregate => "empty aggregate",
             Self::Unknown(_) => "unknown run-time error",
         })
     }
@@ -312,6 +315,18 @@ mod tests {
                 kind: RuntimeErrorKind::DivisionByZero,
                 pc: 17
             })
+        );
+        assert_eq!(
+            decode(&hdr(REC_ERROR, 1, ERR_EMPTY_AGGREGATE, 9)),
+            Some(Event::Error {
+                pidx: 1,
+                kind: RuntimeErrorKind::EmptyAggregate,
+                pc: 9
+            })
+        );
+        assert_eq!(
+            RuntimeErrorKind::EmptyAggregate.message(),
+            "empty aggregate"
         );
         assert_eq!(
             decode(&hdr(REC_ERROR, 2, ERR_ARRAY_FULL, 5)),

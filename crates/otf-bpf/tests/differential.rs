@@ -50,18 +50,12 @@ const LARGE_EVERY: u64 = 40;
 const LARGE_FACTOR: usize = 5;
 /// Mismatches reported in full.
 const FULL_REPORTS: usize = 3;
-/// Operations the code generator refuses (`otf_script::vm::user_space_only`: whole-array
-/// operations, aggregate reads and `foreach` run in user space only): the generator does not
-/// emit them. (`sprintf` of the formats the kernel prints is compared with the reference VM
-/// in `tests/strings.rs`.) Of the string functions (`SCall`) it emits all but `tokenize`
-/// (user space only) and `strlen` (which the compiler emits as `SLen`).
-const USER_SPACE_ONLY: &[Op] = &[
-    Op::MapClear,
-    Op::StatGet,
-    Op::IterStart,
-    Op::IterNext,
-    Op::SFormat,
-];
+/// Operations the code generator refuses (`otf_script::vm::user_space_only`: `foreach` runs
+/// in user space only): the generator does not emit them. (`sprintf` of the formats the kernel
+/// prints is compared with the reference VM in `tests/strings.rs`.) Of the string functions
+/// (`SCall`) it emits all but `tokenize` (user space only) and `strlen` (which the compiler
+/// emits as `SLen`).
+const USER_SPACE_ONLY: &[Op] = &[Op::IterStart, Op::IterNext, Op::SFormat];
 
 #[test]
 fn kernel_agrees_with_reference_vm() {

@@ -61,7 +61,11 @@ fn stat(f: &mut Func, field: i16) {
 /// Count a run-time error (frame's err/errpc) and send its record.
 fn report_error(f: &mut Func) {
     f.emit(Insn::ldx(DW, R1, R8, off::F_ERR));
-    f.emit(Insn::alu64_imm(Alu::And, R1, 7));
+    f.emit(Insn::alu64_imm(
+        Alu::And,
+        R1,
+        crate::layout::ERR_KINDS as i32 - 1,
+    ));
     f.emit(Insn::alu64_imm(Alu::Lsh, R1, 3));
     f.emit(Insn::mov(R2, R9));
     f.emit(Insn::alu64_reg(Alu::Add, R2, R1));

@@ -352,6 +352,8 @@ pub mod helper {
     pub const KTIME_GET_BOOT_NS: i32 = 125;
     /// `bpf_ringbuf_output` (5.8).
     pub const RINGBUF_OUTPUT: i32 = 130;
+    /// `bpf_for_each_map_elem` (5.13).
+    pub const FOR_EACH_MAP_ELEM: i32 = 164;
     /// `bpf_snprintf` (5.13).
     pub const SNPRINTF: i32 = 165;
     /// `bpf_timer_init` (5.15).
@@ -366,6 +368,8 @@ pub mod helper {
     pub const GET_ATTACH_COOKIE: i32 = 174;
     /// `bpf_loop` (5.17).
     pub const LOOP: i32 = 181;
+    /// `bpf_map_lookup_percpu_elem` (5.19).
+    pub const MAP_LOOKUP_PERCPU_ELEM: i32 = 195;
 
     /// The helper's name, for listings.
     pub fn name(id: i32) -> Option<&'static str> {
@@ -393,6 +397,8 @@ pub mod helper {
             TIMER_CANCEL => "bpf_timer_cancel",
             GET_ATTACH_COOKIE => "bpf_get_attach_cookie",
             LOOP => "bpf_loop",
+            FOR_EACH_MAP_ELEM => "bpf_for_each_map_elem",
+            MAP_LOOKUP_PERCPU_ELEM => "bpf_map_lookup_percpu_elem",
             _ => return None,
         })
     }

@@ -68,12 +68,15 @@ pub const ERR_USER_STRING: u32 = 6;
 /// Error kind: `kernel_string` could not read kernel memory ("kernel string copy fault at
 /// 0x1 [man error::fault]"); the record carries the address and the helper's error code.
 pub const ERR_KERNEL_STRING: u32 = 7;
+/// Error kind: `@min`, `@max`, `@avg` or `@variance` of an aggregate with no values
+/// ("empty aggregate").
+pub const ERR_EMPTY_AGGREGATE: u32 = 8;
 /// Error kind: `%m` or `%M` could not read the memory ("read fault [man error::fault] at
-/// 0x1"); the record carries the address and the helper's error code. Its counter is
-/// [`Stats::errors`]`[0]` (the index is the kind modulo [`ERR_KINDS`]; no kind is 0).
-pub const ERR_READ_FAULT: u32 = 8;
-/// Size of the per-kind error counter array.
-pub const ERR_KINDS: usize = 8;
+/// 0x1"); the record carries the address and the helper's error code.
+pub const ERR_READ_FAULT: u32 = 9;
+/// Size of the per-kind error counter array (a power of two: the kind is masked with
+/// `ERR_KINDS - 1` before it indexes it).
+pub const ERR_KINDS: usize = 16;
 
 /// Record kind: output record.
 pub const REC_OUT: u32 = 1;
@@ -334,6 +337,10 @@ pub struct Frame {
     pub erraddr: u64,
     /// The second operand of the last run-time error: the failed helper's error code.
     pub errarg: i64,
+    /// An aggregate read in the kernel (`StatGet`), combined over the CPUs' copies: count,
+    /// sum, min, max, then the `@variance` sums `Σ count·avg_s²`, `Σ count·avg_s` and
+    /// `Σ (count − 1)·variance_s`.
+    pub agg: [i64; 8],
 }
 
 /// The per-CPU array value.
@@ -415,6 +422,7 @@ pub(crate) mod off {
     pub const F_KEYBUF: usize = offset_of!(Frame, keybuf);
     pub const F_ERRADDR: i16 = s16(offset_of!(Frame, erraddr));
     pub const F_ERRARG: i16 = s16(offset_of!(Frame, errarg));
+    pub const F_AGG: usize = offset_of!(Frame, agg);
     pub const FRAME_SIZE: i32 = size_of::<Frame>() as i32;
 }
 
@@ -422,6 +430,7 @@ const _: () = assert!(size_of::<RecHdr>() == 48);
 const _: () = assert!(size_of::<Probe>() == 16);
 const _: () = assert!(size_of::<Counters>() == 64);
 const _: () = assert!(MAX_NEST.is_power_of_two());
+const _: () = assert!(ERR_KINDS.is_power_of_two() && ERR_EMPTY_AGGREGATE < ERR_KINDS as u32);
 const _: () = assert!(MAX_PROBES.is_power_of_two());
 const _: () = assert!(off::GLOBALS == 0);
 const _: () = assert!(off::F_OUT_ARGS == off::F_OUT + REC_HDR_SIZE);

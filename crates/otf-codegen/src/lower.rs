@@ -23,6 +23,7 @@
 //! `Frame::exit` saying where to go on (a pc, or how the program ended).
 
 mod output;
+mod stats;
 mod strfn;
 
 use std::collections::HashMap;
@@ -939,6 +940,8 @@ impl<'a> Gen<'a> {
             | Op::SConcat => self.string_insn(r, pc)?,
             Op::SRead => self.read_str(r, pc)?,
             Op::SCall => self.scall(r, pc)?,
+            Op::StatGet => self.stat_get(r, pc)?,
+            Op::MapClear => self.map_clear(r, pc)?,
             Op::SFormat => self.sprintf(r, pc)?,
             Op::Exit => {
                 self.flush(r);

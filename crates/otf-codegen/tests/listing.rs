@@ -191,6 +191,26 @@ fn isinstr_substr_and_strtol() {
 }
 
 #[test]
+fn aggregate_reads_and_whole_deletes() {
+    // Each read loops over the CPUs' copies (`bpf_loop`, a callback calling
+    // `bpf_map_lookup_percpu_elem` until it finds none) into `Frame::agg`; `@min` and
+    // `@avg` of no values are "empty aggregate" (error kind 8). `delete a` walks the hash
+    // with `bpf_for_each_map_elem` and a callback that deletes; `delete s` zeroes each CPU's
+    // copy of the scalar aggregate from the zero map.
+    let text = listing(
+        "global s, t, a\nprobe kernel.trace(\"syscalls:sys_enter_getppid\") { s <<< 1; t[pid()] <<< 2; a[1] = 1\n\
+         if (@min(t[pid()]) > 1) delete a; printf(\"%d %d\\n\", @count(s), @avg(s)); delete s }",
+        ProgKind::Tracepoint,
+    );
+    assert!(
+        text.contains("call bpf_map_lookup_percpu_elem#195"),
+        "{text}"
+    );
+    assert!(text.contains("call bpf_for_each_map_elem#164"), "{text}");
+    insta::assert_snapshot!(text);
+}
+
+#[test]
 fn every_lowered_string_function_generates_in_every_kind() {
     // Inside a loop too (a string function's `bpf_loop` callback under the loop's own).
     let src = "global n, t\nprobe kernel.trace(\"sched:sched_switch\") {\n  s = execname()\n  \
@@ -206,4 +226,31 @@ fn every_lowered_string_function_generates_in_every_kind() {
     // inside it: isinstr, strtol (two), text_str, str_replace.
     assert_eq!(text.matches("call bpf_loop#181").count(), 8, "{text}");
     assert_eq!(text.matches("; func[").count(), 9, "{text}");
+}
+
+#[test]
+fn variance_read_in_a_kernel_body() {
+    // Each CPU's copy adds count·avg_s², count·avg_s and (count − 1)·(_M2 / (count − 1)); the
+    // result is SystemTap's `_stp_stat_get` arithmetic on those sums.
+    insta::assert_snapshot!(listing(
+        "global v\nprobe kernel.trace(\"syscalls:sys_enter_getppid\") { v <<< pid(); println(@variance(v, 2)) }",
+        ProgKind::Tracepoint
+    ));
+}
+
+#[test]
+fn a_timer_body_with_aggregate_reads_and_delete_runs_in_the_kernel() {
+    // Reading an aggregate and `delete` of a whole array no longer need user space: the
+    // timer body is lowered, not deferred.
+    let img = image_of(
+        "global s, a\nprobe timer.ms(5) { s <<< 1; a[@count(s)] = 1; if (@count(s) > 3) { delete a; delete s } }",
+    );
+    assert!(img.probes.iter().all(|p| !p.deferred));
+    let p = generate(&img, ProgKind::PerfEvent, &KernelInfo::default()).expect("generates");
+    let text = dump(&p, &|_| String::new());
+    assert!(
+        text.contains("call bpf_map_lookup_percpu_elem#195"),
+        "{text}"
+    );
+    assert!(text.contains("call bpf_for_each_map_elem#164"), "{text}");
 }

@@ -692,11 +692,6 @@ impl<'a> Walker<'a> {
             ExprKind::Var(v) => {
                 if let Some(&g) = self.globals.get(&v.name) {
                     if !(self.in_function && self.is_param(&v.name)) {
-                        if self.infos[g as usize].kind.is_map() {
-                            self.info
-                                .uses
-                                .push((Use::UserOnly("`delete` of a whole array"), e.span));
-                        }
                         self.info.access.writes.insert(g);
                         return;
                     }
@@ -1029,10 +1024,6 @@ impl<'a> Walker<'a> {
                     return Ty::Int;
                 }
                 self.keys(keys);
-                self.info.uses.push((
-                    Use::UserOnly("reading an aggregate (`@count`, `@sum`, ...)"),
-                    e.span,
-                ));
                 if let Some(g) = self.map_global(target) {
                     self.info.access.reads.insert(g);
                 }

@@ -797,13 +797,8 @@ fn variance_and_its_bit_shift() {
         17,
         "conflicting bit shifts declared (previously 2)",
     );
-    // Where aggregates can be read: not in other kernel probes yet.
-    err_at(
-        "global s\nprobe kernel.trace(\"sched:sched_switch\") { s <<< 1; x = @variance(s) }",
-        2,
-        57,
-        "reading an aggregate (`@count`, `@sum`, ...): only available in `begin`, `end` and `timer` probes for now (their bodies run in user space)",
-    );
+    // Aggregates are read, and whole arrays deleted, in every kernel probe body.
+    ok("global s, a\nprobe kernel.trace(\"sched:sched_switch\") { s <<< 1; a[1] = @variance(s) + @count(s); delete a; delete s }");
 }
 
 #[test]

@@ -356,6 +356,7 @@ pub fn kind_of(e: &VmError) -> RuntimeErrorKind {
         VmError::DivisionByZero { .. } => RuntimeErrorKind::DivisionByZero,
         VmError::MaxAction { .. } => RuntimeErrorKind::MaxAction,
         VmError::InvalidRandint { .. } => RuntimeErrorKind::InvalidRandint,
+        VmError::EmptyAggregate { .. } => RuntimeErrorKind::EmptyAggregate,
         VmError::Array {
             err: otf_script::store::MapError::Full { .. },
             ..

@@ -1,16 +1,16 @@
 //! Arrays and aggregates of the generator: the globals every image declares ([`MAPS`]), the
 //! elements a case starts from, and the compiler's shapes of their uses (`a[k]`, `[k] in a`,
 //! `a[k] = v`, `a[k] += v`, `a[k] -= v`, `a[k] op= v`, `a[k]++`, `delete a[k]`,
-//! `s <<< v`, `t[k] <<< v`), with keys mostly drawn from a small range so that elements are
+//! `s <<< v`, `t[k] <<< v`, `@count(t[k])` and the other statistics, `delete a`), with keys mostly drawn from a small range so that elements are
 //! found, missed, deleted and that the small arrays fill up ("Array overflow").
 
 use std::sync::OnceLock;
 
 use otf_script::ast::Span;
-use otf_script::bytecode::{GlobalKind, HistSpec, Insn, Op, MAX_LOCALS};
+use otf_script::bytecode::{GlobalKind, HistSpec, Insn, Op, StatKind, MAX_LOCALS};
 use otf_script::sema::GlobalInfo;
 use otf_script::store::{Aggregate, MapError, MemStore, Value};
-use otf_script::vm::GlobalStore;
+use otf_script::vm::{GlobalStore, STAT_KIND_SHIFT};
 
 use super::{Gen, Mode, Rng, NGLOBALS};
 use crate::common::a;
@@ -385,10 +385,11 @@ impl Gen<'_> {
         if self.mode != Mode::Body || self.rng.chance(40) {
             return self.map_read(d);
         }
-        match self.rng.below(10) {
+        match self.rng.below(12) {
             0..=3 => self.map_write(d),
             4..=6 => self.map_incdec(true),
             7 => self.map_op_assign(d),
+            10 | 11 => self.stat_read(d),
             _ => {
                 // (t[k] <<< v) as a value: 0
                 if !self.stat_add(d) {
@@ -414,6 +415,28 @@ impl Gen<'_> {
         };
         self.map_keys(&m, d);
         self.emit(Insn::new(op, m.g as i32, m.keys() as i64));
+    }
+
+    /// `@count(s)`, `@sum(t[k])`, `@min`, `@max`, `@avg`, or `@variance` of an aggregate
+    /// that keeps it: pushes the statistic (bodies only: the language has no aggregate
+    /// reads in conditions).
+    fn stat_read(&mut self, d: u32) {
+        let Some(m) = self.pick_map(|m| !m.is_array()) else {
+            return self.leaf();
+        };
+        self.map_keys(&m, d);
+        // Half of them cannot be empty aggregates ("empty aggregate" ends the body).
+        let kind = match self.rng.below(12) {
+            0..=2 => StatKind::Count,
+            3..=5 => StatKind::Sum,
+            6 | 7 => StatKind::Min,
+            8 => StatKind::Max,
+            9 => StatKind::Avg,
+            _ if m.hist.variance.is_some() => StatKind::Variance,
+            _ => StatKind::Avg,
+        };
+        let imm = m.keys() as i64 | (kind as i64) << STAT_KIND_SHIFT;
+        self.emit(Insn::new(Op::StatGet, m.g as i32, imm));
     }
 
     /// `a[k] = v`, `a[k] += v` or `a[k] -= v`: pushes the new value.
@@ -528,6 +551,13 @@ impl Gen<'_> {
                     self.map_write(ed);
                     self.op(Op::Pop);
                 }
+            }
+            92..=94 => {
+                // delete a (a whole array or aggregate)
+                let Some(m) = self.pick_map(|_| true) else {
+                    return self.assign_var(ed);
+                };
+                self.emit(a(Op::MapClear, m.g as i32));
             }
             _ => {
                 self.map_read(ed);

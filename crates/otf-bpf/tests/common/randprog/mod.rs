@@ -301,6 +301,8 @@ impl Case {
                         | Op::MapIn
                         | Op::MapDel
                         | Op::StatAdd
+                        | Op::StatGet
+                        | Op::MapClear
                         | Op::SLdG
                         | Op::SStG
                 )
