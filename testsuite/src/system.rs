@@ -47,32 +47,11 @@ pub fn kprobes_available() -> Result<(), String> {
     {
         return Err("vfs_read is not in /proc/kallsyms".to_string());
     }
-    // struct perf_event_attr, PERF_ATTR_SIZE_VER7 (128 bytes) laid out as u64 words.
-    let func = c"vfs_read";
-    let mut attr = [0u64; 16];
-    attr[0] = u64::from(ty) | (128u64 << 32); // type, size
-    attr[5] = 1; // flags: disabled
-    attr[7] = func.as_ptr() as u64; // config1 = kprobe_func
-                                    // SAFETY: attr is a valid, zero-padded perf_event_attr of the size it declares, and the
-                                    // function name it points to outlives the call.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_perf_event_open,
-            attr.as_ptr(),
-            -1i32,
-            0i32,
-            -1i32,
-            8u64, /* PERF_FLAG_FD_CLOEXEC */
-        )
-    };
-    if fd < 0 {
-        return Err(format!(
-            "opening a kprobe on vfs_read failed: {}",
-            io::Error::last_os_error()
-        ));
-    }
-    // SAFETY: fd was just returned by perf_event_open and is owned here.
-    unsafe { libc::close(fd as i32) };
+    // Opening the kprobe (without a BPF program) and closing it again proves that this kernel
+    // lets us place one.
+    let attr = otf_attach::perf::PerfAttr::probe(ty, 0, c"vfs_read", 0);
+    otf_attach::perf::open(&attr, 0)
+        .map_err(|e| format!("opening a kprobe on vfs_read failed: {e}"))?;
     Ok(())
 }
 

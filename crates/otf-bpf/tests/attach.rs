@@ -7,10 +7,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::*;
+use otf_attach::sys::{attach_uprobe, attach_uprobe_multi};
 use otf_bpf::{cookie, entry_cookie, Event, ProbeSlot, ProgKind, Runtime};
 use otf_script::bytecode::{Ctx, Op};
 use otf_tracepoint::{Tracepoint, TracepointLink};
-use otf_uprobes_inode::sys::{attach_uprobe, attach_uprobe_multi};
 
 /// The uprobe tests attach to one function of this executable for every process, and both
 /// call it: they run one at a time, so that each sees only its own calls.

@@ -7,9 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use otf_attach::sys::{attach_kprobe, attach_kprobe_multi, Link};
 use otf_bpf::{cookie, Event, ProbeSlot, ProgKind, Runtime};
 use otf_script::bytecode::{Ctx, Op};
-use otf_uprobes_inode::sys::{attach_kprobe, attach_kprobe_multi, Link};
 
 const FUNC: &str = "__x64_sys_getppid";
 

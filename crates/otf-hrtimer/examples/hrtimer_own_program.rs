@@ -5,8 +5,7 @@
 //! cargo run -p otf-hrtimer --example hrtimer_own_program
 //! ```
 
-#[path = "common/minprog.rs"]
-mod minprog;
+use otf_attach::testprog as minprog;
 
 use std::os::fd::AsFd;
 use std::time::Duration;

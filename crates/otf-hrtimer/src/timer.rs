@@ -1,5 +1,6 @@
 //! Timer points, their kernel attachments, and the owned perf cpu-clock timer.
 
+use otf_attach::perf;
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -156,14 +157,11 @@ impl PerfTimer {
         cookie: u64,
         enabled: bool,
     ) -> io::Result<PerfTimer> {
-        let event = sys::perf_event_open(
-            sys::PERF_TYPE_SOFTWARE,
-            sys::PERF_COUNT_SW_CPU_CLOCK,
-            attachment.period_ns,
+        let event = perf::open(
+            &perf::PerfAttr::cpu_clock(attachment.period_ns, false),
             attachment.cpu as i32,
-            false,
         )?;
-        let link = sys::bpf_link_perf_event(prog, event.as_fd(), cookie)?;
+        let link = otf_attach::sys::link_perf_event(prog, event.as_fd(), cookie)?;
         let mut t = PerfTimer {
             link,
             event,
@@ -178,14 +176,14 @@ impl PerfTimer {
 
     /// Starts the timer (`PERF_EVENT_IOC_ENABLE`).
     pub fn enable(&mut self) -> io::Result<()> {
-        sys::perf_event_set_enabled(self.event.as_fd(), true)?;
+        perf::set_enabled(self.event.as_fd(), true)?;
         self.enabled = true;
         Ok(())
     }
 
     /// Stops the timer (`PERF_EVENT_IOC_DISABLE`): the program stops running at once.
     pub fn disable(&mut self) -> io::Result<()> {
-        sys::perf_event_set_enabled(self.event.as_fd(), false)?;
+        perf::set_enabled(self.event.as_fd(), false)?;
         self.enabled = false;
         Ok(())
     }
@@ -193,7 +191,7 @@ impl PerfTimer {
     /// Nanoseconds the timer has run while enabled (the cpu-clock event's count): the timer
     /// was due `count_ns() / period` times.
     pub fn count_ns(&self) -> io::Result<u64> {
-        sys::perf_event_read(self.event.as_fd())
+        perf::read_count(self.event.as_fd())
     }
 
     /// Whether the timer is currently enabled.

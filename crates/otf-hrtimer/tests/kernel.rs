@@ -1,8 +1,7 @@
 //! Real-kernel tests (root): a timer created disabled never fires, enabling makes it fire,
 //! disabling stops it, and releasing leaves nothing attached.
 
-#[path = "../examples/common/minprog.rs"]
-mod minprog;
+use otf_attach::testprog as minprog;
 
 /// Reporting skipped tests (docs/testing.md, "Skipped tests").
 #[path = "../../../testsuite/src/skip.rs"]

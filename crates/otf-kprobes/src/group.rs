@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 
+use otf_attach::sys::{self, Link};
+use otf_attach::table::{cookie, ApplyStats, Attacher, LinkTable, Part, TablePolicy};
 use otf_core::{ApplyReport, CondId, Flavor, Pidx, Plan, ProbeEntry, ProbeGroup, SafeContext};
-use otf_uprobes_inode::sys::{self, Link};
-use otf_uprobes_inode::table::{cookie, ApplyStats, Attacher, LinkTable, Part, TablePolicy};
 
 use crate::resolve::{KprobeTarget, NO_KPROBES};
 
@@ -151,7 +151,7 @@ pub const MIN_MULTI: usize = 2;
 ///
 /// Armed = attached; disarmed = link closed. At start a probe whose condition is false is
 /// "registering as disabled": nothing is attached in the kernel (a BPF kprobe has no disabled
-/// state cheaper than absence). Batching and closing follow [`otf_uprobes_inode::table`].
+/// state cheaper than absence). Batching and closing follow [`otf_attach::table`].
 pub struct KprobeGroup {
     entries: Vec<ProbeEntry>,
     attach: Attach,

@@ -6,13 +6,13 @@
 
 use std::time::Instant;
 
+use otf_attach::sys::counting::CountingProgram;
+use otf_attach::sys::ProgKind;
+use otf_attach::table::TablePolicy;
 use otf_core::{ArmedSet, Pidx, PlanInput, ProbeGroup};
 use otf_kprobes::{
     kprobes_available, KernelSymbols, KprobeGroup, KprobePrograms, KprobeSpec, NO_KPROBES,
 };
-use otf_uprobes_inode::sys::counting::CountingProgram;
-use otf_uprobes_inode::sys::ProgKind;
-use otf_uprobes_inode::table::TablePolicy;
 
 /// Reporting skipped tests (docs/testing.md, "Skipped tests").
 #[path = "../../../testsuite/src/skip.rs"]

@@ -5,8 +5,7 @@
 //! cargo run -p otf-tracepoint --example tracepoint_measure_detach -- 'syscalls:sys_enter_get*'
 //! ```
 
-#[path = "common/minprog.rs"]
-mod minprog;
+use otf_attach::testprog as minprog;
 
 use std::os::fd::AsFd;
 use std::time::Instant;

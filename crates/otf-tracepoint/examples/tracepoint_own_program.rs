@@ -6,8 +6,7 @@
 //! cargo run -p otf-tracepoint --example tracepoint_own_program
 //! ```
 
-#[path = "common/minprog.rs"]
-mod minprog;
+use otf_attach::testprog as minprog;
 
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use crate::resolve::{tracepoint_id, TraceError, Tracepoint};
 
@@ -67,53 +67,6 @@ pub enum AttachError {
     Sys(&'static str, #[source] io::Error),
 }
 
-const PERF_TYPE_TRACEPOINT: u32 = 2;
-const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 8;
-const BPF_RAW_TRACEPOINT_OPEN: libc::c_long = 17;
-const BPF_LINK_CREATE: libc::c_long = 28;
-const BPF_PERF_EVENT: u32 = 41;
-
-#[repr(C)]
-#[derive(Default)]
-struct PerfEventAttr {
-    type_: u32,
-    size: u32,
-    config: u64,
-    sample_period: u64,
-    sample_type: u64,
-    read_format: u64,
-    flags: u64,
-    rest: [u64; 9],
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct LinkCreateAttr {
-    prog_fd: u32,
-    target_fd: u32,
-    attach_type: u32,
-    flags: u32,
-    bpf_cookie: u64,
-    pad: [u64; 4],
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct RawTpAttr {
-    name: u64,
-    prog_fd: u32,
-    pad: u32,
-    cookie: u64,
-}
-
-fn check_fd(r: libc::c_long, what: &'static str) -> Result<OwnedFd, AttachError> {
-    if r < 0 {
-        return Err(AttachError::Sys(what, io::Error::last_os_error()));
-    }
-    // SAFETY: the kernel just returned this new fd, which nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
-}
-
 impl TracepointLink {
     /// Attaches `prog` (a `BPF_PROG_TYPE_TRACEPOINT` program) to `tp` through a perf
     /// tracepoint event and a BPF link carrying `cookie`.
@@ -123,44 +76,11 @@ impl TracepointLink {
         cookie: u64,
     ) -> Result<TracepointLink, AttachError> {
         let id = tracepoint_id(tp).map_err(AttachError::Trace)?;
-        let attr = PerfEventAttr {
-            type_: PERF_TYPE_TRACEPOINT,
-            size: std::mem::size_of::<PerfEventAttr>() as u32,
-            config: id,
-            sample_period: 1,
-            ..PerfEventAttr::default()
-        };
-        // SAFETY: `attr` is a valid perf_event_attr of the size it declares; it outlives the
-        // call. pid -1 / cpu 0 is how BPF programs attach to a tracepoint on all CPUs.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_perf_event_open,
-                &attr as *const PerfEventAttr,
-                -1 as libc::pid_t,
-                0 as libc::c_int,
-                -1 as libc::c_int,
-                PERF_FLAG_FD_CLOEXEC,
-            )
-        };
-        let perf = check_fd(r, "perf_event_open(tracepoint)")?;
-        let lattr = LinkCreateAttr {
-            prog_fd: prog.as_raw_fd() as u32,
-            target_fd: perf.as_raw_fd() as u32,
-            attach_type: BPF_PERF_EVENT,
-            flags: 0,
-            bpf_cookie: cookie,
-            pad: [0; 4],
-        };
-        // SAFETY: `lattr` is a valid zero-padded BPF_LINK_CREATE attribute and outlives the call.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_LINK_CREATE,
-                &lattr as *const LinkCreateAttr,
-                std::mem::size_of::<LinkCreateAttr>() as u32,
-            )
-        };
-        let link = check_fd(r, "bpf(BPF_LINK_CREATE)")?;
+        // pid -1 / cpu 0 is how BPF programs attach to a tracepoint on all CPUs.
+        let perf = otf_attach::perf::open(&otf_attach::perf::PerfAttr::tracepoint(id), 0)
+            .map_err(|e| AttachError::Sys("perf_event_open(tracepoint)", e))?;
+        let link = otf_attach::sys::link_perf_event(prog, perf.as_fd(), cookie)
+            .map_err(|e| AttachError::Sys("bpf(BPF_LINK_CREATE)", e))?;
         Ok(TracepointLink {
             link,
             _perf: Some(perf),
@@ -175,29 +95,8 @@ impl TracepointLink {
         tp: &Tracepoint,
         cookie: u64,
     ) -> Result<TracepointLink, AttachError> {
-        let name = std::ffi::CString::new(tp.name.as_str()).map_err(|_| {
-            AttachError::Sys(
-                "raw tracepoint name",
-                io::Error::from(io::ErrorKind::InvalidInput),
-            )
-        })?;
-        let attr = RawTpAttr {
-            name: name.as_ptr() as u64,
-            prog_fd: prog.as_raw_fd() as u32,
-            pad: 0,
-            cookie,
-        };
-        // SAFETY: `attr` is a valid raw_tracepoint attribute whose name pointer stays alive
-        // (owned by `name`) for the duration of the call.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_RAW_TRACEPOINT_OPEN,
-                &attr as *const RawTpAttr,
-                std::mem::size_of::<RawTpAttr>() as u32,
-            )
-        };
-        let link = check_fd(r, "bpf(BPF_RAW_TRACEPOINT_OPEN)")?;
+        let link = otf_attach::sys::raw_tracepoint_open(prog, &tp.name, cookie)
+            .map_err(|e| AttachError::Sys("bpf(BPF_RAW_TRACEPOINT_OPEN)", e))?;
         Ok(TracepointLink {
             link,
             _perf: None,

@@ -1,8 +1,7 @@
 //! Real-kernel tests (root): a tracepoint probe runs its program iff it is armed, and many
 //! links are released concurrently.
 
-#[path = "../examples/common/minprog.rs"]
-mod minprog;
+use otf_attach::testprog as minprog;
 
 /// Reporting skipped tests (docs/testing.md, "Skipped tests").
 #[path = "../../../testsuite/src/skip.rs"]

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use otf_core::{ApplyReport, CondId, Flavor, Pidx, Plan, ProbeEntry, ProbeGroup, SafeContext};
 
 use crate::resolve::UprobeTarget;
-use crate::sys::{self, Link};
-use crate::table::{cookie, ApplyStats, Attacher, LinkTable, Part, TablePolicy};
+use otf_attach::sys::{self, Link};
+use otf_attach::table::{cookie, ApplyStats, Attacher, LinkTable, Part, TablePolicy};
 
 /// One kernel attachment of the group: a resolved function with its pidx and condition.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -186,7 +186,7 @@ pub enum GroupError {
 /// Armed = attached; disarmed = link closed (a perf `DISABLE` does not stop BPF on uprobes).
 /// One pidx per kernel attachment (resolved function × entry/return). Attachments made in one
 /// apply are batched into uprobe_multi links per (file, condition, entry/return), and links are
-/// closed concurrently: see [`crate::table`] and docs/uprobes.md.
+/// closed concurrently: see [`otf_attach::table`] and docs/uprobes.md.
 pub struct UprobeGroup {
     entries: Vec<ProbeEntry>,
     attach: Attach,

@@ -3,17 +3,14 @@
 //! - [`resolve_path`] / [`resolve`]: ELF symbol resolution to file offsets (no privilege).
 //! - [`UprobeGroup`]: the [`otf_core::ProbeGroup`] that arms probes by attaching them and
 //!   disarms them by closing their links, batching with uprobe_multi.
-//! - [`sys`]: raw uprobe / uprobe_multi / kprobe / kprobe_multi links on file descriptors, and a
-//!   tiny counting BPF program for tests and examples.
-//! - [`table`]: the link table and apply algorithm shared with `otf-kprobes`.
+//!
+//! The links and the link table it arms them with are `otf-attach`'s, shared with `otf-kprobes`.
 
 /// Glob matching, shared by every probe type (from `otf-core`).
 pub use otf_core::glob;
 
 mod group;
 mod resolve;
-pub mod sys;
-pub mod table;
 
 pub use group::{
     GroupError, UprobeGroup, UprobeKey, UprobePrograms, UprobeSpec, GROUP_NAME, SAFE_CONTEXT,

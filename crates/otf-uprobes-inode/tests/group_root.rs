@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+use otf_attach::sys::counting::CountingProgram;
+use otf_attach::sys::ProgKind;
+use otf_attach::table::TablePolicy;
 use otf_core::{ArmedSet, Pidx, PlanInput, ProbeGroup};
-use otf_uprobes_inode::sys::counting::CountingProgram;
-use otf_uprobes_inode::sys::ProgKind;
-use otf_uprobes_inode::table::TablePolicy;
 use otf_uprobes_inode::{resolve, UprobeGroup, UprobePrograms, UprobeSpec};
 
 /// Reporting skipped tests (docs/testing.md, "Skipped tests").

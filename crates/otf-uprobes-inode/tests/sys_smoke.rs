@@ -1,6 +1,6 @@
 //! Root: the raw attach functions fire (counting program, gcc-built target).
+use otf_attach::sys::{self, counting::CountingProgram, ProgKind};
 use otf_uprobes_inode::resolve;
-use otf_uprobes_inode::sys::{self, counting::CountingProgram, ProgKind};
 use std::process::Command;
 
 #[test]

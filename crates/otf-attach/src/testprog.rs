@@ -1,6 +1,6 @@
 //! A minimal BPF program loaded with raw `bpf(2)` calls, and its run counter: enough to show
-//! that a probe group arms and disarms *your own* program. Shared by the example and tests.
-#![allow(dead_code)]
+//! that a probe group arms and disarms *your own* program (feature `test-program`; used by the
+//! tracepoint and hrtimer crates' examples and tests).
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};

@@ -13,15 +13,18 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 /// `bpf(2)` commands and constants used here (from `linux/bpf.h`).
 mod c {
+    #[cfg_attr(not(feature = "test-program"), allow(dead_code))]
     pub const BPF_MAP_CREATE: i64 = 0;
+    #[cfg_attr(not(feature = "test-program"), allow(dead_code))]
     pub const BPF_MAP_LOOKUP_ELEM: i64 = 1;
+    #[cfg_attr(not(feature = "test-program"), allow(dead_code))]
     pub const BPF_PROG_LOAD: i64 = 5;
+    pub const BPF_RAW_TRACEPOINT_OPEN: i64 = 17;
     pub const BPF_LINK_CREATE: i64 = 28;
     pub const BPF_PERF_EVENT: u32 = 41;
     pub const BPF_TRACE_KPROBE_MULTI: u32 = 42;
     pub const BPF_TRACE_UPROBE_MULTI: u32 = 48;
     pub const BPF_F_RETURN: u32 = 1; // BPF_F_UPROBE_MULTI_RETURN / BPF_F_KPROBE_MULTI_RETURN
-    pub const PERF_FLAG_FD_CLOEXEC: u64 = 1 << 3;
 }
 
 /// A `union bpf_attr`, zeroed, written field by field at the kernel's offsets.
@@ -107,45 +110,45 @@ fn pmu(kind: &str) -> io::Result<(u32, u32)> {
 }
 
 /// `perf_event_open` of a uprobe/kprobe PMU event: `name` is the path (uprobe) or the function
-/// (kprobe), `offset` the file offset (uprobe) or the offset in the function (kprobe).
+/// (kprobe), `offset` the file offset (uprobe) or the offset in the function (kprobe). On CPU 0
+/// for every process, as libbpf opens system-wide uprobes and kprobes.
 fn perf_probe(kind: &str, name: &CString, offset: u64, ret: bool) -> io::Result<OwnedFd> {
     let (ty, bit) = pmu(kind)?;
-    // struct perf_event_attr, PERF_ATTR_SIZE_VER7 = 128 bytes.
-    #[repr(C, align(8))]
-    struct Attr([u8; 128]);
-    let mut a = Attr([0; 128]);
-    a.0[0..4].copy_from_slice(&ty.to_ne_bytes()); // type
-    a.0[4..8].copy_from_slice(&128u32.to_ne_bytes()); // size
     let config: u64 = if ret { 1 << bit } else { 0 };
-    a.0[8..16].copy_from_slice(&config.to_ne_bytes()); // config
-    a.0[56..64].copy_from_slice(&(name.as_ptr() as u64).to_ne_bytes()); // config1: path / func
-    a.0[64..72].copy_from_slice(&offset.to_ne_bytes()); // config2: offset
-                                                        // SAFETY: `a` is a valid perf_event_attr of the size it declares; `name` outlives the call.
-                                                        // pid = -1, cpu = 0: every process (what libbpf does for system-wide uprobes and kprobes).
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_perf_event_open,
-            a.0.as_ptr(),
-            -1i32,
-            0i32,
-            -1i32,
-            c::PERF_FLAG_FD_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: perf_event_open returned a new descriptor that we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    crate::perf::open(&crate::perf::PerfAttr::probe(ty, config, name, offset), 0)
 }
 
-fn perf_link(prog: BorrowedFd<'_>, perf: OwnedFd, cookie: u64) -> io::Result<Link> {
+/// Attaches `prog` to the perf event `perf` with a BPF link carrying `cookie` (read by the
+/// program with `bpf_get_attach_cookie`). Closing the returned fd detaches the program; the
+/// event stays open until its own fd is closed.
+pub fn link_perf_event(
+    prog: BorrowedFd<'_>,
+    perf: BorrowedFd<'_>,
+    cookie: u64,
+) -> io::Result<OwnedFd> {
     let mut attr = BpfAttr::new();
     attr.u32(0, prog.as_raw_fd() as u32)
         .u32(4, perf.as_raw_fd() as u32)
         .u32(8, c::BPF_PERF_EVENT)
         .u64(16, cookie);
-    let fd = bpf_fd(c::BPF_LINK_CREATE, &mut attr)?;
+    bpf_fd(c::BPF_LINK_CREATE, &mut attr)
+}
+
+/// Attaches `prog` (a `BPF_PROG_TYPE_RAW_TRACEPOINT` program) to the raw tracepoint `name`
+/// with `cookie` (`BPF_RAW_TRACEPOINT_OPEN`; the cookie needs kernel 6.10). Closing the
+/// returned fd detaches it.
+pub fn raw_tracepoint_open(prog: BorrowedFd<'_>, name: &str, cookie: u64) -> io::Result<OwnedFd> {
+    let name = cstring(name)?;
+    let mut attr = BpfAttr::new();
+    attr.u64(0, name.as_ptr() as u64)
+        .u32(8, prog.as_raw_fd() as u32)
+        .u64(16, cookie);
+    bpf_fd(c::BPF_RAW_TRACEPOINT_OPEN, &mut attr)
+}
+
+fn perf_link(prog: BorrowedFd<'_>, perf: OwnedFd, cookie: u64) -> io::Result<Link> {
+    use std::os::fd::AsFd;
+    let fd = link_perf_event(prog, perf.as_fd(), cookie)?;
     Ok(Link {
         fd,
         _perf: Some(perf),
@@ -238,6 +241,7 @@ pub fn attach_kprobe_multi(
 }
 
 /// Expected attach type of a program, for [`counting::CountingProgram::load`].
+#[cfg(feature = "test-program")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProgKind {
     /// `SEC("uprobe")`, `SEC("uretprobe")`, `SEC("kprobe")`, `SEC("kretprobe")`: perf-event links.
@@ -249,7 +253,9 @@ pub enum ProgKind {
 }
 
 /// A tiny hand-assembled BPF program that counts hits per attach cookie in an array map. Used by
-/// the tests and the examples to check that attachments fire, without any BPF toolchain.
+/// the tests and the examples to check that attachments fire, without any BPF toolchain
+/// (feature `test-program`).
+#[cfg(feature = "test-program")]
 pub mod counting {
     use super::*;
 

@@ -1,0 +1,17 @@
+//! Kernel attachment shared by otf's probe-type crates.
+//!
+//! - [`perf`]: the one `perf_event_open(2)` (cpu-clock, tracepoint and probe PMU events, on
+//!   the kernel's `struct perf_event_attr`) and the perf-event ioctls.
+//! - [`sys`]: BPF links for perf events and raw tracepoints, and uprobe / uprobe_multi / kprobe / kprobe_multi links on file descriptors
+//!   ([`sys::Link`] detaches on drop), and, with the `test-program` feature, a tiny counting BPF
+//!   program for tests and examples.
+//! - `testprog` (feature `test-program`): a no-op program of any type and its run count,
+//!   for examples and tests.
+//! - [`table`]: the link table and its apply algorithm (batching into multi links, bisecting
+//!   refused batches, closing concurrently), used by `otf-uprobes-inode` and `otf-kprobes`.
+
+pub mod perf;
+pub mod sys;
+pub mod table;
+#[cfg(feature = "test-program")]
+pub mod testprog;
