@@ -142,23 +142,7 @@ impl Debug for LinkTable {
     }
 }
 
-/// Closes links concurrently (at most `max_threads` at a time); returns when all are closed.
-pub fn close_all(links: Vec<Link>, max_threads: usize) {
-    if links.len() <= 1 {
-        drop(links);
-        return;
-    }
-    let threads = links.len().min(max_threads.max(1));
-    let mut buckets: Vec<Vec<Link>> = (0..threads).map(|_| Vec::new()).collect();
-    for (i, l) in links.into_iter().enumerate() {
-        buckets[i % threads].push(l);
-    }
-    std::thread::scope(|s| {
-        for b in buckets {
-            s.spawn(move || drop(b));
-        }
-    });
-}
+pub use crate::close::close_all;
 
 impl LinkTable {
     /// An empty table with `policy`.

@@ -38,8 +38,8 @@ pub fn mode_for(tp: &Tracepoint, raw_available: bool) -> AttachMode {
 }
 
 /// An attached tracepoint probe. Dropping it detaches the program (the probe is *disarmed*);
-/// for a perf tracepoint the drop blocks for a grace period (~60 ms): use [`release_all`] to
-/// drop many at once.
+/// for a perf tracepoint the drop blocks for a grace period (~60 ms): use `otf_attach::close::close_all`
+/// to drop many at once.
 pub struct TracepointLink {
     // Field order is drop order: the link before the perf event.
     link: OwnedFd,
@@ -132,105 +132,5 @@ impl TracepointLink {
     /// The BPF link fd.
     pub fn link_fd(&self) -> BorrowedFd<'_> {
         self.link.as_fd()
-    }
-}
-
-/// Drops every link concurrently, on up to 128 worker threads, and returns when all are
-/// released. Where the kernel lets the detaches overlap they cost about one grace period in
-/// all; perf-tracepoint detaches are partly serialised by the kernel itself (~40 ms each here),
-/// which is why [`Reaper`] moves them off the refresh path altogether.
-pub fn release_all(links: Vec<TracepointLink>) {
-    const MAX_THREADS: usize = 128;
-    match links.len() {
-        0 => {}
-        1 => drop(links),
-        n => {
-            let per = n.div_ceil(MAX_THREADS);
-            let mut links = links;
-            std::thread::scope(|s| {
-                while !links.is_empty() {
-                    let at = links.len().saturating_sub(per);
-                    let chunk = links.split_off(at);
-                    s.spawn(move || drop(chunk));
-                }
-            });
-        }
-    }
-}
-
-/// A background thread that releases links handed to it, so that a refresh never waits for
-/// detach grace periods. [`Reaper::release`] returns once the thread has taken the batch and is
-/// about to close it (a thread wake-up, tens of microseconds); the links then stop firing within
-/// about a millisecond, while their closes may take tens of milliseconds in the background.
-/// Every batch queued when the thread wakes up is released together. [`Reaper::flush`] (and
-/// dropping the reaper) waits until everything queued is released.
-#[derive(Debug, Default)]
-pub struct Reaper {
-    tx: Option<std::sync::mpsc::Sender<(Vec<TracepointLink>, std::sync::mpsc::SyncSender<()>)>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Reaper {
-    /// A reaper; its thread starts at the first [`Reaper::release`].
-    pub fn new() -> Reaper {
-        Reaper::default()
-    }
-
-    /// Queues `links` for release and returns when the reaper has started on them (at most
-    /// 100 ms). Falls back to releasing them on the calling thread if no thread can be started.
-    pub fn release(&mut self, links: Vec<TracepointLink>) {
-        type Batch = (Vec<TracepointLink>, std::sync::mpsc::SyncSender<()>);
-        if links.is_empty() {
-            return;
-        }
-        if self.tx.is_none() {
-            let (tx, rx) = std::sync::mpsc::channel::<Batch>();
-            let spawned = std::thread::Builder::new()
-                .name("otf-tp-reaper".into())
-                .spawn(move || {
-                    while let Ok((mut batch, ack)) = rx.recv() {
-                        let mut acks = vec![ack];
-                        while let Ok((more, ack)) = rx.try_recv() {
-                            batch.extend(more);
-                            acks.push(ack);
-                        }
-                        for a in acks {
-                            let _ = a.send(());
-                        }
-                        release_all(batch);
-                    }
-                });
-            match spawned {
-                Ok(handle) => {
-                    self.tx = Some(tx);
-                    self.thread = Some(handle);
-                }
-                Err(_) => return release_all(links),
-            }
-        }
-        let (ack_tx, ack_rx) = std::sync::mpsc::sync_channel(1);
-        if let Some(tx) = &self.tx {
-            match tx.send((links, ack_tx)) {
-                Ok(()) => {
-                    let _ = ack_rx.recv_timeout(std::time::Duration::from_millis(100));
-                }
-                Err(std::sync::mpsc::SendError((links, _))) => release_all(links),
-            }
-        }
-    }
-
-    /// Waits until every link queued so far is released (the thread ends; a later
-    /// [`Reaper::release`] starts a new one).
-    pub fn flush(&mut self) {
-        self.tx = None;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        self.flush();
     }
 }

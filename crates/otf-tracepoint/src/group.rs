@@ -7,9 +7,9 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use otf_core::{ApplyReport, Op, Pidx, Plan, ProbeEntry, ProbeGroup, SafeContext};
 
-use crate::attach::{
-    mode_for, release_all, AttachError, AttachMode, Reaper, TracepointLink, TracepointProgs,
-};
+use otf_attach::close::{close_all, Reaper, REAPER_THREADS};
+
+use crate::attach::{mode_for, AttachError, AttachMode, TracepointLink, TracepointProgs};
 use crate::resolve::Tracepoint;
 
 /// Groups of probes that must share one perf tracepoint attachment: the kernel attaches a
@@ -59,7 +59,7 @@ pub struct TracepointGroup {
     /// Per probe: the link it owns (only at slot owners).
     links: Vec<Option<TracepointLink>>,
     index: HashMap<Pidx, usize>,
-    reaper: Reaper,
+    reaper: Reaper<TracepointLink>,
 }
 
 impl TracepointGroup {
@@ -208,7 +208,7 @@ impl ProbeGroup for TracepointGroup {
             }
         }
         if releasing {
-            release_all(to_drop);
+            close_all(to_drop, REAPER_THREADS);
             self.reaper.flush();
         } else {
             self.reaper.release(to_drop);

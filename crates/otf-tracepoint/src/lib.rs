@@ -5,8 +5,8 @@
 //! arming attaches ([`TracepointLink::attach`]), disarming drops the link. perf's
 //! `PERF_EVENT_IOC_DISABLE` does not stop BPF programs on tracepoints, so this is the only way
 //! to make a disarmed tracepoint cost nothing. Drops of perf-tracepoint links block for a
-//! grace period; a [`Reaper`] thread releases them off the refresh path, and
-//! [`release_all`] releases a batch concurrently.
+//! grace period; otf-attach's `Reaper` thread releases them off the refresh path, and
+//! its `close_all` releases a batch concurrently.
 
 mod attach;
 mod group;
@@ -14,9 +14,7 @@ mod resolve;
 
 pub use group::{perf_chains, TracepointGroup};
 
-pub use attach::{
-    mode_for, release_all, AttachError, AttachMode, Reaper, TracepointLink, TracepointProgs,
-};
+pub use attach::{mode_for, AttachError, AttachMode, TracepointLink, TracepointProgs};
 pub use resolve::{
     events_dir, glob_match, list_all, list_in, resolve, resolve_in, tracepoint_id, TraceError,
     Tracepoint,

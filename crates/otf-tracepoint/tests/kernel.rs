@@ -127,7 +127,7 @@ fn raw_tracepoint_with_cookie_and_concurrent_release() {
     assert_eq!(l.mode(), AttachMode::Raw);
     drop(l);
 
-    // Many perf tracepoint links released together: all gone when release_all returns.
+    // Many perf tracepoint links released together: all gone when close_all returns.
     let tps = otf_tracepoint::resolve("syscalls:sys_enter_get*").expect("resolve");
     assert!(tps.len() >= 4);
     let links: Vec<_> = tps
@@ -137,7 +137,7 @@ fn raw_tracepoint_with_cookie_and_concurrent_release() {
         .collect();
     let n = links.len();
     let t = Instant::now();
-    otf_tracepoint::release_all(links);
+    otf_attach::close::close_all(links, otf_attach::close::REAPER_THREADS);
     let took = t.elapsed();
     eprintln!("released {n} perf tracepoint links in {took:?}");
     let _stats = minprog::enable_stats().expect("stats");
