@@ -78,6 +78,12 @@ impl Link {
         Link { fd, _perf: None }
     }
 
+    /// The link's descriptor and, for a link to a perf event, the event's, to close
+    /// separately (the link first).
+    pub fn into_fds(self) -> (OwnedFd, Option<OwnedFd>) {
+        (self.fd, self._perf)
+    }
+
     /// The link's file descriptor.
     pub fn fd(&self) -> BorrowedFd<'_> {
         use std::os::fd::AsFd;
@@ -146,12 +152,23 @@ pub fn raw_tracepoint_open(prog: BorrowedFd<'_>, name: &str, cookie: u64) -> io:
     bpf_fd(c::BPF_RAW_TRACEPOINT_OPEN, &mut attr)
 }
 
-fn perf_link(prog: BorrowedFd<'_>, perf: OwnedFd, cookie: u64) -> io::Result<Link> {
+/// Attaches `prog` to the perf event `perf` (a tracepoint, uprobe or kprobe event) with a BPF
+/// link carrying `cookie`; the [`Link`] owns both, and dropping it closes the link, then the
+/// event.
+pub fn attach_perf_event(prog: BorrowedFd<'_>, perf: OwnedFd, cookie: u64) -> io::Result<Link> {
     use std::os::fd::AsFd;
     let fd = link_perf_event(prog, perf.as_fd(), cookie)?;
     Ok(Link {
         fd,
         _perf: Some(perf),
+    })
+}
+
+/// [`raw_tracepoint_open`] as a [`Link`].
+pub fn attach_raw_tracepoint(prog: BorrowedFd<'_>, name: &str, cookie: u64) -> io::Result<Link> {
+    Ok(Link {
+        fd: raw_tracepoint_open(prog, name, cookie)?,
+        _perf: None,
     })
 }
 
@@ -171,7 +188,7 @@ pub fn attach_uprobe(
 ) -> io::Result<Link> {
     let p = cstring(path)?;
     let perf = perf_probe("uprobe", &p, offset, ret)?;
-    perf_link(prog, perf, cookie)
+    attach_perf_event(prog, perf, cookie)
 }
 
 /// Attaches `prog` (a `SEC("uprobe.multi")` / `SEC("uretprobe.multi")` program, i.e. loaded
@@ -207,7 +224,7 @@ pub fn attach_uprobe_multi(
 pub fn attach_kprobe(prog: BorrowedFd<'_>, func: &str, ret: bool, cookie: u64) -> io::Result<Link> {
     let f = cstring(func)?;
     let perf = perf_probe("kprobe", &f, 0, ret)?;
-    perf_link(prog, perf, cookie)
+    attach_perf_event(prog, perf, cookie)
 }
 
 /// Attaches `prog` (loaded with expected attach type `BPF_TRACE_KPROBE_MULTI`) to every kernel

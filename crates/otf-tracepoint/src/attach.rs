@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use crate::resolve::{tracepoint_id, TraceError, Tracepoint};
 
@@ -41,16 +41,14 @@ pub fn mode_for(tp: &Tracepoint, raw_available: bool) -> AttachMode {
 /// for a perf tracepoint the drop blocks for a grace period (~60 ms): use `otf_attach::close::close_all`
 /// to drop many at once.
 pub struct TracepointLink {
-    // Field order is drop order: the link before the perf event.
-    link: OwnedFd,
-    _perf: Option<OwnedFd>,
+    link: otf_attach::sys::Link,
     mode: AttachMode,
 }
 
 impl fmt::Debug for TracepointLink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TracepointLink")
-            .field("link", &self.link.as_raw_fd())
+            .field("link", &self.link.fd().as_raw_fd())
             .field("mode", &self.mode)
             .finish()
     }
@@ -79,11 +77,10 @@ impl TracepointLink {
         // pid -1 / cpu 0 is how BPF programs attach to a tracepoint on all CPUs.
         let perf = otf_attach::perf::open(&otf_attach::perf::PerfAttr::tracepoint(id), 0)
             .map_err(|e| AttachError::Sys("perf_event_open(tracepoint)", e))?;
-        let link = otf_attach::sys::link_perf_event(prog, perf.as_fd(), cookie)
+        let link = otf_attach::sys::attach_perf_event(prog, perf, cookie)
             .map_err(|e| AttachError::Sys("bpf(BPF_LINK_CREATE)", e))?;
         Ok(TracepointLink {
             link,
-            _perf: Some(perf),
             mode: AttachMode::Perf,
         })
     }
@@ -95,11 +92,10 @@ impl TracepointLink {
         tp: &Tracepoint,
         cookie: u64,
     ) -> Result<TracepointLink, AttachError> {
-        let link = otf_attach::sys::raw_tracepoint_open(prog, &tp.name, cookie)
+        let link = otf_attach::sys::attach_raw_tracepoint(prog, &tp.name, cookie)
             .map_err(|e| AttachError::Sys("bpf(BPF_RAW_TRACEPOINT_OPEN)", e))?;
         Ok(TracepointLink {
             link,
-            _perf: None,
             mode: AttachMode::Raw,
         })
     }
@@ -121,7 +117,7 @@ impl TracepointLink {
 
     /// The BPF link fd and, for a perf tracepoint, the perf event fd, to close separately.
     pub fn into_fds(self) -> (OwnedFd, Option<OwnedFd>) {
-        (self.link, self._perf)
+        self.link.into_fds()
     }
 
     /// How this link was made.
@@ -131,6 +127,6 @@ impl TracepointLink {
 
     /// The BPF link fd.
     pub fn link_fd(&self) -> BorrowedFd<'_> {
-        self.link.as_fd()
+        self.link.fd()
     }
 }
