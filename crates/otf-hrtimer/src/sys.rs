@@ -1,92 +1,42 @@
-//! Thin wrappers over the `bpf(2)` commands the BPF timers need (`BPF_PROG_TEST_RUN`,
-//! `BPF_MAP_LOOKUP_ELEM`), and the online CPUs. Perf events and links are otf-attach's.
+//! The `bpf(2)` commands the BPF timers need (`BPF_PROG_TEST_RUN`, `BPF_MAP_LOOKUP_ELEM`,
+//! through libbpf-sys), and the online CPUs. Perf events and links are otf-attach's.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
-/// `BPF_PROG_TEST_RUN`.
-const BPF_PROG_TEST_RUN: libc::c_long = 10;
-
-/// The `test` member of `union bpf_attr` (`BPF_PROG_TEST_RUN`).
-#[repr(C)]
-#[derive(Default)]
-struct TestRunAttr {
-    prog_fd: u32,
-    retval: u32,
-    data_size_in: u32,
-    data_size_out: u32,
-    data_in: u64,
-    data_out: u64,
-    repeat: u32,
-    duration: u32,
-    ctx_size_in: u32,
-    ctx_size_out: u32,
-    ctx_in: u64,
-    ctx_out: u64,
-    flags: u32,
-    cpu: u32,
-    batch_size: u32,
-    _pad: u32,
-}
-
-/// Runs the program `prog` once with `ctx` as its context (`BPF_PROG_TEST_RUN`, as for a
-/// `BPF_PROG_TYPE_SYSCALL` program) and returns its return value.
+/// Runs the program `prog` once with `ctx` as its context (`BPF_PROG_TEST_RUN` through
+/// libbpf's `bpf_prog_test_run_opts`, as for a `BPF_PROG_TYPE_SYSCALL` program) and returns its
+/// return value.
 pub fn prog_test_run(prog: BorrowedFd<'_>, ctx: &[u8]) -> io::Result<i32> {
-    let mut attr = TestRunAttr {
-        prog_fd: prog.as_raw_fd() as u32,
+    let mut opts = libbpf_sys::bpf_test_run_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_test_run_opts>() as libbpf_sys::size_t,
+        ctx_in: ctx.as_ptr().cast(),
         ctx_size_in: ctx.len() as u32,
-        ctx_in: ctx.as_ptr() as u64,
-        ..TestRunAttr::default()
+        ..Default::default()
     };
-    // SAFETY: `attr` is a valid, zero-padded prefix of `union bpf_attr` for BPF_PROG_TEST_RUN
-    // whose context buffer (read only by the kernel) outlives the call; its size is passed.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_TEST_RUN,
-            &mut attr as *mut TestRunAttr,
-            std::mem::size_of::<TestRunAttr>() as u32,
-        )
-    };
+    // SAFETY: `opts` is a valid, sized bpf_test_run_opts whose context buffer (only read by
+    // the kernel) outlives the call.
+    let r = unsafe { libbpf_sys::bpf_prog_test_run_opts(prog.as_raw_fd(), &mut opts) };
     if r < 0 {
-        return Err(io::Error::last_os_error());
+        return Err(io::Error::from_raw_os_error(-r));
     }
-    Ok(attr.retval as i32)
+    Ok(opts.retval as i32)
 }
 
-/// The `map_elem` member of `union bpf_attr`.
-#[repr(C)]
-struct MapElemAttr {
-    map_fd: u32,
-    _pad: u32,
-    key: u64,
-    value: u64,
-    flags: u64,
-}
-
-/// Copies the value of `key` in the map `map` into `value` (`BPF_MAP_LOOKUP_ELEM`); `value`
-/// must be the map's value size.
+/// Copies the value of `key` in the map `map` into `value` (`BPF_MAP_LOOKUP_ELEM` through
+/// libbpf's `bpf_map_lookup_elem`); `value` must be the map's value size.
 pub fn map_lookup(map: BorrowedFd<'_>, key: &[u8], value: &mut [u8]) -> io::Result<()> {
-    let attr = MapElemAttr {
-        map_fd: map.as_raw_fd() as u32,
-        _pad: 0,
-        key: key.as_ptr() as u64,
-        value: value.as_mut_ptr() as u64,
-        flags: 0,
-    };
-    // SAFETY: `attr` is a valid prefix of `union bpf_attr` for BPF_MAP_LOOKUP_ELEM; the key and
-    // value buffers outlive the call, and the caller sized `value` as the map's value.
+    // SAFETY: the key and value buffers outlive the call, and the caller sized `value` as the
+    // map's value.
     let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_MAP_LOOKUP_ELEM,
-            &attr as *const MapElemAttr,
-            std::mem::size_of::<MapElemAttr>() as u32,
+        libbpf_sys::bpf_map_lookup_elem(
+            map.as_raw_fd(),
+            key.as_ptr().cast(),
+            value.as_mut_ptr().cast(),
         )
     };
     if r < 0 {
-        return Err(io::Error::last_os_error());
+        return Err(io::Error::from_raw_os_error(-r));
     }
     Ok(())
 }
