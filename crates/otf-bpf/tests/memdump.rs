@@ -158,25 +158,11 @@ fn faults_are_the_same_error() {
         return;
     }
     // Two pages, the second made inaccessible.
-    // SAFETY: an anonymous private mapping with no address hint; checked below.
-    let m = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            8192,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    assert_ne!(m, libc::MAP_FAILED);
-    // SAFETY: the mapping is two pages and writable until the mprotect of the second.
-    unsafe {
-        let b = m.cast::<u8>();
-        std::ptr::write_bytes(b, b'z', 4096);
-        assert_eq!(libc::mprotect(b.add(4096).cast(), 4096, libc::PROT_NONE), 0);
-    }
-    let edge = m as u64 + 4096;
+    let m = common::page_before_a_hole(|b| {
+        // SAFETY: `b` is the first, writable page.
+        unsafe { std::ptr::write_bytes(b, b'z', 4096) }
+    });
+    let edge = m + 4096;
     // Kernel memory at a user address (x86-64 refuses it), user memory at 0, a `.*`
     // precision from an unreadable byte, dumps running from a readable page into an
     // unreadable one (SystemTap names the first byte it could not read).
@@ -249,5 +235,5 @@ fn faults_are_the_same_error() {
     let out: Vec<Vec<u8>> = b.kernel.iter().map(|r| render(&b.script, r)).collect();
     assert_eq!(out, [b"0 zzzzzz\n".to_vec(), b"1 zzzzz\n".to_vec()]);
     // SAFETY: unmapping the mapping made above, no longer read.
-    assert_eq!(unsafe { libc::munmap(m, 8192) }, 0);
+    assert_eq!(unsafe { libc::munmap(m as *mut libc::c_void, 8192) }, 0);
 }

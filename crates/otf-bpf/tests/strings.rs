@@ -296,27 +296,14 @@ fn a_fault_is_a_run_time_error_with_the_address() {
     }
     // A string that runs into a page that cannot be read faults; one that ends before it
     // does not.
-    // SAFETY: an anonymous private mapping with no address hint; checked below.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            8192,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    assert_ne!(p, libc::MAP_FAILED);
-    // SAFETY: the mapping is two pages and writable until the mprotect of the second.
-    unsafe {
-        let b = p.cast::<u8>();
-        std::ptr::copy_nonoverlapping(c"ok".to_bytes_with_nul().as_ptr(), b.add(4096 - 10), 3);
-        // No NUL before the end of the page.
-        std::ptr::copy_nonoverlapping(b"edge".as_ptr(), b.add(4096 - 4), 4);
-        assert_eq!(libc::mprotect(b.add(4096).cast(), 4096, libc::PROT_NONE), 0);
-    }
-    let base = p as u64;
+    let base = common::page_before_a_hole(|b| {
+        // SAFETY: `b` is the first, writable page; both copies end inside it.
+        unsafe {
+            std::ptr::copy_nonoverlapping(c"ok".to_bytes_with_nul().as_ptr(), b.add(4096 - 10), 3);
+            // No NUL before the end of the page.
+            std::ptr::copy_nonoverlapping(b"edge".as_ptr(), b.add(4096 - 4), 4);
+        }
+    });
     let (ok, edge) = (base + 4096 - 10, base + 4096 - 4);
     let cases: Vec<(String, u64, bool)> = vec![
         ("user_string(1)".into(), 1, false),
@@ -412,7 +399,7 @@ probe kernel.trace("sched:sched_switch") {{
         );
     }
     // SAFETY: unmapping the mapping made above, no longer read.
-    assert_eq!(unsafe { libc::munmap(p, 8192) }, 0);
+    assert_eq!(unsafe { libc::munmap(base as *mut libc::c_void, 8192) }, 0);
 }
 
 #[test]

@@ -224,3 +224,27 @@ fn raw_tp_test_run() -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Two pages of this process's memory, the first readable (filled by `fill`), the second
+/// made inaccessible (`PROT_NONE`): reads that run from the first into the second fault at
+/// its start. Returns the first page's address (`munmap` the 8 KiB when done).
+pub fn page_before_a_hole(fill: impl FnOnce(*mut u8)) -> u64 {
+    // SAFETY: an anonymous private mapping with no address hint; checked below.
+    let m = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            8192,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(m, libc::MAP_FAILED);
+    let b = m.cast::<u8>();
+    fill(b);
+    // SAFETY: the mapping is two pages; the second is made inaccessible.
+    let r = unsafe { libc::mprotect(b.add(4096).cast(), 4096, libc::PROT_NONE) };
+    assert_eq!(r, 0);
+    m as u64
+}
