@@ -63,6 +63,13 @@ impl Func {
         self.emit(Insn::jmp_imm(cond, r, imm, 0));
     }
 
+    /// `if w cond imm goto l` (`JMP32`): compares the low 32 bits of `r` only, as an `int`
+    /// result must be (the map helpers' errors before Linux 6.4, docs/kernel-facts.md).
+    pub fn jmp32_imm(&mut self, cond: Cond, r: Reg, imm: i32, l: Label) {
+        self.jumps.push((self.insns.len(), l));
+        self.emit(Insn::jmp32_imm(cond, r, imm, 0));
+    }
+
     /// `if a cond b goto l`.
     pub fn jmp_reg(&mut self, cond: Cond, a: Reg, b: Reg, l: Label) {
         self.jumps.push((self.insns.len(), l));

@@ -852,7 +852,8 @@ impl<'a> Gen<'a> {
                 f.emit(Insn::alu64_imm(Alu::Add, R3, val as i32));
                 f.emit(Insn::mov_imm(R4, 0));
                 f.emit(Insn::call_helper(helper::MAP_UPDATE_ELEM));
-                f.jmp_imm(Cond::Sge, R0, 0, done);
+                // The error is an `int` before Linux 6.4: test the low 32 bits.
+                f.jmp32_imm(Cond::Sge, R0, 0, done);
                 self.error(r, ERR_ARRAY_FULL, pc);
                 let f = self.b.f(fid);
                 f.bind(have);
@@ -886,7 +887,8 @@ impl<'a> Gen<'a> {
                     f.emit(Insn::mov_imm(R4, 0));
                     f.emit(Insn::call_helper(helper::MAP_UPDATE_ELEM));
                     let ok = f.new_label();
-                    f.jmp_imm(Cond::Sge, R0, 0, ok);
+                    // The error is an `int` before Linux 6.4: test the low 32 bits.
+                    f.jmp32_imm(Cond::Sge, R0, 0, ok);
                     self.error(r, ERR_ARRAY_FULL, pc);
                     let f = self.b.f(fid);
                     f.bind(ok);
@@ -1042,7 +1044,8 @@ impl<'a> Gen<'a> {
         f.emit(Insn::mov_imm(R4, 0));
         f.emit(Insn::call_helper(helper::MAP_UPDATE_ELEM));
         let ok = f.new_label();
-        f.jmp_imm(Cond::Sge, R0, 0, ok);
+        // The error is an `int` before Linux 6.4: test the low 32 bits.
+        f.jmp32_imm(Cond::Sge, R0, 0, ok);
         self.error(r, ERR_ARRAY_FULL, pc);
         self.b.f(fid).bind(ok);
         self.lookup(fid, m, key);
