@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use crate::layout::{ERR_ARRAY_FULL, ERR_BAD_CODE, ERR_DIV_ZERO, ERR_MAXACTION, ERR_RANDINT};
-use crate::layout::{ERR_KERNEL_STRING, ERR_USER_STRING, REC_ERR_ADDR, REC_ERR_ARG};
+use crate::layout::{ERR_KERNEL_STRING, ERR_POSITION, ERR_USER_STRING, REC_ERR_ADDR, REC_ERR_ARG};
 use crate::layout::{REC_DEFER, REC_ERROR, REC_EXIT, REC_HDR_SIZE, REC_NOTIFY, REC_OUT};
 use otf_script::bytecode::MAXSTRINGLEN;
 
@@ -34,6 +34,8 @@ pub enum RuntimeErrorKind {
         /// The helper's negative errno.
         rc: i64,
     },
+    /// `stringat` outside its string (SystemTap's "Position out of bounds").
+    PositionOutOfBounds,
     /// A kind this version does not know.
     Unknown(u32),
 }
@@ -55,6 +57,7 @@ impl RuntimeErrorKind {
             ERR_ARRAY_FULL => Self::ArrayFull,
             ERR_USER_STRING => Self::UserStringFault { addr, rc: arg },
             ERR_KERNEL_STRING => Self::KernelStringFault { addr, rc: arg },
+            ERR_POSITION => Self::PositionOutOfBounds,
             v => Self::Unknown(v),
         }
     }
@@ -72,6 +75,9 @@ impl RuntimeErrorKind {
             }
             Self::KernelStringFault { addr, rc } => {
                 return Cow::Owned(otf_script::vm::string_fault_message(true, addr, rc))
+            }
+            Self::PositionOutOfBounds => {
+                return Cow::Owned(otf_script::strfn::StrError::PositionOutOfBounds.to_string())
             }
             Self::Unknown(_) => "unknown run-time error",
         })
@@ -345,6 +351,13 @@ mod tests {
                 e => panic!("{e:?}"),
             }),
             Some("kernel string copy fault at 0x1 [man error::fault]".to_string())
+        );
+        assert_eq!(
+            decode(&hdr(REC_ERROR, 1, ERR_POSITION, 6)).map(|e| match e {
+                Event::Error { kind, .. } => kind.to_string(),
+                e => panic!("{e:?}"),
+            }),
+            Some("Position out of bounds".to_string())
         );
         assert_eq!(
             decode(&hdr(REC_NOTIFY, 9, 0, 0)),

@@ -430,7 +430,13 @@ impl Stats {
         if self.max_out_args < MAX_OUT_ARGS as i64 {
             m.push(format!("an output record with {MAX_OUT_ARGS} arguments"));
         }
-        for kind in ["DivisionByZero", "MaxAction", "InvalidRandint", "ArrayFull"] {
+        for kind in [
+            "DivisionByZero",
+            "MaxAction",
+            "InvalidRandint",
+            "ArrayFull",
+            "PositionOutOfBounds",
+        ] {
             if !self.faults.contains_key(&format!("body {kind}")) {
                 m.push(format!("a body failing with {kind}"));
             }

@@ -68,8 +68,11 @@ pub const ERR_USER_STRING: u32 = 6;
 /// Error kind: `kernel_string` could not read kernel memory ("kernel string copy fault at
 /// 0x1 [man error::fault]"); the record carries the address and the helper's error code.
 pub const ERR_KERNEL_STRING: u32 = 7;
-/// Size of the per-kind error counter array.
-pub const ERR_KINDS: usize = 8;
+/// Error kind: `stringat` outside its string ("Position out of bounds").
+pub const ERR_POSITION: u32 = 9;
+/// Size of the per-kind error counter array (a power of two: the kind is masked with
+/// `ERR_KINDS - 1` to index it).
+pub const ERR_KINDS: usize = 16;
 
 /// Record kind: output record.
 pub const REC_OUT: u32 = 1;
@@ -418,6 +421,7 @@ const _: () = assert!(size_of::<RecHdr>() == 48);
 const _: () = assert!(size_of::<Probe>() == 16);
 const _: () = assert!(size_of::<Counters>() == 64);
 const _: () = assert!(MAX_NEST.is_power_of_two());
+const _: () = assert!(ERR_KINDS.is_power_of_two() && ERR_POSITION < ERR_KINDS as u32);
 const _: () = assert!(MAX_PROBES.is_power_of_two());
 const _: () = assert!(off::GLOBALS == 0);
 const _: () = assert!(off::F_OUT_ARGS == off::F_OUT + REC_HDR_SIZE);

@@ -427,6 +427,13 @@ pub enum VmError {
         /// The instruction.
         pc: usize,
     },
+    /// A string function's run-time error (`stringat` out of bounds).
+    StrFn {
+        /// The instruction.
+        pc: usize,
+        /// What went wrong.
+        err: crate::strfn::StrError,
+    },
     /// `user_string` or `kernel_string` (and the `_n` variants) could not read the
     /// string.
     StringFault {
@@ -470,6 +477,7 @@ impl VmError {
             | VmError::BadOutArgs { pc, .. }
             | VmError::Array { pc, .. }
             | VmError::EmptyAggregate { pc }
+            | VmError::StrFn { pc, .. }
             | VmError::StringFault { pc, .. } => pc,
         }
     }
@@ -515,6 +523,7 @@ impl fmt::Display for VmError {
             }
             VmError::Array { err, .. } => write!(f, "{err}"),
             VmError::EmptyAggregate { .. } => f.write_str("empty aggregate"),
+            VmError::StrFn { err, .. } => write!(f, "{err}"),
             VmError::StringFault {
                 kernel, addr, rc, ..
             } => f.write_str(&string_fault_message(*kernel, *addr, *rc)),
@@ -622,7 +631,7 @@ pub fn run(
     let mut sst: Vec<String> = Vec::with_capacity(MAX_SSTACK);
     let mut slocals: Vec<String> = vec![String::new(); MAX_SLOCALS];
     // What `tokenize` has left of its string.
-    let mut tok = String::new();
+    let mut tok: Option<Vec<u8>> = None;
     let mut exit_requested = false;
     let mut steps: u32 = 0;
     let mut pc = start;
@@ -1056,8 +1065,9 @@ pub fn run(
                 let ints = st.pop_n(nints as i64, pc)?;
                 let strs = sst.split_off(sst.len() - nstrs);
                 match crate::strfn::call(f, &strs, &ints, &mut tok) {
-                    Value::Int(v) => st.push(v, pc)?,
-                    Value::Str(t) => spush(&mut sst, truncate(t), pc)?,
+                    Ok(Value::Int(v)) => st.push(v, pc)?,
+                    Ok(Value::Str(t)) => spush(&mut sst, truncate(t), pc)?,
+                    Err(err) => return Err(VmError::StrFn { pc, err }),
                 }
             }
         }

@@ -355,6 +355,10 @@ pub fn kind_of(e: &VmError) -> RuntimeErrorKind {
         VmError::DivisionByZero { .. } => RuntimeErrorKind::DivisionByZero,
         VmError::MaxAction { .. } => RuntimeErrorKind::MaxAction,
         VmError::InvalidRandint { .. } => RuntimeErrorKind::InvalidRandint,
+        VmError::StrFn {
+            err: otf_script::strfn::StrError::PositionOutOfBounds,
+            ..
+        } => RuntimeErrorKind::PositionOutOfBounds,
         VmError::Array {
             err: otf_script::store::MapError::Full { .. },
             ..

@@ -68,7 +68,8 @@ pub fn literals() -> Vec<String> {
         "~".into(),
         "y".repeat(127),
         format!("{}z", "y".repeat(126)),
-        // For `strtol` (white space, signs, prefixes, digits of bases 8 to 36, wrapping)
+        // For `strtol` (white space and `+`, which it does not take, signs, prefixes, digits
+        // of bases 8 to 36, wrapping)
         // and `text_str` (escaped bytes).
         "0x1F".into(),
         " \t-42z".into(),
@@ -78,6 +79,11 @@ pub fn literals() -> Vec<String> {
         "-9223372036854775809".into(),
         "z9Z".into(),
         "a\tb\"c\\\n\u{1}\u{7f}".into(),
+        // The kernel's `simple_strtol` (no `0x` without a hex digit after it, one `-`), and
+        // `text_str`'s short escapes and UTF-8 characters of two, three and four bytes.
+        "0xg".into(),
+        "--5".into(),
+        "\u{7}\u{8}\u{c}\u{b}é€😀".into(),
     ]
 }
 /// NUL-terminated ASCII strings in this process's memory, for `SRead`: a test run's hit
