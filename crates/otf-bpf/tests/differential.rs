@@ -53,8 +53,8 @@ const FULL_REPORTS: usize = 3;
 /// Operations the code generator refuses (`otf_script::vm::user_space_only`: whole-array
 /// operations, aggregate reads and `foreach` run in user space only): the generator does not
 /// emit them. (`sprintf` of the formats the kernel prints is compared with the reference VM
-/// in `tests/strings.rs`.) Of the string functions (`SCall`) it emits all but `tokenize`
-/// (user space only) and `strlen` (which the compiler emits as `SLen`).
+/// in `tests/strings.rs`.) Of the string functions (`SCall`) it emits all but `strlen`
+/// (which the compiler emits as `SLen`).
 const USER_SPACE_ONLY: &[Op] = &[
     Op::MapClear,
     Op::StatGet,
@@ -423,7 +423,7 @@ impl Stats {
         m.extend(
             StrFn::ALL
                 .iter()
-                .filter(|f| !matches!(f, StrFn::Tokenize | StrFn::Strlen))
+                .filter(|f| !matches!(f, StrFn::Strlen))
                 .filter(|&&f| !self.str_fns.contains(&(f as i32)))
                 .map(|f| format!("string function {}", f.name())),
         );

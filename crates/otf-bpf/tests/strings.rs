@@ -647,3 +647,32 @@ probe kernel.trace("sched:sched_switch") {{
         assert_eq!(want.to_string(), "Position out of bounds");
     }
 }
+
+#[test]
+fn tokenize_agrees_with_the_reference_vm() {
+    // tapset/tokenize.stp: a non-empty string starts over, "" continues; `strsep` with the
+    // delimiter's bytes, empty tokens skipped. The state starts empty in every hit.
+    let y = long('y');
+    let src = format!(
+        r#"global n, toks
+function all(s, d) {{
+    r = ""
+    t = tokenize(s, d)
+    while (t != "") {{ r = r . "[" . t . "]"; t = tokenize("", d) }}
+    return r
+}}
+probe kernel.trace("sched:sched_switch") {{
+    n++
+    printf("%s\n", tokenize("", ","))
+    printf("%s|%s|%s\n", all("one|two|three", "|"), all("one|two", ","), all("1,,2,3, ,4", ","))
+    printf("%s|%s|%s\n", all("", ","), all("this is a string, which", ", "), all(",,a,,", ","))
+    printf("%s|%s|%s\n", all("a b", ""), all("aébéc", "é"), all(execname(), "-_/"))
+    printf("%s|%s\n", all("{y}", "x"), all(substr("{y}", 0, n * 30) . ",z", ","))
+    printf("%s %s\n", tokenize("x,y", ","), tokenize("p", ","))
+    printf("[%s][%s]\n", tokenize("", ","), tokenize("", ","))
+    toks[tokenize(execname(), "0123456789")]++
+    for (i = 0; i < 3; i++) toks[tokenize(i == 0 ? "a:b:c" : "", ":")] += i
+}}"#
+    );
+    agree(&src, &[0, 0, 0, 0, 0]);
+}

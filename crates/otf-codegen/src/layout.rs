@@ -333,6 +333,9 @@ pub struct Frame {
     pub erraddr: u64,
     /// The second operand of the last run-time error: the failed helper's error code.
     pub errarg: i64,
+    /// What `tokenize` has left of its string in this program run (zero-padded; empty once
+    /// used up), cleared at the start of a program that calls it.
+    pub tok: [u8; MAXSTRINGLEN],
 }
 
 /// The per-CPU array value.
@@ -414,6 +417,7 @@ pub(crate) mod off {
     pub const F_KEYBUF: usize = offset_of!(Frame, keybuf);
     pub const F_ERRADDR: i16 = s16(offset_of!(Frame, erraddr));
     pub const F_ERRARG: i16 = s16(offset_of!(Frame, errarg));
+    pub const F_TOK: usize = offset_of!(Frame, tok);
     pub const FRAME_SIZE: i32 = size_of::<Frame>() as i32;
 }
 

@@ -195,7 +195,7 @@ fn every_lowered_string_function_generates_in_every_kind() {
     // Inside a loop too (a string function's `bpf_loop` callback under the loop's own).
     let src = "global n, t\nprobe kernel.trace(\"sched:sched_switch\") {\n  s = execname()\n  \
                for (i = 0; i < 3; i++) { n += isinstr(s, \"a\") + stringat(s, i) + strtol(s, 0) + strlen(s); \
-               t = substr(s, i, 2) . text_str(s) . str_replace(s, \"a\", \"b\") }\n}";
+               t = substr(s, i, 2) . text_str(s) . str_replace(s, \"a\", \"b\") . tokenize(s, \"-\") }\n}";
     let img = image_of(src);
     for &k in ProgKind::ALL {
         let p = generate(&img, k, &KernelInfo::default()).expect("generates");
@@ -203,7 +203,7 @@ fn every_lowered_string_function_generates_in_every_kind() {
     }
     let text = listing(src, ProgKind::Tracepoint);
     // The handler's loop, the lock's spin, the `for` loop, and the string functions' own
-    // inside it: isinstr, strtol, text_str, str_replace.
-    assert_eq!(text.matches("call bpf_loop#181").count(), 7, "{text}");
-    assert_eq!(text.matches("; func[").count(), 8, "{text}");
+    // inside it: isinstr, strtol, text_str, str_replace, tokenize (two).
+    assert_eq!(text.matches("call bpf_loop#181").count(), 9, "{text}");
+    assert_eq!(text.matches("; func[").count(), 10, "{text}");
 }

@@ -1343,8 +1343,6 @@ pub fn sstack_effect(insn: &Insn) -> Option<(usize, usize)> {
 pub fn user_space_only(insn: &Insn) -> Option<&'static str> {
     let op = insn.opcode()?;
     Some(match op {
-        // `tokenize` keeps what is left of its string between calls; the others are lowered.
-        Op::SCall if StrFn::from_i32(insn.arg) == Some(StrFn::Tokenize) => "`tokenize`",
         // The compiler keeps why the format cannot run in `bpf_snprintf` in bits 32..40
         // (`crate::format::KernelFormat::of`; 0: it can).
         Op::SFormat => match sformat_refusal(insn) {

@@ -14,8 +14,8 @@
 //! | `keybuf[3]` | the loop's integers ([`var`]) |
 //!
 //! The result of a string function goes to the slot of its first string argument, as the
-//! string stack has it; an integer result is r0. `tokenize` is not lowered (it keeps state
-//! between calls): `otf_script::vm::user_space_only` refuses it.
+//! string stack has it; an integer result is r0. `tokenize` keeps what is left of its
+//! string in `Frame::tok` (per program run, as the reference VM).
 
 use otf_script::bytecode::{StrFn, MAXSTRINGLEN};
 
@@ -56,6 +56,41 @@ fn ret(f: &mut Func, v: i32) {
 fn frame_ptr(f: &mut Func, x: crate::insn::Reg) {
     f.emit(Insn::alu64_imm(Alu::And, x, LAST as i32));
     f.emit(Insn::alu64_reg(Alu::Add, x, R8));
+}
+
+/// For the byte in r3: r0 = r8 + 8 * (r3 >> 6) (its word of a byte set at `var(k)`, read
+/// at `r0 + var(k)`), r4 = 1 << (r3 & 63). Uses r0, r4.
+fn bit_of(f: &mut Func) {
+    f.emit(Insn::mov(R0, R3));
+    f.emit(Insn::alu64_imm(Alu::Rsh, R0, 6));
+    f.emit(Insn::alu64_imm(Alu::And, R0, 3));
+    f.emit(Insn::alu64_imm(Alu::Lsh, R0, 3));
+    f.emit(Insn::alu64_reg(Alu::Add, R0, R8));
+    f.emit(Insn::mov(R4, R3));
+    f.emit(Insn::alu64_imm(Alu::And, R4, 63));
+    f.emit(Insn::mov_imm(R2, 1));
+    f.emit(Insn::alu64_reg(Alu::Lsh, R2, R4));
+    f.emit(Insn::mov(R4, R2));
+}
+
+/// `bpf_probe_read_kernel(r8 + CAND, (hi - lo) & 127, r8 + from + (lo & 127))` unless
+/// `hi - lo` is 0 (the bytes `lo..hi` of the frame buffer at `from` into the candidate
+/// buffer). `lo` and `hi` are registers other than r1 and r2; uses r0-r3.
+fn read_frame(f: &mut Func, lo: crate::insn::Reg, hi: crate::insn::Reg, from: usize) {
+    let skip = f.new_label();
+    f.emit(Insn::mov(R2, hi));
+    f.emit(Insn::alu64_reg(Alu::Sub, R2, lo));
+    f.emit(Insn::alu64_imm(Alu::And, R2, LAST as i32));
+    f.jmp_imm(Cond::Eq, R2, 0, skip);
+    if lo != R3 {
+        f.emit(Insn::mov(R3, lo));
+    }
+    frame_ptr(f, R3);
+    f.emit(Insn::alu64_imm(Alu::Add, R3, from as i32));
+    f.emit(Insn::mov(R1, R8));
+    f.emit(Insn::alu64_imm(Alu::Add, R1, CAND as i32));
+    f.emit(Insn::call_helper(helper::PROBE_READ_KERNEL));
+    f.bind(skip);
 }
 
 /// Compare the 16 words at `a` and `b` (frame offsets); jump to `differ` at the first pair
@@ -119,11 +154,7 @@ impl Gen<'_> {
             StrFn::Strtol => self.strtol(fid, s[0], n[0]),
             StrFn::TextStr => self.text_str(fid, s[0]),
             StrFn::StrReplace => self.str_replace(fid, s[0], s[1], s[2]),
-            StrFn::Tokenize => {
-                return Err(Error::BadCode(format!(
-                    "tokenize at {pc} runs in user space only"
-                )))
-            }
+            StrFn::Tokenize => self.tokenize(fid, s[0], s[1]),
         }
         r.vs.truncate(base);
         if !ret_str {
@@ -455,6 +486,113 @@ impl Gen<'_> {
         let f = self.b.f(fid);
         copy_str(f, R8, s, R8, OUT);
         f.emit(Insn::st(B, R8, at(s + LAST), 0));
+    }
+
+    /// At the start of a program that calls `tokenize`: nothing left of a string
+    /// (`Frame::tok` zeroed), as the reference VM starts each run.
+    pub(super) fn clear_tokenize(&mut self, fid: FuncId, shape: &crate::cfg::Shape) {
+        let uses = shape.depth.keys().any(|&pc| {
+            let insn = self.code[pc];
+            insn.opcode() == Some(otf_script::bytecode::Op::SCall)
+                && StrFn::from_i32(insn.arg) == Some(StrFn::Tokenize)
+        });
+        if uses {
+            zero(self.b.f(fid), off::F_TOK, SWORDS);
+        }
+    }
+
+    /// `tokenize(s, delim)` as `strfn::tokenize` (SystemTap's `strsep` loop): a non-empty
+    /// `s` is copied to `Frame::tok`; a `bpf_loop` over `delim` makes the set of its bytes
+    /// (a 256-bit set in `var(8..12)`); a `bpf_loop` over `tok` finds the first byte not in
+    /// it (the token's start) and the next byte in it or the NUL (its end). The token is read
+    /// into the zeroed candidate buffer and copied over `s`; what follows the delimiter at the
+    /// end (nothing at the NUL) becomes `tok`, zero-padded, the same way.
+    fn tokenize(&mut self, fid: FuncId, s: usize, delim: usize) {
+        const SET: usize = 8;
+        // var0: the start (128 until found); var1: the end.
+        let set = self.str_callback();
+        {
+            let f = self.b.f(set);
+            let stop = f.new_label();
+            frame_ptr(f, R1);
+            f.emit(Insn::ldx(B, R3, R1, at(delim)));
+            f.jmp_imm(Cond::Eq, R3, 0, stop);
+            bit_of(f);
+            f.emit(Insn::ldx(DW, R2, R0, var(SET)));
+            f.emit(Insn::alu64_reg(Alu::Or, R2, R4));
+            f.emit(Insn::stx(DW, R0, var(SET), R2));
+            ret(f, 0);
+            f.bind(stop);
+            ret(f, 1);
+        }
+        let scan = self.str_callback();
+        {
+            let f = self.b.f(scan);
+            let (end, started, skip) = (f.new_label(), f.new_label(), f.new_label());
+            f.emit(Insn::alu64_imm(Alu::And, R1, LAST as i32));
+            f.emit(Insn::mov(R5, R1));
+            f.emit(Insn::alu64_reg(Alu::Add, R1, R8));
+            f.emit(Insn::ldx(B, R3, R1, at(off::F_TOK)));
+            f.jmp_imm(Cond::Eq, R3, 0, end);
+            bit_of(f);
+            f.emit(Insn::ldx(DW, R2, R0, var(SET)));
+            f.emit(Insn::alu64_reg(Alu::And, R2, R4));
+            f.emit(Insn::ldx(DW, R0, R8, var(0)));
+            f.jmp_imm(Cond::Ne, R0, MAXSTRINGLEN as i32, started);
+            // Before the token: a delimiter is an empty token, skipped.
+            f.jmp_imm(Cond::Ne, R2, 0, skip);
+            f.emit(Insn::stx(DW, R8, var(0), R5));
+            ret(f, 0);
+            f.bind(started);
+            f.jmp_imm(Cond::Ne, R2, 0, end);
+            ret(f, 0);
+            f.bind(end);
+            f.emit(Insn::stx(DW, R8, var(1), R5));
+            ret(f, 1);
+            f.bind(skip);
+            ret(f, 0);
+        }
+        let f = self.b.f(fid);
+        let same = f.new_label();
+        f.emit(Insn::ldx(B, R0, R8, at(s)));
+        f.jmp_imm(Cond::Eq, R0, 0, same);
+        copy_str(f, R8, off::F_TOK, R8, s);
+        f.bind(same);
+        for k in 0..4 {
+            f.emit(Insn::st(DW, R8, var(SET + k), 0));
+        }
+        f.emit(Insn::mov_imm(R1, LAST as i32));
+        self.str_loop(fid, set);
+        let f = self.b.f(fid);
+        f.emit(Insn::st(DW, R8, var(0), MAXSTRINGLEN as i32));
+        f.emit(Insn::st(DW, R8, var(1), LAST as i32));
+        f.emit(Insn::mov_imm(R1, MAXSTRINGLEN as i32));
+        self.str_loop(fid, scan);
+        let f = self.b.f(fid);
+        // r3: the start (the end when no token started), r4: the end.
+        f.emit(Insn::ldx(DW, R3, R8, var(0)));
+        f.emit(Insn::ldx(DW, R4, R8, var(1)));
+        f.emit(Insn::jmp_reg(Cond::Le, R3, R4, 1));
+        f.emit(Insn::mov(R3, R4));
+        zero(f, CAND, SWORDS);
+        read_frame(f, R3, R4, off::F_TOK);
+        copy_str(f, R8, s, R8, CAND);
+        // What is left: after the delimiter at the end, or nothing at the NUL.
+        let (rest, done) = (f.new_label(), f.new_label());
+        f.emit(Insn::ldx(DW, R3, R8, var(1)));
+        f.emit(Insn::mov(R1, R3));
+        frame_ptr(f, R1);
+        f.emit(Insn::ldx(B, R0, R1, at(off::F_TOK)));
+        f.jmp_imm(Cond::Ne, R0, 0, rest);
+        zero(f, off::F_TOK, SWORDS);
+        f.ja(done);
+        f.bind(rest);
+        zero(f, CAND, SWORDS);
+        f.emit(Insn::alu64_imm(Alu::Add, R3, 1));
+        f.emit(Insn::mov_imm(R4, LAST as i32));
+        read_frame(f, R3, R4, off::F_TOK);
+        copy_str(f, R8, off::F_TOK, R8, CAND);
+        f.bind(done);
     }
 
     /// `str_replace(s, old, new)`: `s` when `old` is empty, else a `bpf_loop` over the bytes

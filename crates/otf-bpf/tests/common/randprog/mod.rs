@@ -15,8 +15,8 @@
 //! Strings: literals ([`literals`]), `execname()`, string locals and globals, concatenations,
 //! strings read from this process's memory (`SRead`: [`memory`], and addresses that fault),
 //! assignments, comparisons (`SCmp`), `strlen` (`SLen`) and the string functions (`SCall`:
-//! `isinstr`, `stringat`, `strtol` as integer values; `substr`, `text_str`, `str_replace` as
-//! strings, with edge positions and lengths), and output records with string arguments, always
+//! `isinstr`, `stringat`, `strtol` as integer values; `substr`, `text_str`, `str_replace`,
+//! `tokenize` as strings, with edge positions and lengths), and output records with string arguments, always
 //! straight-line code, so that paths join with the same string stack depth.
 //! Every program passes `otf_script::vm::verify`.
 //!
@@ -689,10 +689,11 @@ impl<'a> Gen<'a> {
 
     /// A string function with a string value, if one fits: `text_str`, and with only ASCII
     /// strings (when [`Gen::concat`]: the reference VM's strings are UTF-8, so it cuts
-    /// a character that the kernel cuts in the middle differently) `substr` and
-    /// `str_replace`. Arguments are string values of depth `depth`.
+    /// a character that the kernel cuts in the middle differently) `substr`, `str_replace`
+    /// and `tokenize` (a "" string continues what an earlier call left in the run). Arguments
+    /// are string values of depth `depth`.
     fn sfn_str(&mut self, depth: u32) -> bool {
-        match self.rng.below(3) {
+        match self.rng.below(4) {
             0 if self.concat && self.room() >= 2 => {
                 self.sexpr_at(depth);
                 self.sfn_int_arg();
@@ -708,6 +709,11 @@ impl<'a> Gen<'a> {
                 self.sexpr_at(depth);
                 self.sexpr_at(depth);
                 self.emit(a(Op::SCall, StrFn::StrReplace as i32));
+            }
+            3 if self.concat && self.sroom() >= 2 => {
+                self.sexpr_at(depth);
+                self.sexpr_at(depth);
+                self.emit(a(Op::SCall, StrFn::Tokenize as i32));
             }
             _ => return false,
         }
