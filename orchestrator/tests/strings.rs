@@ -240,30 +240,59 @@ fn string_functions_in_a_tracepoint_body_print_as_in_user_space() {
         "-e",
         "function show(w, s) {\n  \
            printf(\"%s %d %s %d %d %d %s %s|%s\\n\", w, isinstr(s, \"ru\"), substr(s, 1, 2), stringat(s, 0), \
-           strtol(\"0x1f\", 0), strtol(\" -17z\", 8), text_str(s . \"\\n\\001\"), str_replace(s, \"u\", \"UU\"), substr(s, -3, 100))\n}\n\
+           strtol(\"0x1f\", 0), strtol(\"-17z\", 8), text_str(s . \"\\n\\001\\a\"), str_replace(s, \"u\", \"UU\"), substr(s, 2, 100))\n}\n\
          probe kernel.trace(\"sched:sched_process_exec\") { if (pid() == target() && execname() == \"true\") show(\"kernel\", execname()) }\n\
          probe end { show(\"user\", \"true\") }",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     assert_eq!(
         out(&o),
-        "kernel 1 ru 116 31 -15 true\\n\\001 trUUe|true\nuser 1 ru 116 31 -15 true\\n\\001 trUUe|true\n"
+        "kernel 1 ru 116 31 -15 true\\n\\001\\a trUUe|ue\nuser 1 ru 116 31 -15 true\\n\\001\\a trUUe|ue\n"
     );
 }
 
 #[test]
-fn tokenize_in_a_kernel_probe_is_refused_by_name() {
+fn stringat_out_of_bounds_is_the_same_error_in_the_kernel_and_in_user_space() {
+    need_root!();
+    // tapset/string.stp: STAP_ERROR("Position out of bounds"); the run ends with status 1.
+    for (probe, cond, near) in [
+        (
+            "kernel.trace(\"sched:sched_process_exec\")",
+            "pid() == target()",
+            "near kernel.trace(\"sched:sched_process_exec\") (pidx 0)",
+        ),
+        ("end", "1", "near end"),
+    ] {
+        let src = format!(
+            "probe {probe} {{ if ({cond}) {{ println(stringat(\"true\", 3)); println(stringat(\"true\", 4)) }} }}"
+        );
+        let o = otf(&["run", "-c", "/bin/true", "-e", &src]);
+        assert_eq!(o.status.code(), Some(1), "{probe}: {}", err(&o));
+        // The byte before the error, nothing for the failing call.
+        assert_eq!(out(&o), "101\n", "{probe}");
+        let e = err(&o);
+        assert!(
+            e.contains(&format!("ERROR: Position out of bounds {near}")),
+            "{probe}: {e}"
+        );
+    }
+}
+
+#[test]
+fn tokenize_in_a_tracepoint_body_prints_as_in_user_space() {
+    need_root!();
+    // The kernel's code in the command's exec, the reference VM in `end`.
     let o = otf(&[
-        "check",
+        "run",
+        "-c",
+        "/bin/true",
         "-e",
-        "probe kernel.trace(\"sched:sched_process_exec\") {\n  if (isinstr(execname(), \"sh\")) println(substr(execname(), 0, 2), strtol(\"ff\", 16))\n  println(tokenize(execname(), \"-\"))\n}",
+        "function show(w, s) {\n  \
+           printf(\"%s\", w); t = tokenize(s, \"r,\"); while (t != \"\") { printf(\" [%s]\", t); t = tokenize(\"\", \"r,\") }\n  \
+           println(\" [\", tokenize(\"\", \",\"), \"]\")\n}\n\
+         probe kernel.trace(\"sched:sched_process_exec\") { if (pid() == target() && execname() == \"true\") show(\"kernel\", execname() . \",,x,\") }\n\
+         probe end { show(\"user\", \"true,,x,\") }",
     ]);
-    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
-    let e = err(&o);
-    assert!(
-        e.contains("error: `tokenize`: only available in `begin`, `end` and `timer` probes"),
-        "{e}"
-    );
-    assert!(e.contains("<command line>:3:11"), "{e}");
-    assert_eq!(e.matches("error:").count(), 1, "{e}");
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(out(&o), "kernel [t] [ue] [x] []\nuser [t] [ue] [x] []\n");
 }

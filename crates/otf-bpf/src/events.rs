@@ -3,7 +3,8 @@
 use std::borrow::Cow;
 
 use crate::layout::{ERR_ARRAY_FULL, ERR_BAD_CODE, ERR_DIV_ZERO, ERR_MAXACTION, ERR_RANDINT};
-use crate::layout::{ERR_EMPTY_AGGREGATE, ERR_KERNEL_STRING, ERR_READ_FAULT, ERR_USER_STRING};
+use crate::layout::{ERR_EMPTY_AGGREGATE, ERR_KERNEL_STRING, ERR_POSITION};
+use crate::layout::{ERR_READ_FAULT, ERR_USER_STRING};
 use crate::layout::{REC_DEFER, REC_ERROR, REC_EXIT, REC_HDR_SIZE, REC_NOTIFY, REC_OUT};
 use crate::layout::{REC_ERR_ADDR, REC_ERR_ARG};
 use otf_script::bytecode::MAXSTRINGLEN;
@@ -42,6 +43,8 @@ pub enum RuntimeErrorKind {
     },
     /// `@min`, `@max`, `@avg` or `@variance` of an aggregate with no values.
     EmptyAggregate,
+    /// `stringat` outside its string (SystemTap's "Position out of bounds").
+    PositionOutOfBounds,
     /// A kind this version does not know.
     Unknown(u32),
 }
@@ -65,6 +68,7 @@ impl RuntimeErrorKind {
             ERR_KERNEL_STRING => Self::KernelStringFault { addr, rc: arg },
             ERR_READ_FAULT => Self::ReadFault { addr },
             ERR_EMPTY_AGGREGATE => Self::EmptyAggregate,
+            ERR_POSITION => Self::PositionOutOfBounds,
             v => Self::Unknown(v),
         }
     }
@@ -87,6 +91,9 @@ impl RuntimeErrorKind {
                 return Cow::Owned(otf_script::vm::memory_fault_message(addr))
             }
             Self::EmptyAggregate => "empty aggregate",
+            Self::PositionOutOfBounds => {
+                return Cow::Owned(otf_script::strfn::StrError::PositionOutOfBounds.to_string())
+            }
             Self::Unknown(_) => "unknown run-time error",
         })
     }
@@ -371,6 +378,13 @@ mod tests {
                 e => panic!("{e:?}"),
             }),
             Some("kernel string copy fault at 0x1 [man error::fault]".to_string())
+        );
+        assert_eq!(
+            decode(&hdr(REC_ERROR, 1, ERR_POSITION, 6)).map(|e| match e {
+                Event::Error { kind, .. } => kind.to_string(),
+                e => panic!("{e:?}"),
+            }),
+            Some("Position out of bounds".to_string())
         );
         assert_eq!(
             decode(&hdr(REC_NOTIFY, 9, 0, 0)),

@@ -53,8 +53,7 @@ const FULL_REPORTS: usize = 3;
 /// Operations the code generator refuses (`otf_script::vm::user_space_only`: `foreach` runs
 /// in user space only): the generator does not emit them. (`sprintf` of the formats the kernel
 /// prints is compared with the reference VM in `tests/strings.rs`.) Of the string functions
-/// (`SCall`) it emits all but `tokenize` (user space only) and `strlen` (which the compiler
-/// emits as `SLen`).
+/// (`SCall`) it emits all but `strlen` (which the compiler emits as `SLen`).
 const USER_SPACE_ONLY: &[Op] = &[Op::IterStart, Op::IterNext, Op::SFormat];
 
 #[test]
@@ -417,14 +416,20 @@ impl Stats {
         m.extend(
             StrFn::ALL
                 .iter()
-                .filter(|f| !matches!(f, StrFn::Tokenize | StrFn::Strlen))
+                .filter(|f| !matches!(f, StrFn::Strlen))
                 .filter(|&&f| !self.str_fns.contains(&(f as i32)))
                 .map(|f| format!("string function {}", f.name())),
         );
         if self.max_out_args < MAX_OUT_ARGS as i64 {
             m.push(format!("an output record with {MAX_OUT_ARGS} arguments"));
         }
-        for kind in ["DivisionByZero", "MaxAction", "InvalidRandint", "ArrayFull"] {
+        for kind in [
+            "DivisionByZero",
+            "MaxAction",
+            "InvalidRandint",
+            "ArrayFull",
+            "PositionOutOfBounds",
+        ] {
             if !self.faults.contains_key(&format!("body {kind}")) {
                 m.push(format!("a body failing with {kind}"));
             }

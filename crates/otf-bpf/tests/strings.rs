@@ -451,11 +451,12 @@ probe kernel.trace("sched:sched_switch") {{
     for (i = 0; i < 3; i++) keep[substr(execname(), i, 2)]++
     foreach_start = substr(h, n - 2, n)
     printf("[%s][%s][%s][%s][%s]\n", substr(h, 0, 5), substr(h, 6, 100), substr(h, -5, 3), substr(h, 3, -1), substr(h, 11, 1))
+    printf("[%s][%s][%s][%s][%s]\n", substr(h, -1, 5), substr(h, 0, 9223372036854775806), substr(h, 2, 0), substr(h, 10, 1), substr(y, 1, 200))
     printf("[%s][%s][%s][%s][%s]\n", substr(h, 12, 1), substr(h, 200, 5), substr(e, 0, 1), substr(y, 126, 5), substr(y, 127, 1))
     printf("[%s][%s][%s]\n", substr(y, 0, 127), substr(yz, 120, 9223372036854775807), substr(h, 9223372036854775807, 9223372036854775807))
     printf("[%s][%s][%s]\n", substr(h, -9223372036854775808, 4), substr(h, 1, -9223372036854775808), foreach_start)
-    printf("%d %d %d %d %d %d %d %d\n", stringat(h, 0), stringat(h, 10), stringat(h, 11), stringat(h, -1), stringat(yz, 126), stringat(yz, 127), stringat(e, 0), stringat(h, 9223372036854775807))
-    printf("%d %d %d %d %d %d\n", stringat(h, n - 1), stringat("é", 0), stringat("é", 1), stringat(y, 128), stringat(y, -9223372036854775808), stringat(execname(), 0))
+    printf("%d %d %d %d %d\n", stringat(h, 0), stringat(h, 10), stringat(yz, 126), stringat(y, 0), stringat(y, 126))
+    printf("%d %d %d %d\n", stringat(h, n - 1), stringat("é", 0), stringat("é", 1), stringat(execname(), 0))
     printf("%d %d %d %d %d %d\n", isinstr(e, e), isinstr(e, "a"), isinstr(h, e), isinstr(h, h), isinstr(h, "hello world!"), isinstr(h, "o w"))
     printf("%d %d %d %d %d %d\n", isinstr("aab", "ab"), isinstr(h, "ld"), isinstr(h, "lo"), isinstr(h, "wz"), isinstr(yz, "yz"), isinstr(y, "yz"))
     printf("%d %d %d %d %d %d\n", isinstr(y, y), isinstr(yz, y), isinstr(y, yz), isinstr(yz, substr(yz, 1, 126)), isinstr(execname(), substr(execname(), 1, 3)), isinstr("xé ü", "é"))
@@ -475,6 +476,7 @@ probe kernel.trace("sched:sched_switch") {
     printf("%d %d %d %d %d %d %d\n", strtol(" \t\n-42z", 10), strtol("+7", 10), strtol("-", 10), strtol("", 10), strtol("zz", 36), strtol("ZZ", 36), strtol("12", 1))
     printf("%d %d %d %d %d %d %d\n", strtol("12", 37), strtol("12", -16), strtol("777", 8), strtol("789", 8), strtol("1010", 2), strtol("99999999999999999999999", 10), strtol("-9223372036854775808", 10))
     printf("%d %d %d %d %d %d %d\n", strtol("0x", 16), strtol("0x1g", 16), strtol("  0x10", 0), strtol("-0x10", 0), strtol("\v\f\r5", 10), strtol("1x", 0), strtol("- 5", 10))
+    printf("%d %d %d %d %d %d %d\n", strtol("0xg", 0), strtol("0Xa", 0), strtol("--5", 10), strtol("fg", 36), strtol("ff", -1), strtol("-1", 16), strtol("18446744073709551617", 10))
     printf("%d %d %d %d %d %d\n", strtol("10", 4294967312), strtol("0b1", 0), strtol("00x1", 0), strtol("+-1", 10), strtol("@", 36), strtol("`", 36))
     sum += strtol(sprintf("%d", n * 1000 - 2500), 10) + strtol(sprintf("%x", n), 16)
     long = "                                                                                                                              9"
@@ -493,6 +495,9 @@ probe kernel.trace("sched:sched_switch") {{
     n++
     y = "{y}"
     printf("[%s][%s][%s]\n", text_str("a\nb\tc\rd\"e\\f"), text_str("\001\177 ~é\x1f"), text_str(""))
+    printf("[%s][%s][%s]\n", text_str("\a\b\f\v"), text_str("€ü😀x"), text_str("é" . substr("😀", 0, 4) . "\x7f€"))
+    printf("[%s][%s]\n", text_str(substr(y, 0, 121) . "é"), text_str(substr(y, 0, 122) . "é"))
+    printf("[%s][%s]\n", text_str(substr(y, 0, 117) . "😀"), text_str(substr(y, 0, 118) . "😀"))
     printf("[%s][%s]\n", text_str(substr(y, 0, 125) . "\n"), text_str(substr(y, 0, 126) . "\n"))
     printf("[%s][%s]\n", text_str(substr(y, 0, 124) . "\001"), text_str(substr(y, 0, 123) . "\001"))
     printf("[%s][%s]\n", text_str(substr(y, 0, 126) . "a"), text_str(substr("\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n", 0, n * 20)))
@@ -535,4 +540,126 @@ probe kernel.trace("sched:sched_switch") {{
 }}"#
     );
     agree(&src, &[0, 0]);
+}
+
+#[test]
+fn stringat_out_of_bounds_is_the_run_time_error_of_the_reference_vm() {
+    if !common::can_test_run_bpf("strings") {
+        return;
+    }
+    // tapset/string.stp: STAP_ERROR("Position out of bounds") unless 0 <= pos < strlen.
+    for (expr, out) in [
+        ("stringat(h, 11)", false),
+        ("stringat(h, -1)", false),
+        ("stringat(\"\", 0)", false),
+        ("stringat(h, -9223372036854775808)", false),
+        ("stringat(h, 10)", true),
+        // In a loop: the error leaves a bpf_loop callback.
+        ("stringat(h, i + 9)", false),
+    ] {
+        let src = format!(
+            r#"global n
+probe kernel.trace("sched:sched_switch") {{
+    h = "hello world"
+    for (i = 0; i < 3; i++) printf("%d\n", {expr})
+    n++
+}}"#
+        );
+        let (c, image) = compile(&src);
+        let rt = Runtime::load_with(
+            &image,
+            &LoadOptions {
+                kinds: vec![ProgKind::TestEntry],
+                ..Default::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("{src}: {e}"));
+        let mut events = rt.events().expect("events");
+        rt.test_run_hit(cookie(0)).expect("hit");
+        let got: Vec<Event> = events.drain().expect("drain");
+        let mut hit = FixedHit {
+            strings: c.strings.clone(),
+            ..Default::default()
+        };
+        let start = image.probes[0].body.expect("body") as usize;
+        let mut outs = Vec::new();
+        let want = vm::run(
+            &c.code,
+            start,
+            &mut MemStore::new(&c.globals),
+            &mut hit,
+            &mut |r| outs.push(r),
+        );
+        let kouts: Vec<OutRecord> = got
+            .iter()
+            .filter_map(|e| match e {
+                Event::Output {
+                    fmt, args, strs, ..
+                } => Some(OutRecord {
+                    fmt: *fmt,
+                    args: args.clone(),
+                    strs: strs.clone(),
+                }),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(kouts, outs, "{expr}: the records before the error");
+        let errors: Vec<(otf_bpf::RuntimeErrorKind, u32)> = got
+            .iter()
+            .filter_map(|e| match e {
+                Event::Error { kind, pc, .. } => Some((*kind, *pc)),
+                _ => None,
+            })
+            .collect();
+        if out {
+            assert!(want.is_ok(), "{expr}: {want:?}");
+            assert!(errors.is_empty(), "{expr}: {errors:?}");
+            assert_eq!(outs.len(), 3, "{expr}");
+            continue;
+        }
+        let want = want.expect_err("the reference VM raises the error");
+        assert!(
+            matches!(want, vm::VmError::StrFn { .. }),
+            "{expr}: {want:?}"
+        );
+        assert_eq!(
+            errors,
+            vec![(
+                otf_bpf::RuntimeErrorKind::PositionOutOfBounds,
+                want.pc() as u32
+            )],
+            "{expr}"
+        );
+        assert_eq!(errors[0].0.to_string(), want.to_string(), "{expr}");
+        assert_eq!(want.to_string(), "Position out of bounds");
+    }
+}
+
+#[test]
+fn tokenize_agrees_with_the_reference_vm() {
+    // tapset/tokenize.stp: a non-empty string starts over, "" continues; `strsep` with the
+    // delimiter's bytes, empty tokens skipped. The state starts empty in every hit.
+    let y = long('y');
+    let src = format!(
+        r#"global n, toks
+function all(s, d) {{
+    r = ""
+    t = tokenize(s, d)
+    while (t != "") {{ r = r . "[" . t . "]"; t = tokenize("", d) }}
+    return r
+}}
+probe kernel.trace("sched:sched_switch") {{
+    n++
+    printf("%s\n", tokenize("", ","))
+    printf("%s|%s|%s\n", all("one|two|three", "|"), all("one|two", ","), all("1,,2,3, ,4", ","))
+    printf("%s|%s|%s\n", all("", ","), all("this is a string, which", ", "), all(",,a,,", ","))
+    printf("%s|%s|%s\n", all("a b", ""), all("aébéc", "é"), all(execname(), "-_/"))
+    printf("%s|%s\n", all("{y}", "x"), all(substr("{y}", 0, n * 30) . ",z", ","))
+    printf("%s %s\n", tokenize("x,y", ","), tokenize("p", ","))
+    printf("[%s][%s]\n", tokenize("", ","), tokenize("", ","))
+    toks[tokenize(execname(), "0123456789")]++
+    for (i = 0; i < 3; i++) toks[tokenize(i == 0 ? "a:b:c" : "", ":")] += i
+}}"#
+    );
+    agree(&src, &[0, 0, 0, 0, 0]);
 }

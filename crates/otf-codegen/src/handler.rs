@@ -29,7 +29,7 @@ use crate::insn::{
 };
 use crate::kind::{ProgKind, Regs, PT_REGS_ARGS, PT_REGS_RC};
 use crate::layout::{
-    off, MAXTRYLOCK, MAX_CHAIN, MAX_NEST, MAX_PROBES, NO_CODE, PROBE_ARMED, PROBE_SAFE,
+    off, ERR_KINDS, MAXTRYLOCK, MAX_CHAIN, MAX_NEST, MAX_PROBES, NO_CODE, PROBE_ARMED, PROBE_SAFE,
     PROBE_VALID, REC_DEFER, REC_ERROR, REC_NOTIFY,
 };
 use crate::lower::{emit_record, header, zero, Ends, Gen, SWORDS};
@@ -61,11 +61,7 @@ fn stat(f: &mut Func, field: i16) {
 /// Count a run-time error (frame's err/errpc) and send its record.
 fn report_error(f: &mut Func) {
     f.emit(Insn::ldx(DW, R1, R8, off::F_ERR));
-    f.emit(Insn::alu64_imm(
-        Alu::And,
-        R1,
-        crate::layout::ERR_KINDS as i32 - 1,
-    ));
+    f.emit(Insn::alu64_imm(Alu::And, R1, ERR_KINDS as i32 - 1));
     f.emit(Insn::alu64_imm(Alu::Lsh, R1, 3));
     f.emit(Insn::mov(R2, R9));
     f.emit(Insn::alu64_reg(Alu::Add, R2, R1));

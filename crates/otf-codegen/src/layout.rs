@@ -74,6 +74,8 @@ pub const ERR_EMPTY_AGGREGATE: u32 = 8;
 /// Error kind: `%m` or `%M` could not read the memory ("read fault [man error::fault] at
 /// 0x1"); the record carries the address and the helper's error code.
 pub const ERR_READ_FAULT: u32 = 9;
+/// Error kind: `stringat` outside its string ("Position out of bounds").
+pub const ERR_POSITION: u32 = 10;
 /// Size of the per-kind error counter array (a power of two: the kind is masked with
 /// `ERR_KINDS - 1` before it indexes it).
 pub const ERR_KINDS: usize = 16;
@@ -341,6 +343,9 @@ pub struct Frame {
     /// sum, min, max, then the `@variance` sums `Σ count·avg_s²`, `Σ count·avg_s` and
     /// `Σ (count − 1)·variance_s`.
     pub agg: [i64; 8],
+    /// What `tokenize` has left of its string in this program run (zero-padded; empty once
+    /// used up), cleared at the start of a program that calls it.
+    pub tok: [u8; MAXSTRINGLEN],
 }
 
 /// The per-CPU array value.
@@ -423,6 +428,7 @@ pub(crate) mod off {
     pub const F_ERRADDR: i16 = s16(offset_of!(Frame, erraddr));
     pub const F_ERRARG: i16 = s16(offset_of!(Frame, errarg));
     pub const F_AGG: usize = offset_of!(Frame, agg);
+    pub const F_TOK: usize = offset_of!(Frame, tok);
     pub const FRAME_SIZE: i32 = size_of::<Frame>() as i32;
 }
 
@@ -430,7 +436,7 @@ const _: () = assert!(size_of::<RecHdr>() == 48);
 const _: () = assert!(size_of::<Probe>() == 16);
 const _: () = assert!(size_of::<Counters>() == 64);
 const _: () = assert!(MAX_NEST.is_power_of_two());
-const _: () = assert!(ERR_KINDS.is_power_of_two() && ERR_EMPTY_AGGREGATE < ERR_KINDS as u32);
+const _: () = assert!(ERR_KINDS.is_power_of_two() && ERR_POSITION < ERR_KINDS as u32);
 const _: () = assert!(MAX_PROBES.is_power_of_two());
 const _: () = assert!(off::GLOBALS == 0);
 const _: () = assert!(off::F_OUT_ARGS == off::F_OUT + REC_HDR_SIZE);

@@ -226,6 +226,7 @@ impl<'a> Gen<'a> {
             fused: None,
         };
         self.f(f).emit(Insn::mov_imm(R6, 0));
+        self.clear_tokenize(f, shape);
         self.region(&mut r)
     }
 

@@ -411,18 +411,20 @@ impl ReadStr {
 #[repr(i32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum StrFn {
-    /// `substr(s, start, length)`: up to `length` bytes from byte `start` (0-based).
+    /// `substr(s, start, length)`: up to `length` bytes from byte `start` (0-based); ""
+    /// when `start` is outside the string (negative included).
     Substr = 0,
     /// `isinstr(s1, s2)`: 1 if `s2` occurs in `s1`.
     Isinstr = 1,
-    /// `strtol(s, base)`: the integer `s` denotes in `base` (2..36, or 0 for C prefixes);
-    /// 0 when it has no digits.
+    /// `strtol(s, base)`: the kernel's `simple_strtol` (a `-`, the `0x`/`0` prefixes of
+    /// bases 0 and 16, hex digits below the base); 0 when it has no digits.
     Strtol = 2,
     /// `str_replace(s, old, new)`: every `old` replaced by `new`.
     StrReplace = 3,
     /// `text_str(s)`: `s` with non-printable characters as C escapes.
     TextStr = 4,
-    /// `stringat(s, i)`: the byte at index `i` (0 outside the string).
+    /// `stringat(s, i)`: the byte at index `i`; the run-time error "Position out of
+    /// bounds" outside the string.
     Stringat = 5,
     /// `tokenize(s, delim)`: the first token of `s` (and remember the rest); with `s` empty,
     /// the next token of the string remembered.

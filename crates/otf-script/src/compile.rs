@@ -188,8 +188,7 @@ struct Compiler<'a> {
     strings: Vec<String>,
     string_ids: HashMap<String, u32>,
     sdeep_reported: bool,
-    /// Where each `sprintf` and `tokenize` is (by pc), to refuse one the kernel cannot run
-    /// at its place.
+    /// Where each `sprintf` is (by pc), to refuse one the kernel cannot run at its place.
     sformat_spans: HashMap<usize, Span>,
 }
 
@@ -761,10 +760,7 @@ impl<'a> Compiler<'a> {
                         self.expr(a, true);
                     }
                     self.span = e.span;
-                    let pc = self.emit(Insn::with_arg(Op::SCall, f as i32));
-                    if f == StrFn::Tokenize {
-                        self.sformat_spans.insert(pc, e.span);
-                    }
+                    self.emit(Insn::with_arg(Op::SCall, f as i32));
                     if !want {
                         self.op(Op::SPop);
                     }
@@ -1025,10 +1021,7 @@ impl<'a> Compiler<'a> {
                     // `SLen`, which the code generator lowers.
                     self.op(Op::SLen);
                 } else {
-                    let pc = self.emit(Insn::with_arg(Op::SCall, f as i32));
-                    if f == StrFn::Tokenize {
-                        self.sformat_spans.insert(pc, e.span);
-                    }
+                    self.emit(Insn::with_arg(Op::SCall, f as i32));
                 }
             }
         }
@@ -1876,7 +1869,7 @@ pub fn compile(checked: &Checked, aff: &Affection) -> Result<CompiledScript, Vec
                     .map(|w| (pc, w))
             });
         if let Some((pc, what)) = user_only {
-            // A `sprintf` or `tokenize` is refused where it is, the rest at the probe.
+            // A `sprintf` is refused where it is, the rest at the probe.
             let span = c.sformat_spans.get(&pc).copied().unwrap_or(probe.span);
             let user = matches!(
                 u.point,

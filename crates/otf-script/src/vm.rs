@@ -445,6 +445,13 @@ pub enum VmError {
         /// ([`crate::memdump::fault_address`]).
         addr: u64,
     },
+    /// A string function's run-time error (`stringat` out of bounds).
+    StrFn {
+        /// The instruction.
+        pc: usize,
+        /// What went wrong.
+        err: crate::strfn::StrError,
+    },
     /// `user_string` or `kernel_string` (and the `_n` variants) could not read the
     /// string.
     StringFault {
@@ -495,6 +502,7 @@ impl VmError {
             | VmError::Array { pc, .. }
             | VmError::EmptyAggregate { pc }
             | VmError::MemoryFault { pc, .. }
+            | VmError::StrFn { pc, .. }
             | VmError::StringFault { pc, .. } => pc,
         }
     }
@@ -540,6 +548,7 @@ impl fmt::Display for VmError {
             }
             VmError::Array { err, .. } => write!(f, "{err}"),
             VmError::EmptyAggregate { .. } => f.write_str("empty aggregate"),
+            VmError::StrFn { err, .. } => write!(f, "{err}"),
             VmError::StringFault {
                 kernel, addr, rc, ..
             } => f.write_str(&string_fault_message(*kernel, *addr, *rc)),
@@ -648,7 +657,7 @@ pub fn run(
     let mut sst: Vec<String> = Vec::with_capacity(MAX_SSTACK);
     let mut slocals: Vec<String> = vec![String::new(); MAX_SLOCALS];
     // What `tokenize` has left of its string.
-    let mut tok = String::new();
+    let mut tok: Option<Vec<u8>> = None;
     let mut exit_requested = false;
     let mut steps: u32 = 0;
     let mut pc = start;
@@ -1096,8 +1105,9 @@ pub fn run(
                 let ints = st.pop_n(nints as i64, pc)?;
                 let strs = sst.split_off(sst.len() - nstrs);
                 match crate::strfn::call(f, &strs, &ints, &mut tok) {
-                    Value::Int(v) => st.push(v, pc)?,
-                    Value::Str(t) => spush(&mut sst, truncate(t), pc)?,
+                    Ok(Value::Int(v)) => st.push(v, pc)?,
+                    Ok(Value::Str(t)) => spush(&mut sst, truncate(t), pc)?,
+                    Err(err) => return Err(VmError::StrFn { pc, err }),
                 }
             }
         }
@@ -1373,8 +1383,6 @@ pub fn sstack_effect(insn: &Insn) -> Option<(usize, usize)> {
 pub fn user_space_only(insn: &Insn) -> Option<&'static str> {
     let op = insn.opcode()?;
     Some(match op {
-        // `tokenize` keeps what is left of its string between calls; the others are lowered.
-        Op::SCall if StrFn::from_i32(insn.arg) == Some(StrFn::Tokenize) => "`tokenize`",
         // The compiler keeps why the format cannot run in `bpf_snprintf` in bits 32..40
         // (`crate::format::KernelFormat::of`; 0: it can).
         Op::SFormat => match sformat_refusal(insn) {

@@ -352,6 +352,11 @@ fn runtime_errors_in_scripts() {
     assert!(matches!(m.run(0), Err(VmError::MaxAction { .. })));
     let mut m = Machine::new("global z\nprobe begin { x = randint(z) }");
     assert!(matches!(m.run(0), Err(VmError::InvalidRandint { .. })));
+    // tapset/string.stp: STAP_ERROR("Position out of bounds") (PR15044).
+    let mut m = Machine::new("global z = 2\nprobe begin { x = stringat(\"ab\", z) }");
+    let e = m.run(0).expect_err("stringat out of bounds");
+    assert!(matches!(e, VmError::StrFn { .. }), "{e:?}");
+    assert_eq!(e.to_string(), "Position out of bounds");
 }
 
 #[test]

@@ -357,6 +357,10 @@ pub fn kind_of(e: &VmError) -> RuntimeErrorKind {
         VmError::MaxAction { .. } => RuntimeErrorKind::MaxAction,
         VmError::InvalidRandint { .. } => RuntimeErrorKind::InvalidRandint,
         VmError::EmptyAggregate { .. } => RuntimeErrorKind::EmptyAggregate,
+        VmError::StrFn {
+            err: otf_script::strfn::StrError::PositionOutOfBounds,
+            ..
+        } => RuntimeErrorKind::PositionOutOfBounds,
         VmError::Array {
             err: otf_script::store::MapError::Full { .. },
             ..

@@ -1,5 +1,6 @@
 //! `SCall`: the string functions (`otf_script::strfn`) in native code, with the reference
-//! VM's results byte for byte.
+//! VM's results byte for byte (both follow SystemTap's tapset and runtime C: see there), and
+//! its run-time error (`stringat` out of bounds: [`ERR_POSITION`]).
 //!
 //! Strings are the 128-byte, zero-padded string slots of the frame (see `lower.rs`). The
 //! functions that look at every byte run a `bpf_loop` over the bytes, with a small callback
@@ -13,15 +14,15 @@
 //! | `keybuf[3]` | the loop's integers ([`var`]) |
 //!
 //! The result of a string function goes to the slot of its first string argument, as the
-//! string stack has it; an integer result is r0. `tokenize` is not lowered (it keeps state
-//! between calls): `otf_script::vm::user_space_only` refuses it.
+//! string stack has it; an integer result is r0. `tokenize` keeps what is left of its
+//! string in `Frame::tok` (per program run, as the reference VM).
 
 use otf_script::bytecode::{StrFn, MAXSTRINGLEN};
 
 use super::{copy_str, sslot, stack, strlen, zero, Gen, Region, Val, SWORDS};
 use crate::asm::{Func, FuncId, Label};
 use crate::insn::{helper, Alu, Cond, Insn, B, DW, R0, R1, R10, R2, R3, R4, R5, R8};
-use crate::layout::off;
+use crate::layout::{off, ERR_POSITION};
 use crate::Error;
 
 const _: () = assert!(
@@ -55,6 +56,41 @@ fn ret(f: &mut Func, v: i32) {
 fn frame_ptr(f: &mut Func, x: crate::insn::Reg) {
     f.emit(Insn::alu64_imm(Alu::And, x, LAST as i32));
     f.emit(Insn::alu64_reg(Alu::Add, x, R8));
+}
+
+/// For the byte in r3: r0 = r8 + 8 * (r3 >> 6) (its word of a byte set at `var(k)`, read
+/// at `r0 + var(k)`), r4 = 1 << (r3 & 63). Uses r0, r4.
+fn bit_of(f: &mut Func) {
+    f.emit(Insn::mov(R0, R3));
+    f.emit(Insn::alu64_imm(Alu::Rsh, R0, 6));
+    f.emit(Insn::alu64_imm(Alu::And, R0, 3));
+    f.emit(Insn::alu64_imm(Alu::Lsh, R0, 3));
+    f.emit(Insn::alu64_reg(Alu::Add, R0, R8));
+    f.emit(Insn::mov(R4, R3));
+    f.emit(Insn::alu64_imm(Alu::And, R4, 63));
+    f.emit(Insn::mov_imm(R2, 1));
+    f.emit(Insn::alu64_reg(Alu::Lsh, R2, R4));
+    f.emit(Insn::mov(R4, R2));
+}
+
+/// `bpf_probe_read_kernel(r8 + CAND, (hi - lo) & 127, r8 + from + (lo & 127))` unless
+/// `hi - lo` is 0 (the bytes `lo..hi` of the frame buffer at `from` into the candidate
+/// buffer). `lo` and `hi` are registers other than r1 and r2; uses r0-r3.
+fn read_frame(f: &mut Func, lo: crate::insn::Reg, hi: crate::insn::Reg, from: usize) {
+    let skip = f.new_label();
+    f.emit(Insn::mov(R2, hi));
+    f.emit(Insn::alu64_reg(Alu::Sub, R2, lo));
+    f.emit(Insn::alu64_imm(Alu::And, R2, LAST as i32));
+    f.jmp_imm(Cond::Eq, R2, 0, skip);
+    if lo != R3 {
+        f.emit(Insn::mov(R3, lo));
+    }
+    frame_ptr(f, R3);
+    f.emit(Insn::alu64_imm(Alu::Add, R3, from as i32));
+    f.emit(Insn::mov(R1, R8));
+    f.emit(Insn::alu64_imm(Alu::Add, R1, CAND as i32));
+    f.emit(Insn::call_helper(helper::PROBE_READ_KERNEL));
+    f.bind(skip);
 }
 
 /// Compare the 16 words at `a` and `b` (frame offsets); jump to `differ` at the first pair
@@ -99,17 +135,26 @@ impl Gen<'_> {
         let fid = r.f;
         match fun {
             StrFn::Strlen => strlen(self.b.f(fid), s[0]),
-            StrFn::Stringat => stringat(self.b.f(fid), s[0], n[0]),
+            StrFn::Stringat => {
+                // `Position out of bounds` unless 0 <= i < strlen(s) (unsigned: a negative
+                // i is out too).
+                let f = self.b.f(fid);
+                strlen(f, s[0]);
+                f.emit(Insn::ldx(DW, R3, R8, n[0]));
+                let ok = f.new_label();
+                f.jmp_reg(Cond::Lt, R3, R0, ok);
+                self.error(r, ERR_POSITION, pc);
+                let f = self.b.f(fid);
+                f.bind(ok);
+                frame_ptr(f, R3);
+                f.emit(Insn::ldx(B, R0, R3, at(s[0])));
+            }
             StrFn::Substr => substr(self.b.f(fid), s[0], n[0], n[1]),
             StrFn::Isinstr => self.isinstr(fid, s[0], s[1]),
             StrFn::Strtol => self.strtol(fid, s[0], n[0]),
             StrFn::TextStr => self.text_str(fid, s[0]),
             StrFn::StrReplace => self.str_replace(fid, s[0], s[1], s[2]),
-            StrFn::Tokenize => {
-                return Err(Error::BadCode(format!(
-                    "tokenize at {pc} runs in user space only"
-                )))
-            }
+            StrFn::Tokenize => self.tokenize(fid, s[0], s[1]),
         }
         r.vs.truncate(base);
         if !ret_str {
@@ -175,29 +220,11 @@ impl Gen<'_> {
         f.emit(Insn::ldx(DW, R0, R8, var(1)));
     }
 
-    /// `strtol(s, base)` as `strfn::strtol`: leading white space (a `bpf_loop`), a sign, the
-    /// prefixes of bases 0 and 16, then the digits (another `bpf_loop`), with wrapping
-    /// arithmetic.
+    /// `strtol(s, base)` as the kernel's `simple_strtol` (`strfn::strtol`): a `-`, the
+    /// prefixes of bases 0 and 16, then the digits (a `bpf_loop`): `0-9a-fA-F` below the base,
+    /// the argument as an `unsigned int`, with wrapping arithmetic.
     fn strtol(&mut self, fid: FuncId, s: usize, nbase: i16) {
-        // var0: the first byte that is not white space; var1: the value; var2: negative;
-        // var3: the first digit; var4: the base.
-        let ws = self.str_callback();
-        {
-            let f = self.b.f(ws);
-            let space = f.new_label();
-            f.emit(Insn::alu64_imm(Alu::And, R1, LAST as i32));
-            f.emit(Insn::mov(R3, R1));
-            f.emit(Insn::alu64_reg(Alu::Add, R3, R8));
-            f.emit(Insn::ldx(B, R0, R3, at(s)));
-            f.jmp_imm(Cond::Eq, R0, i32::from(b' '), space);
-            f.emit(Insn::alu64_imm(Alu::Sub, R0, 9));
-            // \t \n \v \f \r
-            f.jmp_imm(Cond::Le, R0, 4, space);
-            f.emit(Insn::stx(DW, R8, var(0), R1));
-            ret(f, 1);
-            f.bind(space);
-            ret(f, 0);
-        }
+        // var1: the value; var2: negative; var3: the first digit; var4: the base.
         let dig = self.str_callback();
         {
             let f = self.b.f(dig);
@@ -211,11 +238,11 @@ impl Gen<'_> {
             f.emit(Insn::mov(R1, R0));
             f.emit(Insn::alu64_imm(Alu::Sub, R1, i32::from(b'0')));
             f.jmp_imm(Cond::Le, R1, 9, have);
-            // A letter of either case: 10 + its place in the alphabet.
+            // a-f of either case: 10 + its place in the alphabet (`_tolower` is `| 0x20`).
             f.emit(Insn::mov(R1, R0));
             f.emit(Insn::alu64_imm(Alu::Or, R1, 0x20));
             f.emit(Insn::alu64_imm(Alu::Sub, R1, i32::from(b'a')));
-            f.jmp_imm(Cond::Gt, R1, 25, stop);
+            f.jmp_imm(Cond::Gt, R1, 5, stop);
             f.emit(Insn::alu64_imm(Alu::Add, R1, 10));
             f.bind(have);
             f.emit(Insn::ldx(DW, R2, R8, var(4)));
@@ -229,14 +256,7 @@ impl Gen<'_> {
             ret(f, 1);
         }
         let f = self.b.f(fid);
-        f.emit(Insn::st(DW, R8, var(0), LAST as i32));
-        f.emit(Insn::mov_imm(R1, MAXSTRINGLEN as i32));
-        self.str_loop(fid, ws);
-        let f = self.b.f(fid);
-        let (minus, signed, b0, b16, digits, plus2, none, done) = (
-            f.new_label(),
-            f.new_label(),
-            f.new_label(),
+        let (signed, b16, hex, digits, done) = (
             f.new_label(),
             f.new_label(),
             f.new_label(),
@@ -245,20 +265,13 @@ impl Gen<'_> {
         );
         // r4: the position; the sign.
         f.emit(Insn::st(DW, R8, var(2), 0));
-        f.emit(Insn::ldx(DW, R4, R8, var(0)));
-        f.emit(Insn::mov(R3, R4));
-        frame_ptr(f, R3);
-        f.emit(Insn::ldx(B, R0, R3, at(s)));
-        f.jmp_imm(Cond::Eq, R0, i32::from(b'-'), minus);
-        f.jmp_imm(Cond::Ne, R0, i32::from(b'+'), signed);
-        f.emit(Insn::alu64_imm(Alu::Add, R4, 1));
-        f.ja(signed);
-        f.bind(minus);
+        f.emit(Insn::mov_imm(R4, 0));
+        f.emit(Insn::ldx(B, R0, R8, at(s)));
+        f.jmp_imm(Cond::Ne, R0, i32::from(b'-'), signed);
         f.emit(Insn::st(DW, R8, var(2), 1));
-        f.emit(Insn::alu64_imm(Alu::Add, R4, 1));
+        f.emit(Insn::mov_imm(R4, 1));
         f.bind(signed);
         // r0, r1: the next two bytes; r2: the second one in lower case; r5: the base.
-        f.emit(Insn::alu64_imm(Alu::And, R4, LAST as i32));
         f.emit(Insn::mov(R3, R4));
         f.emit(Insn::alu64_reg(Alu::Add, R3, R8));
         f.emit(Insn::ldx(B, R0, R3, at(s)));
@@ -266,28 +279,29 @@ impl Gen<'_> {
         f.emit(Insn::mov(R2, R1));
         f.emit(Insn::alu64_imm(Alu::Or, R2, 0x20));
         f.emit(Insn::ldx(DW, R5, R8, nbase));
-        f.jmp_imm(Cond::Eq, R5, 0, b0);
-        f.jmp_imm(Cond::Eq, R5, 16, b16);
-        f.jmp_imm(Cond::Slt, R5, 2, none);
-        f.jmp_imm(Cond::Sgt, R5, 36, none);
+        f.emit(Insn::mov32(R5, R5));
+        f.jmp_imm(Cond::Ne, R5, 0, b16);
+        // Base 0: `0x` and a hex digit is 16, another `0` 8, anything else 10.
+        f.emit(Insn::mov_imm(R5, 10));
+        f.jmp_imm(Cond::Ne, R0, i32::from(b'0'), digits);
+        f.emit(Insn::mov_imm(R5, 8));
+        f.jmp_imm(Cond::Ne, R2, i32::from(b'x'), digits);
+        f.emit(Insn::ldx(B, R1, R3, at(s + 2)));
+        f.emit(Insn::mov(R2, R1));
+        f.emit(Insn::alu64_imm(Alu::Sub, R2, i32::from(b'0')));
+        f.jmp_imm(Cond::Le, R2, 9, hex);
+        f.emit(Insn::alu64_imm(Alu::Or, R1, 0x20));
+        f.emit(Insn::alu64_imm(Alu::Sub, R1, i32::from(b'a')));
+        f.jmp_imm(Cond::Gt, R1, 5, digits);
+        f.bind(hex);
+        f.emit(Insn::mov_imm(R5, 16));
+        f.emit(Insn::alu64_imm(Alu::Add, R4, 2));
         f.ja(digits);
-        // Base 16: an optional 0x.
+        // Base 16: an optional `0x`.
         f.bind(b16);
+        f.jmp_imm(Cond::Ne, R5, 16, digits);
         f.jmp_imm(Cond::Ne, R0, i32::from(b'0'), digits);
         f.jmp_imm(Cond::Ne, R2, i32::from(b'x'), digits);
-        f.ja(plus2);
-        // Base 0: 0x is 16, 0 followed by something 8, else 10.
-        f.bind(b0);
-        f.emit(Insn::mov_imm(R5, 10));
-        f.jmp_imm(Cond::Ne, R0, i32::from(b'0'), digits);
-        f.emit(Insn::mov_imm(R5, 16));
-        f.jmp_imm(Cond::Eq, R2, i32::from(b'x'), plus2);
-        f.emit(Insn::mov_imm(R5, 10));
-        f.jmp_imm(Cond::Eq, R1, 0, digits);
-        f.emit(Insn::mov_imm(R5, 8));
-        f.emit(Insn::alu64_imm(Alu::Add, R4, 1));
-        f.ja(digits);
-        f.bind(plus2);
         f.emit(Insn::alu64_imm(Alu::Add, R4, 2));
         f.bind(digits);
         f.emit(Insn::st(DW, R8, var(1), 0));
@@ -300,31 +314,121 @@ impl Gen<'_> {
         f.emit(Insn::ldx(DW, R1, R8, var(2)));
         f.jmp_imm(Cond::Eq, R1, 0, done);
         f.emit(Insn::neg(R0));
-        f.ja(done);
-        f.bind(none);
-        f.emit(Insn::mov_imm(R0, 0));
         f.bind(done);
     }
 
-    /// `text_str(s)`: a `bpf_loop` over the bytes writing each, or its escape, into the
-    /// result buffer, until the NUL or 127 bytes written; the result is cut at 127 bytes.
+    /// `text_str(s)` as `_stp_text_str` (`strfn::text_str`): a `bpf_loop` over the input,
+    /// each iteration decoding one UTF-8 character (as `_stp_decode_utf8`: else one byte)
+    /// and writing it, or its escape, into the result buffer; it stops at the NUL, after 127
+    /// bytes of input, or before the first escape that does not fit whole in 127 bytes.
     fn text_str(&mut self, fid: FuncId, s: usize) {
-        // var0: the bytes written.
+        // var0: the bytes written; var1: the input position; var2: the bytes of a character.
         let cb = self.str_callback();
         {
             let f = self.b.f(cb);
-            let (stop, esc2, plain, next) =
-                (f.new_label(), f.new_label(), f.new_label(), f.new_label());
-            frame_ptr(f, R1);
-            f.emit(Insn::ldx(B, R3, R1, at(s)));
-            f.jmp_imm(Cond::Eq, R3, 0, stop);
-            f.emit(Insn::ldx(DW, R5, R8, var(0)));
-            f.emit(Insn::mov(R4, R5));
+            let [stop, verbatim, two, three, four, checks, not3, not4, big, advance, esc2, plain, wrote] =
+                [(); 13].map(|()| f.new_label());
+            // r1: the position; r3: its byte; r5: the bytes after it (`size` once the lead
+            // byte is read).
+            f.emit(Insn::ldx(DW, R1, R8, var(1)));
+            f.jmp_imm(Cond::Ge, R1, LAST as i32, stop);
+            f.emit(Insn::mov(R4, R1));
             frame_ptr(f, R4);
+            f.emit(Insn::ldx(B, R3, R4, at(s)));
+            f.emit(Insn::mov_imm(R5, LAST as i32 - 1));
+            f.emit(Insn::alu64_reg(Alu::Sub, R5, R1));
+            for (mask, lead, l) in [(0xE0, 0xC0, two), (0xF0, 0xE0, three), (0xF8, 0xF0, four)] {
+                f.emit(Insn::mov(R0, R3));
+                f.emit(Insn::alu64_imm(Alu::And, R0, mask));
+                f.jmp_imm(Cond::Eq, R0, lead, l);
+            }
+            f.ja(verbatim);
+            // r2: the code point so far.
+            let cont = f.new_label();
+            for (n, l, bits) in [(2, two, 0x1F), (3, three, 0xF), (4, four, 0x7)] {
+                f.bind(l);
+                f.jmp_imm(Cond::Lt, R5, n - 1, verbatim);
+                f.emit(Insn::st(DW, R8, var(2), n));
+                f.emit(Insn::mov(R2, R3));
+                f.emit(Insn::alu64_imm(Alu::And, R2, bits));
+                f.ja(cont);
+            }
+            f.bind(cont);
+            for k in 1..=3 {
+                if k > 1 {
+                    f.emit(Insn::ldx(DW, R0, R8, var(2)));
+                    f.jmp_imm(Cond::Le, R0, k, checks);
+                }
+                f.emit(Insn::mov(R0, R1));
+                f.emit(Insn::alu64_imm(Alu::Add, R0, k));
+                frame_ptr(f, R0);
+                f.emit(Insn::ldx(B, R0, R0, at(s)));
+                f.emit(Insn::mov(R5, R0));
+                f.emit(Insn::alu64_imm(Alu::And, R5, 0xC0));
+                f.jmp_imm(Cond::Ne, R5, 0x80, verbatim);
+                f.emit(Insn::alu64_imm(Alu::Lsh, R2, 6));
+                f.emit(Insn::alu64_imm(Alu::And, R0, 0x3F));
+                f.emit(Insn::alu64_reg(Alu::Or, R2, R0));
+            }
+            // Overlong forms, values above U+10FFFF and surrogates are bytes.
+            f.bind(checks);
+            f.jmp_imm(Cond::Lt, R2, 0x80, verbatim);
+            f.emit(Insn::ldx(DW, R0, R8, var(2)));
+            f.jmp_imm(Cond::Ne, R0, 3, not3);
+            f.jmp_imm(Cond::Lt, R2, 0x800, verbatim);
+            f.bind(not3);
+            f.jmp_imm(Cond::Ne, R0, 4, not4);
+            f.jmp_imm(Cond::Lt, R2, 0x10000, verbatim);
+            f.bind(not4);
+            f.jmp_imm(Cond::Gt, R2, 0x10FFFF, verbatim);
+            f.emit(Insn::mov(R0, R2));
+            f.emit(Insn::alu64_imm(Alu::Sub, R0, 0xD800));
+            f.jmp_imm(Cond::Le, R0, 0x7FF, verbatim);
+            // A character: \uXXXX, or \UXXXXXXXX above U+FFFF, if it fits.
+            f.emit(Insn::ldx(DW, R4, R8, var(0)));
+            f.jmp_imm(Cond::Gt, R2, 0xFFFF, big);
+            for (letter, digits, l) in [(b'u', 4, None), (b'U', 8, Some(big))] {
+                if let Some(l) = l {
+                    f.bind(l);
+                }
+                let num = 2 + digits;
+                f.emit(Insn::mov(R0, R4));
+                f.emit(Insn::alu64_imm(Alu::Add, R0, num));
+                f.jmp_imm(Cond::Gt, R0, LAST as i32, stop);
+                f.emit(Insn::stx(DW, R8, var(0), R0));
+                frame_ptr(f, R4);
+                f.emit(Insn::st(B, R4, at(OUT), i32::from(b'\\')));
+                f.emit(Insn::st(B, R4, at(OUT + 1), i32::from(letter)));
+                for i in 0..digits {
+                    f.emit(Insn::mov(R0, R2));
+                    f.emit(Insn::alu64_imm(Alu::Rsh, R0, 4 * (digits - 1 - i)));
+                    f.emit(Insn::alu64_imm(Alu::And, R0, 0xF));
+                    f.emit(Insn::jmp_imm(Cond::Lt, R0, 10, 1));
+                    f.emit(Insn::alu64_imm(Alu::Add, R0, i32::from(b'A' - b'0' - 10)));
+                    f.emit(Insn::alu64_imm(Alu::Add, R0, i32::from(b'0')));
+                    f.emit(Insn::stx(B, R4, at(OUT + 2 + i as usize), R0));
+                }
+                f.ja(advance);
+            }
+            f.bind(advance);
+            f.emit(Insn::ldx(DW, R1, R8, var(1)));
+            f.emit(Insn::ldx(DW, R0, R8, var(2)));
+            f.emit(Insn::alu64_reg(Alu::Add, R1, R0));
+            f.emit(Insn::stx(DW, R8, var(1), R1));
+            ret(f, 0);
+            // One byte (r3): the NUL ends; printable ASCII but `"` and `\`, a short escape,
+            // else \ooo.
+            f.bind(verbatim);
+            f.jmp_imm(Cond::Eq, R3, 0, stop);
+            f.emit(Insn::ldx(DW, R4, R8, var(0)));
             for (c, e) in [
+                (0x07, b'a'),
+                (0x08, b'b'),
+                (0x0c, b'f'),
                 (b'\n', b'n'),
-                (b'\t', b't'),
                 (b'\r', b'r'),
+                (b'\t', b't'),
+                (0x0b, b'v'),
                 (b'"', b'"'),
                 (b'\\', b'\\'),
             ] {
@@ -334,7 +438,10 @@ impl Gen<'_> {
             f.emit(Insn::mov(R0, R3));
             f.emit(Insn::alu64_imm(Alu::Sub, R0, 0x20));
             f.jmp_imm(Cond::Le, R0, 0x7e - 0x20, plain);
-            // \ooo
+            f.emit(Insn::mov(R5, R4));
+            f.emit(Insn::alu64_imm(Alu::Add, R5, 4));
+            f.jmp_imm(Cond::Gt, R5, LAST as i32, stop);
+            frame_ptr(f, R4);
             f.emit(Insn::st(B, R4, at(OUT), i32::from(b'\\')));
             for (k, shift) in [(1, 6), (2, 3), (3, 0)] {
                 f.emit(Insn::mov(R0, R3));
@@ -345,19 +452,27 @@ impl Gen<'_> {
                 f.emit(Insn::alu64_imm(Alu::Add, R0, i32::from(b'0')));
                 f.emit(Insn::stx(B, R4, at(OUT + k), R0));
             }
-            f.emit(Insn::alu64_imm(Alu::Add, R5, 4));
-            f.ja(next);
+            f.ja(wrote);
             f.bind(esc2);
+            f.emit(Insn::mov(R5, R4));
+            f.emit(Insn::alu64_imm(Alu::Add, R5, 2));
+            f.jmp_imm(Cond::Gt, R5, LAST as i32, stop);
+            frame_ptr(f, R4);
             f.emit(Insn::st(B, R4, at(OUT), i32::from(b'\\')));
             f.emit(Insn::stx(B, R4, at(OUT + 1), R0));
-            f.emit(Insn::alu64_imm(Alu::Add, R5, 2));
-            f.ja(next);
+            f.ja(wrote);
             f.bind(plain);
-            f.emit(Insn::stx(B, R4, at(OUT), R3));
+            f.emit(Insn::mov(R5, R4));
             f.emit(Insn::alu64_imm(Alu::Add, R5, 1));
-            f.bind(next);
+            f.jmp_imm(Cond::Gt, R5, LAST as i32, stop);
+            frame_ptr(f, R4);
+            f.emit(Insn::stx(B, R4, at(OUT), R3));
+            // r5: the bytes written now; one byte of input.
+            f.bind(wrote);
             f.emit(Insn::stx(DW, R8, var(0), R5));
-            f.jmp_imm(Cond::Sge, R5, LAST as i32, stop);
+            f.emit(Insn::ldx(DW, R1, R8, var(1)));
+            f.emit(Insn::alu64_imm(Alu::Add, R1, 1));
+            f.emit(Insn::stx(DW, R8, var(1), R1));
             ret(f, 0);
             f.bind(stop);
             ret(f, 1);
@@ -365,11 +480,119 @@ impl Gen<'_> {
         let f = self.b.f(fid);
         zero(f, OUT, SWORDS);
         f.emit(Insn::st(DW, R8, var(0), 0));
+        f.emit(Insn::st(DW, R8, var(1), 0));
         f.emit(Insn::mov_imm(R1, LAST as i32));
         self.str_loop(fid, cb);
         let f = self.b.f(fid);
         copy_str(f, R8, s, R8, OUT);
         f.emit(Insn::st(B, R8, at(s + LAST), 0));
+    }
+
+    /// At the start of a program that calls `tokenize`: nothing left of a string
+    /// (`Frame::tok` zeroed), as the reference VM starts each run.
+    pub(super) fn clear_tokenize(&mut self, fid: FuncId, shape: &crate::cfg::Shape) {
+        let uses = shape.depth.keys().any(|&pc| {
+            let insn = self.code[pc];
+            insn.opcode() == Some(otf_script::bytecode::Op::SCall)
+                && StrFn::from_i32(insn.arg) == Some(StrFn::Tokenize)
+        });
+        if uses {
+            zero(self.b.f(fid), off::F_TOK, SWORDS);
+        }
+    }
+
+    /// `tokenize(s, delim)` as `strfn::tokenize` (SystemTap's `strsep` loop): a non-empty
+    /// `s` is copied to `Frame::tok`; a `bpf_loop` over `delim` makes the set of its bytes
+    /// (a 256-bit set in `var(8..12)`); a `bpf_loop` over `tok` finds the first byte not in
+    /// it (the token's start) and the next byte in it or the NUL (its end). The token is read
+    /// into the zeroed candidate buffer and copied over `s`; what follows the delimiter at the
+    /// end (nothing at the NUL) becomes `tok`, zero-padded, the same way.
+    fn tokenize(&mut self, fid: FuncId, s: usize, delim: usize) {
+        const SET: usize = 8;
+        // var0: the start (128 until found); var1: the end.
+        let set = self.str_callback();
+        {
+            let f = self.b.f(set);
+            let stop = f.new_label();
+            frame_ptr(f, R1);
+            f.emit(Insn::ldx(B, R3, R1, at(delim)));
+            f.jmp_imm(Cond::Eq, R3, 0, stop);
+            bit_of(f);
+            f.emit(Insn::ldx(DW, R2, R0, var(SET)));
+            f.emit(Insn::alu64_reg(Alu::Or, R2, R4));
+            f.emit(Insn::stx(DW, R0, var(SET), R2));
+            ret(f, 0);
+            f.bind(stop);
+            ret(f, 1);
+        }
+        let scan = self.str_callback();
+        {
+            let f = self.b.f(scan);
+            let (end, started, skip) = (f.new_label(), f.new_label(), f.new_label());
+            f.emit(Insn::alu64_imm(Alu::And, R1, LAST as i32));
+            f.emit(Insn::mov(R5, R1));
+            f.emit(Insn::alu64_reg(Alu::Add, R1, R8));
+            f.emit(Insn::ldx(B, R3, R1, at(off::F_TOK)));
+            f.jmp_imm(Cond::Eq, R3, 0, end);
+            bit_of(f);
+            f.emit(Insn::ldx(DW, R2, R0, var(SET)));
+            f.emit(Insn::alu64_reg(Alu::And, R2, R4));
+            f.emit(Insn::ldx(DW, R0, R8, var(0)));
+            f.jmp_imm(Cond::Ne, R0, MAXSTRINGLEN as i32, started);
+            // Before the token: a delimiter is an empty token, skipped.
+            f.jmp_imm(Cond::Ne, R2, 0, skip);
+            f.emit(Insn::stx(DW, R8, var(0), R5));
+            ret(f, 0);
+            f.bind(started);
+            f.jmp_imm(Cond::Ne, R2, 0, end);
+            ret(f, 0);
+            f.bind(end);
+            f.emit(Insn::stx(DW, R8, var(1), R5));
+            ret(f, 1);
+            f.bind(skip);
+            ret(f, 0);
+        }
+        let f = self.b.f(fid);
+        let same = f.new_label();
+        f.emit(Insn::ldx(B, R0, R8, at(s)));
+        f.jmp_imm(Cond::Eq, R0, 0, same);
+        copy_str(f, R8, off::F_TOK, R8, s);
+        f.bind(same);
+        for k in 0..4 {
+            f.emit(Insn::st(DW, R8, var(SET + k), 0));
+        }
+        f.emit(Insn::mov_imm(R1, LAST as i32));
+        self.str_loop(fid, set);
+        let f = self.b.f(fid);
+        f.emit(Insn::st(DW, R8, var(0), MAXSTRINGLEN as i32));
+        f.emit(Insn::st(DW, R8, var(1), LAST as i32));
+        f.emit(Insn::mov_imm(R1, MAXSTRINGLEN as i32));
+        self.str_loop(fid, scan);
+        let f = self.b.f(fid);
+        // r3: the start (the end when no token started), r4: the end.
+        f.emit(Insn::ldx(DW, R3, R8, var(0)));
+        f.emit(Insn::ldx(DW, R4, R8, var(1)));
+        f.emit(Insn::jmp_reg(Cond::Le, R3, R4, 1));
+        f.emit(Insn::mov(R3, R4));
+        zero(f, CAND, SWORDS);
+        read_frame(f, R3, R4, off::F_TOK);
+        copy_str(f, R8, s, R8, CAND);
+        // What is left: after the delimiter at the end, or nothing at the NUL.
+        let (rest, done) = (f.new_label(), f.new_label());
+        f.emit(Insn::ldx(DW, R3, R8, var(1)));
+        f.emit(Insn::mov(R1, R3));
+        frame_ptr(f, R1);
+        f.emit(Insn::ldx(B, R0, R1, at(off::F_TOK)));
+        f.jmp_imm(Cond::Ne, R0, 0, rest);
+        zero(f, off::F_TOK, SWORDS);
+        f.ja(done);
+        f.bind(rest);
+        zero(f, CAND, SWORDS);
+        f.emit(Insn::alu64_imm(Alu::Add, R3, 1));
+        f.emit(Insn::mov_imm(R4, LAST as i32));
+        read_frame(f, R3, R4, off::F_TOK);
+        copy_str(f, R8, off::F_TOK, R8, CAND);
+        f.bind(done);
     }
 
     /// `str_replace(s, old, new)`: `s` when `old` is empty, else a `bpf_loop` over the bytes
@@ -461,34 +684,26 @@ impl Gen<'_> {
     }
 }
 
-/// `stringat(s, i)`: the byte at `i`, 0 outside `0..=127` (and past the NUL, by the zero
-/// padding). r0.
-fn stringat(f: &mut Func, s: usize, i: i16) {
-    let done = f.new_label();
-    f.emit(Insn::ldx(DW, R1, R8, i));
-    f.emit(Insn::mov_imm(R0, 0));
-    f.jmp_imm(Cond::Gt, R1, LAST as i32, done);
-    f.emit(Insn::alu64_reg(Alu::Add, R1, R8));
-    f.emit(Insn::ldx(B, R0, R1, at(s)));
-    f.bind(done);
-}
-
-/// `substr(s, start, len)`: `start` clamped to `0..=strlen(s)`, the end to
-/// `start..=strlen(s)`; those bytes read into the zeroed candidate buffer by
-/// `bpf_probe_read_kernel`, which is then copied over `s`.
+/// `substr(s, start, len)`: "" unless `0 <= start < strlen(s)`; then `strlcpy` with the size
+/// `clamp(len + 1, 0, MAXSTRINGLEN)` (`len + 1` wrapping), so at most that size less one
+/// bytes. Those bytes are read into the zeroed candidate buffer by `bpf_probe_read_kernel`,
+/// which is then copied over `s`.
 fn substr(f: &mut Func, s: usize, start: i16, len: i16) {
     strlen(f, s);
-    // r3: the start, r4: the end, then the length.
+    // r3: the start (strlen(s), which copies nothing, when out of the string), r4: the end,
+    // then the length.
     f.emit(Insn::ldx(DW, R3, R8, start));
     f.emit(Insn::jmp_imm(Cond::Sge, R3, 0, 1));
-    f.emit(Insn::mov_imm(R3, 0));
+    f.emit(Insn::mov(R3, R0));
     f.emit(Insn::jmp_reg(Cond::Sle, R3, R0, 1));
     f.emit(Insn::mov(R3, R0));
     f.emit(Insn::ldx(DW, R4, R8, len));
-    f.emit(Insn::jmp_imm(Cond::Sge, R4, 0, 1));
-    f.emit(Insn::mov_imm(R4, 0));
-    f.emit(Insn::jmp_imm(Cond::Sle, R4, LAST as i32, 1));
-    f.emit(Insn::mov_imm(R4, LAST as i32));
+    f.emit(Insn::alu64_imm(Alu::Add, R4, 1));
+    f.emit(Insn::jmp_imm(Cond::Sge, R4, 1, 1));
+    f.emit(Insn::mov_imm(R4, 1));
+    f.emit(Insn::jmp_imm(Cond::Sle, R4, MAXSTRINGLEN as i32, 1));
+    f.emit(Insn::mov_imm(R4, MAXSTRINGLEN as i32));
+    f.emit(Insn::alu64_imm(Alu::Sub, R4, 1));
     f.emit(Insn::alu64_reg(Alu::Add, R4, R3));
     f.emit(Insn::jmp_reg(Cond::Sle, R4, R0, 1));
     f.emit(Insn::mov(R4, R0));

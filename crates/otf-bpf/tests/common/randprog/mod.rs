@@ -15,8 +15,8 @@
 //! Strings: literals ([`literals`]), `execname()`, string locals and globals, concatenations,
 //! strings read from this process's memory (`SRead`: [`memory`], and addresses that fault),
 //! assignments, comparisons (`SCmp`), `strlen` (`SLen`) and the string functions (`SCall`:
-//! `isinstr`, `stringat`, `strtol` as integer values; `substr`, `text_str`, `str_replace` as
-//! strings, with edge positions and lengths), and output records with string arguments, always
+//! `isinstr`, `stringat`, `strtol` as integer values; `substr`, `text_str`, `str_replace`,
+//! `tokenize` as strings, with edge positions and lengths), and output records with string arguments, always
 //! straight-line code, so that paths join with the same string stack depth.
 //! Every program passes `otf_script::vm::verify`.
 //!
@@ -68,7 +68,8 @@ pub fn literals() -> Vec<String> {
         "~".into(),
         "y".repeat(127),
         format!("{}z", "y".repeat(126)),
-        // For `strtol` (white space, signs, prefixes, digits of bases 8 to 36, wrapping)
+        // For `strtol` (white space and `+`, which it does not take, signs, prefixes, digits
+        // of bases 8 to 36, wrapping)
         // and `text_str` (escaped bytes).
         "0x1F".into(),
         " \t-42z".into(),
@@ -78,6 +79,11 @@ pub fn literals() -> Vec<String> {
         "-9223372036854775809".into(),
         "z9Z".into(),
         "a\tb\"c\\\n\u{1}\u{7f}".into(),
+        // The kernel's `simple_strtol` (no `0x` without a hex digit after it, one `-`), and
+        // `text_str`'s short escapes and UTF-8 characters of two, three and four bytes.
+        "0xg".into(),
+        "--5".into(),
+        "\u{7}\u{8}\u{c}\u{b}é€😀".into(),
     ]
 }
 /// NUL-terminated ASCII strings in this process's memory, for `SRead`: a test run's hit
@@ -685,10 +691,11 @@ impl<'a> Gen<'a> {
 
     /// A string function with a string value, if one fits: `text_str`, and with only ASCII
     /// strings (when [`Gen::concat`]: the reference VM's strings are UTF-8, so it cuts
-    /// a character that the kernel cuts in the middle differently) `substr` and
-    /// `str_replace`. Arguments are string values of depth `depth`.
+    /// a character that the kernel cuts in the middle differently) `substr`, `str_replace`
+    /// and `tokenize` (a "" string continues what an earlier call left in the run). Arguments
+    /// are string values of depth `depth`.
     fn sfn_str(&mut self, depth: u32) -> bool {
-        match self.rng.below(3) {
+        match self.rng.below(4) {
             0 if self.concat && self.room() >= 2 => {
                 self.sexpr_at(depth);
                 self.sfn_int_arg();
@@ -704,6 +711,11 @@ impl<'a> Gen<'a> {
                 self.sexpr_at(depth);
                 self.sexpr_at(depth);
                 self.emit(a(Op::SCall, StrFn::StrReplace as i32));
+            }
+            3 if self.concat && self.sroom() >= 2 => {
+                self.sexpr_at(depth);
+                self.sexpr_at(depth);
+                self.emit(a(Op::SCall, StrFn::Tokenize as i32));
             }
             _ => return false,
         }
