@@ -10,9 +10,8 @@
 
 mod common;
 
-use otf_bpf::{cookie, Event, LoadOptions, ProbeSlot, ProgKind, Runtime, RuntimeErrorKind};
-use otf_bpf::{RuntimeImage, RuntimeStore};
-use otf_script::diag::SourceFile;
+use otf_bpf::RuntimeStore;
+use otf_bpf::{cookie, Event, LoadOptions, ProgKind, Runtime, RuntimeErrorKind};
 use otf_script::store::{MapError, Value};
 use otf_script::vm::GlobalStore;
 
@@ -52,30 +51,11 @@ fn load() -> Option<Loaded> {
     if !common::can_test_run_bpf("array_full") {
         return None;
     }
-    let file = SourceFile::new("t.stp", SCRIPT);
-    let c = otf_script::compile_source(&file)
-        .unwrap_or_else(|d| panic!("{d:?}"))
-        .script;
-    let probes: Vec<ProbeSlot> = c
-        .units
-        .iter()
-        .enumerate()
-        .map(|(i, u)| ProbeSlot {
-            body: Some(u.body.start),
-            lock_mask: u.lock_mask,
-            label: format!("unit {i}"),
-            pp: "kernel.trace(\"sched:sched_switch\")".into(),
-            ..Default::default()
-        })
-        .collect();
-    let image = RuntimeImage {
-        code: c.code.clone(),
-        probes,
-        globals_init: c.globals.iter().map(|g| g.init).collect(),
-        maps: otf_codegen::maps::MapSpec::all(&c.globals),
-        strings: c.strings.clone(),
-        ..Default::default()
-    };
+    let (c, image) = common::compile_kernel_units(
+        SCRIPT,
+        |_| "kernel.trace(\"sched:sched_switch\")".into(),
+        |_| String::new(),
+    );
     for name in ARRAYS {
         let g = c.globals.iter().find(|g| g.name == name).expect(name);
         assert_eq!(g.max_entries(), 4, "{name}");

@@ -6,42 +6,17 @@
 
 mod common;
 
-use otf_bpf::{cookie, Event, LoadOptions, ProbeSlot, ProgKind, Runtime, RuntimeImage};
-use otf_script::diag::SourceFile;
+use otf_bpf::{cookie, Event, LoadOptions, ProgKind, Runtime, RuntimeImage};
 use otf_script::store::MemStore;
 use otf_script::vm::{self, FixedHit, OutRecord, VmError};
 
 /// The compiled script and the image `otf run` would build (kernel units only).
 fn compile(src: &str) -> (otf_script::compile::CompiledScript, RuntimeImage) {
-    let file = SourceFile::new("t.stp", src);
-    let c = otf_script::compile_source(&file)
-        .unwrap_or_else(|d| panic!("{src}: {d:?}"))
-        .script;
-    let probes = c
-        .units
-        .iter()
-        .enumerate()
-        .filter(|(_, u)| u.point.is_kernel())
-        .map(|(i, u)| ProbeSlot {
-            body: Some(u.body.start),
-            lock_mask: u.lock_mask,
-            label: format!("unit {i}"),
-            pp: "kernel.trace(\"sched:sched_switch\")".into(),
-            probefunc: String::new(),
-            ..Default::default()
-        })
-        .collect();
-    let image = RuntimeImage {
-        code: c.code.clone(),
-        probes,
-        cond_code: Vec::new(),
-        cond_init: Vec::new(),
-        globals_init: c.globals.iter().map(|g| g.init).collect(),
-        maps: otf_codegen::maps::MapSpec::all(&c.globals),
-        target_pid: 0,
-        strings: c.strings.clone(),
-    };
-    (c, image)
+    common::compile_kernel_units(
+        src,
+        |_| "kernel.trace(\"sched:sched_switch\")".into(),
+        |_| String::new(),
+    )
 }
 
 /// What one hit of unit 0 did, in the kernel and in the reference VM: the output records

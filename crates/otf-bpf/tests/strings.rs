@@ -5,46 +5,14 @@
 
 mod common;
 
-use otf_bpf::{cookie, Event, LoadOptions, ProbeSlot, ProgKind, Runtime, RuntimeImage};
+use otf_bpf::{cookie, Event, LoadOptions, ProgKind, Runtime, RuntimeImage};
 use otf_script::bytecode::GlobalKind;
-use otf_script::diag::SourceFile;
 use otf_script::store::MemStore;
 use otf_script::vm::{self, FixedHit, GlobalStore, OutRecord};
 
 /// The compiled script and the image `otf run` would build (kernel units only).
 fn compile(src: &str) -> (otf_script::compile::CompiledScript, RuntimeImage) {
-    let file = SourceFile::new("t.stp", src);
-    let c = otf_script::compile_source(&file)
-        .unwrap_or_else(|d| panic!("{src}: {d:?}"))
-        .script;
-    let probes = c
-        .units
-        .iter()
-        .enumerate()
-        .filter(|(_, u)| u.point.is_kernel())
-        .map(|(i, u)| {
-            assert!(!u.deferred, "unit {i} runs in user space");
-            ProbeSlot {
-                body: Some(u.body.start),
-                lock_mask: u.lock_mask,
-                label: format!("unit {i}"),
-                pp: pp(i),
-                probefunc: probefunc(i),
-                ..Default::default()
-            }
-        })
-        .collect();
-    let image = RuntimeImage {
-        code: c.code.clone(),
-        probes,
-        cond_code: Vec::new(),
-        cond_init: Vec::new(),
-        globals_init: c.globals.iter().map(|g| g.init).collect(),
-        maps: otf_codegen::maps::MapSpec::all(&c.globals),
-        target_pid: 0,
-        strings: c.strings.clone(),
-    };
-    (c, image)
+    common::compile_kernel_units(src, pp, probefunc)
 }
 
 /// `pp()` of the probe of unit `i` (any string: only the image says what it is).

@@ -248,3 +248,44 @@ pub fn page_before_a_hole(fill: impl FnOnce(*mut u8)) -> u64 {
     assert_eq!(r, 0);
     m as u64
 }
+
+/// Compiles `src` and builds the image `otf run` would build for its kernel units: unit `i`'s
+/// body at pidx `i`, with `pp()` and `probefunc()` from `pp(i)` and `probefunc(i)` (any
+/// strings: only the image says what they are). Panics on a compile error or on a unit whose
+/// body would run in user space.
+pub fn compile_kernel_units(
+    src: &str,
+    pp: impl Fn(usize) -> String,
+    probefunc: impl Fn(usize) -> String,
+) -> (otf_script::compile::CompiledScript, RuntimeImage) {
+    let file = otf_script::diag::SourceFile::new("t.stp", src);
+    let c = otf_script::compile_source(&file)
+        .unwrap_or_else(|d| panic!("{src}: {d:?}"))
+        .script;
+    let probes = c
+        .units
+        .iter()
+        .enumerate()
+        .filter(|(_, u)| u.point.is_kernel())
+        .map(|(i, u)| {
+            assert!(!u.deferred, "unit {i} runs in user space");
+            ProbeSlot {
+                body: Some(u.body.start),
+                lock_mask: u.lock_mask,
+                label: format!("unit {i}"),
+                pp: pp(i),
+                probefunc: probefunc(i),
+                ..Default::default()
+            }
+        })
+        .collect();
+    let image = RuntimeImage {
+        code: c.code.clone(),
+        probes,
+        globals_init: c.globals.iter().map(|g| g.init).collect(),
+        maps: otf_codegen::maps::MapSpec::all(&c.globals),
+        strings: c.strings.clone(),
+        ..Default::default()
+    };
+    (c, image)
+}
