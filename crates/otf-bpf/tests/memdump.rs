@@ -6,9 +6,8 @@
 
 mod common;
 
-use otf_bpf::{cookie, Event, LoadOptions, ProgKind, Runtime, RuntimeImage};
-use otf_script::store::MemStore;
-use otf_script::vm::{self, FixedHit, OutRecord, VmError};
+use otf_bpf::{Event, RuntimeImage};
+use otf_script::vm::{OutRecord, VmError};
 
 /// The compiled script and the image `otf run` would build (kernel units only).
 fn compile(src: &str) -> (otf_script::compile::CompiledScript, RuntimeImage) {
@@ -34,19 +33,10 @@ fn run_both(src: &str) -> Option<Both> {
         return None;
     }
     let (c, image) = compile(src);
-    let rt = Runtime::load_with(
-        &image,
-        &LoadOptions {
-            kinds: vec![ProgKind::TestEntry],
-            ..Default::default()
-        },
-    )
-    .unwrap_or_else(|e| panic!("{src}: {e}"));
-    let mut events = rt.events().expect("events");
-    rt.test_run_hit(cookie(0)).expect("hit");
+    let run = common::one_hit_both(&c, &image, src);
     let mut kernel = Vec::new();
     let mut kernel_err = None;
-    for e in events.drain().expect("drain") {
+    for e in run.kernel {
         match e {
             Event::Output {
                 fmt, args, strs, ..
@@ -55,20 +45,7 @@ fn run_both(src: &str) -> Option<Both> {
             _ => {}
         }
     }
-    let mut hit = FixedHit {
-        strings: c.strings.clone(),
-        formats: c.formats.clone(),
-        ..Default::default()
-    };
-    let start = image.probes[0].body.expect("body") as usize;
-    let mut vm_out = Vec::new();
-    let r = vm::run(
-        &c.code,
-        start,
-        &mut MemStore::new(&c.globals),
-        &mut hit,
-        &mut |r| vm_out.push(r),
-    );
+    let (vm_out, r) = (run.vm_out, run.vm);
     Some(Both {
         kernel,
         kernel_err,

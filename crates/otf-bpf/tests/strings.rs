@@ -296,31 +296,12 @@ probe kernel.trace("sched:sched_switch") {{
 }}"#
         );
         let (c, image) = compile(&src);
-        let rt = Runtime::load_with(
-            &image,
-            &LoadOptions {
-                kinds: vec![ProgKind::TestEntry],
-                ..Default::default()
-            },
-        )
-        .unwrap_or_else(|e| panic!("{src}: {e}"));
-        let mut events = rt.events().expect("events");
-        rt.test_run_hit(cookie(0)).expect("hit");
-        let got: Vec<Event> = events.drain().expect("drain");
-        let mut hit = FixedHit {
-            strings: c.strings.clone(),
-            ..Default::default()
-        };
-        let start = image.probes[0].body.expect("body") as usize;
-        let mut outs = Vec::new();
-        let want = vm::run(
-            &c.code,
-            start,
-            &mut MemStore::new(&c.globals),
-            &mut hit,
-            &mut |r| outs.push(r),
-        )
-        .expect_err("the reference VM faults");
+        let common::OneHit {
+            kernel: got,
+            vm_out: outs,
+            vm: want,
+        } = common::one_hit_both(&c, &image, &src);
+        let want = want.expect_err("the reference VM faults");
         assert!(outs.is_empty(), "{expr}: {outs:?}");
         let rc = -14;
         assert_eq!(
@@ -534,30 +515,11 @@ probe kernel.trace("sched:sched_switch") {{
 }}"#
         );
         let (c, image) = compile(&src);
-        let rt = Runtime::load_with(
-            &image,
-            &LoadOptions {
-                kinds: vec![ProgKind::TestEntry],
-                ..Default::default()
-            },
-        )
-        .unwrap_or_else(|e| panic!("{src}: {e}"));
-        let mut events = rt.events().expect("events");
-        rt.test_run_hit(cookie(0)).expect("hit");
-        let got: Vec<Event> = events.drain().expect("drain");
-        let mut hit = FixedHit {
-            strings: c.strings.clone(),
-            ..Default::default()
-        };
-        let start = image.probes[0].body.expect("body") as usize;
-        let mut outs = Vec::new();
-        let want = vm::run(
-            &c.code,
-            start,
-            &mut MemStore::new(&c.globals),
-            &mut hit,
-            &mut |r| outs.push(r),
-        );
+        let common::OneHit {
+            kernel: got,
+            vm_out: outs,
+            vm: want,
+        } = common::one_hit_both(&c, &image, &src);
         let kouts: Vec<OutRecord> = got
             .iter()
             .filter_map(|e| match e {

@@ -289,3 +289,50 @@ pub fn compile_kernel_units(
     };
     (c, image)
 }
+
+/// One hit of unit 0 (pidx 0), run by the kernel (`BPF_PROG_TEST_RUN` of a `TestEntry`
+/// program, in this task) and by the reference VM on fresh globals: the kernel's events, the
+/// VM's output records and how the VM's run ended.
+pub struct OneHit {
+    /// What the kernel sent for the hit.
+    pub kernel: Vec<otf_bpf::Event>,
+    /// The reference VM's output records, including those before an error.
+    pub vm_out: Vec<otf_script::vm::OutRecord>,
+    /// How the reference VM's run ended.
+    pub vm: Result<otf_script::vm::Outcome, otf_script::vm::VmError>,
+}
+
+/// Runs one hit of unit 0 of `c` (whose image is `image`) in the kernel and in the reference
+/// VM ([`OneHit`]); `src` names the script in panics.
+pub fn one_hit_both(
+    c: &otf_script::compile::CompiledScript,
+    image: &RuntimeImage,
+    src: &str,
+) -> OneHit {
+    let rt = otf_bpf::Runtime::load_with(
+        image,
+        &otf_bpf::LoadOptions {
+            kinds: vec![otf_bpf::ProgKind::TestEntry],
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{src}: {e}"));
+    let mut events = rt.events().expect("events");
+    rt.test_run_hit(otf_bpf::cookie(0)).expect("hit");
+    let kernel = events.drain().expect("drain");
+    let mut hit = otf_script::vm::FixedHit {
+        strings: c.strings.clone(),
+        formats: c.formats.clone(),
+        ..Default::default()
+    };
+    let start = image.probes[0].body.expect("body") as usize;
+    let mut vm_out = Vec::new();
+    let vm = otf_script::vm::run(
+        &c.code,
+        start,
+        &mut otf_script::store::MemStore::new(&c.globals),
+        &mut hit,
+        &mut |r| vm_out.push(r),
+    );
+    OneHit { kernel, vm_out, vm }
+}
