@@ -330,6 +330,7 @@ pub fn run(args: &RunArgs) -> Result<i32, Failure> {
     };
 
     let rt = load_runtime(&src, &front, &res, target)?;
+    rt.set_stop_on_error(!args.suppress_handler_errors);
     {
         // String globals start at their initialisers (integers are in the image).
         use otf_script::vm::GlobalStore as _;

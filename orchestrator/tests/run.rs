@@ -258,6 +258,34 @@ fn runtime_error_ends_the_run_with_status_1() {
 }
 
 #[test]
+fn no_body_runs_after_a_runtime_error_in_the_kernel() {
+    need_root!();
+    // SystemTap's probe epilogue (MAXERRORS 0): the first error ends the session and no
+    // later hit runs its body, even before user space has read the error. The test keeps
+    // calling getppid() in bursts while otf runs, so hits follow the failing one within
+    // microseconds; `end` still runs and sees one body run.
+    let me = std::process::id();
+    let src = format!(
+        "global n, z\nprobe kernel.trace(\"syscalls:sys_enter_getppid\") {{ if (pid() == {me}) {{ n++; println(1 / z) }} }}\n\
+         probe end {{ printf(\"runs %d\\n\", n) }}"
+    );
+    let o = otf_while(&["run", "-T", "30s", "-e", &src], || {
+        for _ in 0..10_000 {
+            // SAFETY: getppid has no preconditions.
+            unsafe { libc::getppid() };
+        }
+    });
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert_eq!(out(&o), "runs 1\n", "{}", err(&o));
+    assert_eq!(
+        err(&o).matches("ERROR: division by zero").count(),
+        1,
+        "{}",
+        err(&o)
+    );
+}
+
+#[test]
 fn suppressed_runtime_errors_keep_running() {
     need_root!();
     // The body fails every time; its third run can only come if the first two errors did not

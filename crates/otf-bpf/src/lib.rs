@@ -686,6 +686,14 @@ impl Runtime {
             .store(1, Ordering::SeqCst);
     }
 
+    /// Whether a run-time error in a kernel body enters the STOPPING state at once (SystemTap's
+    /// default; off for `--suppress-handler-errors`). Off until set.
+    pub fn set_stop_on_error(&self, on: bool) {
+        // SAFETY: address of a field of the .bss (see `u64_field`).
+        self.u64_field(|b| unsafe { std::ptr::addr_of_mut!((*b).stop_on_error) })
+            .store(on as u64, Ordering::SeqCst);
+    }
+
     /// Try to take the lock stripes `mask` from user space (as a body does in the kernel),
     /// polling at most `tries` times. Release with [`Runtime::unlock`].
     pub fn try_lock(&self, mask: u64, tries: u32) -> bool {

@@ -58,8 +58,12 @@ fn stat(f: &mut Func, field: i16) {
     f.emit(Insn::atomic64(Atomic::Add, R9, field, R1));
 }
 
-/// Count a run-time error (frame's err/errpc) and send its record.
+/// Count a run-time error (frame's err/errpc) and send its record. As SystemTap's probe
+/// epilogue (MAXERRORS 0), the error also enters the STOPPING state when `stop_on_error` is
+/// set, so no later hit on any CPU runs a body (user space then ends the session).
 fn report_error(f: &mut Func) {
+    f.emit(Insn::ldx(DW, R1, R9, off::STOP_ON_ERROR));
+    f.emit(Insn::atomic64(Atomic::Or, R9, off::STOPPING, R1));
     f.emit(Insn::ldx(DW, R1, R8, off::F_ERR));
     f.emit(Insn::alu64_imm(Alu::And, R1, ERR_KINDS as i32 - 1));
     f.emit(Insn::alu64_imm(Alu::Lsh, R1, 3));

@@ -241,8 +241,12 @@ pub struct Shared {
     pub need_refresh: Line,
     /// Set by `exit()`.
     pub exit_requested: u64,
-    /// Set by user space when the session stops.
+    /// Set by user space when the session stops, and by a run-time error when
+    /// `stop_on_error` is set.
     pub stopping: u64,
+    /// 1 if a run-time error stops the session (SystemTap's MAXERRORS 0), 0 with
+    /// `--suppress-handler-errors`; set by user space before anything is attached.
+    pub stop_on_error: u64,
     /// Added to `bpf_ktime_get_boot_ns()` for `gettimeofday_ns()`.
     pub time_offset: i64,
     /// `target()`.
@@ -375,6 +379,7 @@ pub(crate) mod off {
     pub const NEED_REFRESH: i16 = s16(offset_of!(Shared, need_refresh));
     pub const EXIT_REQUESTED: i16 = s16(offset_of!(Shared, exit_requested));
     pub const STOPPING: i16 = s16(offset_of!(Shared, stopping));
+    pub const STOP_ON_ERROR: i16 = s16(offset_of!(Shared, stop_on_error));
     pub const TIME_OFFSET: i16 = s16(offset_of!(Shared, time_offset));
     pub const TARGET_PID: i16 = s16(offset_of!(Shared, target_pid));
     pub const STATS_ERRORS: i16 = s16(offset_of!(Shared, stats) + offset_of!(Stats, errors));
