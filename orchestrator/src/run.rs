@@ -38,6 +38,9 @@ use fds::*;
 use groups::build_groups;
 use image::load_runtime;
 pub(crate) use image::{build_image, needed_kinds};
+
+/// Records handled per wake-up of the event loop before it looks at its other fds again.
+const PUMP_BATCH: usize = 4096;
 use output::Output;
 use stats::print_stats;
 
@@ -164,9 +167,28 @@ impl Session<'_> {
         }
     }
 
-    /// Reads every record available now, handles them, and flushes the output.
+    /// Reads every record available now, handles them, and flushes the output. Only where
+    /// nothing produces records any more (after the release); the event loop uses
+    /// [`pump_some`](Self::pump_some).
     fn pump(&mut self) {
-        match self.events.drain() {
+        self.pump_records(usize::MAX);
+    }
+
+    /// As [`pump`](Self::pump), but at most [`PUMP_BATCH`] records, so that a probe flooding
+    /// the ring buffer faster than otf prints cannot keep the loop from its signals, deadline
+    /// and refresh timer (measured: `printf` on every `getppid` of two spinning processes kept
+    /// the debug build from its Ctrl-C for 8 s and more when one call read until empty).
+    fn pump_some(&mut self) {
+        self.pump_records(PUMP_BATCH);
+    }
+
+    fn pump_records(&mut self, max: usize) {
+        let got = if max == usize::MAX {
+            self.events.drain()
+        } else {
+            self.events.drain_at_most(max)
+        };
+        match got {
             Ok(evs) => {
                 for ev in evs {
                     self.handle_record(ev);
@@ -439,7 +461,7 @@ pub fn run(args: &RunArgs) -> Result<i32, Failure> {
         let mut ticked = false;
         for ev in &evs[..n as usize] {
             match ev.u64 {
-                TOK_RINGBUF => session.pump(),
+                TOK_RINGBUF => session.pump_some(),
                 TOK_TICK => {
                     drain_fd(tick.as_raw_fd());
                     ticked = true;
@@ -466,7 +488,7 @@ pub fn run(args: &RunArgs) -> Result<i32, Failure> {
         }
         if ticked {
             // The timer is also the fallback for notifications that were never sent.
-            session.pump();
+            session.pump_some();
             let steps = sched.handle(Event::TimerTick, t0.elapsed(), &mut session, &mut groups);
             report_failures(&steps);
         }

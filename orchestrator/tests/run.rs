@@ -286,6 +286,61 @@ fn no_body_runs_after_a_runtime_error_in_the_kernel() {
 }
 
 #[test]
+fn a_probe_flooding_the_output_does_not_keep_otf_from_its_deadline() {
+    need_root!();
+    // Two threads call getppid() as fast as they can and every call prints a line: more
+    // records than otf can format. otf must still end at its -T deadline (and report the
+    // records the full ring buffer dropped) rather than read the buffer forever.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spinners: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    // SAFETY: getppid has no preconditions.
+                    unsafe { libc::getppid() };
+                }
+            })
+        })
+        .collect();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_otf"))
+        .args([
+            "run",
+            "-T",
+            "1s",
+            "-e",
+            "probe kernel.trace(\"syscalls:sys_enter_getppid\") { printf(\"x %d\\n\", pid()) }",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("otf runs");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait for otf") {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in spinners {
+        t.join().expect("spinner");
+    }
+    let o = child.wait_with_output().expect("otf output");
+    assert!(
+        status.is_some(),
+        "otf still running 30 s after its 1 s deadline: {}",
+        err(&o)
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(err(&o).contains("output record(s) lost"), "{}", err(&o));
+}
+
+#[test]
 fn suppressed_runtime_errors_keep_running() {
     need_root!();
     // The body fails every time; its third run can only come if the first two errors did not

@@ -907,6 +907,21 @@ impl EventReader<'_> {
         Ok(self.queue.borrow_mut().drain(..).collect())
     }
 
+    /// Take at most `max` of the records available now, without waiting. An event loop that
+    /// must stay responsive while a probe floods the ring buffer uses this: [`drain`](Self::drain)
+    /// returns only once the buffer is empty, which a producer faster than its reader may
+    /// never let happen. The ring buffer's epoll fd stays readable while records remain.
+    pub fn drain_at_most(&mut self, max: usize) -> Result<Vec<Event>> {
+        let n = self.rb.consume_raw_n(max.max(1));
+        if n < 0 {
+            return Err(Error::with(
+                "reading the ring buffer",
+                std::io::Error::from_raw_os_error(-n),
+            ));
+        }
+        Ok(self.queue.borrow_mut().drain(..).collect())
+    }
+
     /// Wait up to `timeout` for records, then take every record available.
     pub fn poll(&mut self, timeout: Duration) -> Result<Vec<Event>> {
         self.rb
