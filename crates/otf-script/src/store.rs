@@ -53,24 +53,17 @@ impl fmt::Display for Value {
 }
 
 /// Why an array operation failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum MapError {
     /// A new key in a full array (SystemTap's "Array overflow").
+    #[error("Array overflow, check size limit ({max})")]
     Full {
         /// The array's size limit.
         max: u32,
     },
     /// The store has no arrays (an otf bug if reached).
+    #[error("arrays are not available here")]
     NoArrays,
-}
-
-impl fmt::Display for MapError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            MapError::Full { max } => write!(f, "Array overflow, check size limit ({max})"),
-            MapError::NoArrays => f.write_str("arrays are not available here"),
-        }
-    }
 }
 
 /// One statistics aggregate: count, sum, min, max, the histograms the script prints and,

@@ -7,19 +7,12 @@ use crate::bytecode::{StrFn, MAXSTRINGLEN};
 use crate::store::Value;
 
 /// A run-time error raised by a string function.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StrError {
     /// `stringat(s, i)` with `i` outside `0..strlen(s)`: SystemTap's `STAP_ERROR("Position out
     /// of bounds")` (PR15044, since compatibility version 2.3).
+    #[error("Position out of bounds")]
     PositionOutOfBounds,
-}
-
-impl std::fmt::Display for StrError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StrError::PositionOutOfBounds => f.write_str("Position out of bounds"),
-        }
-    }
 }
 
 /// Call `f` with its string arguments `strs` and integer arguments `ints`, in parameter

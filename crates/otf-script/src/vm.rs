@@ -6,7 +6,6 @@
 //! range, ...) are reported as [`VmError`] values. [`verify`] checks a program statically, as
 //! the compiler does for everything it emits.
 
-use std::fmt;
 use std::ops::Range;
 
 use crate::bytecode::{
@@ -347,19 +346,22 @@ pub struct Outcome {
 
 /// A run-time error of the VM. The first three are errors of correct programs; the others
 /// only happen with malformed code (which [`verify`] and the compiler rule out).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum VmError {
     /// Division or modulo by zero.
+    #[error("division by zero")]
     DivisionByZero {
         /// The instruction.
         pc: usize,
     },
     /// More than [`MAX_STEPS`] instructions in one hit (SystemTap's MAXACTION).
+    #[error("MAXACTION exceeded: more than {MAX_STEPS} instructions in one probe hit")]
     MaxAction {
         /// The instruction that would have exceeded the budget.
         pc: usize,
     },
     /// `randint(n)` with `n <= 0`.
+    #[error("invalid randint range {n}")]
     InvalidRandint {
         /// The instruction.
         pc: usize,
@@ -367,6 +369,7 @@ pub enum VmError {
         n: i64,
     },
     /// An unknown opcode.
+    #[error("malformed code: unknown opcode {op} at {pc}")]
     BadOpcode {
         /// The instruction.
         pc: usize,
@@ -374,6 +377,7 @@ pub enum VmError {
         op: u8,
     },
     /// An unknown [`Ctx`] id.
+    #[error("malformed code: unknown context id {id} at {pc}")]
     BadContext {
         /// The instruction.
         pc: usize,
@@ -381,16 +385,19 @@ pub enum VmError {
         id: i32,
     },
     /// Popping an empty stack.
+    #[error("malformed code: stack underflow at {pc}")]
     StackUnderflow {
         /// The instruction.
         pc: usize,
     },
     /// Pushing onto a full stack ([`MAX_STACK`]).
+    #[error("malformed code: stack overflow at {pc}")]
     StackOverflow {
         /// The instruction.
         pc: usize,
     },
     /// A jump to outside the code, or running past its end.
+    #[error("malformed code: jump from {pc} to {target}, outside the program")]
     JumpOutOfRange {
         /// The instruction.
         pc: usize,
@@ -398,6 +405,7 @@ pub enum VmError {
         target: i64,
     },
     /// A local slot outside `0..MAX_LOCALS`.
+    #[error("malformed code: local slot {slot} out of range at {pc}")]
     LocalOutOfRange {
         /// The instruction.
         pc: usize,
@@ -405,6 +413,7 @@ pub enum VmError {
         slot: i32,
     },
     /// A global index outside the store.
+    #[error("malformed code: global {idx} out of range at {pc}")]
     GlobalOutOfRange {
         /// The instruction.
         pc: usize,
@@ -412,6 +421,7 @@ pub enum VmError {
         idx: i32,
     },
     /// An `@entry` slot outside `0..MAX_ENTRY_SLOTS`.
+    #[error("malformed code: @entry slot {slot} out of range at {pc}")]
     EntrySlotOutOfRange {
         /// The instruction.
         pc: usize,
@@ -419,6 +429,7 @@ pub enum VmError {
         slot: i32,
     },
     /// An output record with a bad argument count (negative or above [`MAX_OUT_ARGS`]).
+    #[error("malformed code: output record with {n} arguments at {pc}")]
     BadOutArgs {
         /// The instruction.
         pc: usize,
@@ -426,6 +437,7 @@ pub enum VmError {
         n: i64,
     },
     /// An array operation failed (a new key in a full array).
+    #[error("{err}")]
     Array {
         /// The instruction.
         pc: usize,
@@ -433,11 +445,13 @@ pub enum VmError {
         err: MapError,
     },
     /// `@min`, `@max` or `@avg` of an aggregate that has no value.
+    #[error("empty aggregate")]
     EmptyAggregate {
         /// The instruction.
         pc: usize,
     },
     /// `%m` or `%M` (`printf`'s memory dumps) could not read the memory.
+    #[error("{}", memory_fault_message(*.addr))]
     MemoryFault {
         /// The instruction.
         pc: usize,
@@ -446,6 +460,7 @@ pub enum VmError {
         addr: u64,
     },
     /// A string function's run-time error (`stringat` out of bounds).
+    #[error("{err}")]
     StrFn {
         /// The instruction.
         pc: usize,
@@ -454,6 +469,7 @@ pub enum VmError {
     },
     /// `user_string` or `kernel_string` (and the `_n` variants) could not read the
     /// string.
+    #[error("{}", string_fault_message(*.kernel, *.addr, *.rc))]
     StringFault {
         /// The instruction.
         pc: usize,
@@ -507,57 +523,6 @@ impl VmError {
         }
     }
 }
-
-impl fmt::Display for VmError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            VmError::DivisionByZero { .. } => f.write_str("division by zero"),
-            VmError::MaxAction { .. } => write!(
-                f,
-                "MAXACTION exceeded: more than {MAX_STEPS} instructions in one probe hit"
-            ),
-            VmError::InvalidRandint { n, .. } => write!(f, "invalid randint range {n}"),
-            VmError::BadOpcode { pc, op } => {
-                write!(f, "malformed code: unknown opcode {op} at {pc}")
-            }
-            VmError::BadContext { pc, id } => {
-                write!(f, "malformed code: unknown context id {id} at {pc}")
-            }
-            VmError::StackUnderflow { pc } => write!(f, "malformed code: stack underflow at {pc}"),
-            VmError::StackOverflow { pc } => write!(f, "malformed code: stack overflow at {pc}"),
-            VmError::JumpOutOfRange { pc, target } => {
-                write!(
-                    f,
-                    "malformed code: jump from {pc} to {target}, outside the program"
-                )
-            }
-            VmError::LocalOutOfRange { pc, slot } => {
-                write!(f, "malformed code: local slot {slot} out of range at {pc}")
-            }
-            VmError::GlobalOutOfRange { pc, idx } => {
-                write!(f, "malformed code: global {idx} out of range at {pc}")
-            }
-            VmError::EntrySlotOutOfRange { pc, slot } => {
-                write!(f, "malformed code: @entry slot {slot} out of range at {pc}")
-            }
-            VmError::BadOutArgs { pc, n } => {
-                write!(
-                    f,
-                    "malformed code: output record with {n} arguments at {pc}"
-                )
-            }
-            VmError::Array { err, .. } => write!(f, "{err}"),
-            VmError::EmptyAggregate { .. } => f.write_str("empty aggregate"),
-            VmError::StrFn { err, .. } => write!(f, "{err}"),
-            VmError::StringFault {
-                kernel, addr, rc, ..
-            } => f.write_str(&string_fault_message(*kernel, *addr, *rc)),
-            VmError::MemoryFault { addr, .. } => f.write_str(&memory_fault_message(*addr)),
-        }
-    }
-}
-
-impl std::error::Error for VmError {}
 
 struct Stack {
     v: [i64; MAX_STACK],
@@ -1201,9 +1166,10 @@ pub fn sort_elements(elems: &mut [(Vec<Value>, Value)], spec: IterSpec) {
 }
 
 /// Why [`verify`] refused a program.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
     /// The range is empty or not inside the code.
+    #[error("program range {range:?} is not inside code of length {len}")]
     BadRange {
         /// The range given.
         range: Range<usize>,
@@ -1211,6 +1177,7 @@ pub enum VerifyError {
         len: usize,
     },
     /// An unknown opcode.
+    #[error("unknown opcode {op} at {pc}")]
     BadOpcode {
         /// The instruction.
         pc: usize,
@@ -1218,6 +1185,7 @@ pub enum VerifyError {
         op: u8,
     },
     /// A jump leaves the program's range.
+    #[error("jump from {pc} to {target} leaves the program")]
     JumpOutOfRange {
         /// The instruction.
         pc: usize,
@@ -1225,26 +1193,31 @@ pub enum VerifyError {
         target: i64,
     },
     /// Execution can run past the end of the range.
+    #[error("execution runs past the end at {pc}")]
     FallsOffEnd {
         /// The last instruction.
         pc: usize,
     },
     /// A local, global or `@entry` slot, a context id or an argument count out of range.
+    #[error("operand out of range at {pc}")]
     OperandOutOfRange {
         /// The instruction.
         pc: usize,
     },
     /// An instruction can pop an empty stack.
+    #[error("stack underflow at {pc}")]
     StackUnderflow {
         /// The instruction.
         pc: usize,
     },
     /// The stack can grow beyond [`MAX_STACK`].
+    #[error("stack deeper than {MAX_STACK} at {pc}")]
     StackOverflow {
         /// The instruction.
         pc: usize,
     },
     /// Two paths reach an instruction with different stack depths.
+    #[error("stack depth {a} or {b} at {pc} depending on the path")]
     InconsistentStack {
         /// The instruction.
         pc: usize,
@@ -1254,34 +1227,6 @@ pub enum VerifyError {
         b: usize,
     },
 }
-
-impl fmt::Display for VerifyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            VerifyError::BadRange { range, len } => {
-                write!(
-                    f,
-                    "program range {range:?} is not inside code of length {len}"
-                )
-            }
-            VerifyError::BadOpcode { pc, op } => write!(f, "unknown opcode {op} at {pc}"),
-            VerifyError::JumpOutOfRange { pc, target } => {
-                write!(f, "jump from {pc} to {target} leaves the program")
-            }
-            VerifyError::FallsOffEnd { pc } => write!(f, "execution runs past the end at {pc}"),
-            VerifyError::OperandOutOfRange { pc } => write!(f, "operand out of range at {pc}"),
-            VerifyError::StackUnderflow { pc } => write!(f, "stack underflow at {pc}"),
-            VerifyError::StackOverflow { pc } => {
-                write!(f, "stack deeper than {MAX_STACK} at {pc}")
-            }
-            VerifyError::InconsistentStack { pc, a, b } => {
-                write!(f, "stack depth {a} or {b} at {pc} depending on the path")
-            }
-        }
-    }
-}
-
-impl std::error::Error for VerifyError {}
 
 /// The stack effect of an instruction: (values popped, values pushed).
 pub fn stack_effect(insn: &Insn) -> Option<(usize, usize)> {
