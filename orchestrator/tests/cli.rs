@@ -140,6 +140,37 @@ fn check_lists_probes_with_pidx_group_and_attachment() {
 }
 
 #[test]
+fn preprocessor_conditionals_pick_the_branch_for_the_arguments_and_the_kernel() {
+    // The pattern of SystemTap's examples: a default when the argument is missing.
+    let script = "probe timer.ms(%( $# >= 1 %? $1 %: 7 %)) { }\n\
+                  %( kernel_v >= \"2.6.0\" && arch != \"no-such-arch\" %? probe timer.s(1) { } %: probe begin { x = $y } %)";
+    let o = run(&["check", "-e", script]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("probe 0 timer.ms(7) "), "{out}");
+    assert!(out.contains("probe 1 timer.s(1) "), "{out}");
+    let o = run(&["check", "-e", script, "--", "25"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("probe 0 timer.ms(25) "),
+        "{}",
+        stdout(&o)
+    );
+    // A malformed conditional is SystemTap's error at its place.
+    let o = run(&[
+        "check",
+        "-e",
+        "probe begin { }\n%( kernel_v > \"6*\" %? probe end { } %)",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("wildcard not allowed with order comparison operators") && e.contains(":2:"),
+        "{e}"
+    );
+}
+
+#[test]
 fn timer_profile_has_one_pidx_per_cpu() {
     let o = run(&[
         "check",

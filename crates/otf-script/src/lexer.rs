@@ -138,6 +138,9 @@ pub enum TokenKind {
     Bang,
     /// `~`
     Tilde,
+    /// A preprocessor mark (`%(`, `%?`, `%:`, `%)`), consumed by
+    /// [`crate::preprocess::expand`] before the parser sees the tokens.
+    Pp(PpMark),
     /// `=`
     Assign,
     /// `+=`
@@ -168,6 +171,19 @@ pub enum TokenKind {
     MinusMinus,
     /// The end of the text (always the last token).
     Eof,
+}
+
+/// The marks of a preprocessor conditional `%( CONDITION %? THEN %: ELSE %)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PpMark {
+    /// `%(`
+    Open,
+    /// `%?`
+    Then,
+    /// `%:`
+    Else,
+    /// `%)`
+    Close,
 }
 
 impl TokenKind {
@@ -239,6 +255,10 @@ impl TokenKind {
             OrOr => "||",
             Bang => "!",
             Tilde => "~",
+            Pp(PpMark::Open) => "%(",
+            Pp(PpMark::Then) => "%?",
+            Pp(PpMark::Else) => "%:",
+            Pp(PpMark::Close) => "%)",
             Assign => "=",
             PlusEq => "+=",
             MinusEq => "-=",
@@ -303,16 +323,27 @@ pub fn lex(text: &str) -> (Vec<Token>, Vec<Diagnostic>) {
 
 /// Lexes `text` like [`lex`], substituting the script arguments `args` for `$1`..`$N`,
 /// `@1`..`@N`, `$#` and `@#` (the tokens of a substitution all have the span of the `$N` they
-/// replace).
+/// replace), and expanding preprocessor conditionals for the running system
+/// ([`crate::preprocess::Env::running`], read only if the text has a conditional).
 pub fn lex_with_args(text: &str, args: &[String]) -> (Vec<Token>, Vec<Diagnostic>) {
+    lex_with_env(text, args, &crate::preprocess::Env::running)
+}
+
+/// [`lex_with_args`] with the conditionals evaluated on the system `env` describes.
+pub fn lex_with_env(
+    text: &str,
+    args: &[String],
+    env: &dyn Fn() -> crate::preprocess::Env,
+) -> (Vec<Token>, Vec<Diagnostic>) {
     let mut lx = Lexer::new(text, args, false);
     lx.run();
-    merge_adjacent_strings(&mut lx.tokens);
     let end = text.trim_end().len();
     lx.tokens.push(Token {
         kind: TokenKind::Eof,
         span: Span::new(end, end),
     });
+    crate::preprocess::expand(&mut lx.tokens, &mut lx.diags, env);
+    merge_adjacent_strings(&mut lx.tokens);
     (lx.tokens, lx.diags)
 }
 
@@ -326,8 +357,6 @@ struct Lexer<'a> {
     args: &'a [String],
     /// Lexing the text of a script argument: `$N` in it is an error, as in SystemTap.
     nested: bool,
-    /// How many preprocessor conditionals are open (their first branch is being lexed).
-    pp_depth: usize,
 }
 
 /// Joins adjacent string literals into one, as SystemTap does (`"a" "b"` is `"ab"`).
@@ -369,7 +398,6 @@ impl<'a> Lexer<'a> {
             diags: Vec::new(),
             args,
             nested,
-            pp_depth: 0,
         }
     }
 
@@ -698,52 +726,29 @@ impl<'a> Lexer<'a> {
         self.pos = at;
         if self.src.get(at) == Some(&b'%') && self.peek(1) == b'(' {
             self.pos += 2;
-            self.skip_conditional(false);
+            self.skip_macro_body();
         }
     }
 
-    /// `%(`, `%?`, `%:` or `%)` at `self.pos`. otf has no preprocessor: the first
-    /// `%( CONDITION %? THEN %: ELSE %)` is refused (once per conditional); to keep later
-    /// errors meaningful, lexing goes on with the THEN branch and skips the rest.
+    /// `%(`, `%?`, `%:` or `%)` at `self.pos`: a mark for [`crate::preprocess::expand`].
     fn preprocessor(&mut self) {
         let lo = self.pos;
-        let op = self.peek(1);
+        let mark = match self.peek(1) {
+            b'(' => PpMark::Open,
+            b'?' => PpMark::Then,
+            b':' => PpMark::Else,
+            _ => PpMark::Close,
+        };
         self.pos += 2;
-        match op {
-            b'(' => {
-                if self.pp_depth == 0 {
-                    self.error(
-                        "preprocessor conditionals (`%( %)`) are not supported",
-                        lo,
-                        lo + 2,
-                    )
-                    .hint = Some(
-                        "keep the branch for your system and remove the `%( ... %? ... %: ... %)` \
-                         around it (for the remainder operator, write `% (`)"
-                            .into(),
-                    );
-                }
-                self.pp_depth += 1;
-                self.skip_conditional(true);
-            }
-            b':' if self.pp_depth > 0 => self.skip_conditional(false),
-            b')' if self.pp_depth > 0 => self.pp_depth -= 1,
-            _ => {
-                let shown = &self.text[lo..lo + 2];
-                self.error(
-                    format!("preprocessor conditionals (`{shown}`) are not supported"),
-                    lo,
-                    lo + 2,
-                )
-                .hint = Some(format!("this `{shown}` has no opening `%(`"));
-            }
-        }
+        self.tokens.push(Token {
+            kind: TokenKind::Pp(mark),
+            span: Span::new(lo, lo + 2),
+        });
     }
 
-    /// Skips a conditional's text: with `to_then`, up to and including its `%?` (the
-    /// conditional stays open); otherwise up to and including its `%)` (the conditional is
-    /// closed). Nested conditionals are skipped whole.
-    fn skip_conditional(&mut self, to_then: bool) {
+    /// Skips a `@define` body after its `%(`, up to and including the matching `%)`
+    /// (nested `%( %)` inside it skipped whole).
+    fn skip_macro_body(&mut self) {
         let mut level = 0usize;
         while self.pos < self.src.len() {
             if self.src[self.pos] == b'%' {
@@ -751,11 +756,6 @@ impl<'a> Lexer<'a> {
                     b'(' => level += 1,
                     b')' if level > 0 => level -= 1,
                     b')' => {
-                        self.pos += 2;
-                        self.pp_depth = self.pp_depth.saturating_sub(1);
-                        return;
-                    }
-                    b'?' if level == 0 && to_then => {
                         self.pos += 2;
                         return;
                     }
@@ -769,7 +769,6 @@ impl<'a> Lexer<'a> {
             }
             self.pos += 1;
         }
-        self.pp_depth = 0;
     }
 
     /// `->` outside a target variable: refused with its member name.
@@ -1402,21 +1401,7 @@ mod tests {
         let (m, k) = lexed("@define max(a, b) %( (@a > @b ? @a : @b) %) probe");
         assert_eq!(m, ["preprocessor macros (`@define`) are not supported"]);
         assert_eq!(k, [Probe, Eof]);
-        // A conditional is refused once; its first branch is kept.
-        let (m, k) = lexed("%( a %? 1 %( b %? 2 %: 3 %) %: 4 %( c %? 5 %) %) 6");
-        assert_eq!(m, ["preprocessor conditionals (`%( %)`) are not supported"]);
-        assert_eq!(k, [Int(1), Int(2), Int(6), Eof]);
-        let (m, k) = lexed("%( a %) 7");
-        assert_eq!(m.len(), 1);
-        assert_eq!(k, [Int(7), Eof]);
-        let (m, _) = lexed("1 %: 2 %)");
-        assert_eq!(
-            m,
-            [
-                "preprocessor conditionals (`%:`) are not supported",
-                "preprocessor conditionals (`%)`) are not supported"
-            ]
-        );
+        // Conditionals are expanded (crate::preprocess has their tests).
         // Embedded C as a function body leaves an empty body.
         let (m, k) = lexed("f() %{ x %} g %{ y %}");
         assert_eq!(m.len(), 2);

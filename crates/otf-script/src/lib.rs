@@ -20,6 +20,7 @@ pub mod mem;
 pub mod memdump;
 pub mod parser;
 pub mod point;
+pub mod preprocess;
 pub mod sema;
 pub mod store;
 pub mod strfn;

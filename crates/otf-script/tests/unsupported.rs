@@ -73,14 +73,6 @@ fn each_construct_is_one_named_error() {
             "1:21 regular expression matching (`!~`) is not supported",
         ),
         (
-            "%( kernel_v >= \"2.6\" %? probe begin { } %: probe end { } %)",
-            "1:1 preprocessor conditionals (`%( %)`) are not supported",
-        ),
-        (
-            "probe begin { x = %( arch == \"x86_64\" %? 1 %: 2 %) }",
-            "1:19 preprocessor conditionals (`%( %)`) are not supported",
-        ),
-        (
             "@define N %( 10 %)\nprobe begin { }",
             "1:1 preprocessor macros (`@define`) are not supported",
         ),
