@@ -221,11 +221,10 @@ impl<A: LinkAttacher> Debug for LinkGroup<A> {
 }
 
 impl<A: LinkAttacher> LinkGroup<A> {
-    /// A group over `specs`, attaching `programs` (a [`LinkPrograms`], or the type's own
-    /// named programs).
+    /// A group over `specs`, attaching `programs`.
     pub fn new(
         mut specs: Vec<LinkSpec<A::Target>>,
-        programs: impl Into<LinkPrograms>,
+        programs: LinkPrograms,
     ) -> Result<LinkGroup<A>, A::Error> {
         specs.sort_by_key(|s| s.pidx);
         let mut entries = Vec::with_capacity(specs.len());
@@ -244,7 +243,7 @@ impl<A: LinkAttacher> LinkGroup<A> {
             table: LinkTable::new(A::policy()),
             links: Links {
                 specs: map,
-                progs: programs.into(),
+                progs: programs,
                 attacher,
             },
         })

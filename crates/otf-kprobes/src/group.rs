@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::BorrowedFd;
 
 use otf_attach::group::{
     DuplicatePidx, LinkAttacher, LinkGroup, LinkPrograms, LinkSpec, LinkTarget,
@@ -56,29 +56,10 @@ impl LinkTarget for KprobeTarget {
     }
 }
 
-/// The BPF programs the group attaches, as file descriptors (from the otf-bpf runtime).
-#[derive(Debug)]
-pub struct KprobePrograms {
-    /// `SEC("kprobe")`: entry probes and the entry part of `@entry` return probes.
-    pub kprobe: OwnedFd,
-    /// `SEC("kretprobe")`.
-    pub kretprobe: OwnedFd,
-    /// `SEC("kprobe.multi")`, if loaded (needs CONFIG_FPROBE).
-    pub kprobe_multi: Option<OwnedFd>,
-    /// `SEC("kretprobe.multi")`, if loaded.
-    pub kretprobe_multi: Option<OwnedFd>,
-}
-
-impl From<KprobePrograms> for LinkPrograms {
-    fn from(p: KprobePrograms) -> LinkPrograms {
-        LinkPrograms {
-            entry: p.kprobe,
-            ret: p.kretprobe,
-            entry_multi: p.kprobe_multi,
-            ret_multi: p.kretprobe_multi,
-        }
-    }
-}
+/// The BPF programs the group attaches: `entry` is `SEC("kprobe")` (entry probes and the entry
+/// part of `@entry` return probes), `ret` `SEC("kretprobe")`, and their `.multi` versions if
+/// loaded.
+pub type KprobePrograms = LinkPrograms;
 
 /// The fewest functions that share one kprobe_multi link; a lone function gets a plain kprobe.
 ///

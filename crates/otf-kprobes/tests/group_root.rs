@@ -65,10 +65,10 @@ impl Progs {
         all.extend(multi_ret);
         let fd = |i: usize| all[i].prog().try_clone_to_owned().unwrap();
         let progs = KprobePrograms {
-            kprobe: fd(0),
-            kretprobe: fd(1),
-            kprobe_multi: has_multi.then(|| fd(2)),
-            kretprobe_multi: has_multi.then(|| fd(3)),
+            entry: fd(0),
+            ret: fd(1),
+            entry_multi: has_multi.then(|| fd(2)),
+            ret_multi: has_multi.then(|| fd(3)),
         };
         (Progs { all }, progs)
     }

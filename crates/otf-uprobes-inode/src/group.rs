@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::PathBuf;
 
 use otf_attach::group::{
@@ -50,31 +50,10 @@ impl LinkTarget for UprobeTarget {
     }
 }
 
-/// The BPF programs the group attaches, as file descriptors (e.g. `Program::as_fd()` of the
-/// otf-bpf runtime, duplicated with `try_clone_to_owned`). Every program reads its pidx from
-/// `bpf_get_attach_cookie`.
-#[derive(Debug)]
-pub struct UprobePrograms {
-    /// `SEC("uprobe")`: entry probes, and the entry part of `@entry` return probes.
-    pub uprobe: OwnedFd,
-    /// `SEC("uretprobe")`.
-    pub uretprobe: OwnedFd,
-    /// `SEC("uprobe.multi")`, if available: batches entry attachments into one link.
-    pub uprobe_multi: Option<OwnedFd>,
-    /// `SEC("uretprobe.multi")`, if available.
-    pub uretprobe_multi: Option<OwnedFd>,
-}
-
-impl From<UprobePrograms> for LinkPrograms {
-    fn from(p: UprobePrograms) -> LinkPrograms {
-        LinkPrograms {
-            entry: p.uprobe,
-            ret: p.uretprobe,
-            entry_multi: p.uprobe_multi,
-            ret_multi: p.uretprobe_multi,
-        }
-    }
-}
+/// The BPF programs the group attaches: `entry` is `SEC("uprobe")` (entry probes and the entry
+/// part of `@entry` return probes), `ret` `SEC("uretprobe")`, and their `.multi` versions if
+/// loaded.
+pub type UprobePrograms = LinkPrograms;
 
 /// Errors creating a [`UprobeGroup`].
 #[derive(Debug, thiserror::Error)]

@@ -16,10 +16,10 @@ mod skip;
 fn programs(rt: &Runtime) -> UprobePrograms {
     let fd = |k| rt.program(k).map(|p| p.try_clone_to_owned().unwrap());
     UprobePrograms {
-        uprobe: fd(ProgKind::Uprobe).unwrap(),
-        uretprobe: fd(ProgKind::Uretprobe).unwrap(),
-        uprobe_multi: fd(ProgKind::UprobeMulti),
-        uretprobe_multi: fd(ProgKind::UretprobeMulti),
+        entry: fd(ProgKind::Uprobe).unwrap(),
+        ret: fd(ProgKind::Uretprobe).unwrap(),
+        entry_multi: fd(ProgKind::UprobeMulti),
+        ret_multi: fd(ProgKind::UretprobeMulti),
     }
 }
 
