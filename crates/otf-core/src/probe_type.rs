@@ -22,7 +22,8 @@ pub struct ProbeType {
     /// `process("PATH").function("GLOB")`.
     pub point: &'static str,
     /// The components that may follow [`point`](ProbeType::point) (one of them at most):
-    /// `call` and `return` for function probes, the units of `timer`.
+    /// `call` and `return` for function probes (`kernel.function("GLOB")[.call|.return]`), the
+    /// units of `timer`.
     pub suffixes: &'static [&'static str],
     /// The flavor of the type's probes (of its entry probes, for function probes), which
     /// picks the words of their `--otf-debug` lines ([`Decision`](crate::Decision)).
@@ -35,16 +36,6 @@ pub struct ProbeType {
 }
 
 impl ProbeType {
-    /// The probe-point grammar: [`point`](ProbeType::point) then its optional suffixes, e.g.
-    /// `kernel.function("GLOB")[.call|.return]`.
-    pub fn grammar(&self) -> String {
-        if self.suffixes.is_empty() {
-            return self.point.to_string();
-        }
-        let alts: Vec<String> = self.suffixes.iter().map(|s| format!(".{s}")).collect();
-        format!("{}[{}]", self.point, alts.join("|"))
-    }
-
     /// The flavor of an entry probe (`ret == false`) or a `.return` probe of this type. A type
     /// without return probes has one flavor for both.
     pub fn flavor(&self, ret: bool) -> Flavor {
@@ -93,15 +84,6 @@ mod tests {
         return_flavor: None,
         safe_context: SafeContext::not_safe("test"),
     };
-
-    #[test]
-    fn grammar_lists_the_suffixes() {
-        assert_eq!(
-            FUNCTIONS.grammar(),
-            "kernel.function(\"GLOB\")[.call|.return]"
-        );
-        assert_eq!(TRACE.grammar(), "kernel.trace(\"GLOB\")");
-    }
 
     #[test]
     fn flavor_of_entry_and_return() {
