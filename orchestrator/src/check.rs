@@ -11,6 +11,7 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 
+use otf_core::SafeContext;
 use otf_script::diag::{render_all, SourceFile};
 use otf_script::point::PointKind;
 
@@ -21,8 +22,8 @@ use crate::{load_source, Failure};
 
 /// How a condition flip made by a body of `a` reaches user space: `immediate` (the body
 /// wakes otf) or `timer` (the background timer finds it).
-fn notify(a: &Attach) -> &'static str {
-    if a.safe_context().safe {
+fn notify(c: SafeContext) -> &'static str {
+    if c.safe {
         "immediate"
     } else {
         "timer"
@@ -78,7 +79,7 @@ pub fn report(front: &Front, res: &Resolved, verbose: bool) -> String {
             p.pp,
             p.attach.group(),
             p.attach,
-            notify(&p.attach)
+            notify(p.attach.safe_context())
         );
     }
     if verbose {
@@ -94,16 +95,17 @@ pub fn report(front: &Front, res: &Resolved, verbose: bool) -> String {
                 "# mechanisms not shown: probing the kernel's features needs root"
             );
         }
-        let mut groups: Vec<&'static str> = Vec::new();
+        let mut types: Vec<&'static str> = Vec::new();
         for p in &res.probes {
-            if !groups.contains(&p.attach.group()) {
-                groups.push(p.attach.group());
+            let t = p.attach.probe_type();
+            if !types.contains(&t.name) {
+                types.push(t.name);
                 let _ = writeln!(
                     out,
                     "# {}: notify={}: {}",
-                    p.attach.group(),
-                    notify(&p.attach),
-                    p.attach.safe_context().reason
+                    t.name,
+                    notify(t.safe_context),
+                    t.safe_context.reason
                 );
             }
         }

@@ -7,7 +7,7 @@
 use std::fmt;
 use std::sync::OnceLock;
 
-use otf_core::{Flavor, Pidx};
+use otf_core::{Flavor, Pidx, ProbeType};
 use otf_hrtimer::{TimerAttachment, TimerKind};
 use otf_script::ast::Span;
 use otf_script::diag::Diagnostic;
@@ -53,37 +53,39 @@ pub enum Attach {
 }
 
 impl Attach {
+    /// The probe type, as its crate describes it.
+    pub fn probe_type(&self) -> &'static ProbeType {
+        match self {
+            Attach::Timer(_) => &otf_hrtimer::PROBE_TYPE,
+            Attach::Tracepoint(_) => &otf_tracepoint::PROBE_TYPE,
+            Attach::Uprobe(_) => &otf_uprobes_inode::PROBE_TYPE,
+            Attach::Kprobe(_) => &otf_kprobes::PROBE_TYPE,
+        }
+    }
+
     /// The probe group name, as its crate names it.
     pub fn group(&self) -> &'static str {
-        match self {
-            Attach::Timer(_) => otf_hrtimer::GROUP_NAME,
-            Attach::Tracepoint(_) => otf_tracepoint::GROUP_NAME,
-            Attach::Uprobe(_) => otf_uprobes_inode::GROUP_NAME,
-            Attach::Kprobe(_) => otf_kprobes::GROUP_NAME,
-        }
+        self.probe_type().name
     }
 
     /// Whether a body of this probe may wake otf itself when it flips a condition, and why:
     /// the fact its probe crate states (and its `ProbeGroup::otf_safe_context` returns).
     pub fn safe_context(&self) -> otf_core::SafeContext {
+        self.probe_type().safe_context
+    }
+
+    /// Whether this is a `.return` probe.
+    fn ret(&self) -> bool {
         match self {
-            Attach::Timer(_) => otf_hrtimer::SAFE_CONTEXT,
-            Attach::Tracepoint(_) => otf_tracepoint::SAFE_CONTEXT,
-            Attach::Uprobe(_) => otf_uprobes_inode::SAFE_CONTEXT,
-            Attach::Kprobe(_) => otf_kprobes::SAFE_CONTEXT,
+            Attach::Uprobe(t) => t.ret,
+            Attach::Kprobe(t) => t.ret,
+            Attach::Timer(_) | Attach::Tracepoint(_) => false,
         }
     }
 
     /// The flavor (debug vocabulary).
     pub fn flavor(&self) -> Flavor {
-        match self {
-            Attach::Timer(_) => Flavor::Hrtimer,
-            Attach::Tracepoint(_) => Flavor::Tracepoint,
-            Attach::Uprobe(t) if t.ret => Flavor::Uretprobe,
-            Attach::Uprobe(_) => Flavor::Uprobe,
-            Attach::Kprobe(t) if t.ret => Flavor::Kretprobe,
-            Attach::Kprobe(_) => Flavor::Kprobe,
-        }
+        self.probe_type().flavor(self.ret())
     }
 }
 

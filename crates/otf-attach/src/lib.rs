@@ -1,5 +1,8 @@
 //! Kernel attachment shared by otf's probe-type crates.
 //!
+//! - [`group`]: [`group::LinkGroup`], the one `ProbeGroup` of the link-based probe types
+//!   (`otf-uprobes-inode`, `otf-kprobes`), each of which brings only its
+//!   [`group::LinkAttacher`].
 //! - [`close`]: closing many links at once ([`close::close_all`]) or in the background
 //!   ([`close::Reaper`]).
 //! - [`perf`]: the one `perf_event_open(2)` (cpu-clock, tracepoint and probe PMU events, on
@@ -13,6 +16,7 @@
 //!   refused batches, closing concurrently), used by `otf-uprobes-inode` and `otf-kprobes`.
 
 pub mod close;
+pub mod group;
 pub mod perf;
 pub mod sys;
 pub mod table;

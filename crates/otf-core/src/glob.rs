@@ -94,6 +94,22 @@ pub fn suggestions<'a>(
         .collect()
 }
 
+/// The end of a "nothing matches" message: `; did you mean `a`, `b`?` for the
+/// [`suggestions`] `s`, or nothing when there are none.
+pub fn did_you_mean(s: &[String]) -> String {
+    if s.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; did you mean {}?",
+            s.iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,5 +147,10 @@ mod tests {
         assert_eq!(s.first().map(String::as_str), Some("malloc"));
         assert!(!s.contains(&"free".to_string()));
         assert!(suggestions("*", names.iter().copied(), 3).is_empty());
+        assert_eq!(did_you_mean(&[]), "");
+        assert_eq!(
+            did_you_mean(&["malloc".into(), "calloc".into()]),
+            "; did you mean `malloc`, `calloc`?"
+        );
     }
 }

@@ -95,15 +95,10 @@ pub trait ProbeGroup {
     /// time its probes ran stops that clock here. The default does nothing.
     fn stopping(&mut self) {}
 
-    /// Whether bodies of this group's probes may notify user space (group-wide default).
+    /// Whether bodies of this group's probes may notify user space, and why: its probe type's
+    /// [`ProbeType::safe_context`](crate::ProbeType::safe_context), which the orchestrator reads
+    /// before any group exists (the fact is compiled into the probe bodies).
     fn otf_safe_context(&self) -> SafeContext;
-
-    /// Per-probe override of [`otf_safe_context`](ProbeGroup::otf_safe_context) (e.g. a
-    /// tracepoint glob matching an NMI tracepoint). Defaults to the group's value.
-    fn probe_safe_context(&self, pidx: Pidx) -> SafeContext {
-        let _ = pidx;
-        self.otf_safe_context()
-    }
 
     /// Plan session start. Pure. Default: [`plan::plan_start`].
     fn plan_start(&self, input: &PlanInput<'_>) -> Plan {
@@ -130,6 +125,31 @@ pub trait ProbeGroup {
     fn apply(&mut self, plan: &Plan) -> ApplyReport;
 }
 
+/// Plans one start (`start`) or refresh of `group` against `conditions` (with on-the-fly arming
+/// on), applies it, and records the outcome in `armed`, as the [`Scheduler`](crate::Scheduler)
+/// does for each group: for a tool or a test that drives one group itself. Returns the plan
+/// and its report.
+pub fn plan_and_apply<G: ProbeGroup + ?Sized>(
+    group: &mut G,
+    armed: &mut ArmedSet,
+    conditions: &[bool],
+    start: bool,
+) -> (Plan, ApplyReport) {
+    let input = PlanInput {
+        conditions,
+        otf: true,
+        armed,
+    };
+    let plan = if start {
+        group.plan_start(&input)
+    } else {
+        group.plan_refresh(&input)
+    };
+    let report = group.apply(&plan);
+    armed.record(&plan, &report);
+    (plan, report)
+}
+
 /// Forwarding impl, so that `Box<dyn ProbeGroup>` (or `Box<dyn ProbeGroup + Send>`) is itself
 /// a `ProbeGroup` and a `&mut [Box<dyn ProbeGroup>]` can be passed to
 /// [`Scheduler::handle`](crate::Scheduler::handle). Every method forwards, overrides included.
@@ -151,9 +171,6 @@ impl<G: ProbeGroup + ?Sized> ProbeGroup for Box<G> {
     }
     fn otf_safe_context(&self) -> SafeContext {
         (**self).otf_safe_context()
-    }
-    fn probe_safe_context(&self, pidx: Pidx) -> SafeContext {
-        (**self).probe_safe_context(pidx)
     }
     fn plan_start(&self, input: &PlanInput<'_>) -> Plan {
         (**self).plan_start(input)

@@ -8,6 +8,8 @@
 //!   (the `--otf-debug` lines);
 //! - the [`ProbeGroup`] trait that each probe-type crate implements, with pure planning
 //!   ([`Plan`], [`Action`], [`Op`]) separated from applying ([`ApplyReport`]);
+//! - the [`ProbeType`] descriptor each probe-type crate exports once (`PROBE_TYPE`): its
+//!   group name, point grammar, flavors and safe context, read by the orchestrator;
 //! - the arming state [`ArmedSet`] and its failure policy;
 //! - the [`Scheduler`]: a state machine over [`Event`]s (start, notification, timer tick, stop)
 //!   with the kernel injected as a [`Kernel`], returning the [`Step`]s it took as data;
@@ -21,14 +23,16 @@ pub mod glob;
 pub mod group;
 pub mod ids;
 pub mod plan;
+pub mod probe_type;
 pub mod scheduler;
 pub mod timeline;
 
 pub use armed::{ArmedSet, Failure, ProbeState};
 pub use decision::{Decision, DecisionLine};
-pub use group::{ProbeEntry, ProbeGroup, SafeContext};
+pub use group::{plan_and_apply, ProbeEntry, ProbeGroup, SafeContext};
 pub use ids::{CondId, Flavor, Pidx};
 pub use plan::{Action, ActionOutcome, ApplyReport, Op, Phase, Plan, PlanInput};
+pub use probe_type::ProbeType;
 pub use scheduler::{
     Event, IgnoreReason, Kernel, Scheduler, SchedulerConfig, State, Step, StopReason,
 };

@@ -39,3 +39,15 @@ pub const SAFE_CONTEXT: otf_core::SafeContext = otf_core::SafeContext::safe(
 
 /// The name of this probe group in decision lines (`otf: enabling (hrtimer) pidx N`).
 pub const GROUP_NAME: &str = "hrtimer";
+
+/// The `timer.*` probe type: [`GROUP_NAME`], [`SAFE_CONTEXT`], its grammar and flavor, read by
+/// the orchestrator.
+pub const PROBE_TYPE: otf_core::ProbeType = otf_core::ProbeType {
+    name: GROUP_NAME,
+    family: "timer",
+    point: "timer",
+    suffixes: &["ns", "us", "ms", "s", "hz", "profile"],
+    flavor: otf_core::Flavor::Hrtimer,
+    return_flavor: None,
+    safe_context: SAFE_CONTEXT,
+};

@@ -7,7 +7,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use otf_core::glob::{glob_match, has_wildcard, suggestions};
+use otf_core::glob::{did_you_mean, glob_match, has_wildcard, suggestions};
 
 /// One kernel attachment point: a kernel function at its entry or its return.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -70,20 +70,6 @@ fn skipped_note(n: usize) -> String {
         String::new()
     } else {
         format!(" ({n} matching symbol(s) cannot be probed: blacklisted or not traceable)")
-    }
-}
-
-fn did_you_mean(s: &[String]) -> String {
-    if s.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "; did you mean {}?",
-            s.iter()
-                .map(|n| format!("`{n}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
     }
 }
 

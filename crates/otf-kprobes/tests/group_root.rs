@@ -9,7 +9,7 @@ use std::time::Instant;
 use otf_attach::sys::counting::CountingProgram;
 use otf_attach::sys::ProgKind;
 use otf_attach::table::TablePolicy;
-use otf_core::{ArmedSet, Pidx, PlanInput, ProbeGroup};
+use otf_core::{plan_and_apply, ArmedSet, Pidx, PlanInput, ProbeGroup};
 use otf_kprobes::{
     kprobes_available, KernelSymbols, KprobeGroup, KprobePrograms, KprobeSpec, NO_KPROBES,
 };
@@ -65,10 +65,10 @@ impl Progs {
         all.extend(multi_ret);
         let fd = |i: usize| all[i].prog().try_clone_to_owned().unwrap();
         let progs = KprobePrograms {
-            kprobe: fd(0),
-            kretprobe: fd(1),
-            kprobe_multi: has_multi.then(|| fd(2)),
-            kretprobe_multi: has_multi.then(|| fd(3)),
+            entry: fd(0),
+            ret: fd(1),
+            entry_multi: has_multi.then(|| fd(2)),
+            ret_multi: has_multi.then(|| fd(3)),
         };
         (Progs { all }, progs)
     }
@@ -158,19 +158,8 @@ fn kprobe_and_kretprobe_arm_and_disarm() {
         KprobeGroup::new(vec![spec(0, 0, &f, false), spec(1, 1, &f, true)], programs).unwrap();
     let mut armed = ArmedSet::new();
     let mut step = |g: &mut KprobeGroup, conds: &[bool], start: bool| {
-        let input = PlanInput {
-            conditions: conds,
-            otf: true,
-            armed: &armed,
-        };
-        let plan = if start {
-            g.plan_start(&input)
-        } else {
-            g.plan_refresh(&input)
-        };
-        let report = g.apply(&plan);
+        let (plan, report) = plan_and_apply(g, &mut armed, conds, start);
         assert_eq!(report.failures().count(), 0, "{report:?}");
-        armed.record(&plan, &report);
         plan.decisions().map(|d| d.to_string()).collect::<Vec<_>>()
     };
     let lines = step(&mut g, &[true, false], true);

@@ -57,6 +57,7 @@ pub fn parse(file: &SourceFile) -> Parsed {
         bail: false,
         last_err_pos: usize::MAX,
         script: Script::default(),
+        wildcards: false,
     };
     p.script_items();
     let mut diags = lex_diags;
@@ -80,6 +81,42 @@ pub fn parse(file: &SourceFile) -> Parsed {
     }
 }
 
+/// Parses one probe point written alone, as `otf list` takes its pattern:
+/// `process("/bin/ls").function("m*").return`. The grammar is the script's (components
+/// `NAME` or `NAME(LITERAL)` separated by `.`), except that a component may also be the
+/// wildcard `*` (`timer.*`). Nothing may follow the point. Returns the first error.
+pub fn parse_point_pattern(text: &str) -> Result<ProbePoint, Diagnostic> {
+    let file = SourceFile::new("<pattern>", text);
+    let (toks, mut lex_diags) = lex_with_args(text, &[]);
+    if let Some(i) = lex_diags.iter().position(Diagnostic::is_error) {
+        return Err(lex_diags.swap_remove(i));
+    }
+    let mut p = Parser {
+        file: &file,
+        toks,
+        pos: 0,
+        diags: Vec::new(),
+        depth: 0,
+        bail: false,
+        last_err_pos: usize::MAX,
+        script: Script::default(),
+        wildcards: true,
+    };
+    let point = p.probe_point();
+    if point.is_ok() && !p.at(&TokenKind::Eof) {
+        let msg = format!("expected the end of the probe point, found {}", p.peek());
+        let _ = p.error_here(msg);
+    }
+    match (point, p.diags.into_iter().next()) {
+        (Ok(point), None) => Ok(point),
+        (_, Some(d)) => Err(d),
+        (Err(Fail), None) => Err(Diagnostic::error(
+            "cannot parse the probe point",
+            Span::default(),
+        )),
+    }
+}
+
 /// An error that has already been reported.
 #[derive(Debug)]
 struct Fail;
@@ -98,6 +135,8 @@ struct Parser<'f> {
     /// Token index of the last error, to report only one error per token.
     last_err_pos: usize,
     script: Script,
+    /// Whether a probe point component may be the wildcard `*` ([`parse_point_pattern`]).
+    wildcards: bool,
 }
 
 fn binop(kind: &TokenKind) -> Option<(BinOp, u8)> {
@@ -646,6 +685,7 @@ impl Parser<'_> {
         let name = match self.peek() {
             TokenKind::Ident(name) => name.clone(),
             k if k.is_keyword() => k.text().unwrap_or_default().to_string(),
+            TokenKind::Star if self.wildcards => "*".to_string(),
             TokenKind::Star => {
                 return Err(
                     self.error_here("wildcard probe point components (`*`) are not supported")

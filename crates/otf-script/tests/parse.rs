@@ -716,3 +716,39 @@ fn arrays_statistics_and_foreach() {
         ]
     );
 }
+
+#[test]
+fn a_point_pattern_alone_parses_with_wildcard_components() {
+    use otf_script::parser::parse_point_pattern;
+    let names = |text: &str| -> Vec<(String, Option<Literal>)> {
+        parse_point_pattern(text)
+            .unwrap()
+            .components
+            .into_iter()
+            .map(|c| (c.name.name, c.arg))
+            .collect()
+    };
+    assert_eq!(
+        names("process(\"/bin/ls\").function(\"m*\").return"),
+        [
+            ("process".into(), Some(Literal::Str("/bin/ls".into()))),
+            ("function".into(), Some(Literal::Str("m*".into()))),
+            ("return".into(), None),
+        ]
+    );
+    assert_eq!(
+        names("timer.ms(5)")[1],
+        ("ms".into(), Some(Literal::Int(5)))
+    );
+    assert_eq!(names("timer.*")[1], ("*".into(), None));
+    // Not a lone point: the error names what is wrong.
+    for (text, msg) in [
+        ("kernel.trace(\"x", "unterminated"),
+        ("a..b", "expected a probe point component name"),
+        ("timer.ms(5) x", "expected the end of the probe point"),
+        ("", "expected a probe point component name"),
+    ] {
+        let e = parse_point_pattern(text).unwrap_err();
+        assert!(e.message.contains(msg), "{text}: {}", e.message);
+    }
+}

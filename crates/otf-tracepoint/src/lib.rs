@@ -34,3 +34,15 @@ pub const SAFE_CONTEXT: otf_core::SafeContext = otf_core::SafeContext::safe(
 
 /// The name of this probe group in decision lines (`otf: registering (tracepoint) pidx N`).
 pub const GROUP_NAME: &str = "tracepoint";
+
+/// The `kernel.trace(...)` probe type: [`GROUP_NAME`], [`SAFE_CONTEXT`], its grammar and
+/// flavor, read by the orchestrator.
+pub const PROBE_TYPE: otf_core::ProbeType = otf_core::ProbeType {
+    name: GROUP_NAME,
+    family: "kernel.trace",
+    point: "kernel.trace(\"GLOB\")",
+    suffixes: &[],
+    flavor: otf_core::Flavor::Tracepoint,
+    return_flavor: None,
+    safe_context: SAFE_CONTEXT,
+};

@@ -1,169 +1,59 @@
-//! [`UprobeGroup`]: the `process(PATH).function(NAME)` probes of a session, armed by attaching
-//! and disarmed by dropping their links.
+//! [`UprobeGroup`]: the `process(PATH).function(NAME)` probes of a session, a
+//! [`LinkGroup`](otf_attach::group::LinkGroup) with the [`Uprobes`] attacher: armed by
+//! attaching and disarmed by dropping their links.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::PathBuf;
 
-use otf_core::{ApplyReport, CondId, Flavor, Pidx, Plan, ProbeEntry, ProbeGroup, SafeContext};
+use otf_attach::group::{
+    DuplicatePidx, LinkAttacher, LinkGroup, LinkPrograms, LinkSpec, LinkTarget,
+};
+use otf_attach::sys::{self, Link};
+use otf_core::{Flavor, Pidx, ProbeType, SafeContext};
 
 use crate::resolve::UprobeTarget;
-use otf_attach::sys::{self, Link};
-use otf_attach::table::{cookie, ApplyStats, Attacher, LinkTable, Part, TablePolicy};
 
-/// One kernel attachment of the group: a resolved function with its pidx and condition.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UprobeSpec {
-    /// The probe's index (the attach cookie).
-    pub pidx: Pidx,
-    /// The condition that gates it (`None`: always armed).
-    pub cond: Option<CondId>,
-    /// Where: file, function, offset, entry or return.
-    pub target: UprobeTarget,
-    /// For a return probe whose body reads `@entry(...)`: also attach the entry program at the
-    /// function entry (cookie `pidx | COOKIE_ENTRY`) so the runtime saves the entry values.
-    pub entry_save: bool,
-}
+/// The `process(PATH).function(NAME)` probe type. Its bodies may notify user space
+/// themselves: a uprobe runs in the probed task's process context.
+pub const PROBE_TYPE: ProbeType = ProbeType {
+    name: "uprobes",
+    family: "process.function",
+    point: "process(\"PATH\").function(\"GLOB\")",
+    suffixes: &["call", "return"],
+    flavor: Flavor::Uprobe,
+    return_flavor: Some(Flavor::Uretprobe),
+    safe_context: SafeContext::safe(
+        "uprobes run in process context (the probed task took the breakpoint), \
+         where ring-buffer output with wakeup is safe",
+    ),
+};
 
-/// The BPF programs the group attaches, as file descriptors (e.g. `Program::as_fd()` of the
-/// otf-bpf runtime, duplicated with `try_clone_to_owned`). Every program reads its pidx from
-/// `bpf_get_attach_cookie`.
-#[derive(Debug)]
-pub struct UprobePrograms {
-    /// `SEC("uprobe")`: entry probes, and the entry part of `@entry` return probes.
-    pub uprobe: OwnedFd,
-    /// `SEC("uretprobe")`.
-    pub uretprobe: OwnedFd,
-    /// `SEC("uprobe.multi")`, if available: batches entry attachments into one link.
-    pub uprobe_multi: Option<OwnedFd>,
-    /// `SEC("uretprobe.multi")`, if available.
-    pub uretprobe_multi: Option<OwnedFd>,
-}
+/// One kernel attachment of the group: a resolved function (file, offset, entry or return)
+/// with its pidx and condition.
+pub type UprobeSpec = LinkSpec<UprobeTarget>;
 
-/// Batching key: probes of one file, one condition, one kind (entry / return) share a link.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct UprobeKey {
-    file: usize,
-    cond: Option<CondId>,
-    ret: bool,
-}
-
-struct Attach {
-    specs: BTreeMap<Pidx, UprobeSpec>,
-    /// Open descriptors of the probed files: attaching through `/proc/self/fd/N` probes the
-    /// inode resolved at start even if the path is later deleted or replaced.
-    files: Vec<(PathBuf, File)>,
-    file_of: BTreeMap<Pidx, usize>,
-    progs: UprobePrograms,
-}
-
-impl Attach {
-    fn fd_path(&self, file: usize) -> String {
-        format!("/proc/self/fd/{}", self.files[file].1.as_raw_fd())
+impl LinkTarget for UprobeTarget {
+    fn ret(&self) -> bool {
+        self.ret
     }
 
-    fn spec(&self, pidx: Pidx) -> io::Result<&UprobeSpec> {
-        self.specs
-            .get(&pidx)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("unknown pidx {pidx}")))
-    }
-
-    /// (return probe?, program) for a part of a probe.
-    fn single_prog(&self, spec: &UprobeSpec, part: Part) -> (bool, BorrowedFd<'_>) {
-        use std::os::fd::AsFd;
-        match (spec.target.ret, part) {
-            (true, Part::Main) => (true, self.progs.uretprobe.as_fd()),
-            _ => (false, self.progs.uprobe.as_fd()),
-        }
-    }
-}
-
-impl Attacher for Attach {
-    type Key = UprobeKey;
-
-    fn key(&self, pidx: Pidx) -> Option<UprobeKey> {
-        let s = self.specs.get(&pidx)?;
-        Some(UprobeKey {
-            file: self.file_of[&pidx],
-            cond: s.cond,
-            ret: s.target.ret,
-        })
-    }
-
-    fn parts(&self, pidx: Pidx) -> &'static [Part] {
-        match self.specs.get(&pidx) {
-            Some(s) if s.target.ret && s.entry_save => &[Part::Main, Part::EntrySave],
-            _ => &[Part::Main],
-        }
-    }
-
-    fn attach_one(&self, pidx: Pidx, part: Part) -> io::Result<Link> {
-        let spec = self.spec(pidx)?;
-        let (ret, prog) = self.single_prog(spec, part);
-        sys::attach_uprobe(
-            prog,
-            &self.fd_path(self.file_of[&pidx]),
-            spec.target.file_offset,
-            ret,
-            cookie(pidx, part),
-        )
-    }
-
-    fn attach_many(&self, key: &UprobeKey, part: Part, pidxs: &[Pidx]) -> Option<io::Result<Link>> {
-        use std::os::fd::AsFd;
-        let ret = key.ret && part == Part::Main;
-        let prog = if ret {
-            self.progs.uretprobe_multi.as_ref()
-        } else {
-            self.progs.uprobe_multi.as_ref()
-        }?;
-        let mut offsets = Vec::with_capacity(pidxs.len());
-        for p in pidxs {
-            match self.spec(*p) {
-                Ok(s) => offsets.push(s.target.file_offset),
-                Err(e) => return Some(Err(e)),
-            }
-        }
-        let cookies: Vec<u64> = pidxs.iter().map(|p| cookie(*p, part)).collect();
-        Some(sys::attach_uprobe_multi(
-            prog.as_fd(),
-            &self.fd_path(key.file),
-            &offsets,
-            &cookies,
-            ret,
-        ))
-    }
-
-    fn explain(&self, pidx: Pidx, part: Part, err: &io::Error) -> String {
-        let Some(s) = self.specs.get(&pidx) else {
-            return err.to_string();
-        };
-        let what = match (s.target.ret, part) {
-            (true, Part::Main) => "uretprobe",
-            (true, Part::EntrySave) => "uprobe (entry of a .return probe)",
-            _ => "uprobe",
-        };
-        // ENOTSUPP (524) has no name in libc: "Unknown error 524" says nothing.
-        let why = match err.raw_os_error() {
-            Some(524) => {
-                "the kernel's uprobes cannot single-step the function's first instruction (ENOTSUPP)"
-                    .to_string()
-            }
-            Some(libc::EPERM | libc::EACCES) => {
-                format!("{err} (uprobes need root or CAP_PERFMON + CAP_BPF)")
-            }
-            _ => err.to_string(),
-        };
+    fn point(&self) -> String {
         format!(
-            "attach {what} {}:{} (offset {:#x}): {why}",
-            s.target.path.display(),
-            s.target.symbol,
-            s.target.file_offset
+            "process(\"{}\").function(\"{}\"){}",
+            self.path.display(),
+            self.symbol,
+            if self.ret { ".return" } else { "" }
         )
     }
 }
+
+/// The BPF programs the group attaches: `entry` is `SEC("uprobe")` (entry probes and the entry
+/// part of `@entry` return probes), `ret` `SEC("uretprobe")`, and their `.multi` versions if
+/// loaded.
+pub type UprobePrograms = LinkPrograms;
 
 /// Errors creating a [`UprobeGroup`].
 #[derive(Debug, thiserror::Error)]
@@ -181,40 +71,41 @@ pub enum GroupError {
     DuplicatePidx(Pidx),
 }
 
-/// The `process(...).function(...)` probes of a session.
-///
-/// Armed = attached; disarmed = link closed (a perf `DISABLE` does not stop BPF on uprobes).
-/// One pidx per kernel attachment (resolved function × entry/return). Attachments made in one
-/// apply are batched into uprobe_multi links per (file, condition, entry/return), and links are
-/// closed concurrently: see [`otf_attach::table`] and docs/uprobes.md.
-pub struct UprobeGroup {
-    entries: Vec<ProbeEntry>,
-    attach: Attach,
-    table: LinkTable,
-}
-
-impl std::fmt::Debug for UprobeGroup {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UprobeGroup")
-            .field("probes", &self.entries.len())
-            .field("table", &self.table)
-            .finish()
+impl From<DuplicatePidx> for GroupError {
+    fn from(d: DuplicatePidx) -> GroupError {
+        GroupError::DuplicatePidx(d.0)
     }
 }
 
-impl UprobeGroup {
-    /// A group over `specs`, attaching `programs`. Opens every probed file now (so the session
-    /// probes the inodes resolved now, even if a path is later deleted or replaced).
-    pub fn new(
-        mut specs: Vec<UprobeSpec>,
-        programs: UprobePrograms,
-    ) -> Result<UprobeGroup, GroupError> {
-        specs.sort_by_key(|s| s.pidx);
+/// How inode uprobes attach: at a file offset of a probed file, which is opened when the group
+/// is made; one uprobe_multi link per file (and condition, entry/return) when available.
+#[derive(Debug)]
+pub struct Uprobes {
+    /// Open descriptors of the probed files: attaching through `/proc/self/fd/N` probes the
+    /// inode resolved at start even if the path is later deleted or replaced.
+    files: Vec<(PathBuf, File)>,
+    file_of: BTreeMap<Pidx, usize>,
+}
+
+impl Uprobes {
+    fn fd_path(&self, file: usize) -> String {
+        format!("/proc/self/fd/{}", self.files[file].1.as_raw_fd())
+    }
+}
+
+impl LinkAttacher for Uprobes {
+    const TYPE: &'static ProbeType = &PROBE_TYPE;
+    type Target = UprobeTarget;
+    /// The probed file (index into the open files): one multi link per file.
+    type Key = usize;
+    type Error = GroupError;
+
+    /// Opens every probed file now (so the session probes the inodes resolved now, even if a
+    /// path is later deleted or replaced).
+    fn new(specs: &BTreeMap<Pidx, UprobeSpec>) -> Result<Uprobes, GroupError> {
         let mut files: Vec<(PathBuf, File)> = Vec::new();
         let mut file_of = BTreeMap::new();
-        let mut map = BTreeMap::new();
-        let mut entries = Vec::new();
-        for s in specs {
+        for s in specs.values() {
             let idx = match files.iter().position(|(p, _)| *p == s.target.path) {
                 Some(i) => i,
                 None => {
@@ -226,89 +117,65 @@ impl UprobeGroup {
                     files.len() - 1
                 }
             };
-            let flavor = if s.target.ret {
-                Flavor::Uretprobe
-            } else {
-                Flavor::Uprobe
-            };
-            let desc = format!(
-                "process(\"{}\").function(\"{}\"){}",
-                s.target.path.display(),
-                s.target.symbol,
-                if s.target.ret { ".return" } else { "" }
-            );
-            entries.push(ProbeEntry::new(s.pidx, s.cond, flavor, desc));
             file_of.insert(s.pidx, idx);
-            if map.insert(s.pidx, s.clone()).is_some() {
-                return Err(GroupError::DuplicatePidx(s.pidx));
-            }
         }
-        Ok(UprobeGroup {
-            entries,
-            attach: Attach {
-                specs: map,
-                files,
-                file_of,
-                progs: programs,
-            },
-            table: LinkTable::new(TablePolicy::default()),
-        })
+        Ok(Uprobes { files, file_of })
     }
 
-    /// Changes the batching/closing policy.
-    pub fn set_policy(&mut self, policy: TablePolicy) {
-        self.table.set_policy(policy);
+    fn key(&self, spec: &UprobeSpec) -> usize {
+        self.file_of[&spec.pidx]
     }
 
-    /// Whether `pidx` is attached in the kernel now.
-    pub fn is_attached(&self, pidx: Pidx) -> bool {
-        self.table.is_attached(pidx)
+    fn attach_one(
+        &self,
+        prog: BorrowedFd<'_>,
+        spec: &UprobeSpec,
+        ret: bool,
+        cookie: u64,
+    ) -> io::Result<Link> {
+        let path = self.fd_path(self.key(spec));
+        sys::attach_uprobe(prog, &path, spec.target.file_offset, ret, cookie)
     }
 
-    /// Member counts of the kernel links held (a multi link has more than one member).
-    pub fn link_sizes(&self) -> Vec<usize> {
-        self.table.link_sizes()
+    fn attach_many(
+        &self,
+        prog: BorrowedFd<'_>,
+        file: &usize,
+        specs: &[&UprobeSpec],
+        cookies: &[u64],
+        ret: bool,
+    ) -> io::Result<Link> {
+        let offsets: Vec<u64> = specs.iter().map(|s| s.target.file_offset).collect();
+        sys::attach_uprobe_multi(prog, &self.fd_path(*file), &offsets, cookies, ret)
     }
 
-    /// What the last apply did in the kernel (links made and closed, time spent).
-    pub fn last_apply(&self) -> &ApplyStats {
-        self.table.stats()
-    }
-
-    /// Problems outside any planned action (a split multi link member that could not be
-    /// re-attached); the orchestrator prints them as warnings.
-    pub fn take_warnings(&mut self) -> Vec<String> {
-        self.table.take_warnings()
-    }
-}
-
-/// The name of this probe group in decision lines (`otf: enabling (uprobe) pidx N`).
-pub const GROUP_NAME: &str = "uprobes";
-
-/// Why bodies of uprobes may notify user space themselves.
-pub const SAFE_CONTEXT: SafeContext = SafeContext::safe(
-    "uprobes run in process context (the probed task took the breakpoint), \
-     where ring-buffer output with wakeup is safe",
-);
-
-impl ProbeGroup for UprobeGroup {
-    fn name(&self) -> &'static str {
-        GROUP_NAME
-    }
-
-    fn probes(&self) -> &[ProbeEntry] {
-        &self.entries
-    }
-
-    fn otf_supported(&self) -> bool {
-        true
-    }
-
-    fn otf_safe_context(&self) -> SafeContext {
-        SAFE_CONTEXT
-    }
-
-    fn apply(&mut self, plan: &Plan) -> ApplyReport {
-        self.table.apply(&self.attach, plan)
+    fn explain(&self, spec: &UprobeSpec, what: &str, err: &io::Error) -> String {
+        // ENOTSUPP (524) has no name in libc: "Unknown error 524" says nothing.
+        let why = match err.raw_os_error() {
+            Some(524) => {
+                "the kernel's uprobes cannot single-step the function's first instruction (ENOTSUPP)"
+                    .to_string()
+            }
+            Some(libc::EPERM | libc::EACCES) => {
+                format!("{err} (uprobes need root or CAP_PERFMON + CAP_BPF)")
+            }
+            _ => err.to_string(),
+        };
+        let t = &spec.target;
+        format!(
+            "attach {what} {}:{} (offset {:#x}): {why}",
+            t.path.display(),
+            t.symbol,
+            t.file_offset
+        )
     }
 }
+
+/// The `process(...).function(...)` probes of a session: a [`LinkGroup`] of [`Uprobes`].
+///
+/// Armed = attached; disarmed = link closed (a perf `DISABLE` does not stop BPF on uprobes).
+/// One pidx per kernel attachment (resolved function × entry/return). Attachments made in one
+/// apply are batched into uprobe_multi links per (file, condition, entry/return), and links are
+/// closed concurrently: see [`otf_attach::table`] and docs/uprobes.md. [`UprobeGroup::new`]
+/// opens every probed file (see [`Uprobes`]).
+pub type UprobeGroup = LinkGroup<Uprobes>;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use object::{Object, ObjectKind, ObjectSegment, ObjectSymbol, SymbolKind, SymbolSection};
 
-use otf_core::glob::{glob_match, has_wildcard, suggestions};
+use otf_core::glob::{did_you_mean, glob_match, has_wildcard, suggestions};
 
 /// One kernel attachment point: a function of an ELF file, at its entry or its return.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -188,20 +188,6 @@ pub fn first_insn_problem(code: &[u8]) -> Option<&'static str> {
         }
     }
     None
-}
-
-fn did_you_mean(s: &[String]) -> String {
-    if s.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "; did you mean {}?",
-            s.iter()
-                .map(|n| format!("`{n}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    }
 }
 
 fn io_error(path: &Path, e: io::Error) -> ResolveError {

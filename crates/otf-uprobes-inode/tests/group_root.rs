@@ -78,10 +78,10 @@ impl Progs {
         ];
         let fd = |i: usize| all[i].prog().try_clone_to_owned().unwrap();
         let progs = UprobePrograms {
-            uprobe: fd(0),
-            uretprobe: fd(1),
-            uprobe_multi: Some(fd(2)),
-            uretprobe_multi: Some(fd(3)),
+            entry: fd(0),
+            ret: fd(1),
+            entry_multi: Some(fd(2)),
+            ret_multi: Some(fd(3)),
         };
         (Progs { all }, progs)
     }

@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use otf_bpf::{LoadOptions, ProbeSlot, ProgKind, Runtime, RuntimeImage};
-use otf_core::{ArmedSet, PlanInput, ProbeGroup};
+use otf_core::{plan_and_apply, ArmedSet, ProbeGroup};
 use otf_script::bytecode::{Insn, Op};
 use otf_uprobes_inode::{resolve, UprobeGroup, UprobePrograms, UprobeSpec};
 
@@ -16,10 +16,10 @@ mod skip;
 fn programs(rt: &Runtime) -> UprobePrograms {
     let fd = |k| rt.program(k).map(|p| p.try_clone_to_owned().unwrap());
     UprobePrograms {
-        uprobe: fd(ProgKind::Uprobe).unwrap(),
-        uretprobe: fd(ProgKind::Uretprobe).unwrap(),
-        uprobe_multi: fd(ProgKind::UprobeMulti),
-        uretprobe_multi: fd(ProgKind::UretprobeMulti),
+        entry: fd(ProgKind::Uprobe).unwrap(),
+        ret: fd(ProgKind::Uretprobe).unwrap(),
+        entry_multi: fd(ProgKind::UprobeMulti),
+        ret_multi: fd(ProgKind::UretprobeMulti),
     }
 }
 
@@ -99,19 +99,8 @@ fn group_counts_hits_in_the_otf_runtime() {
     let mut g = UprobeGroup::new(specs, programs(&rt)).unwrap();
     let mut armed = ArmedSet::new();
     let mut step = |g: &mut UprobeGroup, conds: &[bool], start: bool| {
-        let input = PlanInput {
-            conditions: conds,
-            otf: true,
-            armed: &armed,
-        };
-        let plan = if start {
-            g.plan_start(&input)
-        } else {
-            g.plan_refresh(&input)
-        };
-        let report = g.apply(&plan);
+        let (_, report) = plan_and_apply(g, &mut armed, conds, start);
         assert_eq!(report.failures().count(), 0, "{report:?}");
-        armed.record(&plan, &report);
     };
     step(&mut g, &[true, false], true);
     Command::new(&bin).status().unwrap(); // argc = 1: 4 calls

@@ -2,6 +2,7 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 
+use otf_attach::group::{LinkAttacher, LinkGroup, LinkPrograms, LinkSpec};
 use otf_bpf::{ProgKind, Runtime};
 use otf_core::{ProbeEntry, ProbeGroup};
 
@@ -23,6 +24,49 @@ pub(super) fn prog_fd(rt: &Runtime, kind: ProgKind) -> Result<OwnedFd, Failure> 
     })?;
     p.try_clone_to_owned()
         .map_err(|e| Failure::Message(format!("dup of {}: {e}", kind.name())))
+}
+
+/// The [`LinkGroup`] of type `A` over the probes `target` picks out of `res` (`None` when
+/// there are none), attaching the runtime's programs of `kinds` (entry, return, and their
+/// multi versions, which may be missing).
+fn link_group<A>(
+    rt: &Runtime,
+    front: &Front,
+    res: &Resolved,
+    target: impl Fn(&Attach) -> Option<&A::Target>,
+    kinds: [ProgKind; 4],
+) -> Result<Option<Box<dyn ProbeGroup>>, Failure>
+where
+    A: LinkAttacher + 'static,
+    A::Target: Clone,
+    A::Error: std::fmt::Display,
+{
+    let units = &front.compiled.script.units;
+    let specs: Vec<LinkSpec<A::Target>> = res
+        .probes
+        .iter()
+        .filter_map(|p| {
+            Some(LinkSpec {
+                pidx: p.pidx,
+                cond: p.has_cond.then_some(p.unit as u32),
+                target: target(&p.attach)?.clone(),
+                entry_save: units[p.unit].entry.is_some(),
+            })
+        })
+        .collect();
+    if specs.is_empty() {
+        return Ok(None);
+    }
+    let [entry, ret, entry_multi, ret_multi] = kinds;
+    let progs = LinkPrograms {
+        entry: prog_fd(rt, entry)?,
+        ret: prog_fd(rt, ret)?,
+        entry_multi: prog_fd(rt, entry_multi).ok(),
+        ret_multi: prog_fd(rt, ret_multi).ok(),
+    };
+    let g = LinkGroup::<A>::new(specs, progs)
+        .map_err(|e| Failure::Message(format!("{}: {e}", A::TYPE.name)))?;
+    Ok(Some(Box::new(g)))
 }
 
 /// One probe group per probe type present in the script, in a fixed order: tracepoints,
@@ -57,55 +101,46 @@ pub(super) fn build_groups(
         .map_err(|e| Failure::Message(format!("tracepoint probes: {e}")))?;
         groups.push(Box::new(g));
     }
-    let script = &front.compiled.script;
-    let ups: Vec<_> = res
-        .probes
-        .iter()
-        .filter_map(|p| match &p.attach {
-            Attach::Uprobe(t) => Some(otf_uprobes_inode::UprobeSpec {
-                pidx: p.pidx,
-                cond: p.has_cond.then_some(p.unit as u32),
-                target: t.clone(),
-                entry_save: script.units[p.unit].entry.is_some(),
-            }),
+    if let Some(g) = link_group::<otf_uprobes_inode::Uprobes>(
+        rt,
+        front,
+        res,
+        |a| match a {
+            Attach::Uprobe(t) => Some(t),
             _ => None,
-        })
-        .collect();
-    if !ups.is_empty() {
-        let progs = otf_uprobes_inode::UprobePrograms {
-            uprobe: prog_fd(rt, ProgKind::Uprobe)?,
-            uretprobe: prog_fd(rt, ProgKind::Uretprobe)?,
-            uprobe_multi: prog_fd(rt, ProgKind::UprobeMulti).ok(),
-            uretprobe_multi: prog_fd(rt, ProgKind::UretprobeMulti).ok(),
-        };
-        let g = otf_uprobes_inode::UprobeGroup::new(ups, progs)
-            .map_err(|e| Failure::Message(format!("uprobes: {e}")))?;
-        groups.push(Box::new(g));
+        },
+        [
+            ProgKind::Uprobe,
+            ProgKind::Uretprobe,
+            ProgKind::UprobeMulti,
+            ProgKind::UretprobeMulti,
+        ],
+    )? {
+        groups.push(g);
     }
-    let kps: Vec<_> = res
+    if res
         .probes
         .iter()
-        .filter_map(|p| match &p.attach {
-            Attach::Kprobe(t) => Some(otf_kprobes::KprobeSpec {
-                pidx: p.pidx,
-                cond: p.has_cond.then_some(p.unit as u32),
-                target: t.clone(),
-                entry_save: script.units[p.unit].entry.is_some(),
-            }),
-            _ => None,
-        })
-        .collect();
-    if !kps.is_empty() {
+        .any(|p| matches!(p.attach, Attach::Kprobe(_)))
+    {
         otf_kprobes::kprobes_available().map_err(Failure::Message)?;
-        let progs = otf_kprobes::KprobePrograms {
-            kprobe: prog_fd(rt, ProgKind::Kprobe)?,
-            kretprobe: prog_fd(rt, ProgKind::Kretprobe)?,
-            kprobe_multi: prog_fd(rt, ProgKind::KprobeMulti).ok(),
-            kretprobe_multi: prog_fd(rt, ProgKind::KretprobeMulti).ok(),
-        };
-        let g = otf_kprobes::KprobeGroup::new(kps, progs)
-            .map_err(|e| Failure::Message(format!("kprobes: {e}")))?;
-        groups.push(Box::new(g));
+    }
+    if let Some(g) = link_group::<otf_kprobes::Kprobes>(
+        rt,
+        front,
+        res,
+        |a| match a {
+            Attach::Kprobe(t) => Some(t),
+            _ => None,
+        },
+        [
+            ProgKind::Kprobe,
+            ProgKind::Kretprobe,
+            ProgKind::KprobeMulti,
+            ProgKind::KretprobeMulti,
+        ],
+    )? {
+        groups.push(g);
     }
     let timers: Vec<_> = res
         .probes

@@ -337,7 +337,7 @@ impl Sim {
                 return false;
             }
         }
-        let safe = group.probe_safe_context(pidx).safe;
+        let safe = group.otf_safe_context().safe;
         let mut note = format!("pidx {pidx} ({}) body:", entry.flavor);
         if let Some(text) = print {
             self.kernel.pending.push(text.to_string());

@@ -61,10 +61,10 @@ fn main() -> Result<()> {
         .context("load demo.bpf.c")?;
     let fd = |p: &libbpf_rs::ProgramMut<'_>| p.as_fd().try_clone_to_owned();
     let programs = UprobePrograms {
-        uprobe: fd(&skel.progs.demo_uprobe)?,
-        uretprobe: fd(&skel.progs.demo_uretprobe)?,
-        uprobe_multi: Some(fd(&skel.progs.demo_uprobe_multi)?),
-        uretprobe_multi: Some(fd(&skel.progs.demo_uretprobe_multi)?),
+        entry: fd(&skel.progs.demo_uprobe)?,
+        ret: fd(&skel.progs.demo_uretprobe)?,
+        entry_multi: Some(fd(&skel.progs.demo_uprobe_multi)?),
+        ret_multi: Some(fd(&skel.progs.demo_uretprobe_multi)?),
     };
     let bss = skel
         .maps
