@@ -355,7 +355,17 @@ pub fn expand(tokens: &mut Vec<Token>, diags: &mut Vec<Diagnostic>, env: &dyn Fn
             }
             let to = input.get(i).map_or(u32::MAX, |t| t.span.lo);
             skipped.push((from, to));
-            if input.get(i).is_some_and(|t| t.kind != TokenKind::Eof) {
+            if input.get(i).is_none_or(|t| t.kind == TokenKind::Eof) {
+                if let Some((span, _)) = open.last() {
+                    errors.push(Diagnostic::error(
+                        "incomplete conditional at end of file",
+                        *span,
+                    ));
+                }
+                out.extend(input.get(i).cloned());
+                break;
+            }
+            {
                 // A stray `%?` in skipped text is skipped as well (SystemTap's skip_pp
                 // stops at it, and scan_pp then reports it).
                 handle_mark(&input[i], &mut open, &mut errors);
@@ -613,6 +623,20 @@ mod tests {
         assert_eq!(
             pp("%( 1 == 1 a %? b %)", &[]).1,
             ["expected '%?' marker for conditional"]
+        );
+        assert_eq!(
+            pp("%( 1 == 1 a b %) c", &[]).1,
+            [
+                "expected '%?' marker for conditional",
+                "incomplete conditional at end of file"
+            ]
+        );
+        assert_eq!(
+            pp("%( 1 == 2 %? a", &[]),
+            (
+                "".into(),
+                vec!["incomplete conditional at end of file".into()]
+            )
         );
     }
 }
