@@ -37,7 +37,7 @@ use child::Child;
 use fds::*;
 use groups::build_groups;
 use image::load_runtime;
-pub(crate) use image::{build_image, needed_kinds};
+pub(crate) use image::{build_image, needed_kinds, raw_loaded};
 use output::Output;
 use stats::print_stats;
 

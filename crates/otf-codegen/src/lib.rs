@@ -21,6 +21,7 @@ mod kind;
 pub mod layout;
 mod lower;
 pub mod maps;
+mod syscall;
 mod xlated;
 
 use std::collections::HashMap;
@@ -28,7 +29,7 @@ use std::collections::HashMap;
 pub use btf::timer_map_btf;
 pub use image::{ProbeSlot, RuntimeImage};
 pub use insn::Insn;
-pub use kind::{ProgKind, Regs};
+pub use kind::{ProgKind, Regs, SyscallRegs, SYSCALL_REGS};
 pub use xlated::dump;
 
 /// An error of the code generator. Every one is an otf bug or a limit of otf, never the
@@ -76,6 +77,11 @@ pub enum MapId {
     /// The `bpf_snprintf` formats of the script's `sprintf`s that run in the kernel: one
     /// array value, `BPF_F_RDONLY_PROG` and frozen ([`maps::sprintf_formats`]).
     Formats,
+    /// The syscall dispatch of [`ProgKind::SyscallEnter`] and [`ProgKind::SyscallExit`]: an
+    /// array of `u32` keyed by [`layout::syscall_key`], [`layout::SYSCALL_UNITS`] ×
+    /// [`layout::SYSCALL_NRS`] entries, each the pidx + 1 to run (0: none), filled by user
+    /// space.
+    Syscalls,
 }
 
 impl MapId {
@@ -92,6 +98,7 @@ impl MapId {
             MapId::Names => "names",
             MapId::Timers => "timers",
             MapId::Formats => "formats",
+            MapId::Syscalls => "syscalls",
         }
     }
 }

@@ -11,8 +11,13 @@
 mod attach;
 mod group;
 mod resolve;
+mod syscall;
 
-pub use group::{perf_chains, TracepointGroup};
+pub use group::{perf_chains, tracepoint_chains, TracepointGroup};
+pub use syscall::{
+    syscall_nr, syscall_number, syscall_of, DispatchUnit, SyscallDir, SyscallDispatch,
+    SyscallPrograms, ALIASES, MIN_DISPATCH,
+};
 
 pub use attach::{mode_for, AttachError, AttachMode, TracepointLink, TracepointProgs};
 pub use resolve::{
