@@ -200,12 +200,14 @@ fn a_disarmed_unit_has_no_link() {
     if !can_run() {
         return;
     }
-    // Unit (cond 0, enter): getppid and getpgrp; cond 1 probes getpgid alone, below
+    // Unit (cond 0, enter): getppid, getpgrp and getsid; cond 1 probes getpgid alone, below
     // MIN_DISPATCH, so it stays a perf tracepoint.
+    assert!(otf_tracepoint::min_dispatch() <= 3 && otf_tracepoint::min_dispatch() > 1);
     let (rt, mut g) = setup(&[
         (Some(0), sys("sys_enter_getppid")),
         (Some(0), sys("sys_enter_getpgrp")),
         (Some(1), sys("sys_enter_getpgid")),
+        (Some(0), sys("sys_enter_getsid")),
     ]);
     assert_eq!(g.dispatch_units().len(), 1);
     let prog = rt.program(ProgKind::SyscallEnter).unwrap();
@@ -226,11 +228,11 @@ fn a_disarmed_unit_has_no_link() {
         armed.record(&plan, &r);
     };
     refresh(&mut g, &mut armed, true);
-    assert!(g.is_attached(0) && g.is_attached(1) && !g.is_attached(2));
+    assert!(g.is_attached(0) && g.is_attached(1) && g.is_attached(3) && !g.is_attached(2));
     assert_eq!(links_of(prog), 1);
     call(libc::SYS_getppid, 4);
     call(libc::SYS_getpgrp, 2);
-    assert_eq!(rt.globals().snapshot(), vec![4, 2, 0]);
+    assert_eq!(rt.globals().snapshot(), vec![4, 2, 0, 0]);
 
     refresh(&mut g, &mut armed, false);
     assert_eq!(g.link_count(), 0);

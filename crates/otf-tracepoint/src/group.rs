@@ -11,7 +11,7 @@ use otf_attach::close::{close_all, Reaper, REAPER_THREADS};
 
 use crate::attach::{mode_for, AttachError, AttachMode, TracepointLink, TracepointProgs};
 use crate::resolve::Tracepoint;
-use crate::syscall::{map_update, SyscallDispatch, SyscallPrograms, MIN_DISPATCH};
+use crate::syscall::{map_update, min_dispatch, SyscallDispatch, SyscallPrograms};
 
 /// Groups of probes that must share one perf tracepoint attachment: the kernel attaches a
 /// program to a perf tracepoint only once (`EEXIST`), so several probes on one tracepoint in
@@ -47,7 +47,7 @@ pub fn tracepoint_chains(
     raw_available: bool,
     syscall_units: usize,
 ) -> Vec<Vec<Pidx>> {
-    let dispatch = SyscallDispatch::plan(probes, syscall_units > 0, MIN_DISPATCH, syscall_units);
+    let dispatch = SyscallDispatch::plan(probes, syscall_units > 0, min_dispatch(), syscall_units);
     let rest: Vec<(Pidx, Tracepoint)> = probes
         .iter()
         .filter(|(p, _, _)| dispatch.unit_of(*p).is_none())
@@ -116,7 +116,7 @@ impl TracepointGroup {
 
     /// As [`TracepointGroup::new`], with the syscall-dispatch programs and map: the
     /// `syscalls:*` probes that [`SyscallDispatch::plan`] puts in a unit (with
-    /// [`MIN_DISPATCH`] and `sys.units`) are attached as one raw link per unit, and the map is
+    /// [`crate::min_dispatch`] and `sys.units`) are attached as one raw link per unit, and the map is
     /// filled now. The BPF runtime must chain as [`tracepoint_chains`] does with
     /// `syscall_units = sys.units`.
     pub fn with_syscalls(
@@ -140,7 +140,7 @@ impl TracepointGroup {
         let plan = SyscallDispatch::plan(
             &triples,
             sys.is_some(),
-            MIN_DISPATCH,
+            min_dispatch(),
             sys.map_or(0, |s| s.units as usize),
         );
         let pairs: Vec<(Pidx, Tracepoint)> = triples

@@ -15,8 +15,8 @@ mod syscall;
 
 pub use group::{perf_chains, tracepoint_chains, TracepointGroup};
 pub use syscall::{
-    syscall_nr, syscall_number, syscall_of, DispatchUnit, SyscallDir, SyscallDispatch,
-    SyscallPrograms, ALIASES, MIN_DISPATCH,
+    min_dispatch, syscall_nr, syscall_number, syscall_of, DispatchUnit, SyscallDir,
+    SyscallDispatch, SyscallPrograms, ALIASES, MIN_DISPATCH,
 };
 
 pub use attach::{mode_for, AttachError, AttachMode, TracepointLink, TracepointProgs};

@@ -88,9 +88,23 @@ pub fn syscall_nr(tp: &Tracepoint) -> Option<(SyscallDir, u32)> {
 
 /// The fewest syscalls of one direction a unit must probe to be dispatched from one raw link
 /// instead of one perf tracepoint each. Measured (docs/performance.md, "Releasing many
-/// tracepoints"): the dispatch costs every syscall of the machine a few nanoseconds while
-/// armed, and each perf tracepoint costs a grace period (~40 ms, serialised) to release.
-pub const MIN_DISPATCH: usize = 2;
+/// tracepoints"): while armed, a raw `sys_enter` link costs every syscall of the machine
+/// ~100-125 ns more than a perf tracepoint on another syscall does (the raw tracepoint's own
+/// run, retpolines; otf's prologue adds little to a no-op program), and each perf tracepoint
+/// costs ~50 ms of serialised release, which a re-arm waits for. One or two syscalls release
+/// within the 100 ms a toggle may take; from three on, dispatch.
+pub const MIN_DISPATCH: usize = 3;
+
+/// The threshold in force: [`MIN_DISPATCH`], or the environment's `OTF_SYSCALL_DISPATCH_MIN`
+/// (a number; a large one keeps every syscall probe a perf tracepoint), which benchmarks use
+/// to compare the two attachments on one script. Read by everything that must agree on the
+/// units (the image's chains, the program kinds, the group).
+pub fn min_dispatch() -> usize {
+    std::env::var("OTF_SYSCALL_DISPATCH_MIN")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(MIN_DISPATCH)
+}
 
 /// What makes a dispatch unit: the condition and the direction.
 type UnitKey = (Option<u32>, SyscallDir);

@@ -150,7 +150,7 @@ pub(crate) fn needed_kinds(res: &Resolved) -> Vec<ProgKind> {
     let dispatch = otf_tracepoint::SyscallDispatch::plan(
         &tracepoint_probes(res),
         raw_tp_cookies() && otf_codegen::SYSCALL_REGS.is_some(),
-        otf_tracepoint::MIN_DISPATCH,
+        otf_tracepoint::min_dispatch(),
         otf_bpf::layout::SYSCALL_UNITS,
     );
     for u in &dispatch.units {
