@@ -72,7 +72,7 @@ struct Dispatch {
 /// Tracepoint probes: a probe is armed iff its BPF link exists.
 ///
 /// Arming attaches (raw tracepoint with cookie where available, perf tracepoint otherwise and
-/// always for `syscalls:*`); disarming hands the link to a [`Reaper`] thread, so a refresh
+/// for `syscalls:*` outside a dispatch unit, one raw link per dispatch unit); disarming hands the link to a [`Reaper`] thread, so a refresh
 /// never waits for detach grace periods (the probe stops firing within about a millisecond;
 /// a hit in that window is still gated by its condition in BPF). Releasing at shutdown drops
 /// every link concurrently and waits until all are gone.
@@ -359,4 +359,40 @@ impl ProbeGroup for TracepointGroup {
 
 fn is_eexist<T>(r: &Result<T, AttachError>) -> bool {
     matches!(r, Err(AttachError::Sys(_, io)) if io.raw_os_error() == Some(libc::EEXIST))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tp(s: &str, n: &str) -> Tracepoint {
+        Tracepoint::new(s, n)
+    }
+
+    #[test]
+    fn chains_are_per_perf_tracepoint_and_per_dispatch_unit() {
+        let probes = vec![
+            // Unit (cond 0, enter): read twice, write, close — dispatched (3 syscalls).
+            (0, Some(0), tp("syscalls", "sys_enter_read")),
+            (1, Some(0), tp("syscalls", "sys_enter_write")),
+            (2, Some(0), tp("syscalls", "sys_enter_close")),
+            (3, Some(0), tp("syscalls", "sys_enter_read")),
+            // cond 1: read alone — a perf tracepoint; with probe 5 one perf chain.
+            (4, Some(1), tp("syscalls", "sys_enter_read")),
+            (5, None, tp("syscalls", "sys_enter_read")),
+            // Two probes on one real tracepoint: raw links, no chain, unless no raw program.
+            (6, None, tp("sched", "sched_switch")),
+            (7, None, tp("sched", "sched_switch")),
+        ];
+        assert_eq!(
+            tracepoint_chains(&probes, true, 32),
+            vec![vec![0, 3], vec![4, 5]]
+        );
+        assert_eq!(
+            tracepoint_chains(&probes, false, 32),
+            vec![vec![0, 3], vec![4, 5], vec![6, 7]]
+        );
+        // Without syscall programs every syscall probe on read is one perf chain.
+        assert_eq!(tracepoint_chains(&probes, true, 0), vec![vec![0, 3, 4, 5]]);
+    }
 }
