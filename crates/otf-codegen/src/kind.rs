@@ -163,9 +163,11 @@ pub(crate) const PT_REGS_ARGS: [i16; 6] = [0, 8, 16, 24, 32, 40]; // x0..x5
 #[cfg(target_arch = "aarch64")]
 pub(crate) const PT_REGS_RC: i16 = 0; // x0
 
-/// Where the syscall-dispatch handlers find the syscall number and the task's mode in the
-/// `struct pt_regs` that `raw_syscalls:sys_enter`/`sys_exit` pass as their first argument: one
-/// `bpf_probe_read_kernel` of [`SyscallRegs::len`] bytes from [`SyscallRegs::base`].
+/// Where the syscall-dispatch handlers find the syscall number in the `struct pt_regs` that
+/// `raw_syscalls:sys_exit` passes as its first argument (one `bpf_probe_read_kernel` of
+/// [`SyscallRegs::len`] bytes from [`SyscallRegs::base`]; `sys_enter` passes the number itself),
+/// and how they tell a compat (32-bit) syscall, whose numbers are another table's. Compat
+/// syscalls dispatch nothing, as the perf syscall events ignore them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SyscallRegs {
     /// Offset in `pt_regs` of the window read.
@@ -174,29 +176,37 @@ pub struct SyscallRegs {
     pub len: i32,
     /// Offset in the window of the syscall number, and whether it is 4 bytes (else 8).
     pub nr: (i16, bool),
-    /// Offset in the window of the 8-byte word telling a compat (32-bit) task's syscall,
-    /// whose numbers are another table's, and the test: the syscall is native iff
-    /// `word & mask == want`. x86_64: `cs` is `__USER_CS` (0x33); arm64: `pstate` has no
-    /// `PSR_MODE32_BIT` (0x10). Compat syscalls dispatch nothing, as the perf syscall events
-    /// ignore them.
-    pub compat: (i16, i32, i32),
+    /// How a compat syscall is told.
+    pub compat: Compat,
 }
 
-/// x86_64: `orig_ax` (120), `ip`, `cs` (136).
+/// How the syscall-dispatch handlers tell a compat syscall.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compat {
+    /// The 4-byte word at this offset of the current `task_struct` has a bit of `mask` set
+    /// (x86_64: `thread_info.status`, first in the task, & `TS_COMPAT`; set for every 32-bit
+    /// syscall, `int $0x80` from 64-bit code included, as `in_ia32_syscall()` reads it).
+    Task(i16, i32),
+    /// The 8-byte word at this offset of the [`SyscallRegs`] window has a bit of `mask` set
+    /// (arm64: `pstate` & `PSR_MODE32_BIT`).
+    Regs(i16, i32),
+}
+
+/// x86_64: `orig_ax` (120); `thread_info.status` (16) & `TS_COMPAT` (2).
 #[cfg(target_arch = "x86_64")]
 pub const SYSCALL_REGS: Option<SyscallRegs> = Some(SyscallRegs {
     base: 120,
-    len: 24,
+    len: 8,
     nr: (0, false),
-    compat: (16, 0xffff, 0x33),
+    compat: Compat::Task(16, 2),
 });
-/// arm64: `pstate` (264), `orig_x0`, `syscallno` (280, an `s32`).
+/// arm64: `pstate` (264), `orig_x0`, `syscallno` (280, an `s32`); `pstate` & 0x10.
 #[cfg(target_arch = "aarch64")]
 pub const SYSCALL_REGS: Option<SyscallRegs> = Some(SyscallRegs {
     base: 264,
     len: 24,
     nr: (16, true),
-    compat: (0, 0x10, 0),
+    compat: Compat::Regs(0, 0x10),
 });
 /// Other architectures: no syscall dispatch (syscall probes stay perf tracepoints).
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]

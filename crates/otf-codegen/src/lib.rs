@@ -29,7 +29,7 @@ use std::collections::HashMap;
 pub use btf::timer_map_btf;
 pub use image::{ProbeSlot, RuntimeImage};
 pub use insn::Insn;
-pub use kind::{ProgKind, Regs, SyscallRegs, SYSCALL_REGS};
+pub use kind::{Compat, ProgKind, Regs, SyscallRegs, SYSCALL_REGS};
 pub use xlated::dump;
 
 /// An error of the code generator. Every one is an otf bug or a limit of otf, never the

@@ -7,13 +7,12 @@
 //! unit = cookie; unit < SYSCALL_UNITS
 //! exit: read the pt_regs window (nr)      enter: nr = ctx->args[1]
 //! nr < SYSCALL_NRS; v = syscalls[unit * SYSCALL_NRS + nr]; v != 0; pidx = v - 1
-//! enter: read the pt_regs window
-//! native syscall (not a compat task's)?   then on as a perf tracepoint hit of pidx
+//! native syscall (not a compat one)?      then on as a perf tracepoint hit of pidx
 //! ```
 
 use crate::asm::{Func, Label};
 use crate::insn::{helper, Alu, Cond, Insn, DW, R0, R1, R10, R2, R3, R6, R7, W};
-use crate::kind::{ProgKind, SYSCALL_REGS};
+use crate::kind::{Compat, ProgKind, SYSCALL_REGS};
 use crate::layout::{SYSCALL_NRS, SYSCALL_UNITS};
 use crate::{Error, MapId};
 
@@ -63,12 +62,28 @@ pub(crate) fn prologue(f: &mut Func, kind: ProgKind, out: Label) -> Result<(), E
     f.emit(Insn::ldx(W, R7, R0, 0));
     f.jmp_imm(Cond::Eq, R7, 0, out);
     f.emit(Insn::alu64_imm(Alu::Add, R7, -1));
-    if !exit {
-        window(f);
+    match regs.compat {
+        Compat::Regs(at, mask) => {
+            if !exit {
+                window(f);
+            }
+            f.emit(Insn::ldx(DW, R1, R10, WINDOW + at));
+            f.emit(Insn::alu64_imm(Alu::And, R1, mask));
+            f.jmp_imm(Cond::Ne, R1, 0, out);
+        }
+        Compat::Task(at, mask) => {
+            f.emit(Insn::call_helper(helper::GET_CURRENT_TASK));
+            f.emit(Insn::mov(R3, R0));
+            f.emit(Insn::alu64_imm(Alu::Add, R3, i32::from(at)));
+            f.emit(Insn::mov(R1, R10));
+            f.emit(Insn::alu64_imm(Alu::Add, R1, i32::from(WINDOW)));
+            f.emit(Insn::mov_imm(R2, 4));
+            f.emit(Insn::call_helper(helper::PROBE_READ_KERNEL));
+            f.jmp_imm(Cond::Ne, R0, 0, out);
+            f.emit(Insn::ldx(W, R1, R10, WINDOW));
+            f.emit(Insn::alu64_imm(Alu::And, R1, mask));
+            f.jmp_imm(Cond::Ne, R1, 0, out);
+        }
     }
-    let (at, mask, want) = regs.compat;
-    f.emit(Insn::ldx(DW, R1, R10, WINDOW + at));
-    f.emit(Insn::alu64_imm(Alu::And, R1, mask));
-    f.jmp_imm(Cond::Ne, R1, want, out);
     Ok(())
 }
