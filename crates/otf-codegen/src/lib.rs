@@ -8,8 +8,9 @@
 //! their fds. Nothing here needs root: `otf check --bpf` prints the result ([`dump`]).
 //!
 //! Passes, one file each: `cfg.rs` (shape of a bytecode program), `lower.rs` (bytecode to
-//! BPF), `handler.rs` (the hit path), `asm.rs` (labels, islands, linking), `btf.rs` (the
-//! functions' BTF), `xlated.rs` (the listing); see `docs/codegen.md`.
+//! BPF), `handler.rs` (the hit path), `syscall.rs` (the syscall-dispatch prologue), `asm.rs`
+//! (labels, islands, linking), `btf.rs` (the functions' BTF), `xlated.rs` (the listing); see
+//! `docs/codegen.md`.
 
 mod asm;
 mod btf;
