@@ -151,7 +151,7 @@ fn generated(
     listing: bool,
 ) -> Result<String, Failure> {
     let kinds = crate::run::needed_kinds(res);
-    let raw = kinds.contains(&otf_bpf::ProgKind::RawTp);
+    let raw = crate::run::raw_loaded(&kinds);
     let image = crate::run::build_image(src, front, res, 0, raw);
     let mut out = String::new();
     for kind in kinds {

@@ -37,7 +37,7 @@ use child::Child;
 use fds::*;
 use groups::build_groups;
 use image::load_runtime;
-pub(crate) use image::{build_image, needed_kinds};
+pub(crate) use image::{build_image, needed_kinds, raw_loaded};
 
 /// Records handled per wake-up of the event loop before it looks at its other fds again.
 const PUMP_BATCH: usize = 4096;

@@ -24,6 +24,7 @@ mod failures;
 mod load_large;
 mod startup;
 mod timers;
+mod tp_release;
 
 /// Options of `cargo xtask bench`.
 #[derive(Debug, Clone, clap::Args)]
@@ -141,6 +142,12 @@ pub const BENCHES: &[Bench] = &[
         "exec to armed and SIGINT to exit, otf and bpftrace, on 1, 360 (syscalls:sys_enter_*) \
          and all tracepoints",
         startup::bench_startup,
+    ),
+    (
+        "tp-release",
+        "syscalls:sys_enter_* (~360 tracepoints): SIGINT to exit of otf (syscall dispatch), otf \
+         (perf tracepoints) and bpftrace, disarm and re-arm of the glob, dispatch vs perf cost",
+        tp_release::bench_tp_release,
     ),
     (
         "load-large",

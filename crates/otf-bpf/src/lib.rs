@@ -136,6 +136,8 @@ struct Maps {
     formats: MapHandle,
     /// The BPF timers, when the timer program is loaded ([`otf_codegen::MapId::Timers`]).
     timers: Option<MapHandle>,
+    /// The syscall dispatch, when a syscall program is loaded ([`otf_codegen::MapId::Syscalls`]).
+    syscalls: Option<MapHandle>,
 }
 
 /// The loaded runtime: maps, the mmapped shared value and the handler programs.
@@ -332,6 +334,18 @@ impl Runtime {
             } else {
                 None
             },
+            syscalls: if opts.kinds.iter().any(|k| k.syscall_tracepoint().is_some()) {
+                Some(create_map(
+                    MapType::Array,
+                    "otf_syscalls",
+                    4,
+                    4,
+                    (otf_codegen::layout::SYSCALL_UNITS * otf_codegen::layout::SYSCALL_NRS) as u32,
+                    0,
+                )?)
+            } else {
+                None
+            },
         };
         // SAFETY: sysconf has no preconditions.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
@@ -399,6 +413,11 @@ impl Runtime {
                 .timers
                 .as_ref()
                 .ok_or_else(|| Error::msg("no timers map (an otf bug)"))?,
+            otf_codegen::MapId::Syscalls => self
+                .maps
+                .syscalls
+                .as_ref()
+                .ok_or_else(|| Error::msg("no syscalls map (an otf bug)"))?,
             otf_codegen::MapId::Zero | otf_codegen::MapId::Strings => {
                 return self
                     .maps
@@ -544,6 +563,14 @@ impl Runtime {
     /// [`Runtime::program`]`(ProgKind::Timer)`, what otf-hrtimer's `BpfTimers` drives.
     pub fn timers_map(&self) -> Option<BorrowedFd<'_>> {
         self.maps.timers.as_ref().map(|m| m.as_fd())
+    }
+
+    /// The syscall dispatch map ([`otf_codegen::MapId::Syscalls`]), when a syscall program
+    /// ([`ProgKind::SyscallEnter`], [`ProgKind::SyscallExit`]) is loaded: user space writes
+    /// pidx + 1 at [`layout::syscall_key`]`(unit, nr)` for each dispatched probe, and attaches
+    /// the program to the raw tracepoint with the unit as cookie (otf-tracepoint does both).
+    pub fn syscalls_map(&self) -> Option<BorrowedFd<'_>> {
+        self.maps.syscalls.as_ref().map(|m| m.as_fd())
     }
 
     /// Run one hit of the attachment with cookie `cookie` in the kernel, through

@@ -336,6 +336,8 @@ pub(crate) fn handler(
             f.emit(Insn::ldx(DW, R7, R6, 0));
         } else if kind == ProgKind::Timer {
             timer_rearm(f);
+        } else if kind.syscall_tracepoint().is_some() {
+            crate::syscall::prologue(f, kind, out)?;
         } else {
             f.emit(Insn::call_helper(helper::GET_ATTACH_COOKIE));
             f.emit(Insn::mov(R7, R0));

@@ -16,6 +16,14 @@ pub enum ProgKind {
     Tracepoint,
     /// Raw tracepoints (cookies need kernel ≥ 6.10).
     RawTp,
+    /// `syscalls:sys_enter_*` probes dispatched by syscall number: a raw tracepoint program
+    /// attached to `raw_syscalls:sys_enter` with the dispatch unit as its cookie; the syscall
+    /// number (`ctx->args[1]`) picks the pidx in the syscalls map ([`crate::MapId::Syscalls`],
+    /// [`crate::layout::syscall_key`]). Needs raw tracepoint cookies (6.10).
+    SyscallEnter,
+    /// `syscalls:sys_exit_*` probes dispatched by syscall number, on `raw_syscalls:sys_exit`
+    /// (the number is read from the task's `pt_regs`, [`SYSCALL_REGS`]).
+    SyscallExit,
     /// Uprobes.
     Uprobe,
     /// Uretprobes.
@@ -55,6 +63,8 @@ impl ProgKind {
         ProgKind::Timer,
         ProgKind::Tracepoint,
         ProgKind::RawTp,
+        ProgKind::SyscallEnter,
+        ProgKind::SyscallExit,
         ProgKind::Uprobe,
         ProgKind::Uretprobe,
         ProgKind::UprobeMulti,
@@ -73,6 +83,8 @@ impl ProgKind {
             ProgKind::Timer => "otf_timer",
             ProgKind::Tracepoint => "otf_tracepoint",
             ProgKind::RawTp => "otf_raw_tp",
+            ProgKind::SyscallEnter => "otf_sys_enter",
+            ProgKind::SyscallExit => "otf_sys_exit",
             ProgKind::Uprobe => "otf_uprobe",
             ProgKind::Uretprobe => "otf_uretprobe",
             ProgKind::UprobeMulti => "otf_uprobe_m",
@@ -91,7 +103,10 @@ impl ProgKind {
             ProgKind::PerfEvent => 7,
             ProgKind::Timer => 31,
             ProgKind::Tracepoint => 5,
-            ProgKind::RawTp | ProgKind::TestEntry => 17,
+            ProgKind::RawTp
+            | ProgKind::SyscallEnter
+            | ProgKind::SyscallExit
+            | ProgKind::TestEntry => 17,
             _ => 2,
         }
     }
@@ -111,6 +126,15 @@ impl ProgKind {
         match self {
             ProgKind::Timer => 1 << 4,
             _ => 0,
+        }
+    }
+
+    /// The raw tracepoint a syscall-dispatch kind attaches to (`None` for the other kinds).
+    pub fn syscall_tracepoint(self) -> Option<&'static str> {
+        match self {
+            ProgKind::SyscallEnter => Some("sys_enter"),
+            ProgKind::SyscallExit => Some("sys_exit"),
+            _ => None,
         }
     }
 
@@ -138,3 +162,52 @@ pub(crate) const PT_REGS_RC: i16 = 80; // ax
 pub(crate) const PT_REGS_ARGS: [i16; 6] = [0, 8, 16, 24, 32, 40]; // x0..x5
 #[cfg(target_arch = "aarch64")]
 pub(crate) const PT_REGS_RC: i16 = 0; // x0
+
+/// Where the syscall-dispatch handlers find the syscall number in the `struct pt_regs` that
+/// `raw_syscalls:sys_exit` passes as its first argument (one `bpf_probe_read_kernel` of
+/// [`SyscallRegs::len`] bytes from [`SyscallRegs::base`]; `sys_enter` passes the number itself),
+/// and how they tell a compat (32-bit) syscall, whose numbers are another table's. Compat
+/// syscalls dispatch nothing, as the perf syscall events ignore them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyscallRegs {
+    /// Offset in `pt_regs` of the window read.
+    pub base: i16,
+    /// Bytes read.
+    pub len: i32,
+    /// Offset in the window of the syscall number, and whether it is 4 bytes (else 8).
+    pub nr: (i16, bool),
+    /// How a compat syscall is told.
+    pub compat: Compat,
+}
+
+/// How the syscall-dispatch handlers tell a compat syscall.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compat {
+    /// The 4-byte word at this offset of the current `task_struct` has a bit of `mask` set
+    /// (x86_64: `thread_info.status`, first in the task, & `TS_COMPAT`; set for every 32-bit
+    /// syscall, `int $0x80` from 64-bit code included, as `in_ia32_syscall()` reads it).
+    Task(i16, i32),
+    /// The 8-byte word at this offset of the [`SyscallRegs`] window has a bit of `mask` set
+    /// (arm64: `pstate` & `PSR_MODE32_BIT`).
+    Regs(i16, i32),
+}
+
+/// x86_64: `orig_ax` (120); `thread_info.status` (16) & `TS_COMPAT` (2).
+#[cfg(target_arch = "x86_64")]
+pub const SYSCALL_REGS: Option<SyscallRegs> = Some(SyscallRegs {
+    base: 120,
+    len: 8,
+    nr: (0, false),
+    compat: Compat::Task(16, 2),
+});
+/// arm64: `pstate` (264), `orig_x0`, `syscallno` (280, an `s32`); `pstate` & 0x10.
+#[cfg(target_arch = "aarch64")]
+pub const SYSCALL_REGS: Option<SyscallRegs> = Some(SyscallRegs {
+    base: 264,
+    len: 24,
+    nr: (16, true),
+    compat: Compat::Regs(0, 0x10),
+});
+/// Other architectures: no syscall dispatch (syscall probes stay perf tracepoints).
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+pub const SYSCALL_REGS: Option<SyscallRegs> = None;

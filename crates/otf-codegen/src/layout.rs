@@ -24,6 +24,19 @@ pub const MAX_REEVAL_PER_PROBE: usize = 64;
 pub const MAX_NEST: usize = 4;
 /// Probes (pidx) run by one attachment through [`crate::ProbeSlot::chain`].
 pub const MAX_CHAIN: usize = 64;
+/// Dispatch units of the syscall handlers ([`crate::ProgKind::SyscallEnter`]): raw
+/// `sys_enter`/`sys_exit` links, each with its unit as cookie; more units stay perf
+/// tracepoints.
+pub const SYSCALL_UNITS: usize = 32;
+/// Syscall numbers per dispatch unit in the syscalls map (numbers at or above it, such as
+/// x32's, dispatch nothing).
+pub const SYSCALL_NRS: usize = 1024;
+
+/// The key in the syscalls map ([`crate::MapId::Syscalls`], an array of `u32`) of syscall
+/// `nr` in dispatch unit `unit`; its value is the first pidx to run + 1 (0: not probed).
+pub const fn syscall_key(unit: u32, nr: u32) -> u32 {
+    unit * SYSCALL_NRS as u32 + nr
+}
 /// Polls of the lock word before a hit that cannot take its lock is skipped (SystemTap's
 /// MAXTRYLOCK).
 pub const MAXTRYLOCK: u32 = 65536;

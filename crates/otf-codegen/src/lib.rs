@@ -8,8 +8,9 @@
 //! their fds. Nothing here needs root: `otf check --bpf` prints the result ([`dump`]).
 //!
 //! Passes, one file each: `cfg.rs` (shape of a bytecode program), `lower.rs` (bytecode to
-//! BPF), `handler.rs` (the hit path), `asm.rs` (labels, islands, linking), `btf.rs` (the
-//! functions' BTF), `xlated.rs` (the listing); see `docs/codegen.md`.
+//! BPF), `handler.rs` (the hit path), `syscall.rs` (the syscall-dispatch prologue), `asm.rs`
+//! (labels, islands, linking), `btf.rs` (the functions' BTF), `xlated.rs` (the listing); see
+//! `docs/codegen.md`.
 
 mod asm;
 mod btf;
@@ -21,6 +22,7 @@ mod kind;
 pub mod layout;
 mod lower;
 pub mod maps;
+mod syscall;
 mod xlated;
 
 use std::collections::HashMap;
@@ -28,7 +30,7 @@ use std::collections::HashMap;
 pub use btf::timer_map_btf;
 pub use image::{ProbeSlot, RuntimeImage};
 pub use insn::Insn;
-pub use kind::{ProgKind, Regs};
+pub use kind::{Compat, ProgKind, Regs, SyscallRegs, SYSCALL_REGS};
 pub use xlated::dump;
 
 /// An error of the code generator. Every one is an otf bug or a limit of otf, never the
@@ -76,6 +78,11 @@ pub enum MapId {
     /// The `bpf_snprintf` formats of the script's `sprintf`s that run in the kernel: one
     /// array value, `BPF_F_RDONLY_PROG` and frozen ([`maps::sprintf_formats`]).
     Formats,
+    /// The syscall dispatch of [`ProgKind::SyscallEnter`] and [`ProgKind::SyscallExit`]: an
+    /// array of `u32` keyed by [`layout::syscall_key`], [`layout::SYSCALL_UNITS`] ×
+    /// [`layout::SYSCALL_NRS`] entries, each the pidx + 1 to run (0: none), filled by user
+    /// space.
+    Syscalls,
 }
 
 impl MapId {
@@ -92,6 +99,7 @@ impl MapId {
             MapId::Names => "names",
             MapId::Timers => "timers",
             MapId::Formats => "formats",
+            MapId::Syscalls => "syscalls",
         }
     }
 }

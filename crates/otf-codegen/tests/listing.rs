@@ -63,6 +63,17 @@ fn counter() {
     ));
 }
 
+/// The syscall-dispatch prologue before the hit path: unit from the cookie, the number from
+/// `pt_regs` (`orig_ax`), the pidx from the syscalls map, and the compat-task test (`cs`).
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn syscall_exit_dispatch() {
+    insta::assert_snapshot!(listing(
+        "global n\nprobe kernel.trace(\"syscalls:sys_exit_getppid\") { n++ }",
+        ProgKind::SyscallExit
+    ));
+}
+
 #[test]
 fn condition_and_printf() {
     insta::assert_snapshot!(listing(

@@ -16,6 +16,10 @@ pub enum AttachMode {
     /// A raw tracepoint link with a `BPF_PROG_TYPE_RAW_TRACEPOINT` program (attach ~0.1 ms,
     /// detach ~0.1 ms). Not available for `syscalls:*`, which are not real tracepoints.
     Raw,
+    /// One raw tracepoint link on `raw_syscalls:sys_enter` or `sys_exit` for a whole unit of
+    /// `syscalls:*` probes, its program dispatching by syscall number
+    /// ([`crate::SyscallDispatch`]; cookie = the unit).
+    Dispatch,
 }
 
 /// The BPF programs a tracepoint probe may be attached with.
@@ -97,6 +101,22 @@ impl TracepointLink {
         Ok(TracepointLink {
             link,
             mode: AttachMode::Raw,
+        })
+    }
+
+    /// Attaches `prog` (a syscall-dispatch program) to the raw tracepoint of `dir` with the
+    /// dispatch unit `unit` as cookie.
+    pub fn attach_dispatch(
+        prog: BorrowedFd<'_>,
+        dir: crate::SyscallDir,
+        unit: u32,
+    ) -> Result<TracepointLink, AttachError> {
+        let link =
+            otf_attach::sys::attach_raw_tracepoint(prog, dir.raw_tracepoint(), u64::from(unit))
+                .map_err(|e| AttachError::Sys("bpf(BPF_RAW_TRACEPOINT_OPEN)", e))?;
+        Ok(TracepointLink {
+            link,
+            mode: AttachMode::Dispatch,
         })
     }
 

@@ -11,6 +11,7 @@ use otf_attach::close::{close_all, Reaper, REAPER_THREADS};
 
 use crate::attach::{mode_for, AttachError, AttachMode, TracepointLink, TracepointProgs};
 use crate::resolve::Tracepoint;
+use crate::syscall::{map_update, min_dispatch, SyscallDispatch, SyscallPrograms};
 
 /// Groups of probes that must share one perf tracepoint attachment: the kernel attaches a
 /// program to a perf tracepoint only once (`EEXIST`), so several probes on one tracepoint in
@@ -36,16 +37,52 @@ pub fn perf_chains(probes: &[(Pidx, Tracepoint)], raw_available: bool) -> Vec<Ve
     out
 }
 
+/// The chains of the BPF runtime for `probes` (`(pidx, condition, tracepoint)`): the perf
+/// chains ([`perf_chains`]) of the probes that are not dispatched by syscall number, and the
+/// chains of each dispatch unit ([`SyscallDispatch::chains`]). `syscall_units`: the dispatch
+/// units the runtime has room for (0 when the syscall programs are not loaded), as given to
+/// [`TracepointGroup::with_syscalls`], which attaches accordingly.
+pub fn tracepoint_chains(
+    probes: &[(Pidx, Option<u32>, Tracepoint)],
+    raw_available: bool,
+    syscall_units: usize,
+) -> Vec<Vec<Pidx>> {
+    let dispatch = SyscallDispatch::plan(probes, syscall_units > 0, min_dispatch(), syscall_units);
+    let rest: Vec<(Pidx, Tracepoint)> = probes
+        .iter()
+        .filter(|(p, _, _)| dispatch.unit_of(*p).is_none())
+        .map(|(p, _, t)| (*p, t.clone()))
+        .collect();
+    let mut out = perf_chains(&rest, raw_available);
+    out.extend(dispatch.chains());
+    out.sort();
+    out
+}
+
+/// The syscall dispatch of a group.
+#[derive(Debug)]
+struct Dispatch {
+    enter: Option<OwnedFd>,
+    exit: Option<OwnedFd>,
+    plan: SyscallDispatch,
+    /// The unit whose link each unit owner (index of its first member) holds.
+    unit_at: HashMap<usize, usize>,
+}
+
 /// Tracepoint probes: a probe is armed iff its BPF link exists.
 ///
 /// Arming attaches (raw tracepoint with cookie where available, perf tracepoint otherwise and
-/// always for `syscalls:*`); disarming hands the link to a [`Reaper`] thread, so a refresh
+/// for `syscalls:*` outside a dispatch unit, one raw link per dispatch unit); disarming hands the link to a [`Reaper`] thread, so a refresh
 /// never waits for detach grace periods (the probe stops firing within about a millisecond;
 /// a hit in that window is still gated by its condition in BPF). Releasing at shutdown drops
 /// every link concurrently and waits until all are gone.
 ///
 /// Probes sharing a perf attachment ([`perf_chains`]) are attached while any of them is armed;
 /// the bodies of the disarmed ones then end at their inlined condition check.
+///
+/// With syscall programs ([`TracepointGroup::with_syscalls`]), the `syscalls:*` probes of a
+/// dispatch unit ([`SyscallDispatch`]) share one raw `sys_enter`/`sys_exit` link in the same
+/// way: it exists while any of them is armed, and is gone when the unit is disarmed.
 #[derive(Debug)]
 pub struct TracepointGroup {
     perf_prog: OwnedFd,
@@ -60,6 +97,7 @@ pub struct TracepointGroup {
     links: Vec<Option<TracepointLink>>,
     index: HashMap<Pidx, usize>,
     reaper: Reaper<TracepointLink>,
+    dispatch: Option<Dispatch>,
 }
 
 impl TracepointGroup {
@@ -71,6 +109,20 @@ impl TracepointGroup {
     pub fn new(
         perf_prog: BorrowedFd<'_>,
         raw_prog: Option<BorrowedFd<'_>>,
+        probes: Vec<(ProbeEntry, Tracepoint)>,
+    ) -> io::Result<TracepointGroup> {
+        TracepointGroup::with_syscalls(perf_prog, raw_prog, None, probes)
+    }
+
+    /// As [`TracepointGroup::new`], with the syscall-dispatch programs and map: the
+    /// `syscalls:*` probes that [`SyscallDispatch::plan`] puts in a unit (with
+    /// [`crate::min_dispatch`] and `sys.units`) are attached as one raw link per unit, and the map is
+    /// filled now. The BPF runtime must chain as [`tracepoint_chains`] does with
+    /// `syscall_units = sys.units`.
+    pub fn with_syscalls(
+        perf_prog: BorrowedFd<'_>,
+        raw_prog: Option<BorrowedFd<'_>>,
+        sys: Option<SyscallPrograms<'_>>,
         mut probes: Vec<(ProbeEntry, Tracepoint)>,
     ) -> io::Result<TracepointGroup> {
         probes.sort_by_key(|(e, _)| e.pidx);
@@ -81,8 +133,21 @@ impl TracepointGroup {
             .enumerate()
             .map(|(i, (e, _))| (e.pidx, i))
             .collect();
-        let pairs: Vec<(Pidx, Tracepoint)> =
-            probes.iter().map(|(e, t)| (e.pidx, t.clone())).collect();
+        let triples: Vec<(Pidx, Option<u32>, Tracepoint)> = probes
+            .iter()
+            .map(|(e, t)| (e.pidx, e.cond, t.clone()))
+            .collect();
+        let plan = SyscallDispatch::plan(
+            &triples,
+            sys.is_some(),
+            min_dispatch(),
+            sys.map_or(0, |s| s.units as usize),
+        );
+        let pairs: Vec<(Pidx, Tracepoint)> = triples
+            .iter()
+            .filter(|(p, _, _)| plan.unit_of(*p).is_none())
+            .map(|(p, _, t)| (*p, t.clone()))
+            .collect();
         let mut slot: Vec<usize> = (0..probes.len()).collect();
         for chain in perf_chains(&pairs, raw_prog.is_some()) {
             let head = index[&chain[0]];
@@ -90,6 +155,44 @@ impl TracepointGroup {
                 slot[index[p]] = head;
             }
         }
+        let dispatch = match sys {
+            Some(sys) if !plan.units.is_empty() => {
+                let mut unit_at = HashMap::new();
+                for (u, unit) in plan.units.iter().enumerate() {
+                    let prog = match unit.dir {
+                        crate::SyscallDir::Enter => sys.enter,
+                        crate::SyscallDir::Exit => sys.exit,
+                    };
+                    if prog.is_none() {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            format!("no program for raw_syscalls:{}", unit.dir.raw_tracepoint()),
+                        ));
+                    }
+                    let owner = index[&unit.members[0].0];
+                    for (p, _) in &unit.members {
+                        slot[index[p]] = owner;
+                    }
+                    unit_at.insert(owner, u);
+                    for (nr, head) in unit.heads() {
+                        if nr >= sys.nrs {
+                            return Err(io::Error::new(
+                                io::ErrorKind::InvalidInput,
+                                format!("syscall number {nr} over the dispatch map's {}", sys.nrs),
+                            ));
+                        }
+                        map_update(sys.map, u as u32 * sys.nrs + nr, head + 1)?;
+                    }
+                }
+                Some(Dispatch {
+                    enter: sys.enter.map(|p| p.try_clone_to_owned()).transpose()?,
+                    exit: sys.exit.map(|p| p.try_clone_to_owned()).transpose()?,
+                    plan,
+                    unit_at,
+                })
+            }
+            _ => None,
+        };
         let (entries, tracepoints): (Vec<_>, Vec<_>) = probes.into_iter().unzip();
         let links = entries.iter().map(|_| None).collect();
         let armed = entries.iter().map(|_| false).collect();
@@ -103,7 +206,48 @@ impl TracepointGroup {
             links,
             index,
             reaper: Reaper::new(),
+            dispatch,
         })
+    }
+
+    /// The syscall dispatch units of this group (empty without syscall programs).
+    pub fn dispatch_units(&self) -> &[crate::DispatchUnit] {
+        self.dispatch.as_ref().map_or(&[], |d| &d.plan.units)
+    }
+
+    /// The number of kernel attachments (links) held now.
+    pub fn link_count(&self) -> usize {
+        self.links.iter().filter(|l| l.is_some()).count()
+    }
+
+    /// Attaches the link owned by probe index `owner`.
+    fn attach_owner(&mut self, owner: usize) -> Result<TracepointLink, AttachError> {
+        if let Some(d) = &self.dispatch {
+            if let Some(&u) = d.unit_at.get(&owner) {
+                let dir = d.plan.units[u].dir;
+                let prog = match dir {
+                    crate::SyscallDir::Enter => d.enter.as_ref(),
+                    crate::SyscallDir::Exit => d.exit.as_ref(),
+                }
+                .expect("checked at creation");
+                return TracepointLink::attach_dispatch(prog.as_fd(), dir, u as u32);
+            }
+        }
+        let progs = TracepointProgs {
+            perf: self.perf_prog.as_fd(),
+            raw: self.raw_prog.as_ref().map(|p| p.as_fd()),
+        };
+        let cookie = u64::from(self.entries[owner].pidx);
+        let tp = &self.tracepoints[owner];
+        let mut attached = TracepointLink::attach(progs, tp, cookie);
+        if is_eexist(&attached) {
+            // A link of this tracepoint disarmed moments ago may still be closing in the
+            // reaper (the kernel refuses a second attachment of the program to a perf
+            // tracepoint until then): wait for it, and try again.
+            self.reaper.flush();
+            attached = TracepointLink::attach(progs, tp, cookie);
+        }
+        attached
     }
 
     /// The tracepoint of `pidx`.
@@ -160,24 +304,20 @@ impl ProbeGroup for TracepointGroup {
         for owner in owners {
             let wanted = self.slot_wanted(owner);
             if wanted && self.links[owner].is_none() {
-                let progs = TracepointProgs {
-                    perf: self.perf_prog.as_fd(),
-                    raw: self.raw_prog.as_ref().map(|p| p.as_fd()),
-                };
-                let cookie = u64::from(self.entries[owner].pidx);
-                let tp = &self.tracepoints[owner];
-                let mut attached = TracepointLink::attach(progs, tp, cookie);
-                if is_eexist(&attached) {
-                    // A link of this tracepoint disarmed moments ago may still be closing in the
-                    // reaper (the kernel refuses a second attachment of the program to a perf
-                    // tracepoint until then): wait for it, and try again.
-                    self.reaper.flush();
-                    attached = TracepointLink::attach(progs, tp, cookie);
-                }
-                match attached {
+                match self.attach_owner(owner) {
                     Ok(l) => self.links[owner] = Some(l),
                     Err(e) => {
-                        let mut msg = format!("attach tracepoint {tp}: {e}");
+                        let mut msg = match self
+                            .dispatch
+                            .as_ref()
+                            .and_then(|d| d.unit_at.get(&owner).map(|&u| d.plan.units[u].dir))
+                        {
+                            Some(dir) => format!(
+                                "attach the syscall dispatch on raw_syscalls:{}: {e}",
+                                dir.raw_tracepoint()
+                            ),
+                            None => format!("attach tracepoint {}: {e}", self.tracepoints[owner]),
+                        };
                         if is_eexist::<()>(&Err(e)) {
                             msg.push_str(
                                 " (the kernel attaches a program to a perf tracepoint only once)",
@@ -219,4 +359,40 @@ impl ProbeGroup for TracepointGroup {
 
 fn is_eexist<T>(r: &Result<T, AttachError>) -> bool {
     matches!(r, Err(AttachError::Sys(_, io)) if io.raw_os_error() == Some(libc::EEXIST))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tp(s: &str, n: &str) -> Tracepoint {
+        Tracepoint::new(s, n)
+    }
+
+    #[test]
+    fn chains_are_per_perf_tracepoint_and_per_dispatch_unit() {
+        let probes = vec![
+            // Unit (cond 0, enter): read twice, write, close — dispatched (3 syscalls).
+            (0, Some(0), tp("syscalls", "sys_enter_read")),
+            (1, Some(0), tp("syscalls", "sys_enter_write")),
+            (2, Some(0), tp("syscalls", "sys_enter_close")),
+            (3, Some(0), tp("syscalls", "sys_enter_read")),
+            // cond 1: read alone — a perf tracepoint; with probe 5 one perf chain.
+            (4, Some(1), tp("syscalls", "sys_enter_read")),
+            (5, None, tp("syscalls", "sys_enter_read")),
+            // Two probes on one real tracepoint: raw links, no chain, unless no raw program.
+            (6, None, tp("sched", "sched_switch")),
+            (7, None, tp("sched", "sched_switch")),
+        ];
+        assert_eq!(
+            tracepoint_chains(&probes, true, 32),
+            vec![vec![0, 3], vec![4, 5]]
+        );
+        assert_eq!(
+            tracepoint_chains(&probes, false, 32),
+            vec![vec![0, 3], vec![4, 5], vec![6, 7]]
+        );
+        // Without syscall programs every syscall probe on read is one perf chain.
+        assert_eq!(tracepoint_chains(&probes, true, 0), vec![vec![0, 3, 4, 5]]);
+    }
 }

@@ -6,13 +6,21 @@
 //! `PERF_EVENT_IOC_DISABLE` does not stop BPF programs on tracepoints, so this is the only way
 //! to make a disarmed tracepoint cost nothing. Drops of perf-tracepoint links block for a
 //! grace period; otf-attach's `Reaper` thread releases them off the refresh path, and
-//! its `close_all` releases a batch concurrently.
+//! its `close_all` releases a batch concurrently. `syscalls:*` probes, which only perf can
+//! attach one by one, are instead dispatched by syscall number from one raw
+//! `raw_syscalls:sys_enter`/`sys_exit` link per unit of probes that flip together
+//! ([`SyscallDispatch`]), which releases in well under a millisecond.
 
 mod attach;
 mod group;
 mod resolve;
+mod syscall;
 
-pub use group::{perf_chains, TracepointGroup};
+pub use group::{perf_chains, tracepoint_chains, TracepointGroup};
+pub use syscall::{
+    min_dispatch, syscall_nr, syscall_number, syscall_of, DispatchUnit, SyscallDir,
+    SyscallDispatch, SyscallPrograms, ALIASES, MIN_DISPATCH,
+};
 
 pub use attach::{mode_for, AttachError, AttachMode, TracepointLink, TracepointProgs};
 pub use resolve::{

@@ -200,3 +200,72 @@ fn probes_on_one_perf_tracepoint_share_an_attachment() {
     assert_eq!(g.apply(&plan).failures().count(), 0);
     assert!(!g.is_attached(4));
 }
+
+/// Every `syscalls:sys_enter_*`/`sys_exit_*` tracepoint of this kernel maps to a syscall number
+/// ([`otf_tracepoint::syscall_nr`]), entry and exit of one syscall to the same one, and no two
+/// syscalls to one number; and the numbers are the kernel's: a perf tracepoint on the mapped
+/// name fires for `syscall(nr)` (a handful, including an aliased name).
+#[test]
+fn syscall_tracepoint_names_map_to_this_kernels_numbers() {
+    if !root() {
+        skip::skip(skip::Need::Root, "needs root (tracefs, BPF)");
+        return;
+    }
+    use otf_tracepoint::{syscall_nr, syscall_of, SyscallDir};
+    use std::collections::HashMap;
+    let tps = otf_tracepoint::resolve("syscalls:*").expect("resolve");
+    let mut by_name: HashMap<(SyscallDir, String), u32> = HashMap::new();
+    let mut unmapped = Vec::new();
+    for tp in &tps {
+        let Some((dir, name)) = syscall_of(tp) else {
+            continue;
+        };
+        match syscall_nr(tp) {
+            Some((_, nr)) => {
+                by_name.insert((dir, name.to_string()), nr);
+            }
+            None => unmapped.push(tp.to_string()),
+        }
+    }
+    assert!(unmapped.is_empty(), "unmapped: {unmapped:?}");
+    assert!(by_name.len() > 600, "{} syscall tracepoints", by_name.len());
+    for dir in [SyscallDir::Enter, SyscallDir::Exit] {
+        let mut nrs: Vec<u32> = by_name
+            .iter()
+            .filter(|((d, _), _)| *d == dir)
+            .map(|(_, nr)| *nr)
+            .collect();
+        let n = nrs.len();
+        nrs.sort_unstable();
+        nrs.dedup();
+        assert_eq!(nrs.len(), n, "{dir:?}: two names share a number");
+    }
+    for ((dir, name), nr) in &by_name {
+        if *dir == SyscallDir::Enter {
+            assert_eq!(
+                by_name.get(&(SyscallDir::Exit, name.clone())),
+                Some(nr),
+                "{name}"
+            );
+        }
+    }
+    // The numbers against the kernel: the perf tracepoint of the mapped name counts the calls
+    // made by number (the counting program counts every process's calls, so at least).
+    let prog = minprog::load_noop(minprog::PROG_TYPE_TRACEPOINT).expect("load");
+    let _stats = minprog::enable_stats().expect("stats");
+    for name in ["getppid", "getpgrp", "newuname", "getpgid"] {
+        let tp = Tracepoint::new("syscalls", &format!("sys_enter_{name}"));
+        let nr = by_name[&(SyscallDir::Enter, name.to_string())];
+        let link = TracepointLink::attach_perf(prog.as_fd(), &tp, 0).expect("attach");
+        let before = minprog::run_count(prog.as_fd()).expect("run count");
+        let mut uts = [0u8; 512];
+        for _ in 0..50 {
+            // SAFETY: uname gets a 512-byte buffer (struct utsname is 390 bytes); getppid and
+            // getpgrp ignore the argument, getpgid takes it as a pid (ESRCH, no effect).
+            unsafe { libc::syscall(libc::c_long::from(nr), uts.as_mut_ptr()) };
+        }
+        let runs = minprog::run_count(prog.as_fd()).expect("run count") - before;
+        drop(link);
+        assert!(runs >= 50, "{tp}: {runs} runs for 50 calls of syscall {nr}");
+    }
+}

@@ -93,9 +93,19 @@ pub(super) fn build_groups(
         let raw = rt
             .program(ProgKind::RawTp)
             .and_then(|p| p.try_clone_to_owned().ok());
-        let g = otf_tracepoint::TracepointGroup::new(
+        let sys = rt
+            .syscalls_map()
+            .map(|map| otf_tracepoint::SyscallPrograms {
+                enter: rt.program(ProgKind::SyscallEnter),
+                exit: rt.program(ProgKind::SyscallExit),
+                map,
+                units: otf_bpf::layout::SYSCALL_UNITS as u32,
+                nrs: otf_bpf::layout::SYSCALL_NRS as u32,
+            });
+        let g = otf_tracepoint::TracepointGroup::with_syscalls(
             perf.as_fd(),
             raw.as_ref().map(|r| r.as_fd()),
+            sys,
             tps,
         )
         .map_err(|e| Failure::Message(format!("tracepoint probes: {e}")))?;

@@ -23,16 +23,9 @@ pub(crate) fn build_image(
     raw_tp: bool,
 ) -> RuntimeImage {
     let script = &front.compiled.script;
-    let tps: Vec<_> = res
-        .probes
-        .iter()
-        .filter_map(|p| match &p.attach {
-            Attach::Tracepoint(tp) => Some((p.pidx, tp.clone())),
-            _ => None,
-        })
-        .collect();
+    let tps = tracepoint_probes(res);
     let mut chain: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
-    for group in otf_tracepoint::perf_chains(&tps, raw_tp) {
+    for group in otf_tracepoint::tracepoint_chains(&tps, raw_tp, syscall_units(raw_tp)) {
         for w in group
             .windows(2)
             .take(otf_bpf::layout::MAX_CHAIN.saturating_sub(1))
@@ -80,6 +73,40 @@ pub(crate) fn build_image(
     }
 }
 
+/// The tracepoint probes as `(pidx, condition, tracepoint)`, the condition as the probe
+/// group's entries have it (`groups::entry_of`).
+fn tracepoint_probes(res: &Resolved) -> Vec<(u32, Option<u32>, otf_tracepoint::Tracepoint)> {
+    res.probes
+        .iter()
+        .filter_map(|p| match &p.attach {
+            Attach::Tracepoint(tp) => {
+                Some((p.pidx, p.has_cond.then_some(p.unit as u32), tp.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The syscall dispatch units the runtime has room for when its raw tracepoint programs are
+/// loaded (`raw`), else 0 (syscall probes stay perf tracepoints).
+fn syscall_units(raw: bool) -> usize {
+    if raw && otf_codegen::SYSCALL_REGS.is_some() {
+        otf_bpf::layout::SYSCALL_UNITS
+    } else {
+        0
+    }
+}
+
+/// Whether `kinds` loads raw tracepoint programs (which decides the chains of the image).
+pub(crate) fn raw_loaded(kinds: &[ProgKind]) -> bool {
+    kinds.iter().any(|k| {
+        matches!(
+            k,
+            ProgKind::RawTp | ProgKind::SyscallEnter | ProgKind::SyscallExit
+        )
+    })
+}
+
 /// The program kinds the script needs.
 pub(crate) fn needed_kinds(res: &Resolved) -> Vec<ProgKind> {
     let mut kinds = Vec::new();
@@ -118,6 +145,20 @@ pub(crate) fn needed_kinds(res: &Resolved) -> Vec<ProgKind> {
             }
         }
     }
+    // Syscall probes dispatched by number (otf_tracepoint::SyscallDispatch), where raw
+    // tracepoints take cookies.
+    let dispatch = otf_tracepoint::SyscallDispatch::plan(
+        &tracepoint_probes(res),
+        raw_tp_cookies() && otf_codegen::SYSCALL_REGS.is_some(),
+        otf_tracepoint::min_dispatch(),
+        otf_bpf::layout::SYSCALL_UNITS,
+    );
+    for u in &dispatch.units {
+        add(match u.dir {
+            otf_tracepoint::SyscallDir::Enter => ProgKind::SyscallEnter,
+            otf_tracepoint::SyscallDir::Exit => ProgKind::SyscallExit,
+        });
+    }
     kinds
 }
 
@@ -131,7 +172,7 @@ pub(super) fn load_runtime(
     target: i64,
 ) -> Result<Runtime, Failure> {
     let kinds = needed_kinds(res);
-    let raw = kinds.contains(&ProgKind::RawTp);
+    let raw = raw_loaded(&kinds);
     let image = build_image(src, front, res, target, raw);
     let opts = LoadOptions {
         kinds: kinds.clone(),
@@ -142,6 +183,8 @@ pub(super) fn load_runtime(
         Err(first) => {
             let optional = [
                 ProgKind::RawTp,
+                ProgKind::SyscallEnter,
+                ProgKind::SyscallExit,
                 ProgKind::UprobeMulti,
                 ProgKind::UretprobeMulti,
                 ProgKind::KprobeMulti,
