@@ -38,11 +38,7 @@ fn agree(src: &str, fills: usize) -> usize {
         let mut hit = FixedHit {
             strings: c.strings.clone(),
             formats: c.formats.clone(),
-            names: [
-                comm.trim_end().to_string(),
-                format!("unit {p}"),
-                "f".into(),
-            ],
+            names: [comm.trim_end().to_string(), format!("unit {p}"), "f".into()],
             ..Default::default()
         };
         let start = image.probes[p as usize].body.expect("body") as usize;
@@ -112,7 +108,10 @@ fn integer_arrays_in_every_order() {
         let src = format!(
             "{INTS}probe kernel.trace(\"sched:sched_switch\") {{\n    foreach ({order}) printf(\"%d=%d \", k, a[k])\n    println(\"\")\n}}\n"
         );
-        let src = src.replace("printf(\"%d=%d \", k, a[k])", "printf(\"%d=%d %d \", k, a[k], v)");
+        let src = src.replace(
+            "printf(\"%d=%d \", k, a[k])",
+            "printf(\"%d=%d %d \", k, a[k], v)",
+        );
         let src = if order.starts_with('v') {
             src
         } else {

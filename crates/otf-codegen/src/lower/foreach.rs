@@ -189,7 +189,10 @@ impl<'a> Gen<'a> {
     fn iter_of(&self, pc: usize) -> Result<Iter<'a>, Error> {
         let next = self.code[pc];
         let bad = || Error::BadCode(format!("`foreach` at {pc} without its IterStart"));
-        let start = *pc.checked_sub(1).and_then(|p| self.code.get(p)).ok_or_else(bad)?;
+        let start = *pc
+            .checked_sub(1)
+            .and_then(|p| self.code.get(p))
+            .ok_or_else(bad)?;
         let slot = (next.imm & 0xff) as usize;
         if start.opcode() != Some(Op::IterStart)
             || (start.imm & 0xff) as usize != slot
@@ -368,9 +371,7 @@ impl<'a> Gen<'a> {
             f.emit(Insn::st(DW, R8, agg_count(), 0));
             f.emit(Insn::st(DW, R8, agg_count() + 8, 0));
             self.loop_cpus(cb, cpu_cb);
-            self.b
-                .f(cb)
-                .emit(Insn::ldx(DW, R9, R8, agg_count()));
+            self.b.f(cb).emit(Insn::ldx(DW, R9, R8, agg_count()));
         } else if it.aggregate() || it.str_value() {
             f.emit(Insn::mov_imm(R9, 0));
         } else {
@@ -404,10 +405,7 @@ impl<'a> Gen<'a> {
         } else {
             Loc::Mem(R8, off::F_ITER_BEST as usize)
         };
-        let fields = it.order(
-            |k| Loc::Mem(R8, off::F_KEYBUF + it.key_at(k).0),
-            best_value,
-        );
+        let fields = it.order(|k| Loc::Mem(R8, off::F_KEYBUF + it.key_at(k).0), best_value);
         compare(f, &fields, take, skip);
         f.ja(skip);
         f.bind(take);

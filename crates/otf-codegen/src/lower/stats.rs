@@ -101,7 +101,12 @@ impl Gen<'_> {
     /// A callback of [`Gen::loop_cpus`] that looks up CPU `index`'s copy of `m`'s element
     /// whose key is at frame offset `key` and returns 1 when there is none; `body` follows
     /// with the copy in r0, and returns.
-    pub(super) fn cpu_callback(&mut self, m: &MapSpec, key: i32, body: impl FnOnce(&mut Func)) -> FuncId {
+    pub(super) fn cpu_callback(
+        &mut self,
+        m: &MapSpec,
+        key: i32,
+        body: impl FnOnce(&mut Func),
+    ) -> FuncId {
         let cb = self.b.add();
         let f = self.b.f(cb);
         f.emit(Insn::mov(R6, R1));
