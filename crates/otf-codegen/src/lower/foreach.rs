@@ -36,6 +36,10 @@ use crate::{Error, MapId};
 /// The kernel's limit on nested call frames (`MAX_CALL_FRAMES`).
 const MAX_CALL_FRAMES: usize = 8;
 
+// The scan copies an aggregate's candidate key to `Frame::out_args` (and on into `out_strs`).
+const _: () =
+    assert!(off::F_OUT_ARGS + otf_script::bytecode::MAX_KEYS * MAXSTRINGLEN <= off::F_SSTACK);
+
 /// The frame offset of word `w` of iteration `slot`'s `Frame::iter`.
 fn iter_word(slot: usize, w: usize) -> i16 {
     off::s16(off::F_ITER + off::ITER_SIZE * slot + w)
