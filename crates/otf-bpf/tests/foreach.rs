@@ -250,3 +250,44 @@ probe kernel.trace("sched:sched_switch") {
         assert_eq!(records, 1, "only `end`");
     }
 }
+
+#[test]
+fn the_deepest_nests_the_kernel_takes_and_the_one_refused() {
+    // Plain arrays: a `foreach` inside four other loops (5 loop frames, the scan's callback,
+    // the handler and the hit: 8 call frames).
+    let deep = |inner: &str| {
+        format!(
+            "{INTS}global st\nprobe kernel.trace(\"sched:sched_switch\") {{\n    st[n % 4] <<< n\n    \
+             for (i = 0; i < 2; i++) for (j = 0; j < 2; j++) for (l = 0; l < 2; l++) {{\n        {inner}\n    }}\n}}\n"
+        )
+    };
+    agree(
+        &deep("for (m = 0; m < 2; m++) foreach (v = [k] in a- limit 2) printf(\"%d %d %d\\n\", i + j + l + m, k, v)"),
+        20,
+    );
+    // An array of aggregates sorted by value: its scan also loops over the CPUs, so at most
+    // three other loops.
+    agree(
+        &deep("foreach ([k] in st+) printf(\"%d %d\\n\", i + j + l, k)"),
+        20,
+    );
+    if !common::can_test_run_bpf("foreach") {
+        return;
+    }
+    let src = deep("for (m = 0; m < 2; m++) foreach ([k] in st+) printf(\"%d\\n\", k)");
+    let (_, image) = common::compile_kernel_units(&src, |i| format!("unit {i}"), |_| "f".into());
+    let e = Runtime::load_with(
+        &image,
+        &LoadOptions {
+            kinds: vec![ProgKind::TestEntry],
+            ..Default::default()
+        },
+    )
+    .err()
+    .unwrap_or_else(|| panic!("{src}: loaded"))
+    .to_string();
+    assert!(
+        e.contains("`foreach` over the array of aggregates `st` sorted by value, inside 4 other loops: the kernel allows 8 call frames, so otf compiles it inside at most 3 other loops"),
+        "{e}"
+    );
+}

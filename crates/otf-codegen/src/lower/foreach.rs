@@ -252,10 +252,10 @@ impl<'a> Gen<'a> {
         let frames = 2 + loops + 1 + usize::from(count);
         if frames > MAX_CALL_FRAMES {
             return Err(Error::TooLarge(format!(
-                "`foreach` over the aggregate `{}` sorted by value or with its value, inside {} other loops (the kernel allows {MAX_CALL_FRAMES} call frames); otf compiles it inside at most {}",
+                "`foreach` over the array of aggregates `{}` sorted by value, inside {} other loops: the kernel allows {MAX_CALL_FRAMES} call frames, so otf compiles it inside at most {} other loops",
                 it.m.name,
                 loops - 1,
-                MAX_CALL_FRAMES - 4
+                MAX_CALL_FRAMES - 5
             )));
         }
         self.flush(r);
