@@ -70,7 +70,7 @@ pub(crate) fn successors(code: &[Insn], pc: usize) -> Vec<usize> {
     match insn.opcode() {
         Some(Op::Next | Op::Skip | Op::Ret) | None => vec![],
         Some(Op::Jmp) => vec![t as usize],
-        Some(Op::Jz | Op::Jnz) => vec![pc + 1, t as usize],
+        Some(Op::Jz | Op::Jnz | Op::IterNext) => vec![pc + 1, t as usize],
         _ => vec![pc + 1],
     }
 }

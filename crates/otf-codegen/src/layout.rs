@@ -12,7 +12,9 @@
 
 use std::mem::{offset_of, size_of};
 
-use otf_script::bytecode::{MAXSTRINGLEN, MAX_KEYS, MAX_OUT_STRS, MAX_SLOCALS, MAX_SSTACK};
+use otf_script::bytecode::{
+    MAXSTRINGLEN, MAX_ITERS, MAX_KEYS, MAX_OUT_STRS, MAX_SLOCALS, MAX_SSTACK,
+};
 
 /// Highest pidx + 1 the runtime has room for.
 pub const MAX_PROBES: usize = 4096;
@@ -363,6 +365,32 @@ pub struct Frame {
     /// What `tokenize` has left of its string in this program run (zero-padded; empty once
     /// used up), cleared at the start of a program that calls it.
     pub tok: [u8; MAXSTRINGLEN],
+    /// The `foreach` loops in progress, by iteration slot.
+    pub iter: [IterState; MAX_ITERS],
+    /// The scan of a `foreach` step found an element after the last one given (its key is
+    /// in `keybuf`).
+    pub iter_found: u64,
+    /// The value of the element found (an aggregate's `@count`; integer elements).
+    pub iter_best: i64,
+    /// The value of the element found (string elements).
+    pub iter_sbest: [u8; MAXSTRINGLEN],
+    /// The value of the element last given (string elements sorted by value).
+    pub iter_slast: [u8; MAXSTRINGLEN],
+}
+
+/// The state of one `foreach` loop in the kernel (see `lower/foreach.rs`): the element last
+/// given is in the loop's key temporaries, which the body cannot change.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IterState {
+    /// Elements still allowed by `limit` (only kept with a limit).
+    pub left: i64,
+    /// An element was given already.
+    pub started: u64,
+    /// The value of the element last given (integer elements and aggregates).
+    pub val: i64,
+    /// Reserved.
+    pub pad: u64,
 }
 
 /// The per-CPU array value.
@@ -447,6 +475,15 @@ pub(crate) mod off {
     pub const F_ERRARG: i16 = s16(offset_of!(Frame, errarg));
     pub const F_AGG: usize = offset_of!(Frame, agg);
     pub const F_TOK: usize = offset_of!(Frame, tok);
+    pub const F_ITER: usize = offset_of!(Frame, iter);
+    pub const ITER_SIZE: usize = size_of::<IterState>();
+    pub const I_LEFT: usize = offset_of!(IterState, left);
+    pub const I_STARTED: usize = offset_of!(IterState, started);
+    pub const I_VAL: usize = offset_of!(IterState, val);
+    pub const F_ITER_FOUND: i16 = s16(offset_of!(Frame, iter_found));
+    pub const F_ITER_BEST: i16 = s16(offset_of!(Frame, iter_best));
+    pub const F_ITER_SBEST: usize = offset_of!(Frame, iter_sbest);
+    pub const F_ITER_SLAST: usize = offset_of!(Frame, iter_slast);
     pub const FRAME_SIZE: i32 = size_of::<Frame>() as i32;
 }
 

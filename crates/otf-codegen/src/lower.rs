@@ -22,6 +22,7 @@
 //! reaching the header again is `return 0`, leaving the loop is `return 1` with
 //! `Frame::exit` saying where to go on (a pc, or how the program ended).
 
+mod foreach;
 mod output;
 mod stats;
 mod strfn;
@@ -945,6 +946,8 @@ impl<'a> Gen<'a> {
             Op::SCall => self.scall(r, pc)?,
             Op::StatGet => self.stat_get(r, pc)?,
             Op::MapClear => self.map_clear(r, pc)?,
+            Op::IterStart => self.iter_start(r, pc)?,
+            Op::IterNext => self.iter_next(r, pc)?,
             Op::SFormat => self.sprintf(r, pc)?,
             Op::Exit => {
                 self.flush(r);
@@ -953,8 +956,6 @@ impl<'a> Gen<'a> {
                 header(f, REC_EXIT, Some((0, 0)));
                 emit_record(f, 48);
             }
-            // What `otf_script::vm::user_space_only` names (refused above).
-            _ => return Err(Error::Internal("a user-space-only instruction")),
         }
         Ok(())
     }

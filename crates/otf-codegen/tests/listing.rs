@@ -124,11 +124,11 @@ fn array_increment_and_aggregate() {
 }
 
 #[test]
-fn a_timer_body_with_foreach_is_handed_to_user_space() {
+fn a_timer_body_with_a_user_space_sprintf_is_handed_to_user_space() {
     // The body is not lowered: the hit sends a REC_DEFER record (kind 5) and counts a body.
     let text = listing(
         "global a\nprobe begin { a[1] = 1 }\n\
-         probe timer.s(5) { foreach (k in a) printf(\"%d\\n\", k); delete a }",
+         probe timer.s(5) { x = sprintf(\"%c\", 65); printf(\"%s\\n\", x); delete a }",
         ProgKind::PerfEvent,
     );
     assert!(text.contains("= 5\n"), "{text}");
@@ -136,6 +136,18 @@ fn a_timer_body_with_foreach_is_handed_to_user_space() {
         !text.contains("map[global0]"),
         "the deferred body touches no array: {text}"
     );
+}
+
+#[test]
+fn foreach_in_a_tracepoint_body() {
+    // A selection scan per step: bpf_for_each_map_elem (164) with a callback comparing the
+    // element with the last one given and the best one found.
+    let text = listing(
+        "global c\nprobe kernel.trace(\"sched:sched_switch\") { c[pid()]++; foreach (v = [p] in c- limit 3) printf(\"%d %d\\n\", p, v) }",
+        ProgKind::Tracepoint,
+    );
+    assert!(text.contains("call bpf_for_each_map_elem#164"), "{text}");
+    insta::assert_snapshot!(text);
 }
 
 #[test]

@@ -341,6 +341,9 @@ struct BodyInfo {
     calls: Vec<(usize, Span)>,
     uses: Vec<(Use, Span)>,
     entries: usize,
+    /// Calls inside `foreach` loops, with the arrays those loops iterate (checked against
+    /// what the function writes once every function's writes are known).
+    iter_calls: Vec<(usize, Span, Vec<u32>)>,
 }
 
 struct Walker<'a> {
@@ -358,6 +361,8 @@ struct Walker<'a> {
     mode: Mode,
     /// Names assigned somewhere in this body (implicit locals).
     assigned: HashSet<String>,
+    /// The arrays the `foreach` loops around the current statement iterate.
+    iterating: Vec<u32>,
     /// Locals already warned about.
     warned: HashSet<String>,
     info: BodyInfo,
@@ -389,6 +394,7 @@ fn walker<'a>(
         loops: 0,
         mode: Mode::Body,
         assigned: HashSet::new(),
+        iterating: Vec::new(),
         warned: HashSet::new(),
         info: BodyInfo::default(),
         param_names: Vec::new(),
@@ -641,9 +647,6 @@ impl<'a> Walker<'a> {
                 let Some(g) = self.map_global(&f.array) else {
                     return;
                 };
-                self.info
-                    .uses
-                    .push((Use::UserOnly("`foreach`"), f.array.span));
                 self.info.access.reads.insert(g);
                 let kind = self.infos[g as usize].kind;
                 if let (Some(v), GlobalKind::Stat { .. }) = (&f.value, kind) {
@@ -676,10 +679,24 @@ impl<'a> Walker<'a> {
                     self.int(l);
                 }
                 self.loops += 1;
+                self.iterating.push(g);
                 self.stmt(&f.body);
+                self.iterating.pop();
                 self.loops -= 1;
             }
             StmtKind::Empty => {}
+        }
+    }
+
+    /// A write to array `g` (named by `at`): an error inside a `foreach` over it, as in
+    /// SystemTap (the kernel walks the array itself at every step, see `otf_codegen`'s
+    /// `lower/foreach.rs`).
+    fn modifies(&mut self, g: u32, at: &Ident) {
+        if self.iterating.contains(&g) {
+            self.err(
+                format!("variable '{}' modified during 'foreach' iteration", at.name),
+                at.span,
+            );
         }
     }
 
@@ -692,6 +709,7 @@ impl<'a> Walker<'a> {
             ExprKind::Var(v) => {
                 if let Some(&g) = self.globals.get(&v.name) {
                     if !(self.in_function && self.is_param(&v.name)) {
+                        self.modifies(g, v);
                         self.info.access.writes.insert(g);
                         return;
                     }
@@ -701,6 +719,7 @@ impl<'a> Walker<'a> {
             ExprKind::Index { array, keys } => {
                 self.keys(keys);
                 if let Some(g) = self.map_global(array) {
+                    self.modifies(g, array);
                     self.info.access.writes.insert(g);
                 }
             }
@@ -984,6 +1003,7 @@ impl<'a> Walker<'a> {
                     self.keys(keys);
                     self.value(value, t);
                     if let Some(g) = self.map_global(array) {
+                        self.modifies(g, array);
                         self.info.access.writes.insert(g);
                         if op.is_some() {
                             self.info.access.reads.insert(g);
@@ -996,6 +1016,7 @@ impl<'a> Walker<'a> {
                 if self.writable(e.span) {
                     self.keys(keys);
                     if let Some(g) = self.map_global(array) {
+                        self.modifies(g, array);
                         self.info.access.writes.insert(g);
                         self.info.access.reads.insert(g);
                     }
@@ -1011,6 +1032,7 @@ impl<'a> Walker<'a> {
                     self.keys(keys);
                     self.int(value);
                     if let Some(g) = self.map_global(target) {
+                        self.modifies(g, target);
                         self.info.access.writes.insert(g);
                     }
                 }
@@ -1137,6 +1159,11 @@ impl<'a> Walker<'a> {
                 self.value(a, t);
             }
             self.info.calls.push((f, e.span));
+            if !self.iterating.is_empty() {
+                self.info
+                    .iter_calls
+                    .push((f, name.span, self.iterating.clone()));
+            }
             return match self.types.fn_ret(f) {
                 VType::Str => Ty::Str,
                 VType::Long => Ty::Int,
@@ -1705,6 +1732,26 @@ pub fn check(file: &SourceFile, script: &Script) -> Checked {
         function_access[f] = acc;
         function_uses[f] = uses;
     }
+    // A function called inside a `foreach` must not write the array iterated (SystemTap
+    // checks the function's own writes; otf its callees' too, as it inlines them).
+    let iter_call_errors = |info: &BodyInfo, diags: &mut Vec<Diagnostic>| {
+        for (f, span, iterating) in &info.iter_calls {
+            for &g in iterating {
+                if function_access[*f].writes.contains(&g) {
+                    diags.push(Diagnostic::error(
+                        format!(
+                            "function call modifies var '{}' during 'foreach' iteration",
+                            globals[g as usize].name
+                        ),
+                        *span,
+                    ));
+                }
+            }
+        }
+    };
+    for info in &fn_infos {
+        iter_call_errors(info, &mut diags);
+    }
     let closure = |direct: &BodyInfo| -> (Access, Vec<(Use, Span, Option<String>)>) {
         let mut acc = direct.access.clone();
         let mut uses: Vec<(Use, Span, Option<String>)> =
@@ -1775,6 +1822,7 @@ pub fn check(file: &SourceFile, script: &Script) -> Checked {
             .for_each(|s| collect_assigned_stmt(s, &mut w.assigned));
         w.block(&p.body);
         let info = w.info;
+        iter_call_errors(&info, &mut diags);
         let (access, uses) = closure(&info);
         let mut reported_uses = HashSet::new();
         for (u, span, via) in uses {

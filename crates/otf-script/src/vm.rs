@@ -1337,7 +1337,6 @@ pub fn user_space_only(insn: &Insn) -> Option<&'static str> {
                 .copied()
                 .unwrap_or("`sprintf` with this format"),
         },
-        Op::IterStart | Op::IterNext => "`foreach`",
         Op::SRead if ReadStr::unpack(insn.arg).is_some_and(|r| r.warn) => {
             "`user_string_warn` and `user_string_n_warn` (their warnings)"
         }

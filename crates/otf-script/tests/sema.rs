@@ -880,3 +880,70 @@ probe kernel.trace("syscalls:sys_enter_getppid") {
     // Any format runs in user space.
     ok("probe begin { x = sprintf(\"%c %o %.2s %*d\", 65, 8, \"abc\", 3, 4) }");
 }
+
+#[test]
+fn an_array_cannot_change_during_a_foreach_over_it() {
+    // SystemTap's messages (elaborate.cxx, no_var_mutation_during_iteration_check).
+    let msg = "variable 'a' modified during 'foreach' iteration";
+    err_at(
+        "global a\nprobe begin { foreach (k in a) a[k] = 1 }",
+        2,
+        32,
+        msg,
+    );
+    err_at(
+        "global a\nprobe begin { foreach (k in a) {\n  a[k]++ } }",
+        3,
+        3,
+        msg,
+    );
+    err_at(
+        "global a\nprobe begin { foreach (k in a) delete a[k] }",
+        2,
+        39,
+        msg,
+    );
+    err_at(
+        "global a\nprobe begin { foreach (k in a) delete a }",
+        2,
+        39,
+        msg,
+    );
+    err_at(
+        "global a\nprobe begin { foreach (k in a) a[k] <<< 1 }",
+        2,
+        32,
+        msg,
+    );
+    // Inside a nested loop, over another array or not.
+    err_at(
+        "global a, b\nprobe begin { foreach (k in a) foreach (j in b) a[j] += 2 }",
+        2,
+        49,
+        msg,
+    );
+    // Through a function, and a function's callee.
+    let call = "function call modifies var 'a' during 'foreach' iteration";
+    err_at(
+        "global a\nfunction f(k) { a[k] = 0 }\nprobe begin { foreach (k in a) f(k) }",
+        3,
+        32,
+        call,
+    );
+    err_at(
+        "global a\nfunction g() { delete a }\nfunction f() { g() }\nprobe begin { foreach (k in a) f() }",
+        4,
+        32,
+        call,
+    );
+    // A foreach inside a function, and a probe that calls that function.
+    err_at(
+        "global a\nfunction f() { foreach (k in a) a[k] = 1 }\nprobe begin { f() }",
+        2,
+        33,
+        msg,
+    );
+    // Reading it, writing another array, and writing it after the loop are fine.
+    ok("global a, b\nfunction f(k) { return a[k] }\n\
+        probe begin { foreach (k in a) { b[k] = a[k] + f(k); x = [k] in a } a[1] = 2; delete a }");
+}

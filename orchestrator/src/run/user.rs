@@ -1,7 +1,7 @@
 //! Bodies that run in user space, in the reference VM over the kernel's globals and maps:
 //! `begin` and `end`, the display of globals written and never read, and the *deferred*
-//! bodies of `timer` probes that use what only user space runs yet (`foreach`, aggregate
-//! reads, histograms, `delete` of an array): their kernel hit sends a record and the body
+//! bodies of `timer` probes that use what only user space runs yet (printing histograms,
+//! some `sprintf` formats, the `_warn` string reads): their kernel hit sends a record and the body
 //! runs here at once, holding the same lock stripes a kernel body would.
 
 use std::time::Duration;

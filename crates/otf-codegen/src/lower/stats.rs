@@ -42,6 +42,11 @@ const AGG_SQ: usize = 4;
 const AGG_LIN: usize = 5;
 const AGG_S2: usize = 6;
 
+/// The frame offset of `Frame::agg`'s count (its sum follows).
+pub(super) fn agg_count() -> i16 {
+    agg(AGG_COUNT)
+}
+
 /// The frame offset of word `w` of `Frame::agg`.
 fn agg(w: usize) -> i16 {
     off::s16(off::F_AGG + 8 * w)
@@ -70,20 +75,20 @@ fn div64(f: &mut Func, x: Reg, y: Reg, t: Reg, may_be_zero: bool) {
 
 /// The start of a callback: r8 = the frame (its context points at the caller's saved r8),
 /// saved at `r10 - 8` as every function does.
-fn callback_prologue(f: &mut Func, ctx: Reg) {
+pub(super) fn callback_prologue(f: &mut Func, ctx: Reg) {
     f.emit(Insn::ldx(DW, R8, ctx, 0));
     f.emit(Insn::stx(DW, R10, -8, R8));
 }
 
 /// `return ret` from a callback.
-fn callback_return(f: &mut Func, ret: i32) {
+pub(super) fn callback_return(f: &mut Func, ret: i32) {
     f.emit(Insn::mov_imm(R0, ret));
     f.emit(Insn::exit());
 }
 
 impl Gen<'_> {
     /// `bpf_loop(MAX_CPUS, cb, &frame, 0)` (r6-r9 are kept across the helper).
-    fn loop_cpus(&mut self, fid: FuncId, cb: FuncId) {
+    pub(super) fn loop_cpus(&mut self, fid: FuncId, cb: FuncId) {
         let f = self.b.f(fid);
         f.emit(Insn::mov_imm(R1, MAX_CPUS));
         f.ld_func(R2, cb);
@@ -96,7 +101,12 @@ impl Gen<'_> {
     /// A callback of [`Gen::loop_cpus`] that looks up CPU `index`'s copy of `m`'s element
     /// whose key is at frame offset `key` and returns 1 when there is none; `body` follows
     /// with the copy in r0, and returns.
-    fn cpu_callback(&mut self, m: &MapSpec, key: i32, body: impl FnOnce(&mut Func)) -> FuncId {
+    pub(super) fn cpu_callback(
+        &mut self,
+        m: &MapSpec,
+        key: i32,
+        body: impl FnOnce(&mut Func),
+    ) -> FuncId {
         let cb = self.b.add();
         let f = self.b.f(cb);
         f.emit(Insn::mov(R6, R1));
@@ -242,7 +252,7 @@ impl Gen<'_> {
 /// The body of the `StatGet` callback: fold the copy at r0 into `Frame::agg` (a copy with no
 /// values is skipped), then `return 0`. `var`: the offset of the copy's `avg_s` (and `_M2`)
 /// for `@variance`.
-fn fold_copy(f: &mut Func, kind: StatKind, var: Option<i16>) {
+pub(super) fn fold_copy(f: &mut Func, kind: StatKind, var: Option<i16>) {
     let next = f.new_label();
     f.emit(Insn::ldx(DW, R1, R0, STAT_COUNT));
     f.jmp_imm(Cond::Eq, R1, 0, next);

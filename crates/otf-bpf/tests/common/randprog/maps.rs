@@ -1,19 +1,21 @@
 //! Arrays and aggregates of the generator: the globals every image declares ([`MAPS`]), the
 //! elements a case starts from, and the compiler's shapes of their uses (`a[k]`, `[k] in a`,
 //! `a[k] = v`, `a[k] += v`, `a[k] -= v`, `a[k] op= v`, `a[k]++`, `delete a[k]`,
-//! `s <<< v`, `t[k] <<< v`, `@count(t[k])` and the other statistics, `delete a`), with keys mostly drawn from a small range so that elements are
+//! `s <<< v`, `t[k] <<< v`, `@count(t[k])` and the other statistics, `delete a`, `foreach`), with keys mostly drawn from a small range so that elements are
 //! found, missed, deleted and that the small arrays fill up ("Array overflow").
 
 use std::sync::OnceLock;
 
 use otf_script::ast::Span;
-use otf_script::bytecode::{GlobalKind, HistSpec, Insn, Op, StatKind, MAX_LOCALS};
+use otf_script::bytecode::{
+    GlobalKind, HistSpec, Insn, IterSpec, Op, StatKind, MAX_ITERS, MAX_LOCALS,
+};
 use otf_script::sema::GlobalInfo;
 use otf_script::store::{Aggregate, MapError, MemStore, Value};
 use otf_script::vm::{GlobalStore, STAT_KIND_SHIFT};
 
-use super::{Gen, Mode, Rng, NGLOBALS};
-use crate::common::a;
+use super::{Gen, Loop, Mode, Rng, FORMATS, NGLOBALS};
+use crate::common::{a, out};
 
 /// An array or aggregate the programs may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -332,6 +334,12 @@ impl Gen<'_> {
         (!ms.is_empty()).then(|| self.rng.pick(&ms))
     }
 
+    /// A map the current program may write for `pick`: not one a `foreach` around iterates.
+    fn pick_write_map(&mut self, pick: impl Fn(&MapGlobal) -> bool) -> Option<MapGlobal> {
+        let iterating = self.iterating.clone();
+        self.pick_map(move |m| pick(m) && !iterating.contains(&m.g))
+    }
+
     /// Whether an expression may be an array read (or, in a body, a write) here.
     pub(super) fn can_map_expr(&self) -> bool {
         self.mode != Mode::Entry
@@ -441,7 +449,7 @@ impl Gen<'_> {
 
     /// `a[k] = v`, `a[k] += v` or `a[k] -= v`: pushes the new value.
     fn map_write(&mut self, d: u32) {
-        let Some(m) = self.pick_map(MapGlobal::is_array) else {
+        let Some(m) = self.pick_write_map(MapGlobal::is_array) else {
             return self.leaf();
         };
         self.map_keys(&m, d);
@@ -459,7 +467,7 @@ impl Gen<'_> {
 
     /// `a[k]++`, `--a[k]`: pushes the new value, or the old one (`value`).
     fn map_incdec(&mut self, value: bool) {
-        let Some(m) = self.pick_map(MapGlobal::is_array) else {
+        let Some(m) = self.pick_write_map(MapGlobal::is_array) else {
             return self.leaf();
         };
         self.map_keys(&m, 1);
@@ -476,7 +484,7 @@ impl Gen<'_> {
     /// `a[k] op= v` for another operator: keys to temporaries, read, combine, write back.
     /// Pushes the new value.
     fn map_op_assign(&mut self, d: u32) {
-        let Some(m) = self.pick_map(MapGlobal::is_array) else {
+        let Some(m) = self.pick_write_map(MapGlobal::is_array) else {
             return self.leaf();
         };
         let n = m.keys() as i32;
@@ -504,7 +512,7 @@ impl Gen<'_> {
 
     /// `s <<< v` or `t[k] <<< v`; `false` if no aggregate fits here.
     fn stat_add(&mut self, d: u32) -> bool {
-        let Some(m) = self.pick_map(|m| !m.is_array()) else {
+        let Some(m) = self.pick_write_map(|m| !m.is_array()) else {
             return false;
         };
         self.map_keys(&m, d);
@@ -518,6 +526,98 @@ impl Gen<'_> {
         }
         self.emit(Insn::new(Op::StatAdd, m.g as i32, m.keys() as i64));
         true
+    }
+
+    /// `foreach ([v =] [k...] in m[+-] [limit N]) { ... }` as the compiler emits it: the
+    /// limit, `IterStart`, `IterNext` into temporaries at the loop's header, the keys (and
+    /// the value) copied to variables now and then, the body (which writes no array a loop
+    /// around iterates), `continue` to the header. Arrays and arrays of aggregates (by
+    /// `@count`); an aggregate sorted by value needs two more call frames in the kernel
+    /// (the scan and its loop over the CPUs), so it is not nested in more than three loops.
+    pub(super) fn foreach_stmt(&mut self, depth: u32) {
+        let deep = self.loop_nest >= 4;
+        let Some(m) = self.pick_map(|m| m.keys() > 0) else {
+            return self.assign_var(2);
+        };
+        let n = m.keys() as u32;
+        let mut by = match self.rng.below(3) {
+            0 => 0,
+            1 => 1,
+            _ => 2 + self.rng.below(u64::from(n)) as u8,
+        };
+        if by == 1 && !m.is_array() && deep {
+            by = 0;
+        }
+        let with_value = m.is_array() && self.rng.chance(40);
+        let ni = n as i32 + i32::from(with_value);
+        if self.top + ni > MAX_LOCALS as i32 || self.iterating.len() >= MAX_ITERS {
+            return self.assign_var(2);
+        }
+        let t = self.top;
+        self.top += ni;
+        let spec = IterSpec {
+            by,
+            desc: self.rng.chance(50),
+            limit: self.rng.chance(30),
+        };
+        if spec.limit {
+            match self.rng.below(4) {
+                0 => self.push(-1),
+                1 => {
+                    self.expr(1);
+                    self.push(7);
+                    self.op(Op::And);
+                }
+                _ => {
+                    let l = self.rng.below(5) as i64;
+                    self.push(l);
+                }
+            }
+        }
+        let slot = self.iterating.len() as i64;
+        self.emit(Insn::new(
+            Op::IterStart,
+            m.g as i32,
+            slot | spec.pack() << 8,
+        ));
+        let top = self.code.len();
+        let next = self.emit(Insn::new(
+            Op::IterNext,
+            0,
+            slot | (t as i64) << 8 | (with_value as i64) << 28,
+        ));
+        for k in 0..ni {
+            if self.rng.chance(50) {
+                if let Some(v) = self.var() {
+                    self.emit(a(Op::LdL, t + k));
+                    self.emit(a(Op::StL, v));
+                }
+            }
+        }
+        self.iterating.push(m.g);
+        self.loops.push(Loop::default());
+        self.loop_nest += 1;
+        let body = 1 + self.rng.below(3) as u32;
+        self.block(body, depth - 1);
+        // The body reads the loop's keys (the temporaries) now and then.
+        if self.rng.chance(50) && self.room() >= 2 {
+            let k = self.rng.below(ni as u64) as i32;
+            let fmt = self.rng.below(FORMATS) as i32;
+            self.emit(a(Op::LdL, t + k));
+            self.emit(out(fmt, 1));
+        }
+        self.loop_nest -= 1;
+        let l = self.loops.pop().unwrap_or_default();
+        self.iterating.pop();
+        for j in l.continues {
+            self.patch_to(j, top);
+        }
+        self.jump_back(Op::Jmp, top);
+        self.patch(next);
+        for j in l.breaks {
+            self.patch(j);
+        }
+        self.top -= ni;
     }
 
     /// A statement on an array or aggregate; leaves the stack as it found it.
@@ -540,7 +640,7 @@ impl Gen<'_> {
             }
             47..=64 => {
                 // delete a[k] / delete t[k]
-                let Some(m) = self.pick_map(|m| m.keys() > 0) else {
+                let Some(m) = self.pick_write_map(|m| m.keys() > 0) else {
                     return self.assign_var(ed);
                 };
                 self.map_keys(&m, ed);
@@ -554,7 +654,7 @@ impl Gen<'_> {
             }
             92..=94 => {
                 // delete a (a whole array or aggregate)
-                let Some(m) = self.pick_map(|_| true) else {
+                let Some(m) = self.pick_write_map(|_| true) else {
                     return self.assign_var(ed);
                 };
                 self.emit(a(Op::MapClear, m.g as i32));

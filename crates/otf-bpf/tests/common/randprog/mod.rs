@@ -494,6 +494,9 @@ struct Gen<'a> {
     /// String concatenation is used: then only ASCII literals are, because the reference VM
     /// cuts a string too long at a character boundary and the kernel at byte 127.
     concat: bool,
+    /// The arrays the `foreach` loops around the code being generated iterate: nothing
+    /// writes them (the compiler's semantic check refuses it, as SystemTap does).
+    iterating: Vec<u32>,
 }
 
 const BINOPS: &[Op] = &[
@@ -535,6 +538,7 @@ impl<'a> Gen<'a> {
             limit: BODY_LIMIT,
             maps: Vec::new(),
             concat: false,
+            iterating: Vec::new(),
         }
     }
 

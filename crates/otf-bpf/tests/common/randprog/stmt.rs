@@ -39,6 +39,8 @@ impl Gen<'_> {
             45..=56 if nested => self.if_stmt(depth),
             57..=63 if can_loop => self.for_loop(depth),
             64..=67 if can_loop => self.while_loop(depth),
+            // `foreach` (the body is the loop's; a limit 0 or an empty array skips it).
+            86..=88 if can_loop && !self.maps.is_empty() => self.foreach_stmt(depth),
             68..=72 if !self.loops.is_empty() && !self.straight => self.break_continue(),
             73..=76 if !self.frames.is_empty() && !self.straight => self.return_stmt(),
             77..=80 if !self.straight && room >= 2 && self.frames.len() < 3 => {
