@@ -113,9 +113,9 @@ fn parse_flips(lines: &[(i64, String)]) -> Vec<(String, String, Option<f64>)> {
 /// by uprobes on `tp_on`/`tp_off`. A hit is not seen by its body (the body stops at the flip,
 /// when the condition turns false, before the kernel detaches anything) but by its cost: while
 /// the tracepoint has a program attached, every syscall takes the slow path and runs it
-/// (+~200 ns per `getppid` here, measured by the calibration below). The program times batches
-/// of 16 `getppid` calls; the threshold is midway between the median batch armed and disarmed,
-/// measured once before the flips. Prints `otfbench flip tracepoint on|off NS` as [`FLIP`] does.
+/// (+~100–200 ns per `getppid` here, measured by the calibration below). The program times
+/// batches of 64 `getppid` calls; a batch is slow above the midpoint of the median batch armed
+/// and disarmed, measured once before the flips, and three slow batches in a row are a hit. Prints `otfbench flip tracepoint on|off NS` as [`FLIP`] does.
 ///
 /// [`FLIP`]: super::cprog::FLIP
 const FLIP_TP: &str = r#"
@@ -125,7 +125,7 @@ __attribute__((noinline)) void tp_off(void) { __asm__ volatile(""); }
 static long long thr;
 static long long batch(void) {
     long long a = now();
-    for (int j = 0; j < 16; j++) syscall(SYS_getppid);
+    for (int j = 0; j < 64; j++) syscall(SYS_getppid);
     return now() - a;
 }
 static int cmp(const void *x, const void *y) {
@@ -138,24 +138,22 @@ static long long median_batch(void) {
     qsort(v, 4001, sizeof v[0], cmp);
     return v[2000];
 }
-/* ns from t0 to the first of two consecutive slow batches; -1 on timeout */
+/* ns from t0 to the first of three consecutive slow batches; -1 on timeout */
 static long long wait_on(long long t0) {
-    long long prev = -1;
+    long long first = -1; int run = 0;
     for (;;) {
         long long a = now(); long long d = batch(); long long b = now();
-        if (d > thr) { if (prev >= 0) return prev - t0; prev = a; } else prev = -1;
+        if (d > thr) { if (run++ == 0) first = a; if (run == 3) return first - t0; } else run = 0;
         if (b - t0 > 3000000000LL) return -1;
     }
 }
-/* ns from t0 to the end of the last two consecutive slow batches once quiet for 40 ms */
+/* ns from t0 to the end of the last three consecutive slow batches once quiet for 40 ms */
 static long long wait_off(long long t0) {
-    long long last = t0; int prev = 0;
+    long long last = t0; int run = 0;
     for (;;) {
-        long long a = now(); long long d = batch(); long long b = now();
-        int slow = d > thr;
-        (void)a;
-        if (slow && prev) last = b;
-        prev = slow;
+        long long d = batch(); long long b = now();
+        run = d > thr ? run + 1 : 0;
+        if (run >= 3) last = b;
         if (b - last > 40000000LL) return last - t0;
         if (b - t0 > 3000000000LL) return -1;
     }
@@ -242,12 +240,12 @@ pub fn bench_flip_latency(ctx: &Ctx) -> Result<()> {
             .collect();
         if let [m0, m1] = w[..] {
             println!(
-                "tracepoint: a batch of 16 getppid takes {:.1} us disarmed, {:.1} us armed \
+                "tracepoint: a batch of 64 getppid takes {:.1} us disarmed, {:.1} us armed \
                  (threshold midway)",
                 m0 / 1e3,
                 m1 / 1e3
             );
-            if m1 - m0 < 16.0 * 30.0 {
+            if m1 - m0 < 64.0 * 30.0 {
                 println!("(warning: armed and disarmed batches barely differ: the tracepoint rows are noise)");
             }
         }
