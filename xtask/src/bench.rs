@@ -116,7 +116,8 @@ pub const BENCHES: &[Bench] = &[
     ),
     (
         "flip-latency",
-        "flip to first hit (on) and last hit (off), p50/p99, flips from a uprobe and a timer tracepoint",
+        "flip to first hit (on) and last hit (off), p50/p99: a uprobe flipped from a uprobe and \
+         a timer tracepoint, and the raw_syscalls:sys_enter tracepoint flipped from a uprobe",
         arming::bench_flip_latency,
     ),
     (

@@ -1,5 +1,7 @@
 //! Closing many kernel objects at once: [`close_all`] drops them concurrently and waits, a
-//! [`Reaper`] drops them on a background thread so that a refresh does not wait.
+//! [`Reaper`] drops them on a background thread so that a refresh does not wait, and a
+//! [`Closer`] starts closing each batch on its own thread at once and waits only at
+//! [`Closer::flush`].
 //!
 //! Closing a link or a perf event can block for a grace period (~30-130 ms, docs/kernel-facts.md)
 //! and the kernel serialises some of those closes; dropping many on worker threads lets the
@@ -126,6 +128,85 @@ impl<T: Send + 'static> Drop for Reaper<T> {
     }
 }
 
+/// Closes batches in the background, each batch on its own thread started at once, so that a
+/// refresh that disarms returns without waiting for the kernel's grace periods and a later
+/// batch never queues behind an earlier one. [`Closer::release`] returns when the batch's
+/// thread is about to close it (a thread start, tens of microseconds): the kernel stops running
+/// the programs of closed links within ~0.1 ms of the close starting (docs/kernel-facts.md),
+/// long before the close returns. [`Closer::flush`] (and dropping the closer) waits until every
+/// batch handed over is closed, so a shutdown leaves nothing attached.
+pub struct Closer<T: Send + 'static> {
+    max_threads: usize,
+    pending: Vec<std::thread::JoinHandle<()>>,
+    _items: std::marker::PhantomData<fn(T)>,
+}
+
+impl<T: Send + 'static> std::fmt::Debug for Closer<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Closer")
+            .field("pending", &self.pending.len())
+            .finish()
+    }
+}
+
+impl<T: Send + 'static> Closer<T> {
+    /// A closer that closes each batch on at most `max_threads` threads (see [`close_all`]).
+    pub fn new(max_threads: usize) -> Closer<T> {
+        Closer {
+            max_threads,
+            pending: Vec::new(),
+            _items: std::marker::PhantomData,
+        }
+    }
+
+    /// Starts closing `items` on a new thread and returns once that thread runs. If no thread
+    /// can be started the items are closed on the calling thread before this returns.
+    pub fn release(&mut self, items: Vec<T>) {
+        if items.is_empty() {
+            return;
+        }
+        self.pending.retain(|h| !h.is_finished());
+        let (started_tx, started_rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let max_threads = self.max_threads;
+        // On a spawn error the closure, and with it the items, is dropped here: they are closed
+        // on this thread.
+        if let Ok(h) = std::thread::Builder::new()
+            .name("otf-closer".into())
+            .spawn(move || {
+                let _ = started_tx.send(());
+                close_all(items, max_threads);
+            })
+        {
+            let _ = started_rx.recv();
+            self.pending.push(h);
+        }
+    }
+
+    /// Changes the number of threads each later batch is closed on.
+    pub fn set_max_threads(&mut self, max_threads: usize) {
+        self.max_threads = max_threads;
+    }
+
+    /// Batches handed over whose closes have not finished yet.
+    pub fn pending(&mut self) -> usize {
+        self.pending.retain(|h| !h.is_finished());
+        self.pending.len()
+    }
+
+    /// Waits until every batch handed over so far is closed.
+    pub fn flush(&mut self) {
+        for h in self.pending.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+impl<T: Send + 'static> Drop for Closer<T> {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,5 +249,25 @@ mod tests {
         r.release(items(3, &c));
         drop(r);
         assert_eq!(c.load(Ordering::SeqCst), 18);
+    }
+
+    #[test]
+    fn the_closer_returns_before_the_closes_and_flush_waits_for_all() {
+        let c = Arc::new(AtomicUsize::new(0));
+        let mut r = Closer::new(4);
+        // 8 closes of 20 ms on 4 threads take 40 ms: release must not wait for them.
+        r.release(items(8, &c));
+        r.release(items(3, &c));
+        assert!(
+            c.load(Ordering::SeqCst) < 11,
+            "release waited for the closes"
+        );
+        assert!(r.pending() >= 1);
+        r.flush();
+        assert_eq!(c.load(Ordering::SeqCst), 11);
+        assert_eq!(r.pending(), 0);
+        r.release(items(2, &c));
+        drop(r);
+        assert_eq!(c.load(Ordering::SeqCst), 13);
     }
 }

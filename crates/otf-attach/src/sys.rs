@@ -62,20 +62,63 @@ fn bpf_fd(cmd: i64, attr: &mut BpfAttr) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
-/// One kernel attachment. Dropping it detaches the probe (and blocks for the kernel's grace
-/// period, ~0.1 s for a uprobe link: drop many on worker threads).
+/// One kernel attachment. Dropping it detaches the probe: the program stops running within
+/// ~0.1 ms, but the drop blocks for the kernel's grace periods (drop many on worker threads,
+/// or in the background with [`crate::close::Closer`]). Measured on 6.18
+/// (`examples/uprobe_flip_timing.rs`, docs/performance.md "Flip latency"): a uprobe_multi
+/// link's close waits one RCU grace period (~6 ms) before it takes the breakpoints out, then a
+/// tasks-trace grace period (~25–60 ms in all); a perf uprobe link's close waits a tasks-trace
+/// grace period (~25–35 ms, `perf_event_detach_bpf_prog`) and the breakpoint only goes when the
+/// perf event is released after it (another ~60–180 ms).
 #[derive(Debug)]
 pub struct Link {
     fd: OwnedFd,
     /// The perf event behind a single kprobe/uprobe link (closed after the link).
     _perf: Option<OwnedFd>,
+    /// Tests: makes dropping this link block, as a kernel detach does.
+    #[cfg(test)]
+    _slow: Option<SlowClose>,
+}
+
+/// Tests: blocks for its duration when dropped, then counts the drop.
+#[cfg(test)]
+#[derive(Debug)]
+pub(crate) struct SlowClose(
+    pub(crate) std::time::Duration,
+    pub(crate) std::sync::Arc<std::sync::atomic::AtomicUsize>,
+);
+
+#[cfg(test)]
+impl Drop for SlowClose {
+    fn drop(&mut self) {
+        std::thread::sleep(self.0);
+        self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl Link {
+    fn new(fd: OwnedFd, perf: Option<OwnedFd>) -> Link {
+        Link {
+            fd,
+            _perf: perf,
+            #[cfg(test)]
+            _slow: None,
+        }
+    }
+
     /// A link owning `fd` (any descriptor): for the link table's tests without a kernel.
     #[cfg(test)]
     pub(crate) fn from_fd(fd: OwnedFd) -> Link {
-        Link { fd, _perf: None }
+        Link::new(fd, None)
+    }
+
+    /// A link owning `fd` whose drop blocks like a kernel detach: for the link table's tests.
+    #[cfg(test)]
+    pub(crate) fn slow(fd: OwnedFd, slow: SlowClose) -> Link {
+        Link {
+            _slow: Some(slow),
+            ..Link::new(fd, None)
+        }
     }
 
     /// The link's descriptor and, for a link to a perf event, the event's, to close
@@ -158,18 +201,12 @@ pub fn raw_tracepoint_open(prog: BorrowedFd<'_>, name: &str, cookie: u64) -> io:
 pub fn attach_perf_event(prog: BorrowedFd<'_>, perf: OwnedFd, cookie: u64) -> io::Result<Link> {
     use std::os::fd::AsFd;
     let fd = link_perf_event(prog, perf.as_fd(), cookie)?;
-    Ok(Link {
-        fd,
-        _perf: Some(perf),
-    })
+    Ok(Link::new(fd, Some(perf)))
 }
 
 /// [`raw_tracepoint_open`] as a [`Link`].
 pub fn attach_raw_tracepoint(prog: BorrowedFd<'_>, name: &str, cookie: u64) -> io::Result<Link> {
-    Ok(Link {
-        fd: raw_tracepoint_open(prog, name, cookie)?,
-        _perf: None,
-    })
+    Ok(Link::new(raw_tracepoint_open(prog, name, cookie)?, None))
 }
 
 fn cstring(s: &str) -> io::Result<CString> {
@@ -217,7 +254,7 @@ pub fn attach_uprobe_multi(
         .u32(48, offsets.len() as u32)
         .u32(52, if ret { c::BPF_F_RETURN } else { 0 });
     let fd = bpf_fd(c::BPF_LINK_CREATE, &mut attr)?;
-    Ok(Link { fd, _perf: None })
+    Ok(Link::new(fd, None))
 }
 
 /// Attaches `prog` (a `SEC("kprobe")` / `SEC("kretprobe")` program) to kernel function `func`.
@@ -254,7 +291,7 @@ pub fn attach_kprobe_multi(
         .u64(24, ptrs.as_ptr() as u64)
         .u64(40, cookies.as_ptr() as u64);
     let fd = bpf_fd(c::BPF_LINK_CREATE, &mut attr)?;
-    Ok(Link { fd, _perf: None })
+    Ok(Link::new(fd, None))
 }
 
 /// Expected attach type of a program, for [`counting::CountingProgram::load`].

@@ -15,9 +15,19 @@
 //! - **Disarming** a subset of a multi link (rare: retries, `--no-otf` mixes) closes the link and
 //!   re-creates a link for the remaining members *after* the old one is closed: a remaining
 //!   member may miss hits for a few ms, but no body ever runs twice for one call.
-//! - **Releasing** closes every affected link on worker threads at once, so N detaches cost about
-//!   one grace period instead of N; arming proceeds while they close. Every close has finished
-//!   when `apply` returns.
+//! - **Disarming** hands the links to close to a background [`Closer`]: `apply` returns once
+//!   their closing thread runs (the kernel stops running the program within ~0.1 ms of the close
+//!   starting), not when the closes return (a grace period or two, 25–180 ms), so the next event
+//!   is read at once. Several links close on worker threads at once, so N detaches cost about one
+//!   grace period instead of N.
+//! - **Releasing** (a plan with [`Op::Release`], i.e. shutdown) and [`LinkTable::clear`] (also
+//!   run on drop) wait until every link, the background ones included, is closed: a stopped otf
+//!   leaves nothing attached.
+//! - **One probe or many, one multi link**: [`TablePolicy::min_multi`] is 1 because a
+//!   uprobe_multi link of one function arms as fast as a perf uprobe link (both wait for one RCU
+//!   grace period in the kernel, ~6–14 ms here) and takes its breakpoint out far sooner on
+//!   disarm (~6.5 ms against ~25–70 ms); measured with `examples/uprobe_flip_timing.rs`,
+//!   docs/performance.md "Flip latency".
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
@@ -26,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use otf_core::{ApplyReport, Op, Pidx, Plan};
 
+use crate::close::Closer;
 use crate::sys::Link;
 
 /// Attach cookie bit marking the entry attachment of a return probe (`@entry` saving); the
@@ -76,7 +87,9 @@ pub trait Attacher: Sync {
 /// Tunables of [`LinkTable`], chosen by measurement (docs/uprobes.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TablePolicy {
-    /// Smallest batch attached as one multi link (when a multi program is available).
+    /// Smallest batch attached as one multi link (when a multi program is available). 1 by
+    /// default: on 6.18 a one-function uprobe_multi link arms as fast as a single perf uprobe
+    /// link and its breakpoint goes sooner on disarm (see the module's policy).
     pub min_multi: usize,
     /// Most links closed at the same time (one worker thread each).
     pub max_close_threads: usize,
@@ -112,8 +125,11 @@ pub struct ApplyStats {
     pub resplit: usize,
     /// Wall time of the whole apply.
     pub elapsed: Duration,
-    /// Wall time spent waiting for closes after attaching was done.
+    /// Wall time spent waiting for closes after attaching was done (only when releasing: a
+    /// disarm's closes run in the background).
     pub close_wait: Duration,
+    /// Links handed to the background closer (closing after `apply` returned).
+    pub closing_in_background: usize,
 }
 
 struct Entry {
@@ -130,6 +146,7 @@ pub struct LinkTable {
     by_pidx: BTreeMap<Pidx, Vec<u64>>,
     stats: ApplyStats,
     warnings: Vec<String>,
+    closer: Closer<Link>,
 }
 
 impl Debug for LinkTable {
@@ -154,6 +171,7 @@ impl LinkTable {
             by_pidx: BTreeMap::new(),
             stats: ApplyStats::default(),
             warnings: Vec::new(),
+            closer: Closer::new(policy.max_close_threads),
         }
     }
 
@@ -165,6 +183,7 @@ impl LinkTable {
     /// Changes the policy (takes effect at the next apply).
     pub fn set_policy(&mut self, policy: TablePolicy) {
         self.policy = policy;
+        self.closer.set_max_threads(policy.max_close_threads);
     }
 
     /// Whether `pidx` is attached now.
@@ -335,51 +354,51 @@ impl LinkTable {
             }
         }
 
+        let releasing = plan.actions.iter().any(|x| x.op == Op::Release);
         let (closing, again) = self.take(&remove);
         self.stats.closed = closing.len();
         self.stats.resplit = again.len();
-        // Links whose surviving members must be re-attached are closed first (no double hits);
-        // the others close in the background while we attach.
-        let split_ids = !again.is_empty();
         let max_threads = self.policy.max_close_threads;
+        if again.is_empty() {
+            // Closed in the background while we attach, and after we return.
+            self.stats.closing_in_background = closing.len();
+            self.closer.release(closing);
+        } else {
+            // Links whose surviving members must be re-attached are closed first: no body runs
+            // twice for one call.
+            close_all(closing, max_threads);
+        }
+        let mut errors = self.attach(a, &to_arm);
+        let again_errors = self.attach(a, &again);
+        for ((p, part), e) in again_errors {
+            self.warnings.push(format!(
+                "pidx {p} ({part:?}) lost its attachment while a shared link was split: {e}"
+            ));
+        }
+        // A probe is armed only if all its parts are: roll back partial ones.
+        let partial: BTreeSet<Pidx> = errors.keys().map(|(p, _)| *p).collect();
+        let partial: BTreeSet<Pidx> = partial
+            .into_iter()
+            .filter(|p| self.is_attached(*p))
+            .collect();
+        if !partial.is_empty() {
+            let (rollback, again2) = self.take(&partial);
+            close_all(rollback, max_threads);
+            let e2 = self.attach(a, &again2);
+            for ((p, part), e) in e2 {
+                self.warnings
+                    .push(format!("pidx {p} ({part:?}) lost its attachment: {e}"));
+            }
+        }
+        for ((p, _), e) in std::mem::take(&mut errors) {
+            failed.entry(p).or_insert(e);
+        }
         let mut close_wait = Duration::ZERO;
-        std::thread::scope(|s| {
-            let (now, background): (Vec<Link>, Vec<Link>) = if split_ids {
-                (closing, Vec::new())
-            } else {
-                (Vec::new(), closing)
-            };
-            let bg = s.spawn(move || close_all(background, max_threads));
-            close_all(now, max_threads);
-            let mut errors = self.attach(a, &to_arm);
-            let again_errors = self.attach(a, &again);
-            for ((p, part), e) in again_errors {
-                self.warnings.push(format!(
-                    "pidx {p} ({part:?}) lost its attachment while a shared link was split: {e}"
-                ));
-            }
-            // A probe is armed only if all its parts are: roll back partial ones.
-            let partial: BTreeSet<Pidx> = errors.keys().map(|(p, _)| *p).collect();
-            let partial: BTreeSet<Pidx> = partial
-                .into_iter()
-                .filter(|p| self.is_attached(*p))
-                .collect();
-            if !partial.is_empty() {
-                let (rollback, again2) = self.take(&partial);
-                close_all(rollback, max_threads);
-                let e2 = self.attach(a, &again2);
-                for ((p, part), e) in e2 {
-                    self.warnings
-                        .push(format!("pidx {p} ({part:?}) lost its attachment: {e}"));
-                }
-            }
-            for ((p, _), e) in std::mem::take(&mut errors) {
-                failed.entry(p).or_insert(e);
-            }
+        if releasing {
             let w = Instant::now();
-            let _ = bg.join();
+            self.closer.flush();
             close_wait = w.elapsed();
-        });
+        }
 
         for x in &plan.actions {
             match (x.op, failed.get(&x.pidx)) {
@@ -395,14 +414,21 @@ impl LinkTable {
         report
     }
 
-    /// Closes every link (concurrently) and empties the table.
+    /// Closes every link (concurrently), waits for the background closes too, and empties the
+    /// table.
     pub fn clear(&mut self) {
         let links: Vec<Link> = std::mem::take(&mut self.links)
             .into_values()
             .map(|e| e.link)
             .collect();
         self.by_pidx.clear();
-        close_all(links, self.policy.max_close_threads);
+        self.closer.release(links);
+        self.closer.flush();
+    }
+
+    /// Links handed to the background closer whose close has not returned yet.
+    pub fn closing(&mut self) -> usize {
+        self.closer.pending()
     }
 }
 
@@ -432,10 +458,19 @@ mod tests {
         multi: bool,
         /// Every attach call: (pidxs, part).
         calls: Mutex<Vec<(Vec<Pidx>, Part)>>,
+        /// When set, the links made block this long when closed, and count their closes.
+        slow: Mutex<Option<(Duration, std::sync::Arc<std::sync::atomic::AtomicUsize>)>>,
     }
 
-    fn dev_null() -> Link {
-        Link::from_fd(std::fs::File::open("/dev/null").unwrap().into())
+    impl Fake {
+        /// A "link": a descriptor of /dev/null, whose close blocks if `slow` is set.
+        fn link(&self) -> Link {
+            let fd = std::fs::File::open("/dev/null").unwrap().into();
+            match &*self.slow.lock().unwrap() {
+                Some((d, n)) => Link::slow(fd, crate::sys::SlowClose(*d, n.clone())),
+                None => Link::from_fd(fd),
+            }
+        }
     }
 
     impl Attacher for Fake {
@@ -455,7 +490,7 @@ mod tests {
             if self.bad.contains(&(pidx, part)) {
                 return Err(io::Error::from_raw_os_error(libc::EINVAL));
             }
-            Ok(dev_null())
+            Ok(self.link())
         }
         fn attach_many(&self, _key: &u32, part: Part, pidxs: &[Pidx]) -> Option<io::Result<Link>> {
             if !self.multi {
@@ -465,7 +500,7 @@ mod tests {
             if pidxs.iter().any(|p| self.bad.contains(&(*p, part))) {
                 return Some(Err(io::Error::from_raw_os_error(libc::EINVAL)));
             }
-            Some(Ok(dev_null()))
+            Some(Ok(self.link()))
         }
         fn explain(&self, pidx: Pidx, part: Part, err: &io::Error) -> String {
             format!("pidx {pidx} {part:?}: {err}")
@@ -657,5 +692,66 @@ mod tests {
         assert_eq!(r.failures().count(), 0);
         assert_eq!(t.link_count(), 0);
         assert_eq!(t.stats().closed, 2);
+    }
+
+    #[test]
+    fn a_slow_close_does_not_delay_a_disarm_but_release_waits_for_it() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let closed = std::sync::Arc::new(AtomicUsize::new(0));
+        let close = Duration::from_millis(300);
+        let a = fake(&[(0, 0), (1, 1), (2, 2)]);
+        *a.slow.lock().unwrap() = Some((close, closed.clone()));
+        let mut t = LinkTable::default();
+        t.apply(
+            &a,
+            &plan(Phase::Start, &[(0, Op::Arm), (1, Op::Arm), (2, Op::Arm)]),
+        );
+        *a.slow.lock().unwrap() = None;
+        assert_eq!(t.link_count(), 3);
+
+        // A disarm returns while its link is still closing, and the next apply (an arm) does not
+        // wait for that close either.
+        let r = t.apply(&a, &plan(Phase::Refresh, &[(0, Op::Disarm)]));
+        assert_eq!(r.failures().count(), 0);
+        assert!(!t.is_attached(0));
+        assert_eq!(t.stats().closing_in_background, 1);
+        assert!(t.stats().elapsed < close, "{:?}", t.stats().elapsed);
+        assert_eq!(t.stats().close_wait, Duration::ZERO);
+        t.apply(&a, &plan(Phase::Refresh, &[(0, Op::Arm)]));
+        assert!(t.is_attached(0));
+        assert!(t.stats().elapsed < close, "{:?}", t.stats().elapsed);
+        assert_eq!(
+            closed.load(Ordering::SeqCst),
+            0,
+            "the close ran in the background"
+        );
+        assert_eq!(t.closing(), 1);
+
+        // Releasing waits for every close, the background one included.
+        let r = t.apply(
+            &a,
+            &plan(
+                Phase::Shutdown,
+                &[(0, Op::Release), (1, Op::Release), (2, Op::Release)],
+            ),
+        );
+        assert_eq!(r.failures().count(), 0);
+        assert_eq!(closed.load(Ordering::SeqCst), 3);
+        assert_eq!(t.closing(), 0);
+        assert_eq!(t.link_count(), 0);
+    }
+
+    #[test]
+    fn dropping_the_table_waits_for_background_closes() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let closed = std::sync::Arc::new(AtomicUsize::new(0));
+        let a = fake(&[(0, 0), (1, 1)]);
+        *a.slow.lock().unwrap() = Some((Duration::from_millis(100), closed.clone()));
+        let mut t = LinkTable::default();
+        t.apply(&a, &plan(Phase::Start, &[(0, Op::Arm), (1, Op::Arm)]));
+        *a.slow.lock().unwrap() = None;
+        t.apply(&a, &plan(Phase::Refresh, &[(0, Op::Disarm)]));
+        drop(t);
+        assert_eq!(closed.load(Ordering::SeqCst), 2);
     }
 }
