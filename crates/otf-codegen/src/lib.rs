@@ -46,10 +46,22 @@ pub enum Error {
     /// A program over a limit of BPF or of otf.
     #[error("program too large: {0}")]
     TooLarge(String),
+    /// A handler with more BPF functions than the kernel loads in one program
+    /// ([`MAX_FUNCS`]): the kernel's verifier would refuse it with "too many subprograms".
+    #[error(
+        "program too large: {0} BPF functions (the handler, and one for each loop, `foreach` and \
+         string-function loop of every probe body of this attach kind), the kernel loads at \
+         most {MAX_FUNCS}; split the script"
+    )]
+    TooManyFunctions(usize),
     /// A bug in the code generator.
     #[error("code generator bug: {0}")]
     Internal(&'static str),
 }
+
+/// The most BPF functions (the program and its BPF-to-BPF and callback functions) the kernel
+/// loads in one program (`BPF_MAX_SUBPROGS` in include/linux/bpf_verifier.h).
+pub const MAX_FUNCS: usize = 256;
 
 /// The maps a generated program refers to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -248,6 +260,9 @@ pub fn generate(
     };
     handler::handler(&mut g, kind, &vars, &shapes, &image.cond_code)?;
     let linked = b.link()?;
+    if linked.func_starts.len() > MAX_FUNCS {
+        return Err(Error::TooManyFunctions(linked.func_starts.len()));
+    }
     if linked.insns.len() > 1_000_000 {
         return Err(Error::TooLarge(format!(
             "{} instructions, the kernel loads at most 1,000,000",

@@ -99,6 +99,33 @@ fn return_probe_with_entry_value() {
 }
 
 #[test]
+fn more_functions_than_the_kernel_loads_is_a_clear_error() {
+    // Each loop is a `bpf_loop` callback function; the kernel loads at most 256 functions in
+    // one program ("too many subprograms"), so otf says so before loading.
+    let loops = "while (i < 1) i++\n".repeat(300);
+    let src = format!("global i\nprobe kernel.trace(\"sched:sched_switch\") {{\n{loops}}}");
+    let err = generate(
+        &image_of(&src),
+        ProgKind::Tracepoint,
+        &KernelInfo::default(),
+    )
+    .expect_err("301 functions");
+    assert!(matches!(err, otf_codegen::Error::TooManyFunctions(n) if n > otf_codegen::MAX_FUNCS));
+    assert!(
+        err.to_string().contains("the kernel loads at most 256"),
+        "{err}"
+    );
+    let ok = "while (i < 1) i++\n".repeat(200);
+    let src = format!("global i\nprobe kernel.trace(\"sched:sched_switch\") {{\n{ok}}}");
+    generate(
+        &image_of(&src),
+        ProgKind::Tracepoint,
+        &KernelInfo::default(),
+    )
+    .expect("201 functions");
+}
+
+#[test]
 fn every_kind_generates_for_a_mixed_script() {
     let src = "global n, m\nfunction f(x) { while (x > 0) { x--; m++ } return m }\n\
                probe timer.s(1) if (n < 10) { n += f(3) / (n + 1); if (randint(10) > 20) exit() }\n\
