@@ -274,6 +274,12 @@ impl<A: LinkAttacher> LinkGroup<A> {
         self.table.stats()
     }
 
+    /// Waits until the links of earlier disarms, which close in the background, are closed:
+    /// from then on the disarmed probes are gone from the kernel.
+    pub fn wait_closed(&mut self) {
+        self.table.wait_closed();
+    }
+
     /// Problems outside any planned action (a split multi link member that could not be
     /// re-attached); the orchestrator prints them as warnings.
     pub fn take_warnings(&mut self) -> Vec<String> {

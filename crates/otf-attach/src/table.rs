@@ -430,6 +430,12 @@ impl LinkTable {
     pub fn closing(&mut self) -> usize {
         self.closer.pending()
     }
+
+    /// Waits until every link handed to the background closer is closed (its probe gone from
+    /// the kernel).
+    pub fn wait_closed(&mut self) {
+        self.closer.flush();
+    }
 }
 
 impl Drop for LinkTable {

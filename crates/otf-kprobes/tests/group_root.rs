@@ -160,6 +160,8 @@ fn kprobe_and_kretprobe_arm_and_disarm() {
     let mut step = |g: &mut KprobeGroup, conds: &[bool], start: bool| {
         let (plan, report) = plan_and_apply(g, &mut armed, conds, start);
         assert_eq!(report.failures().count(), 0, "{report:?}");
+        // Disarmed links close in the background: look at the kernel once they are gone.
+        g.wait_closed();
         plan.decisions().map(|d| d.to_string()).collect::<Vec<_>>()
     };
     let lines = step(&mut g, &[true, false], true);

@@ -101,6 +101,8 @@ fn group_counts_hits_in_the_otf_runtime() {
     let mut step = |g: &mut UprobeGroup, conds: &[bool], start: bool| {
         let (_, report) = plan_and_apply(g, &mut armed, conds, start);
         assert_eq!(report.failures().count(), 0, "{report:?}");
+        // Disarmed links close in the background: look at the kernel once they are gone.
+        g.wait_closed();
     };
     step(&mut g, &[true, false], true);
     Command::new(&bin).status().unwrap(); // argc = 1: 4 calls
