@@ -11,55 +11,37 @@ use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-/// `bpf(2)` commands and constants used here (from `linux/bpf.h`).
-mod c {
-    #[cfg_attr(not(feature = "test-program"), allow(dead_code))]
-    pub const BPF_MAP_CREATE: i64 = 0;
-    #[cfg_attr(not(feature = "test-program"), allow(dead_code))]
-    pub const BPF_MAP_LOOKUP_ELEM: i64 = 1;
-    #[cfg_attr(not(feature = "test-program"), allow(dead_code))]
-    pub const BPF_PROG_LOAD: i64 = 5;
-    pub const BPF_RAW_TRACEPOINT_OPEN: i64 = 17;
-    pub const BPF_LINK_CREATE: i64 = 28;
-    pub const BPF_PERF_EVENT: u32 = 41;
-    pub const BPF_TRACE_KPROBE_MULTI: u32 = 42;
-    pub const BPF_TRACE_UPROBE_MULTI: u32 = 48;
-    pub const BPF_F_RETURN: u32 = 1; // BPF_F_UPROBE_MULTI_RETURN / BPF_F_KPROBE_MULTI_RETURN
-}
-
-/// A `union bpf_attr`, zeroed, written field by field at the kernel's offsets.
-#[repr(C, align(8))]
-struct BpfAttr([u8; 144]);
-
-impl BpfAttr {
-    fn new() -> BpfAttr {
-        BpfAttr([0; 144])
-    }
-    fn u32(&mut self, off: usize, v: u32) -> &mut Self {
-        self.0[off..off + 4].copy_from_slice(&v.to_ne_bytes());
-        self
-    }
-    fn u64(&mut self, off: usize, v: u64) -> &mut Self {
-        self.0[off..off + 8].copy_from_slice(&v.to_ne_bytes());
-        self
-    }
-}
-
-fn sys_bpf(cmd: i64, attr: &mut BpfAttr) -> io::Result<i64> {
-    // SAFETY: `attr` is a valid, writable 144-byte `union bpf_attr` whose pointer fields point
-    // to buffers that the caller keeps alive for the duration of the call.
-    let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.0.as_mut_ptr(), attr.0.len()) };
+/// A descriptor returned by a libbpf-sys low-level call (a negative errno on failure, as
+/// libbpf returns them).
+fn libbpf_fd(r: std::os::raw::c_int) -> io::Result<OwnedFd> {
     if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
+        return Err(io::Error::from_raw_os_error(-r));
     }
+    // SAFETY: on success these libbpf calls return a new file descriptor that we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(r) })
 }
 
-fn bpf_fd(cmd: i64, attr: &mut BpfAttr) -> io::Result<OwnedFd> {
-    let fd = sys_bpf(cmd, attr)?;
-    // SAFETY: on success these bpf commands return a new file descriptor that we now own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+/// `bpf(BPF_LINK_CREATE)` of `prog` with `attach_type` and `opts` (libbpf-sys's typed
+/// `bpf_link_create`, so that the kernel's `union bpf_attr` layout is libbpf's business).
+fn link_create(
+    prog: BorrowedFd<'_>,
+    target_fd: i32,
+    attach_type: libbpf_sys::bpf_attach_type,
+    opts: &libbpf_sys::bpf_link_create_opts,
+) -> io::Result<OwnedFd> {
+    // SAFETY: `opts` is a valid, sized options struct whose pointer fields point to buffers the
+    // caller keeps alive for the duration of the call.
+    libbpf_fd(unsafe {
+        libbpf_sys::bpf_link_create(prog.as_raw_fd(), target_fd, attach_type, opts)
+    })
+}
+
+/// Zeroed `bpf_link_create_opts` with its size set.
+fn link_opts() -> libbpf_sys::bpf_link_create_opts {
+    libbpf_sys::bpf_link_create_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_link_create_opts>() as libbpf_sys::size_t,
+        ..Default::default()
+    }
 }
 
 /// One kernel attachment. Dropping it detaches the probe: the program stops running within
@@ -175,12 +157,9 @@ pub fn link_perf_event(
     perf: BorrowedFd<'_>,
     cookie: u64,
 ) -> io::Result<OwnedFd> {
-    let mut attr = BpfAttr::new();
-    attr.u32(0, prog.as_raw_fd() as u32)
-        .u32(4, perf.as_raw_fd() as u32)
-        .u32(8, c::BPF_PERF_EVENT)
-        .u64(16, cookie);
-    bpf_fd(c::BPF_LINK_CREATE, &mut attr)
+    let mut opts = link_opts();
+    opts.__bindgen_anon_1.perf_event.bpf_cookie = cookie;
+    link_create(prog, perf.as_raw_fd(), libbpf_sys::BPF_PERF_EVENT, &opts)
 }
 
 /// Attaches `prog` (a `BPF_PROG_TYPE_RAW_TRACEPOINT` program) to the raw tracepoint `name`
@@ -188,11 +167,13 @@ pub fn link_perf_event(
 /// returned fd detaches it.
 pub fn raw_tracepoint_open(prog: BorrowedFd<'_>, name: &str, cookie: u64) -> io::Result<OwnedFd> {
     let name = cstring(name)?;
-    let mut attr = BpfAttr::new();
-    attr.u64(0, name.as_ptr() as u64)
-        .u32(8, prog.as_raw_fd() as u32)
-        .u64(16, cookie);
-    bpf_fd(c::BPF_RAW_TRACEPOINT_OPEN, &mut attr)
+    let mut opts = libbpf_sys::bpf_raw_tp_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_raw_tp_opts>() as libbpf_sys::size_t,
+        tp_name: name.as_ptr(),
+        cookie,
+    };
+    // SAFETY: `opts` is a valid, sized options struct; `name` outlives the call.
+    libbpf_fd(unsafe { libbpf_sys::bpf_raw_tracepoint_open_opts(prog.as_raw_fd(), &mut opts) })
 }
 
 /// Attaches `prog` to the perf event `perf` (a tracepoint, uprobe or kprobe event) with a BPF
@@ -245,15 +226,21 @@ pub fn attach_uprobe_multi(
         ));
     }
     let p = cstring(path)?;
-    let mut attr = BpfAttr::new();
-    attr.u32(0, prog.as_raw_fd() as u32)
-        .u32(8, c::BPF_TRACE_UPROBE_MULTI)
-        .u64(16, p.as_ptr() as u64)
-        .u64(24, offsets.as_ptr() as u64)
-        .u64(40, cookies.as_ptr() as u64)
-        .u32(48, offsets.len() as u32)
-        .u32(52, if ret { c::BPF_F_RETURN } else { 0 });
-    let fd = bpf_fd(c::BPF_LINK_CREATE, &mut attr)?;
+    let mut opts = link_opts();
+    opts.__bindgen_anon_1.uprobe_multi =
+        libbpf_sys::bpf_link_create_opts__bindgen_ty_1__bindgen_ty_3 {
+            flags: if ret {
+                libbpf_sys::BPF_F_UPROBE_MULTI_RETURN
+            } else {
+                0
+            },
+            cnt: offsets.len() as u32,
+            path: p.as_ptr(),
+            offsets: offsets.as_ptr() as *const std::os::raw::c_ulong,
+            cookies: cookies.as_ptr(),
+            ..Default::default()
+        };
+    let fd = link_create(prog, 0, libbpf_sys::BPF_TRACE_UPROBE_MULTI, &opts)?;
     Ok(Link::new(fd, None))
 }
 
@@ -282,15 +269,21 @@ pub fn attach_kprobe_multi(
         .iter()
         .map(|f| cstring(f))
         .collect::<io::Result<Vec<_>>>()?;
-    let ptrs: Vec<u64> = names.iter().map(|n| n.as_ptr() as u64).collect();
-    let mut attr = BpfAttr::new();
-    attr.u32(0, prog.as_raw_fd() as u32)
-        .u32(8, c::BPF_TRACE_KPROBE_MULTI)
-        .u32(16, if ret { c::BPF_F_RETURN } else { 0 })
-        .u32(20, funcs.len() as u32)
-        .u64(24, ptrs.as_ptr() as u64)
-        .u64(40, cookies.as_ptr() as u64);
-    let fd = bpf_fd(c::BPF_LINK_CREATE, &mut attr)?;
+    let mut ptrs: Vec<*const std::os::raw::c_char> = names.iter().map(|n| n.as_ptr()).collect();
+    let mut opts = link_opts();
+    opts.__bindgen_anon_1.kprobe_multi =
+        libbpf_sys::bpf_link_create_opts__bindgen_ty_1__bindgen_ty_2 {
+            flags: if ret {
+                libbpf_sys::BPF_F_KPROBE_MULTI_RETURN
+            } else {
+                0
+            },
+            cnt: funcs.len() as u32,
+            syms: ptrs.as_mut_ptr(),
+            cookies: cookies.as_ptr(),
+            ..Default::default()
+        };
+    let fd = link_create(prog, 0, libbpf_sys::BPF_TRACE_KPROBE_MULTI, &opts)?;
     Ok(Link::new(fd, None))
 }
 
@@ -333,10 +326,17 @@ pub mod counting {
     impl CountingProgram {
         /// Creates the map (`slots` u64 counters) and loads the program for `kind`.
         pub fn load(kind: ProgKind, slots: u32) -> io::Result<CountingProgram> {
-            let mut attr = BpfAttr::new();
-            // BPF_MAP_TYPE_ARRAY, key u32, value u64.
-            attr.u32(0, 2).u32(4, 4).u32(8, 8).u32(12, slots.max(1));
-            let map = bpf_fd(c::BPF_MAP_CREATE, &mut attr)?;
+            // SAFETY: a NULL name and NULL options are allowed; the call only reads its arguments.
+            let map = libbpf_fd(unsafe {
+                libbpf_sys::bpf_map_create(
+                    libbpf_sys::BPF_MAP_TYPE_ARRAY,
+                    std::ptr::null(),
+                    4,
+                    8,
+                    slots.max(1),
+                    std::ptr::null(),
+                )
+            })?;
             let m = map.as_raw_fd();
             let code: Vec<[u8; 8]> = vec![
                 insn(0xbf, 6, 1, 0, 0),   // r6 = r1
@@ -354,25 +354,32 @@ pub mod counting {
                 insn(0x95, 0, 0, 0, 0),  // exit
             ];
             let bytes: Vec<u8> = code.concat();
-            let license = b"GPL\0";
             let mut log = vec![0u8; 16 * 1024];
-            let mut attr = BpfAttr::new();
-            attr.u32(0, 2) // BPF_PROG_TYPE_KPROBE
-                .u32(4, code.len() as u32)
-                .u64(8, bytes.as_ptr() as u64)
-                .u64(16, license.as_ptr() as u64)
-                .u32(24, 1)
-                .u32(28, log.len() as u32)
-                .u64(32, log.as_mut_ptr() as u64)
-                .u32(
-                    68,
-                    match kind {
-                        ProgKind::Perf => 0,
-                        ProgKind::UprobeMulti => c::BPF_TRACE_UPROBE_MULTI,
-                        ProgKind::KprobeMulti => c::BPF_TRACE_KPROBE_MULTI,
-                    },
-                );
-            let prog = bpf_fd(c::BPF_PROG_LOAD, &mut attr).map_err(|e| {
+            let mut opts = libbpf_sys::bpf_prog_load_opts {
+                sz: std::mem::size_of::<libbpf_sys::bpf_prog_load_opts>() as libbpf_sys::size_t,
+                expected_attach_type: match kind {
+                    ProgKind::Perf => 0,
+                    ProgKind::UprobeMulti => libbpf_sys::BPF_TRACE_UPROBE_MULTI,
+                    ProgKind::KprobeMulti => libbpf_sys::BPF_TRACE_KPROBE_MULTI,
+                },
+                log_level: 1,
+                log_size: log.len() as u32,
+                log_buf: log.as_mut_ptr().cast(),
+                ..Default::default()
+            };
+            // SAFETY: `bytes` holds `code.len()` instructions, the license is NUL-terminated,
+            // and `opts` (with the log buffer) outlives the call.
+            let prog = libbpf_fd(unsafe {
+                libbpf_sys::bpf_prog_load(
+                    libbpf_sys::BPF_PROG_TYPE_KPROBE,
+                    std::ptr::null(),
+                    c"GPL".as_ptr(),
+                    bytes.as_ptr().cast(),
+                    code.len() as libbpf_sys::size_t,
+                    &mut opts,
+                )
+            })
+            .map_err(|e| {
                 let end = log.iter().position(|b| *b == 0).unwrap_or(0);
                 io::Error::new(
                     e.kind(),
@@ -398,11 +405,17 @@ pub mod counting {
             }
             let key = cookie;
             let mut value = 0u64;
-            let mut attr = BpfAttr::new();
-            attr.u32(0, self.map.as_raw_fd() as u32)
-                .u64(8, &key as *const u32 as u64)
-                .u64(16, &mut value as *mut u64 as u64);
-            sys_bpf(c::BPF_MAP_LOOKUP_ELEM, &mut attr)?;
+            // SAFETY: `key` and `value` are valid for the map's 4-byte key and 8-byte value.
+            let r = unsafe {
+                libbpf_sys::bpf_map_lookup_elem(
+                    self.map.as_raw_fd(),
+                    (&key as *const u32).cast(),
+                    (&mut value as *mut u64).cast(),
+                )
+            };
+            if r < 0 {
+                return Err(io::Error::from_raw_os_error(-r));
+            }
             Ok(value)
         }
     }
