@@ -22,3 +22,4 @@ pub mod sys;
 pub mod table;
 #[cfg(feature = "test-program")]
 pub mod testprog;
+pub mod tracefs;

@@ -86,8 +86,6 @@ pub struct KernelSymbols {
     source: Option<SymbolSource>,
 }
 
-const TRACEFS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
-
 fn read(path: &Path) -> io::Result<String> {
     fs::read_to_string(path)
 }
@@ -99,8 +97,7 @@ impl KernelSymbols {
     pub fn load() -> Result<KernelSymbols, ResolveError> {
         let blacklist = read(Path::new("/sys/kernel/debug/kprobes/blacklist")).unwrap_or_default();
         let mut errors = Vec::new();
-        for dir in TRACEFS {
-            let p = PathBuf::from(dir).join("available_filter_functions");
+        for p in otf_attach::tracefs::candidates("available_filter_functions") {
             match read(&p) {
                 Ok(afs) => {
                     let (probeable, source) = probeable_lists(Some(&afs), None, &blacklist);
@@ -288,10 +285,7 @@ pub fn kprobes_available() -> Result<(), String> {
     if pmu.exists() {
         return Ok(());
     }
-    if TRACEFS
-        .iter()
-        .any(|d| Path::new(d).join("kprobe_events").exists())
-    {
+    if otf_attach::tracefs::candidates("kprobe_events").any(|p| p.exists()) {
         return Ok(());
     }
     let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();

@@ -40,8 +40,7 @@ pub enum TraceError {
     Io(PathBuf, #[source] io::Error),
 }
 
-const TRACEFS: &str = "/sys/kernel/tracing";
-const DEBUGFS_TRACING: &str = "/sys/kernel/debug/tracing";
+use otf_attach::tracefs::MOUNT as TRACEFS;
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -51,8 +50,7 @@ fn is_root() -> bool {
 /// The tracefs `events` directory. When tracefs is not mounted and we are root, mounts it at
 /// `/sys/kernel/tracing` (as `mount -t tracefs nodev /sys/kernel/tracing` would).
 pub fn events_dir() -> Result<PathBuf, TraceError> {
-    for base in [TRACEFS, DEBUGFS_TRACING] {
-        let ev = Path::new(base).join("events");
+    for ev in otf_attach::tracefs::candidates("events") {
         match std::fs::metadata(&ev) {
             Ok(m) if m.is_dir() => return Ok(ev),
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
@@ -81,26 +79,11 @@ pub fn events_dir() -> Result<PathBuf, TraceError> {
 }
 
 fn mount_tracefs() -> Result<(), TraceError> {
-    let src = c"nodev";
-    let target = c"/sys/kernel/tracing";
-    let fstype = c"tracefs";
-    // SAFETY: all pointers are valid NUL-terminated strings; `data` may be null.
-    let r = unsafe {
-        libc::mount(
-            src.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if r != 0 {
-        let e = io::Error::last_os_error();
-        return Err(TraceError::NoTracefs(format!(
+    otf_attach::tracefs::mount().map_err(|e| {
+        TraceError::NoTracefs(format!(
             "tracefs is not mounted and mounting it at {TRACEFS} failed: {e}"
-        )));
-    }
-    Ok(())
+        ))
+    })
 }
 
 /// Subsystems of `events/` that are not kernel tracepoints: `ftrace` holds ftrace's own
