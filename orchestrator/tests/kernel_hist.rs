@@ -58,3 +58,49 @@ fn histograms_of_values_spread_over_cpus_and_deleted_after_the_print() {
     }
     assert!(kernel.ends_with("end 0\n"), "{kernel}");
 }
+
+#[test]
+fn json_has_the_buckets_a_kernel_body_printed() {
+    need_root!();
+    let script = "global t\nprobe kernel.trace(\"sched:sched_process_exec\") { if (pid() == target() && execname() == \"true\") { t[\"x\"] <<< 4; t[\"x\"] <<< 40; print(@hist_linear(t[\"x\"], 0, 50, 10)); delete t } }";
+    let o = otf(&["run", "-o", "json", "-c", "/bin/true", "-e", script]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let lines: Vec<serde_json::Value> = out(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    let hist = lines
+        .iter()
+        .find(|v| v["type"] == "hist")
+        .unwrap_or_else(|| panic!("a hist record: {lines:?}"));
+    assert_eq!(hist["name"], "t");
+    assert_eq!(hist["keys"], serde_json::json!(["x"]));
+    assert_eq!(
+        hist["buckets"],
+        serde_json::json!([{"value": 0, "count": 1}, {"value": 40, "count": 1}])
+    );
+}
+
+#[test]
+fn otf_check_accepts_a_histogram_print_in_a_tracepoint_body_and_refuses_two_log_ones() {
+    // No root needed: `otf check` loads nothing.
+    let ok = otf(&[
+        "check",
+        "-e",
+        "global s\nprobe kernel.trace(\"sched:sched_switch\") { s <<< 1; print(@hist_log(s)) }",
+    ]);
+    assert_eq!(ok.status.code(), Some(0), "{}", err(&ok));
+    let bad = otf(&[
+        "check",
+        "-e",
+        "global s\nprobe kernel.trace(\"sched:sched_switch\") { s <<< 1; print(@hist_log(s), @hist_log(s)) }",
+    ]);
+    assert_ne!(bad.status.code(), Some(0));
+    assert!(
+        err(&bad).contains(
+            "error: printing histograms with more than the 1280 bytes of an output record"
+        ) && err(&bad).contains("<command line>:2:53"),
+        "{}",
+        err(&bad)
+    );
+}
