@@ -115,7 +115,9 @@ impl Session<'_> {
                 ..
             } => {
                 let comm = ev.comm_str().unwrap_or_default();
-                let text = match self.front.compiled.script.formats.get(fmt as usize) {
+                let script = &self.front.compiled.script;
+                let mut hists = Vec::new();
+                let text = match script.formats.get(fmt as usize) {
                     Some(f) => {
                         let (pp, func) = self
                             .res
@@ -123,11 +125,39 @@ impl Session<'_> {
                             .get(pidx as usize)
                             .map(|p| (p.pp.as_str(), p.probefunc.as_str()))
                             .unwrap_or(("", ""));
-                        otf_script::format::render_bytes_strs(f, args, strs, &comm, pp, func)
+                        // A kernel body's histograms are the buckets the record carries,
+                        // copied when the print ran.
+                        let json = self.out.json;
+                        let mut hist = |g: u32, linear: bool, keys: &[_], words: Option<&[i64]>| {
+                            let info = &script.globals[g as usize];
+                            let agg = otf_script::hist::aggregate_of_words(
+                                &info.hist,
+                                linear,
+                                words.unwrap_or_default(),
+                            );
+                            let lin = info.hist.linear.filter(|_| linear);
+                            if json {
+                                hists.push(user::hist_json(&info.name, keys, &agg, lin));
+                            }
+                            otf_script::hist::render(&agg, lin)
+                        };
+                        otf_script::hist::render_record_bytes(
+                            f,
+                            args,
+                            strs,
+                            &script.globals,
+                            &comm,
+                            pp,
+                            func,
+                            &mut hist,
+                        )
                     }
                     None => format!("<output record with unknown format {fmt}>\n").into_bytes(),
                 };
                 self.out.output(Some(pidx), &text);
+                for v in hists {
+                    self.out.record(&v);
+                }
             }
             RtEvent::Exit { .. } => self.flags.exit = true,
             RtEvent::Deferred {

@@ -23,6 +23,7 @@
 //! `Frame::exit` saying where to go on (a pc, or how the program ended).
 
 mod foreach;
+mod hist;
 mod output;
 mod stats;
 mod strfn;

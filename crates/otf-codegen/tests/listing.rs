@@ -304,3 +304,20 @@ fn a_timer_body_with_aggregate_reads_and_delete_runs_in_the_kernel() {
     );
     assert!(text.contains("call bpf_for_each_map_elem#164"), "{text}");
 }
+
+#[test]
+fn histogram_printed_in_a_kernel_body() {
+    // The record's 13 words after the key (`a[pid()]`'s one integer argument) are zeroed,
+    // then a `bpf_loop` over the CPUs adds each copy's linear buckets (from byte 32 of the
+    // value) to them; the record is sent with 14 integer words.
+    let text = listing(
+        "global a\nprobe kernel.trace(\"syscalls:sys_enter_getppid\") { a[pid()] <<< 5\n\
+         print(@hist_linear(a[pid()], 0, 100, 10)) }",
+        ProgKind::Tracepoint,
+    );
+    assert!(
+        text.contains("call bpf_map_lookup_percpu_elem#195"),
+        "{text}"
+    );
+    insta::assert_snapshot!(text);
+}

@@ -773,8 +773,9 @@ pub enum Piece {
         spec: Spec,
     },
     /// `print(@hist_log(x))` / `@hist_linear`: the histogram of aggregate `global` (the
-    /// element whose `nkeys` keys are the record's arguments from `arg`), rendered by the
-    /// runtime from the aggregate at the time of the print.
+    /// element whose `nkeys` keys are the record's arguments from `arg`) as it was at the
+    /// time of the print: its buckets copied into the record (`at`), or read by the runtime
+    /// when the record is rendered.
     Hist {
         /// The aggregate.
         global: u32,
@@ -786,6 +787,10 @@ pub enum Piece {
         sarg: usize,
         /// The number of keys.
         nkeys: usize,
+        /// Index among the record's integer arguments of the first word of the buckets
+        /// copied into the record when the print ran ([`crate::memdump::HistSnap`]);
+        /// `None`: the runtime reads the aggregate when it renders the record.
+        at: Option<usize>,
     },
     /// `%m` / `%M`: memory read at an address (kernel memory, user memory with `#`), its
     /// bytes carried by the record after the pushed arguments

@@ -1617,6 +1617,7 @@ impl<'a> Compiler<'a> {
         // The record's integer and string arguments, in order.
         let mut ints: Vec<&'a Expr> = Vec::new();
         let mut strs: Vec<&'a Expr> = Vec::new();
+        let mut hists: Vec<crate::memdump::HistSnap> = Vec::new();
         if b == Builtin::Printf || b == Builtin::Sprintf {
             let fmt = match args.first().map(|a| &a.kind) {
                 Some(ExprKind::Str(s)) => s.as_str(),
@@ -1650,12 +1651,34 @@ impl<'a> Compiler<'a> {
             for a in args {
                 if let ExprKind::Hist { kind, target, keys } = &a.kind {
                     let global = self.checked.global(&target.name).unwrap_or(0);
+                    let linear = matches!(kind, HistKind::Linear { .. });
+                    let spec = self
+                        .checked
+                        .globals
+                        .get(global as usize)
+                        .map(|g| g.hist)
+                        .unwrap_or_default();
+                    let words = if linear {
+                        spec.linear_buckets()
+                    } else {
+                        crate::bytecode::HIST_LOG_BUCKETS
+                    };
+                    hists.push(crate::memdump::HistSnap {
+                        global,
+                        linear,
+                        keys: self.map_ops(target, keys.len()),
+                        arg: ints.len(),
+                        sarg: strs.len(),
+                        at: 0,
+                        words,
+                    });
                     pieces.push(Piece::Hist {
                         global,
-                        linear: matches!(kind, HistKind::Linear { .. }),
+                        linear,
                         arg: ints.len(),
                         sarg: strs.len(),
                         nkeys: keys.len(),
+                        at: None,
                     });
                     for k in keys {
                         if self.ety(k) == VType::Str {
@@ -1707,7 +1730,8 @@ impl<'a> Compiler<'a> {
             return;
         }
         let (n, ns) = (ints.len(), strs.len());
-        let plan = crate::memdump::place_dumps(&mut pieces, n);
+        let mut plan = crate::memdump::place_dumps(&mut pieces, n);
+        crate::memdump::place_hists(&mut pieces, &mut plan, hists, n, ns);
         if 8 * (n + plan.words()) + MAXSTRINGLEN * ns > crate::memdump::MAX_RECORD_ARG_BYTES {
             self.errors.push(Diagnostic::error(
                 format!(
@@ -1741,7 +1765,7 @@ impl<'a> Compiler<'a> {
             }
             Op::SFormat
         } else {
-            if !plan.dumps.is_empty() {
+            if !plan.is_empty() {
                 let lit = self.literal(&plan.encode());
                 imm |= (i64::from(lit) + 1) << vm::OUT_PLAN_SHIFT;
             }

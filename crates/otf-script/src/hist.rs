@@ -3,7 +3,7 @@
 //! bucket from two empty buckets before the first non-empty one to two after the last, bars of
 //! `@` scaled to 50 columns, runs of empty rows elided as `~`, and a blank line at the end.
 
-use crate::bytecode::{Format, Piece, HIST_LOG_BUCKET0};
+use crate::bytecode::{Format, HistSpec, Piece, HIST_LOG_BUCKET0, HIST_LOG_BUCKETS};
 use crate::sema::GlobalInfo;
 use crate::store::{log_bucket_value, Aggregate, Value};
 
@@ -126,9 +126,26 @@ pub fn render(agg: &Aggregate, linear: Option<(i64, i64, i64)>) -> String {
     out
 }
 
-/// Render an output record whose format may hold histograms: `hist(global, linear, keys)`
-/// renders each [`Piece::Hist`] (its keys rebuilt from the record's integer and string
-/// arguments, in key order, with `globals`' key types); the other pieces as
+/// The aggregate whose buckets (`@hist_linear`'s when `linear`, else `@hist_log`'s) are
+/// the words a record carries ([`crate::memdump::HistSnap`]), for [`render`]: an aggregate
+/// of `spec`'s layout with only those buckets set.
+pub fn aggregate_of_words(spec: &HistSpec, linear: bool, words: &[i64]) -> Aggregate {
+    let mut a = Aggregate::new(spec);
+    let b = if linear { &mut a.linear } else { &mut a.log };
+    for (d, &w) in b.iter_mut().zip(words) {
+        *d = w;
+    }
+    a
+}
+
+/// The callback of [`render_record`]: `(global, linear, keys, words)` gives the text of a
+/// histogram, `words` its buckets when the record carries them.
+pub type HistFn<'a> = dyn FnMut(u32, bool, &[Value], Option<&[i64]>) -> String + 'a;
+
+/// Render an output record whose format may hold histograms: `hist(global, linear, keys,
+/// words)` renders each [`Piece::Hist`] (its keys rebuilt from the record's integer and
+/// string arguments, in key order, with `globals`' key types; `words` the buckets the
+/// record carries, if it does); the other pieces as
 /// [`crate::format::render_strs`] does. Bytes that are not UTF-8 (`%b`, `%m`, `%c`) are
 /// replaced by U+FFFD; [`render_record_bytes`] keeps them.
 #[allow(clippy::too_many_arguments)]
@@ -140,7 +157,7 @@ pub fn render_record(
     execname: &str,
     pp: &str,
     probefunc: &str,
-    hist: &mut dyn FnMut(u32, bool, &[Value]) -> String,
+    hist: &mut HistFn<'_>,
 ) -> String {
     let b = render_record_bytes(fmt, args, strs, globals, execname, pp, probefunc, hist);
     String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
@@ -156,7 +173,7 @@ pub fn render_record_bytes(
     execname: &str,
     pp: &str,
     probefunc: &str,
-    hist: &mut dyn FnMut(u32, bool, &[Value]) -> String,
+    hist: &mut HistFn<'_>,
 ) -> Vec<u8> {
     let mut s = Vec::new();
     let mut run: Vec<Piece> = Vec::new();
@@ -179,6 +196,7 @@ pub fn render_record_bytes(
                 arg,
                 sarg,
                 nkeys,
+                at,
             } => {
                 flush(&mut run, &mut s);
                 let str_keys = globals.get(*global as usize).map_or(0, |g| g.str_keys);
@@ -194,7 +212,16 @@ pub fn render_record_bytes(
                         }
                     })
                     .collect();
-                s.extend_from_slice(hist(*global, *linear, &keys).as_bytes());
+                let words = at.and_then(|at| {
+                    let spec = globals.get(*global as usize)?.hist;
+                    let n = if *linear {
+                        spec.linear_buckets()
+                    } else {
+                        HIST_LOG_BUCKETS
+                    };
+                    args.get(at..at + n)
+                });
+                s.extend_from_slice(hist(*global, *linear, &keys, words).as_bytes());
             }
             other => run.push(other.clone()),
         }
@@ -206,7 +233,6 @@ pub fn render_record_bytes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bytecode::HistSpec;
 
     fn agg(values: &[i64], hist: HistSpec) -> Aggregate {
         let mut a = Aggregate::new(&hist);

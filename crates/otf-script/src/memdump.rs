@@ -161,24 +161,61 @@ impl Dump {
     }
 }
 
-/// The memory dumps of one output record, in record order: what the kernel (or the
-/// reference VM) reads into the record when the `printf` runs. The compiler keeps it as a
-/// string literal ([`MemPlan::encode`]) whose id the `Out` instruction carries
-/// ([`crate::vm::out_plan`]).
+/// A histogram printed by `print(@hist_log(a[k]))` (or `@hist_linear`): the buckets of
+/// the aggregate's element, summed over the CPUs, copied into the record's words when the
+/// print runs (SystemTap formats the histogram then), so a later change of the aggregate
+/// (a `delete` in the same body, other hits) does not show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistSnap {
+    /// The aggregate (a global).
+    pub global: u32,
+    /// `@hist_linear`'s buckets, else `@hist_log`'s.
+    pub linear: bool,
+    /// The element's keys ([`crate::bytecode::MapOperands::pack`]ed): the integer ones are
+    /// the record's pushed arguments from `arg`, the string ones its string arguments from
+    /// `sarg`, in key order.
+    pub keys: i64,
+    /// The index of the first integer key among the pushed arguments.
+    pub arg: usize,
+    /// The index of the first string key among the string arguments.
+    pub sarg: usize,
+    /// The index of the record's first word of buckets (after the pushed arguments).
+    pub at: usize,
+    /// The number of buckets (words).
+    pub words: usize,
+}
+
+/// The largest number of words of one [`HistSnap`].
+pub const MAX_HIST_WORDS: usize = MAX_RECORD_ARG_BYTES / 8;
+
+/// The memory dumps and histograms of one output record, in record order: what the kernel
+/// (or the reference VM) reads into the record when the `printf` or `print` runs. The
+/// compiler keeps it as a string literal ([`MemPlan::encode`]) whose id the `Out`
+/// instruction carries ([`crate::vm::out_plan`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MemPlan {
     /// The dumps.
     pub dumps: Vec<Dump>,
+    /// The histograms, after the dumps.
+    pub hists: Vec<HistSnap>,
 }
 
 impl MemPlan {
-    /// The number of record words of all the dumps.
+    /// The number of record words of all the dumps and histograms.
     pub fn words(&self) -> usize {
-        self.dumps.iter().map(Dump::words).sum()
+        self.dumps.iter().map(Dump::words).sum::<usize>()
+            + self.hists.iter().map(|h| h.words).sum::<usize>()
+    }
+
+    /// Whether the plan reads nothing.
+    pub fn is_empty(&self) -> bool {
+        self.dumps.is_empty() && self.hists.is_empty()
     }
 
     /// The plan as ASCII text: one `u` or `k`, the address index, the first word and `cN`
-    /// (a constant length) or `aN` (the argument holding it) per dump, `;` between dumps.
+    /// (a constant length) or `aN` (the argument holding it) per dump; `h` (`@hist_log`) or
+    /// `l` (`@hist_linear`), the global, the packed keys, the first integer and string
+    /// keys, the first word and the number of words per histogram; `;` between them.
     pub fn encode(&self) -> String {
         let parts: Vec<String> = self
             .dumps
@@ -191,22 +228,64 @@ impl MemPlan {
                 let mem = if d.user { 'u' } else { 'k' };
                 format!("{mem},{},{},{len}", d.addr, d.at)
             })
+            .chain(self.hists.iter().map(|h| {
+                let kind = if h.linear { 'l' } else { 'h' };
+                format!(
+                    "{kind},{},{},{},{},{},{}",
+                    h.global, h.keys, h.arg, h.sarg, h.at, h.words
+                )
+            }))
             .collect();
         parts.join(";")
     }
 
     /// The plan [`MemPlan::encode`] wrote, if `s` is one: `n` pushed arguments, whose
-    /// dumps follow each other from word `n` on, at most [`MAX_MEMORY_DUMP`] bytes each.
-    pub fn decode(s: &str, n: usize) -> Option<MemPlan> {
+    /// dumps follow each other from word `n` on, at most [`MAX_MEMORY_DUMP`] bytes each,
+    /// then the histograms (keys among the `n` arguments and `ns` strings, at most
+    /// [`MAX_HIST_WORDS`] words each).
+    pub fn decode(s: &str, n: usize, ns: usize) -> Option<MemPlan> {
         let mut dumps = Vec::new();
+        let mut hists: Vec<HistSnap> = Vec::new();
         let mut next = n;
         for part in s.split(';') {
             let mut f = part.split(',');
             let user = match f.next()? {
                 "u" => true,
                 "k" => false,
+                k @ ("h" | "l") => {
+                    let mut num = || f.next()?.parse::<i64>().ok();
+                    let (global, keys, arg, sarg, at, words) =
+                        (num()?, num()?, num()?, num()?, num()?, num()?);
+                    let mo = crate::bytecode::MapOperands::unpack(keys);
+                    let h = HistSnap {
+                        global: u32::try_from(global).ok()?,
+                        linear: k == "l",
+                        keys,
+                        arg: usize::try_from(arg).ok()?,
+                        sarg: usize::try_from(sarg).ok()?,
+                        at: usize::try_from(at).ok()?,
+                        words: usize::try_from(words).ok()?,
+                    };
+                    if f.next().is_some()
+                        || keys < 0
+                        || mo.pack() != keys
+                        || mo.nkeys as usize > crate::bytecode::MAX_KEYS
+                        || h.arg + mo.nint() > n
+                        || h.sarg + mo.nstr() > ns
+                        || h.at != next
+                        || !(1..=MAX_HIST_WORDS).contains(&h.words)
+                    {
+                        return None;
+                    }
+                    next += h.words;
+                    hists.push(h);
+                    continue;
+                }
                 _ => return None,
             };
+            if !hists.is_empty() {
+                return None;
+            }
             let addr: usize = f.next()?.parse().ok()?;
             let at: usize = f.next()?.parse().ok()?;
             let len = f.next()?;
@@ -227,7 +306,7 @@ impl MemPlan {
             next += d.words();
             dumps.push(d);
         }
-        Some(MemPlan { dumps })
+        Some(MemPlan { dumps, hists })
     }
 }
 
@@ -254,6 +333,37 @@ pub fn place_dumps(pieces: &mut [Piece], n: usize) -> MemPlan {
         }
     }
     plan
+}
+
+/// Give the histograms `hists` of a `print` (their `at` unset) words after the record's
+/// `n` pushed arguments and the dumps of `plan`, when they fit in the record with its `ns`
+/// strings: their [`Piece::Hist`] then render the words. Else the record carries no
+/// buckets and the runtime reads the aggregate when it renders the record (user-space
+/// bodies only: `otf check` refuses the print in other bodies).
+pub fn place_hists(
+    pieces: &mut [Piece],
+    plan: &mut MemPlan,
+    hists: Vec<HistSnap>,
+    n: usize,
+    ns: usize,
+) {
+    let words: usize = hists.iter().map(|h| h.words).sum();
+    let fits =
+        8 * (n + plan.words() + words) + crate::bytecode::MAXSTRINGLEN * ns <= MAX_RECORD_ARG_BYTES;
+    if hists.is_empty() || !fits || hists.iter().any(|h| h.words == 0) {
+        return;
+    }
+    let mut next = n + plan.words();
+    let mut hists = hists.into_iter();
+    for p in pieces {
+        if let Piece::Hist { at, .. } = p {
+            let Some(mut h) = hists.next() else { return };
+            h.at = next;
+            *at = Some(next);
+            next += h.words;
+            plan.hists.push(h);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -351,20 +461,46 @@ mod tests {
                     len: DumpLen::Arg(1),
                 },
             ],
+            hists: vec![],
         };
         assert_eq!(plan.words(), 2 + 16);
         let s = plan.encode();
         assert_eq!(s, "k,0,3,c9;u,2,5,a1");
-        assert_eq!(MemPlan::decode(&s, 3), Some(plan.clone()));
+        assert_eq!(MemPlan::decode(&s, 3, 0), Some(plan.clone()));
         // Words that do not follow the pushed arguments, an address that is not one of
         // them, a length too large: not a plan.
-        assert_eq!(MemPlan::decode(&s, 2), None);
-        assert_eq!(MemPlan::decode("k,3,3,c1", 3), None);
-        assert_eq!(MemPlan::decode("k,0,3,c129", 3), None);
-        assert_eq!(MemPlan::decode("k,0,3,c0", 3), None);
-        assert_eq!(MemPlan::decode("x,0,3,c1", 3), None);
-        assert_eq!(MemPlan::decode("k,0,3,c1,", 3), None);
-        assert_eq!(MemPlan::decode("", 3), None);
+        assert_eq!(MemPlan::decode(&s, 2, 0), None);
+        assert_eq!(MemPlan::decode("k,3,3,c1", 3, 0), None);
+        assert_eq!(MemPlan::decode("k,0,3,c129", 3, 0), None);
+        assert_eq!(MemPlan::decode("k,0,3,c0", 3, 0), None);
+        assert_eq!(MemPlan::decode("x,0,3,c1", 3, 0), None);
+        assert_eq!(MemPlan::decode("k,0,3,c1,", 3, 0), None);
+        assert_eq!(MemPlan::decode("", 3, 0), None);
+        // A histogram after the dumps: keys (an integer and a string) among the arguments.
+        let mut h = plan.clone();
+        let keys = crate::bytecode::MapOperands {
+            nkeys: 2,
+            str_keys: 0b10,
+            str_value: false,
+        }
+        .pack();
+        h.hists.push(HistSnap {
+            global: 4,
+            linear: true,
+            keys,
+            arg: 2,
+            sarg: 0,
+            at: 21,
+            words: 13,
+        });
+        assert_eq!(h.words(), 2 + 16 + 13);
+        let s = h.encode();
+        assert_eq!(s, format!("k,0,3,c9;u,2,5,a1;l,4,{keys},2,0,21,13"));
+        assert_eq!(MemPlan::decode(&s, 3, 1), Some(h.clone()));
+        // Its string key missing, its words not after the dumps, a dump after it.
+        assert_eq!(MemPlan::decode(&s, 3, 0), None);
+        assert_eq!(MemPlan::decode(&s.replace(",21,", ",22,"), 3, 1), None);
+        assert_eq!(MemPlan::decode(&format!("{s};k,0,34,c1"), 3, 1), None);
         assert_eq!(
             plan.dumps[1].len_of(&[0, 300, 0]),
             MAX_MEMORY_DUMP,

@@ -8,9 +8,12 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use crate::ast::{BinOp, Block, Expr, ExprKind, Ident, Script, Span, Stmt, StmtKind, UnOp};
+use crate::ast::{
+    BinOp, Block, Expr, ExprKind, HistKind, Ident, Script, Span, Stmt, StmtKind, UnOp,
+};
 use crate::bytecode::{
-    Ctx, GlobalKind, HistSpec, ReadStrFn, StrFn, MAXMAPENTRIES, MAX_ENTRY_SLOTS, MAX_GLOBALS,
+    Ctx, GlobalKind, HistSpec, ReadStrFn, StrFn, MAXMAPENTRIES, MAXSTRINGLEN, MAX_ENTRY_SLOTS,
+    MAX_GLOBALS,
 };
 use crate::diag::{Diagnostic, SourceFile};
 use crate::format::{parse_printf, FmtItem};
@@ -1057,9 +1060,6 @@ impl<'a> Walker<'a> {
                     return Ty::Hist;
                 }
                 self.keys(keys);
-                self.info
-                    .uses
-                    .push((Use::UserOnly("printing a histogram"), e.span));
                 if let Some(g) = self.map_global(target) {
                     self.info.access.reads.insert(g);
                 }
@@ -1212,10 +1212,38 @@ impl<'a> Walker<'a> {
                 Ty::Void
             }
             Builtin::Print | Builtin::Println => {
+                // The bytes of the output record, counting a histogram's key as a string:
+                // a kernel body copies a histogram's buckets into it.
+                let mut bytes = 0usize;
+                let mut hist = false;
                 for a in args {
-                    if self.expr(a) == Ty::Void {
+                    let t = self.expr(a);
+                    if t == Ty::Void {
                         self.err(format!("{} has no value to print", describe(a)), a.span);
                     }
+                    bytes += match &a.kind {
+                        ExprKind::Hist { kind, keys, .. } => {
+                            hist = true;
+                            let words = match *kind {
+                                HistKind::Log => crate::bytecode::HIST_LOG_BUCKETS,
+                                HistKind::Linear { lo, hi, step } => {
+                                    usize::try_from(hi.saturating_sub(lo) / step.max(1) + 3)
+                                        .unwrap_or(usize::MAX / 16)
+                                }
+                            };
+                            8 * words + MAXSTRINGLEN * keys.len()
+                        }
+                        _ if t == Ty::Str => MAXSTRINGLEN,
+                        _ => 8,
+                    };
+                }
+                if hist && bytes > crate::memdump::MAX_RECORD_ARG_BYTES {
+                    self.info.uses.push((
+                        Use::UserOnly(
+                            "printing histograms with more than the 1280 bytes of an output record (1024 for a `@hist_log`, 8 a bucket for a `@hist_linear`, 128 a key or string, 8 a number)",
+                        ),
+                        e.span,
+                    ));
                 }
                 Ty::Void
             }

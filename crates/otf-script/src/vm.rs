@@ -790,7 +790,7 @@ pub fn run(
                 let mut args = st.v[st.n - n..st.n].to_vec();
                 st.n -= n;
                 if let Some(lit) = out_plan(insn) {
-                    let plan = crate::memdump::MemPlan::decode(&hit.literal(lit), n)
+                    let plan = crate::memdump::MemPlan::decode(&hit.literal(lit), n, ns)
                         .ok_or(VmError::BadOutArgs { pc, n: insn.imm })?;
                     for d in &plan.dumps {
                         let addr = args[d.addr] as u64;
@@ -801,6 +801,28 @@ pub fn run(
                         };
                         bytes.resize(8 * d.words(), 0);
                         args.extend(crate::memdump::words_of(&bytes));
+                    }
+                    // The histograms' buckets as the aggregates are now.
+                    let sbase = sst.len() - ns;
+                    for h in &plan.hists {
+                        let mo = MapOperands::unpack(h.keys);
+                        let (mut i, mut j) = (h.arg, sbase + h.sarg);
+                        let key: Vec<Value> = (0..mo.nkeys as usize)
+                            .map(|k| {
+                                if mo.str_keys & (1 << k) != 0 {
+                                    j += 1;
+                                    Value::Str(sst[j - 1].clone())
+                                } else {
+                                    i += 1;
+                                    Value::Int(args[i - 1])
+                                }
+                            })
+                            .collect();
+                        let agg = globals.stat_get(h.global, &key);
+                        let b = agg.map_or(Vec::new(), |a| if h.linear { a.linear } else { a.log });
+                        let mut w = b;
+                        w.resize(h.words, 0);
+                        args.extend(w);
                     }
                 }
                 let strs = sst.split_off(sst.len() - ns);

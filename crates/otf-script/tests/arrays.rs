@@ -21,18 +21,25 @@ fn run(src: &str) -> (String, Option<VmError>) {
             &s.code,
             u.body.start as usize,
             &mut store,
-            &mut FixedHit::default(),
+            &mut FixedHit {
+                strings: s.strings.clone(),
+                ..FixedHit::default()
+            },
             &mut |r| recs.push(r),
         );
         for rec in recs {
             let f = &s.formats[rec.fmt as usize];
-            let mut h = |g: u32, linear: bool, keys: &[otf_script::store::Value]| {
-                let info = &s.globals[g as usize];
-                let agg = store
-                    .stat_get(g, keys)
-                    .unwrap_or_else(|| Aggregate::new(&info.hist));
-                hist::render(&agg, info.hist.linear.filter(|_| linear))
-            };
+            let mut h =
+                |g: u32, linear: bool, keys: &[otf_script::store::Value], words: Option<&[i64]>| {
+                    let info = &s.globals[g as usize];
+                    let agg = match words {
+                        Some(w) => hist::aggregate_of_words(&info.hist, linear, w),
+                        None => store
+                            .stat_get(g, keys)
+                            .unwrap_or_else(|| Aggregate::new(&info.hist)),
+                    };
+                    hist::render(&agg, info.hist.linear.filter(|_| linear))
+                };
             out.push_str(&hist::render_record(
                 f, &rec.args, &rec.strs, &s.globals, "t", "begin", "", &mut h,
             ));
@@ -145,8 +152,9 @@ fn variance_is_systemtaps_integer_variance() {
 
 #[test]
 fn histograms_print_in_systemtaps_layout() {
-    let (out, _) = run("global s
+    let (out, err) = run("global s
         probe begin { s <<< 1; s <<< 2; s <<< 2; s <<< 3; s <<< 8; print(@hist_log(s)) }");
+    assert_eq!(err, None);
     let want = "\
 value |-------------------------------------------------- count
     0 |                                                   0
@@ -159,6 +167,25 @@ value |-------------------------------------------------- count
 
 ";
     assert_eq!(out, want);
+    // The histogram as it is at the print: a `delete` after it, or values added after it,
+    // do not show.
+    let (out, err) = run("global s, a
+        probe begin { s <<< 1; s <<< 2; s <<< 2; s <<< 3; s <<< 8; print(@hist_log(s)); delete s
+          a[\"x\", 2] <<< 15; println(@hist_linear(a[\"x\", 2], 0, 30, 10)); a[\"x\", 2] <<< 25
+          print(@hist_log(s)) }");
+    assert_eq!(err, None);
+    let linear = "\
+value |-------------------------------------------------- count
+    0 |                                                   0
+   10 |@                                                  1
+   20 |                                                   0
+   30 |                                                   0
+
+\n";
+    // Empty: the rows from bucket 0 (the most negative values) are all elided.
+    let empty =
+        "               value |-------------------------------------------------- count\n\n";
+    assert_eq!(out, format!("{want}{linear}{empty}"));
 }
 
 #[test]

@@ -947,3 +947,31 @@ fn an_array_cannot_change_during_a_foreach_over_it() {
     ok("global a, b\nfunction f(k) { return a[k] }\n\
         probe begin { foreach (k in a) { b[k] = a[k] + f(k); x = [k] in a } a[1] = 2; delete a }");
 }
+
+#[test]
+fn kernel_bodies_print_histograms_that_fit_an_output_record() {
+    ok("global s, a\nprobe kernel.trace(\"sched:sched_switch\") { s <<< 1; print(@hist_log(s)); a[\"x\", 1] <<< 2; println(@hist_linear(a[\"x\", 1], 0, 100, 10)) }");
+    // 1024 bytes of log buckets, two string keys and a number: 1288 > 1280.
+    let why = "printing histograms with more than the 1280 bytes of an output record (1024 for a `@hist_log`, 8 a bucket for a `@hist_linear`, 128 a key or string, 8 a number): only available in `begin`, `end` and `timer` probes for now (their bodies run in user space)";
+    err_at(
+        "global a\nprobe kernel.trace(\"sched:sched_switch\") {\n  a[\"x\", \"y\"] <<< 1; print(1, @hist_log(a[\"x\", \"y\"])) }",
+        3,
+        22,
+        why,
+    );
+    // Two log histograms; a linear one of 1000 buckets.
+    err_at(
+        "global s\nprobe kernel.trace(\"sched:sched_switch\") { s <<< 1; print(@hist_log(s), @hist_log(s)) }",
+        2,
+        53,
+        why,
+    );
+    err_at(
+        "global s\nprobe kernel.trace(\"sched:sched_switch\") { s <<< 1; print(@hist_linear(s, 0, 1000, 1)) }",
+        2,
+        53,
+        why,
+    );
+    // User-space bodies print them from the aggregate.
+    ok("global s\nprobe begin { s <<< 1; print(@hist_log(s), @hist_log(s)) }");
+}

@@ -73,11 +73,16 @@ impl Session<'_> {
             let maps = &mut globals;
             let json = self.out.json;
             let mut hists = Vec::new();
-            let mut hist = |g: u32, linear: bool, keys: &[otf_script::store::Value]| {
+            let mut hist = |g: u32, linear: bool, keys: &[Value], words: Option<&[i64]>| {
                 let info = &script.globals[g as usize];
-                let agg = maps
-                    .stat_get(g, keys)
-                    .unwrap_or_else(|| Aggregate::new(&info.hist));
+                // The buckets copied into the record by the print, else as the body left
+                // them.
+                let agg = match words {
+                    Some(w) => otf_script::hist::aggregate_of_words(&info.hist, linear, w),
+                    None => maps
+                        .stat_get(g, keys)
+                        .unwrap_or_else(|| Aggregate::new(&info.hist)),
+                };
                 let lin = info.hist.linear.filter(|_| linear);
                 if json {
                     hists.push(hist_json(&info.name, keys, &agg, lin));
@@ -256,7 +261,7 @@ fn shown_json(s: &Shown) -> serde_json::Value {
 
 /// A printed histogram as a JSON record: its non-empty buckets, each with the lowest value
 /// it counts (`"under"`/`"over"` mark a linear histogram's out-of-range buckets).
-fn hist_json(
+pub(super) fn hist_json(
     name: &str,
     keys: &[Value],
     agg: &Aggregate,

@@ -11,6 +11,9 @@
 //! error `read fault [man error::fault] at 0x…` (the first byte that cannot be read: the
 //! address, or the page after it, found by reading the first byte again), and no record is
 //! sent.
+//!
+//! Histograms (`print(@hist_log(s))`): the plan's `HistSnap`s, whose buckets are copied
+//! into the record's words after the dumps ([`super::hist`]).
 
 use otf_script::bytecode::{MAXSTRINGLEN, MAX_OUT_ARGS, MAX_OUT_STRS};
 use otf_script::memdump::{DumpLen, MemPlan, MAX_MEMORY_DUMP, MAX_RECORD_ARG_BYTES, PAGE};
@@ -41,7 +44,7 @@ impl Gen<'_> {
             Some(lit) => self
                 .strings
                 .get(lit as usize)
-                .and_then(|s| MemPlan::decode(s, n))
+                .and_then(|s| MemPlan::decode(s, n, ns))
                 .ok_or_else(bad)?,
         };
         let nw = n + plan.words();
@@ -126,6 +129,9 @@ impl Gen<'_> {
         let sd = r.shape.sdepth[&pc];
         if (sd as usize) < ns {
             return Err(bad());
+        }
+        for h in &plan.hists {
+            self.hist_snapshot(fid, h, sd - ns as u32)?;
         }
         for k in 0..ns {
             let at = off::F_OUT_ARGS + 8 * nw + MAXSTRINGLEN * k;
