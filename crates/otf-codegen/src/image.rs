@@ -34,7 +34,8 @@ pub struct ProbeSlot {
     pub chain: Option<u32>,
     /// The body runs in user space: a hit sends a `REC_DEFER` record (after the cached
     /// condition bit) and user space runs the body. For `timer.*` bodies that use what only
-    /// user space does yet (`foreach`, aggregate reads, histograms, `delete` of an array).
+    /// user space does yet (`otf_script::vm::user_space_only`: some `sprintf` formats, the
+    /// `_warn` string readers, histogram prints larger than an output record).
     pub deferred: bool,
     /// Who this is, for error messages: the probe point and its source location.
     pub label: String,
