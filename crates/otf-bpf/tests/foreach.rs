@@ -7,10 +7,9 @@
 
 mod common;
 
-use otf_bpf::{cookie, Event, LoadOptions, ProgKind, Runtime};
-use otf_script::bytecode::GlobalKind;
+use otf_bpf::{cookie, LoadOptions, ProgKind, Runtime};
 use otf_script::store::MemStore;
-use otf_script::vm::{self, FixedHit, GlobalStore, OutRecord};
+use otf_script::vm::{self, FixedHit, OutRecord};
 
 /// Run unit 0 `fills` times, then unit 1 once, in the kernel and in the reference VM;
 /// compare the output records and every array and aggregate. Returns the number of records.
@@ -45,37 +44,9 @@ fn agree(src: &str, fills: usize) -> usize {
         vm::run(&c.code, start, &mut mem, &mut hit, &mut |r| want.push(r))
             .unwrap_or_else(|e| panic!("{src}: the reference VM failed: {e:?}"));
     }
-    let got: Vec<OutRecord> = events
-        .drain()
-        .expect("drain")
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::Output {
-                fmt, args, strs, ..
-            } => Some(OutRecord { fmt, args, strs }),
-            Event::Error { kind, pc, .. } => panic!("{src}: run-time error {kind} at {pc}"),
-            _ => None,
-        })
-        .collect();
+    let got = common::kernel_outputs(&mut events, src);
     assert_eq!(got, want, "{src}: output records");
-    for (g, info) in c.globals.iter().enumerate() {
-        let g = g as u32;
-        match info.kind {
-            GlobalKind::Array { .. } => assert_eq!(
-                store.map_entries(g),
-                mem.map_entries(g),
-                "{src}: array {}",
-                info.name
-            ),
-            GlobalKind::Stat { .. } => assert_eq!(
-                store.stat_entries(g),
-                mem.stat_entries(g),
-                "{src}: aggregate {}",
-                info.name
-            ),
-            GlobalKind::Scalar => assert_eq!(store.load(g), mem.load(g), "{src}: {}", info.name),
-        }
-    }
+    common::assert_same_globals(&c, &mut store, &mut mem, src);
     got.len()
 }
 

@@ -336,3 +336,58 @@ pub fn one_hit_both(
     );
     OneHit { kernel, vm_out, vm }
 }
+
+/// The output records the kernel has sent so far; a run-time error record fails the test
+/// (`src` names the script).
+pub fn kernel_outputs(
+    events: &mut otf_bpf::EventReader<'_>,
+    src: &str,
+) -> Vec<otf_script::vm::OutRecord> {
+    events
+        .drain()
+        .expect("drain")
+        .into_iter()
+        .filter_map(|e| match e {
+            otf_bpf::Event::Output {
+                fmt, args, strs, ..
+            } => Some(otf_script::vm::OutRecord { fmt, args, strs }),
+            otf_bpf::Event::Error { kind, pc, .. } => {
+                panic!("{src}: run-time error {kind} at {pc}")
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Asserts that every global of `c` (scalars, strings, arrays, aggregates) reads the same in
+/// the kernel's `store` as in the reference VM's `mem`.
+pub fn assert_same_globals(
+    c: &otf_script::compile::CompiledScript,
+    store: &mut otf_bpf::RuntimeStore<'_>,
+    mem: &mut otf_script::store::MemStore,
+    src: &str,
+) {
+    use otf_script::bytecode::GlobalKind;
+    use otf_script::vm::GlobalStore;
+    for (g, info) in c.globals.iter().enumerate() {
+        let g = g as u32;
+        match info.kind {
+            GlobalKind::Array { .. } => assert_eq!(
+                store.map_entries(g),
+                mem.map_entries(g),
+                "{src}: array {}",
+                info.name
+            ),
+            GlobalKind::Scalar if info.str_value => {
+                assert_eq!(store.load_str(g), mem.load_str(g), "{src}: {}", info.name)
+            }
+            GlobalKind::Scalar => assert_eq!(store.load(g), mem.load(g), "{src}: {}", info.name),
+            GlobalKind::Stat { .. } => assert_eq!(
+                store.stat_entries(g),
+                mem.stat_entries(g),
+                "{src}: aggregate {}",
+                info.name
+            ),
+        }
+    }
+}
