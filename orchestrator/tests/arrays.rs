@@ -5,10 +5,7 @@
 
 mod common;
 
-use common::{err, otf, out};
-
-/// Five children of the command's shell exec `/bin/true`.
-const FIVE_EXECS: &str = "for i in 1 2 3 4 5; do /bin/true; done";
+use common::{err, otf, out, FIVE_EXECS};
 
 #[test]
 fn counting_by_key_and_foreach_in_end() {

@@ -61,3 +61,7 @@ macro_rules! need_root {
         }
     };
 }
+
+/// A `-c` command whose shell runs `/bin/true` five times: five `exec`s of children of the
+/// target (`ppid() == target()`), for scripts that count them.
+pub const FIVE_EXECS: &str = "for i in 1 2 3 4 5; do /bin/true; done";
