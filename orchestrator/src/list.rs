@@ -10,7 +10,9 @@ use otf_script::ast::Literal;
 /// The component names of `pattern` and their arguments as text (`"5"` for `timer.ms(5)`), or
 /// `None` when the text is not a probe point.
 fn components(pattern: &str) -> Option<Vec<(String, Option<String>)>> {
-    let point = otf_script::parser::parse_point_pattern(pattern.trim()).ok()?;
+    let point = otf_script::parser::parse_point_pattern(pattern.trim())
+        .or_else(|_| otf_script::parser::parse_point_pattern(&quote_bare_args(pattern.trim())))
+        .ok()?;
     Some(
         point
             .components
@@ -24,6 +26,30 @@ fn components(pattern: &str) -> Option<Vec<(String, Option<String>)>> {
             })
             .collect(),
     )
+}
+
+/// `pattern` with each unquoted, non-numeric argument quoted: `kernel.trace(sched_*)` →
+/// `kernel.trace("sched_*")`, as `otf list` has always taken them on the command line (a
+/// script must quote them).
+fn quote_bare_args(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() + 4);
+    let mut rest = pattern;
+    while let Some(open) = rest.find('(') {
+        out.push_str(&rest[..=open]);
+        rest = &rest[open + 1..];
+        let Some(close) = rest.find(')') else { break };
+        let arg = rest[..close].trim();
+        if arg.starts_with('"') || arg.parse::<i64>().is_ok() || arg.is_empty() {
+            out.push_str(&rest[..close]);
+        } else {
+            out.push('"');
+            out.push_str(&arg.replace('\\', "\\\\").replace('"', "\\\""));
+            out.push('"');
+        }
+        rest = &rest[close..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The probe types `otf list` resolves patterns of (timers are listed by family only).
@@ -108,6 +134,20 @@ pub fn list(pattern: &str) -> Result<i32, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unquoted_arguments_are_taken_as_strings() {
+        let c = components("kernel.trace(sched_*)").unwrap();
+        assert_eq!(c[1].1.as_deref(), Some("sched_*"));
+        let c = components("process(/bin/ls).function(m*).return").unwrap();
+        assert_eq!(c[0].1.as_deref(), Some("/bin/ls"));
+        assert_eq!(c[1].1.as_deref(), Some("m*"));
+        assert_eq!(
+            components("timer.ms(5)").unwrap()[1].1.as_deref(),
+            Some("5")
+        );
+        assert!(components("kernel.trace(").is_none());
+    }
 
     #[test]
     fn parses_points() {
