@@ -25,6 +25,7 @@
 mod foreach;
 mod hist;
 mod output;
+mod sformat;
 mod stats;
 mod strfn;
 
@@ -1084,7 +1085,8 @@ impl<'a> Gen<'a> {
     /// the first 128 bytes (integers from their stack slots, strings as pointers to their
     /// string slots, constants), `bpf_snprintf` into the zeroed first 128 bytes of the key
     /// buffer with the format in [`MapId::Formats`], then a copy into the result's slot (the
-    /// first string argument's: the helper reads every argument before it writes).
+    /// first string argument's: the helper reads every argument before it writes). The
+    /// formats it cannot print are native (`lower/sformat.rs`).
     fn sprintf(&mut self, r: &mut Region<'_>, pc: usize) -> Result<(), Error> {
         let insn = self.code[pc];
         let lit = otf_script::vm::sformat_kernel(&insn);
@@ -1093,6 +1095,9 @@ impl<'a> Gen<'a> {
             .get(&lit)
             .cloned()
             .ok_or_else(|| Error::BadCode(format!("sprintf format literal {lit} at {pc}")))?;
+        if let Some(pieces) = &kf.native {
+            return self.sprintf_native(r, pc, pieces);
+        }
         let n = (insn.imm & 0xffff) as usize;
         let ns = ((insn.imm >> 16) & 0xffff) as u32;
         let sd = r.shape.sdepth[&pc];

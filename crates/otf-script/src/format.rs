@@ -89,7 +89,9 @@ pub fn render(fmt: &Format, args: &[i64], execname: &str, pp: &str, probefunc: &
     into_text(render_bytes(fmt, args, execname, pp, probefunc))
 }
 
-/// [`render`] of a record that also carries string arguments ([`Piece::StrVal`]).
+/// The result of a `sprintf` ([`Op::SFormat`](crate::bytecode::Op::SFormat)): [`render`]
+/// of a record that also carries string arguments ([`Piece::StrVal`]), up to its first NUL
+/// byte (a `%c` of 0, a `%05s`), where SystemTap's string (a C string) ends.
 pub fn render_strs(
     fmt: &Format,
     args: &[i64],
@@ -98,7 +100,11 @@ pub fn render_strs(
     pp: &str,
     probefunc: &str,
 ) -> String {
-    into_text(render_bytes_strs(fmt, args, strs, execname, pp, probefunc))
+    let mut b = render_bytes_strs(fmt, args, strs, execname, pp, probefunc);
+    if let Some(nul) = b.iter().position(|&c| c == 0) {
+        b.truncate(nul);
+    }
+    into_text(b)
 }
 
 /// Format one integer by a conversion (`d i u x X o c p b`; `s` prints the value as `%d`
@@ -320,22 +326,19 @@ fn push_str(out: &mut Vec<u8>, s: &str, spec: &Spec, args: &[i64], arg: usize) {
     }
 }
 
-/// Why a `sprintf` format cannot run in the kernel's `bpf_snprintf` with SystemTap's
-/// output: the messages of [`KernelFormat::of`]'s refusals, indexed by their code minus 1
-/// (the code is kept in the `SFormat` instruction, see [`crate::vm::user_space_only`]).
-pub const KERNEL_SPRINTF_REFUSALS: [&str; 8] = [
-    "`sprintf` with `%c` or `%o` (the kernel's `bpf_snprintf` cannot print them as SystemTap does)",
-    "`sprintf` with a `*` width or `.*` precision",
-    "`sprintf` with a precision (`%.3d`, `%.2s`)",
-    "`sprintf` with `#` or `%p` and a width or flags",
-    "`sprintf` with the `0` flag on a string",
-    "`sprintf` with text that is not printable ASCII",
-    "`sprintf` with more than 12 values, or more than the kernel's 512-byte buffer of values holds (128 bytes a string, 12 another value)",
-    "`sprintf` with `execname()`, `pp()`, `probefunc()` or a histogram in the format",
+/// Why a `sprintf` format cannot run in the kernel with SystemTap's output: the messages of
+/// [`KernelFormat::of`]'s refusals, indexed by their code minus 1 (the code is kept in the
+/// `SFormat` instruction, see [`crate::vm::user_space_only`]).
+pub const KERNEL_SPRINTF_REFUSALS: [&str; 3] = [
+    "`sprintf` with `%#c` (an escaped character)",
+    "`sprintf` with text that is not ASCII or holds a NUL byte",
+    "`sprintf` with a histogram in the format",
 ];
 
-/// A `sprintf` format as the kernel's `bpf_snprintf` helper prints it, identically to
-/// SystemTap's runtime: its format string and the values of its arguments array.
+/// A `sprintf` format as the kernel prints it, identically to SystemTap's runtime: either
+/// for the kernel's `bpf_snprintf` helper (its format string and the values of its
+/// arguments array), or, when that helper cannot print it, for the native formatter of the
+/// code generator ([`KernelFormat::native`]: the pieces themselves).
 ///
 /// `bpf_snprintf` (kernel/bpf/helpers.c, `bpf_bprintf_prepare`) takes at most 12 u64
 /// arguments and conversions `%[0 +-][width]` + `d i u x X` (with `ll`: 64-bit), `s`, `c`
@@ -346,14 +349,19 @@ pub const KERNEL_SPRINTF_REFUSALS: [&str; 8] = [
 /// `%p` without width or flags become the literal `0x`/`0X` and `%llx`/`%llX`; strings
 /// `%[-][width]s`, passed as pointers to their string slots; text right after a `%s` that
 /// starts with a letter or digit starts with a `%c` of that constant byte instead; string
-/// literals formatted with a constant width are rendered here. The rest is refused (a
-/// code of [`KERNEL_SPRINTF_REFUSALS`]).
+/// literals formatted with a constant width are rendered here. Any other format is native
+/// (`%c`, `%o`, `#`, precisions, `*` widths and precisions, more values), unless it has
+/// a piece the native formatter does not print (a code of [`KERNEL_SPRINTF_REFUSALS`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KernelFormat {
-    /// The format string, NUL-terminated.
+    /// The format string, NUL-terminated (empty for a native format).
     pub text: Vec<u8>,
-    /// The arguments array, in order.
+    /// The arguments array, in order (empty for a native format).
     pub args: Vec<KernelArg>,
+    /// The pieces of a format for the native formatter (`None`: `bpf_snprintf`'s): text
+    /// (ASCII, no NUL), [`Piece::Int`] (any conversion but `%b`, which the checker refuses, and `%#c`), [`Piece::StrVal`]
+    /// and [`Piece::Str`] (with a `*` width or `.*` precision; else rendered as text).
+    pub native: Option<Vec<Piece>>,
 }
 
 /// One value of [`KernelFormat::args`].
@@ -371,9 +379,63 @@ pub enum KernelArg {
 pub const KERNEL_MAX_ARGS: usize = 12;
 
 impl KernelFormat {
-    /// The format for `bpf_snprintf`, or the code (1-based index into
-    /// [`KERNEL_SPRINTF_REFUSALS`]) of why it cannot print `fmt` as SystemTap does.
+    /// The format for `bpf_snprintf` if it prints `fmt` as SystemTap does, else the one for
+    /// the native formatter, or the code (1-based index into [`KERNEL_SPRINTF_REFUSALS`]) of
+    /// why neither does.
     pub fn of(fmt: &Format) -> Result<KernelFormat, u8> {
+        match Self::snprintf(fmt) {
+            Some(k) => Ok(k),
+            None => Self::native_of(fmt),
+        }
+    }
+
+    /// The format for the native formatter ([`KernelFormat::native`]), or the refusal code.
+    fn native_of(fmt: &Format) -> Result<KernelFormat, u8> {
+        let ascii = |t: &[u8]| t.iter().all(|&c| c != 0 && c.is_ascii());
+        let mut pieces = Vec::new();
+        for piece in &fmt.pieces {
+            match piece {
+                Piece::Text(t) if !ascii(t.as_bytes()) => return Err(2),
+                Piece::Text(_) => {}
+                // `%b` is refused by the checker.
+                Piece::Int { spec, .. } if spec.conv == b'b' || (spec.conv == b'c' && spec.alt) => {
+                    return Err(1)
+                }
+                Piece::Int { .. } => {}
+                Piece::Str { text, spec, arg } if spec.dyn_args() == 0 => {
+                    let mut out = Vec::new();
+                    push_str(&mut out, text, spec, &[], *arg);
+                    // The NUL byte of the `0` flag ends the result.
+                    let nul = out.iter().position(|&c| c == 0);
+                    let body = &out[..nul.unwrap_or(out.len())];
+                    if !ascii(body) {
+                        return Err(2);
+                    }
+                    pieces.push(Piece::Text(String::from_utf8_lossy(body).into_owned()));
+                    if nul.is_some() {
+                        break;
+                    }
+                    continue;
+                }
+                Piece::Str { text, .. } if !ascii(text.as_bytes()) => return Err(2),
+                Piece::Str { .. } | Piece::StrVal { .. } => {}
+                // Never in a `sprintf` (the compiler makes context strings string values).
+                Piece::Execname { .. } | Piece::Pp { .. } | Piece::Probefunc { .. } => {
+                    return Err(3)
+                }
+                Piece::Hist { .. } | Piece::Mem { .. } => return Err(3),
+            }
+            pieces.push(piece.clone());
+        }
+        Ok(KernelFormat {
+            text: vec![0],
+            args: Vec::new(),
+            native: Some(pieces),
+        })
+    }
+
+    /// The format for `bpf_snprintf`, if it prints `fmt` as SystemTap does.
+    fn snprintf(fmt: &Format) -> Option<KernelFormat> {
         let mut text = Vec::new();
         let mut args = Vec::new();
         let mut after_s = false;
@@ -383,10 +445,10 @@ impl KernelFormat {
                 Piece::Text(t) => t.as_bytes().to_vec(),
                 Piece::Str { text: t, arg, spec } => {
                     if spec.dyn_args() > 0 {
-                        return Err(2);
+                        return None;
                     }
                     if spec.zero {
-                        return Err(5);
+                        return None;
                     }
                     let mut out = Vec::new();
                     push_str(&mut out, t, spec, &[], *arg);
@@ -394,10 +456,10 @@ impl KernelFormat {
                 }
                 Piece::Int { arg, spec } => {
                     if spec.dyn_args() > 0 {
-                        return Err(2);
+                        return None;
                     }
                     if spec.precision.is_some() {
-                        return Err(3);
+                        return None;
                     }
                     let plain = spec.width == 0 && !spec.left && !spec.zero;
                     let conv = match spec.conv {
@@ -412,8 +474,8 @@ impl KernelFormat {
                                 b'x'
                             }
                         }
-                        b'x' | b'X' | b'p' => return Err(4),
-                        _ => return Err(1),
+                        b'x' | b'X' | b'p' => return None,
+                        _ => return None,
                     };
                     text.push(b'%');
                     push_flags(&mut text, spec, true);
@@ -425,13 +487,13 @@ impl KernelFormat {
                 }
                 Piece::StrVal { sarg, spec, .. } => {
                     if spec.dyn_args() > 0 {
-                        return Err(2);
+                        return None;
                     }
                     if spec.precision.is_some() {
-                        return Err(3);
+                        return None;
                     }
                     if spec.zero {
-                        return Err(5);
+                        return None;
                     }
                     text.push(b'%');
                     push_flags(&mut text, spec, false);
@@ -441,12 +503,11 @@ impl KernelFormat {
                     after_s = true;
                     continue;
                 }
-                Piece::Execname { .. } | Piece::Pp { .. } | Piece::Probefunc { .. } => {
-                    return Err(8)
-                }
-                Piece::Hist { .. } => return Err(8),
-                // Never in a `sprintf` (refused by the checker).
-                Piece::Mem { .. } => return Err(1),
+                Piece::Execname { .. }
+                | Piece::Pp { .. }
+                | Piece::Probefunc { .. }
+                | Piece::Hist { .. }
+                | Piece::Mem { .. } => return None,
             };
             if lit.is_empty() {
                 continue;
@@ -455,7 +516,7 @@ impl KernelFormat {
                 .iter()
                 .any(|&c| !(c.is_ascii_graphic() || c == b' ' || (0x09..=0x0d).contains(&c)))
             {
-                return Err(6);
+                return None;
             }
             let mut rest = &lit[..];
             if after_s && lit[0].is_ascii_alphanumeric() {
@@ -475,18 +536,26 @@ impl KernelFormat {
         // The kernel copies the strings and the other values into one 512-byte buffer
         // (`MAX_BPRINTF_BIN_ARGS`): 128 bytes per string, at most 12 per other value.
         if args.len() > KERNEL_MAX_ARGS || nstr * 128 + (args.len() - nstr) * 12 > 512 {
-            return Err(7);
+            return None;
         }
         text.push(0);
-        Ok(KernelFormat { text, args })
+        Some(KernelFormat {
+            text,
+            args,
+            native: None,
+        })
     }
 }
 
 impl KernelFormat {
     /// The format as one string (a literal of the compiled script, which the code generator
     /// reads back with [`KernelFormat::decode`]): the format text, a NUL, then one byte per
-    /// argument: 1 an integer, 2 a string, anything else that constant byte.
+    /// argument: 1 an integer, 2 a string, anything else that constant byte. A native format
+    /// is [`NATIVE_TAG`] and its pieces as text ([`encode_native`]).
     pub fn encode(&self) -> String {
+        if let Some(pieces) = &self.native {
+            return encode_native(pieces);
+        }
         let mut b = self.text.clone();
         if b.last() != Some(&0) {
             b.push(0);
@@ -503,6 +572,13 @@ impl KernelFormat {
 
     /// The format [`KernelFormat::encode`] wrote, if `s` is one.
     pub fn decode(s: &str) -> Option<KernelFormat> {
+        if let Some(rest) = s.strip_prefix(NATIVE_TAG) {
+            return Some(KernelFormat {
+                text: vec![0],
+                args: Vec::new(),
+                native: Some(decode_native(rest)?),
+            });
+        }
         let b = s.as_bytes();
         let nul = b.iter().position(|&c| c == 0)?;
         let (mut ni, mut ns) = (0, 0);
@@ -523,8 +599,129 @@ impl KernelFormat {
         (args.len() <= KERNEL_MAX_ARGS).then(|| KernelFormat {
             text: b[..=nul].to_vec(),
             args,
+            native: None,
         })
     }
+}
+
+/// How an encoded native [`KernelFormat`] starts (a `bpf_snprintf` format never starts with
+/// a control character).
+pub const NATIVE_TAG: &str = "\u{1}N";
+
+/// A spec as text: `conv flags width precision` (flags a bit set, precision `-` if none).
+fn encode_spec(out: &mut String, s: &Spec) {
+    let flags = u8::from(s.star_width)
+        | u8::from(s.star_prec) << 1
+        | u8::from(s.left) << 2
+        | u8::from(s.zero) << 3
+        | u8::from(s.plus) << 4
+        | u8::from(s.space) << 5
+        | u8::from(s.alt) << 6;
+    let prec = s.precision.map_or("-".to_string(), |p| p.to_string());
+    out.push_str(&format!("{} {flags} {} {prec} ", s.conv, s.width));
+}
+
+/// The pieces of a native format as one string: per piece a letter (`T` text, `I` integer,
+/// `S` string value, `L` string literal), its numbers separated by spaces, and a text as its
+/// length, `:` and its bytes.
+fn encode_native(pieces: &[Piece]) -> String {
+    let mut out = NATIVE_TAG.to_string();
+    for p in pieces {
+        match p {
+            Piece::Text(t) => out.push_str(&format!("T{}:{t}", t.len())),
+            Piece::Int { arg, spec } => {
+                out.push_str(&format!("I{arg} "));
+                encode_spec(&mut out, spec);
+            }
+            Piece::StrVal { sarg, arg, spec } => {
+                out.push_str(&format!("S{sarg} {arg} "));
+                encode_spec(&mut out, spec);
+            }
+            Piece::Str { text, arg, spec } => {
+                out.push_str(&format!("L{arg} "));
+                encode_spec(&mut out, spec);
+                out.push_str(&format!("{}:{text}", text.len()));
+            }
+            // Never in a native format ([`KernelFormat::of`]).
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The pieces [`encode_native`] wrote (after [`NATIVE_TAG`]).
+fn decode_native(s: &str) -> Option<Vec<Piece>> {
+    let mut rest = s;
+    let num = |rest: &mut &str, end: char| -> Option<u64> {
+        let i = rest.find(end)?;
+        let n = rest[..i].parse().ok()?;
+        *rest = &rest[i + 1..];
+        Some(n)
+    };
+    let text = |rest: &mut &str| -> Option<String> {
+        let n = num(rest, ':')? as usize;
+        let t = rest.get(..n)?.to_string();
+        *rest = &rest[n..];
+        Some(t)
+    };
+    let spec = |rest: &mut &str| -> Option<Spec> {
+        let conv = num(rest, ' ')? as u8;
+        let flags = num(rest, ' ')?;
+        let width = num(rest, ' ')? as u32;
+        let i = rest.find(' ')?;
+        let precision = match &rest[..i] {
+            "-" => None,
+            p => Some(p.parse().ok()?),
+        };
+        *rest = &rest[i + 1..];
+        let bit = |k: u32| flags & (1 << k) != 0;
+        Some(Spec {
+            conv,
+            width,
+            precision,
+            star_width: bit(0),
+            star_prec: bit(1),
+            left: bit(2),
+            zero: bit(3),
+            plus: bit(4),
+            space: bit(5),
+            alt: bit(6),
+        })
+    };
+    let mut pieces = Vec::new();
+    while let Some(c) = rest.chars().next() {
+        rest = &rest[1..];
+        pieces.push(match c {
+            'T' => Piece::Text(text(&mut rest)?),
+            'I' => {
+                let arg = num(&mut rest, ' ')? as usize;
+                Piece::Int {
+                    arg,
+                    spec: spec(&mut rest)?,
+                }
+            }
+            'S' => {
+                let sarg = num(&mut rest, ' ')? as usize;
+                let arg = num(&mut rest, ' ')? as usize;
+                Piece::StrVal {
+                    sarg,
+                    arg,
+                    spec: spec(&mut rest)?,
+                }
+            }
+            'L' => {
+                let arg = num(&mut rest, ' ')? as usize;
+                let spec = spec(&mut rest)?;
+                Piece::Str {
+                    text: text(&mut rest)?,
+                    arg,
+                    spec,
+                }
+            }
+            _ => return None,
+        });
+    }
+    Some(pieces)
 }
 
 /// The flags and width of a conversion as `bpf_snprintf` takes them (`-`, `0`, `+`, ` `,
@@ -1190,19 +1387,27 @@ mod tests {
         assert_eq!(k.text, b"%s%cb%%0x%llx0x%llx\0");
         assert_eq!(k.args, [Str(0), Const(b'a'), Int(0), Int(1)]);
         assert_eq!(KernelFormat::decode(&k.encode()), Some(k));
-        for (f, code) in [
-            ("%c", 1),
-            ("%o", 1),
-            ("%*d", 2),
-            ("%.1d", 3),
-            ("%.1s", 3),
-            ("%#4x", 4),
-            ("%-p", 4),
-            ("%05s", 5),
-            ("\u{1}", 6),
-            ("%d%d%d%d%d%d%d%d%d%d%d%d%d", 7),
+        // The rest is native, with its pieces as they are (a string literal with a constant
+        // width rendered), and survives the encoding.
+        for f in [
+            "%c",
+            "%o",
+            "%*d",
+            "%.1d",
+            "%.1s",
+            "%#4x",
+            "%-p",
+            "a%d%d%d%d%d%d%d%d%d%d%d%d%d\n",
+            "%-#*.*llx|%s %+ 05.2d",
+            "\u{1}\t%c",
+            "%05s|%-03s",
         ] {
-            assert_eq!(kf(f, 1), Err(code), "{f}");
+            let k = kf(f, 1).unwrap_or_else(|c| panic!("{f}: {c}"));
+            assert!(k.native.is_some(), "{f}");
+            assert_eq!(KernelFormat::decode(&k.encode()), Some(k), "{f}");
+        }
+        for (f, code) in [("%b", 1), ("%#c", 1), ("é%o", 2), ("a\0%o", 2)] {
+            assert_eq!(kf(f, 1).map(|_| ()), Err(code), "{f}");
         }
     }
 
