@@ -217,12 +217,12 @@ fn sprintf_formats_the_kernel_cannot_print_are_refused_by_name() {
     let o = otf(&[
         "check",
         "-e",
-        "global a\nprobe kernel.trace(\"syscalls:sys_enter_getppid\") {\n  a[sprintf(\"%#c\", 65)]++\n}",
+        "global a\nprobe kernel.trace(\"syscalls:sys_enter_getppid\") {\n  a[sprintf(\"é%d\", 65)]++\n}",
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", err(&o));
     let e = err(&o);
     assert!(
-        e.contains("`sprintf` with `%#c` (an escaped character): only available in `begin`, `end` and `timer` probes"),
+        e.contains("`sprintf` with text that is not ASCII or holds a NUL byte: only available in `begin`, `end` and `timer` probes"),
         "{e}"
     );
     assert!(e.contains("<command line>:3:5"), "{e}");

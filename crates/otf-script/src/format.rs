@@ -329,10 +329,9 @@ fn push_str(out: &mut Vec<u8>, s: &str, spec: &Spec, args: &[i64], arg: usize) {
 /// Why a `sprintf` format cannot run in the kernel with SystemTap's output: the messages of
 /// [`KernelFormat::of`]'s refusals, indexed by their code minus 1 (the code is kept in the
 /// `SFormat` instruction, see [`crate::vm::user_space_only`]).
-pub const KERNEL_SPRINTF_REFUSALS: [&str; 3] = [
-    "`sprintf` with `%#c` (an escaped character)",
+pub const KERNEL_SPRINTF_REFUSALS: [&str; 2] = [
     "`sprintf` with text that is not ASCII or holds a NUL byte",
-    "`sprintf` with a histogram in the format",
+    "`sprintf` with `%b`, `%m`, `%M` or a histogram in the format",
 ];
 
 /// A `sprintf` format as the kernel prints it, identically to SystemTap's runtime: either
@@ -359,7 +358,7 @@ pub struct KernelFormat {
     /// The arguments array, in order (empty for a native format).
     pub args: Vec<KernelArg>,
     /// The pieces of a format for the native formatter (`None`: `bpf_snprintf`'s): text
-    /// (ASCII, no NUL), [`Piece::Int`] (any conversion but `%b`, which the checker refuses, and `%#c`), [`Piece::StrVal`]
+    /// (ASCII, no NUL), [`Piece::Int`] (any conversion but `%b`, which the checker refuses), [`Piece::StrVal`]
     /// and [`Piece::Str`] (with a `*` width or `.*` precision; else rendered as text).
     pub native: Option<Vec<Piece>>,
 }
@@ -395,12 +394,10 @@ impl KernelFormat {
         let mut pieces = Vec::new();
         for piece in &fmt.pieces {
             match piece {
-                Piece::Text(t) if !ascii(t.as_bytes()) => return Err(2),
+                Piece::Text(t) if !ascii(t.as_bytes()) => return Err(1),
                 Piece::Text(_) => {}
                 // `%b` is refused by the checker.
-                Piece::Int { spec, .. } if spec.conv == b'b' || (spec.conv == b'c' && spec.alt) => {
-                    return Err(1)
-                }
+                Piece::Int { spec, .. } if spec.conv == b'b' => return Err(2),
                 Piece::Int { .. } => {}
                 Piece::Str { text, spec, arg } if spec.dyn_args() == 0 => {
                     let mut out = Vec::new();
@@ -409,7 +406,7 @@ impl KernelFormat {
                     let nul = out.iter().position(|&c| c == 0);
                     let body = &out[..nul.unwrap_or(out.len())];
                     if !ascii(body) {
-                        return Err(2);
+                        return Err(1);
                     }
                     pieces.push(Piece::Text(String::from_utf8_lossy(body).into_owned()));
                     if nul.is_some() {
@@ -417,13 +414,13 @@ impl KernelFormat {
                     }
                     continue;
                 }
-                Piece::Str { text, .. } if !ascii(text.as_bytes()) => return Err(2),
+                Piece::Str { text, .. } if !ascii(text.as_bytes()) => return Err(1),
                 Piece::Str { .. } | Piece::StrVal { .. } => {}
                 // Never in a `sprintf` (the compiler makes context strings string values).
                 Piece::Execname { .. } | Piece::Pp { .. } | Piece::Probefunc { .. } => {
-                    return Err(3)
+                    return Err(2)
                 }
-                Piece::Hist { .. } | Piece::Mem { .. } => return Err(3),
+                Piece::Hist { .. } | Piece::Mem { .. } => return Err(2),
             }
             pieces.push(piece.clone());
         }
@@ -1401,12 +1398,13 @@ mod tests {
             "%-#*.*llx|%s %+ 05.2d",
             "\u{1}\t%c",
             "%05s|%-03s",
+            "%#c%-#5c",
         ] {
             let k = kf(f, 1).unwrap_or_else(|c| panic!("{f}: {c}"));
             assert!(k.native.is_some(), "{f}");
             assert_eq!(KernelFormat::decode(&k.encode()), Some(k), "{f}");
         }
-        for (f, code) in [("%b", 1), ("%#c", 1), ("é%o", 2), ("a\0%o", 2)] {
+        for (f, code) in [("%b", 2), ("é%o", 1), ("a\0%o", 1)] {
             assert_eq!(kf(f, 1).map(|_| ()), Err(code), "{f}");
         }
     }

@@ -1,5 +1,6 @@
 //! `SFormat` (`sprintf`) of a format the kernel's `bpf_snprintf` cannot print as SystemTap
-//! does (`%c`, `%o`, `#`, precisions, `*` widths and precisions, more than 12 values): a
+//! does (`%c`, `%#c`, `%o`, `#`, precisions, `*` widths and precisions, more than 12 values,
+//! `%05s`): a
 //! native formatter, with the reference VM's text byte for byte (`otf_script::format`,
 //! `push_number`, `push_char`, `push_str`), truncated at 127 bytes.
 //!
@@ -364,6 +365,60 @@ fn char(f: &mut Func, spec: &Spec, slot: u32) {
     }
 }
 
+/// `%#c` (`otf_script::format::push_char`): the low byte of the value in stack slot `slot`,
+/// escaped as C does when it is not printable ASCII or is a quote or backslash, staged in
+/// `LIT` and padded with spaces as a string.
+fn escaped_char(f: &mut Func, spec: &Spec, slot: u32) {
+    let (esc, same, out) = (f.new_label(), f.new_label(), f.new_label());
+    let lit = |k: usize| off::s16(LIT + k);
+    f.emit(Insn::ldx(DW, R2, R8, stack(slot)));
+    f.emit(Insn::alu64_imm(Alu::And, R2, 0xff));
+    f.emit(Insn::stx(B, R8, lit(0), R2));
+    f.emit(Insn::st(DW, R8, var(V::Body), 1));
+    f.jmp_imm(Cond::Lt, R2, 0x20, esc);
+    f.jmp_imm(Cond::Ge, R2, 0x7f, esc);
+    f.jmp_imm(Cond::Eq, R2, i32::from(b'\''), same);
+    f.jmp_imm(Cond::Eq, R2, i32::from(b'\\'), same);
+    f.ja(out);
+    f.bind(same);
+    f.emit(Insn::st(B, R8, lit(0), i32::from(b'\\')));
+    f.emit(Insn::stx(B, R8, lit(1), R2));
+    f.emit(Insn::st(DW, R8, var(V::Body), 2));
+    f.ja(out);
+    f.bind(esc);
+    f.emit(Insn::st(B, R8, lit(0), i32::from(b'\\')));
+    f.emit(Insn::st(DW, R8, var(V::Body), 2));
+    for (c, e) in [
+        (0x07, b'a'),
+        (0x08, b'b'),
+        (0x0c, b'f'),
+        (b'\n', b'n'),
+        (b'\r', b'r'),
+        (b'\t', b't'),
+        (0x0b, b'v'),
+    ] {
+        let next = f.new_label();
+        f.jmp_imm(Cond::Ne, R2, i32::from(c), next);
+        f.emit(Insn::st(B, R8, lit(1), i32::from(e)));
+        f.ja(out);
+        f.bind(next);
+    }
+    for (k, shift) in [(1, 6), (2, 3), (3, 0)] {
+        f.emit(Insn::mov(R0, R2));
+        f.emit(Insn::alu64_imm(Alu::Rsh, R0, shift));
+        f.emit(Insn::alu64_imm(Alu::And, R0, 7));
+        f.emit(Insn::alu64_imm(Alu::Add, R0, i32::from(b'0')));
+        f.emit(Insn::stx(B, R8, lit(k), R0));
+    }
+    f.emit(Insn::st(DW, R8, var(V::Body), 4));
+    f.bind(out);
+    let spec = Spec {
+        zero: false,
+        ..*spec
+    };
+    string(f, LIT, &spec);
+}
+
 impl Gen<'_> {
     /// `SFormat` of a native format ([`otf_script::format::KernelFormat::native`]): its
     /// pieces into `keybuf[0]` one after the other, then a copy into the result's slot.
@@ -405,7 +460,9 @@ impl Gen<'_> {
                 Piece::Int { arg, spec } => {
                     let at = int_slot(arg + spec.dyn_args())?;
                     field(f, spec, int_slot(*arg)?, 0);
-                    if spec.conv == b'c' {
+                    if spec.conv == b'c' && spec.alt {
+                        escaped_char(f, spec, at);
+                    } else if spec.conv == b'c' {
                         char(f, spec, at);
                     } else {
                         number(f, spec, at);
@@ -436,7 +493,7 @@ impl Gen<'_> {
             }
         }
         let nul = pieces.iter().any(|p| match p {
-            Piece::Int { spec, .. } => spec.conv == b'c',
+            Piece::Int { spec, .. } => spec.conv == b'c' && !spec.alt,
             Piece::StrVal { spec, .. } | Piece::Str { spec, .. } => spec.zero,
             _ => false,
         });

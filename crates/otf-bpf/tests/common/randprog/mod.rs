@@ -38,6 +38,7 @@ use crate::common::{a, i, push};
 
 mod expr;
 mod maps;
+mod sprintf;
 mod stmt;
 
 pub use maps::{contents, global_infos, Aggregates, Arrays, MapGlobal, MapInit, MAPS};
@@ -51,9 +52,21 @@ pub const USED_GLOBALS: &[u32] = &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 63, 64, 511, 10
 pub const STR_GLOBALS: &[u32] = &[0, 12, 13, 1023];
 /// String locals programs use (few, so that reads find what was written).
 const STR_LOCALS: u64 = 4;
+/// The number of string literals that are values ([`literals`]); the `sprintf` formats'
+/// kernel formats follow them.
+const BASE_LITERALS: usize = 24;
+
 /// The string literals of every image: ids are indices. Prefixes of each other, equal first
-/// words with later differences, bytes above 0x7f, and the longest a string holds.
+/// words with later differences, bytes above 0x7f, and the longest a string holds; then the
+/// encoded kernel formats of [`sprintf::formats`].
 pub fn literals() -> Vec<String> {
+    let mut l = base_literals();
+    assert_eq!(l.len(), BASE_LITERALS, "BASE_LITERALS");
+    l.extend(sprintf::formats().iter().map(|f| f.kernel.clone()));
+    l
+}
+
+fn base_literals() -> Vec<String> {
     vec![
         String::new(),
         "a".into(),
@@ -223,6 +236,7 @@ impl HitEnv {
             target: self.target,
             entry,
             strings: literals(),
+            formats: sprintf::formats().iter().map(|f| f.fmt.clone()).collect(),
             names: [self.comm.clone(), String::new(), String::new()],
             ..FixedHit::default()
         }
@@ -625,10 +639,15 @@ impl<'a> Gen<'a> {
         if depth > 0 && self.rng.chance(12) && self.sfn_str(depth - 1) {
             return;
         }
+        // `sprintf` with ASCII strings only (its precisions and its truncation cut strings
+        // by bytes, as string functions do).
+        if self.concat && depth > 0 && self.rng.chance(10) && self.sprintf() {
+            return;
+        }
         match self.rng.below(11) {
             10 if self.room() >= 2 => self.sread(),
             0..=3 | 10 => {
-                let lits = literals();
+                let lits = base_literals();
                 let id = loop {
                     let id = self.rng.below(lits.len() as u64) as usize;
                     if !self.concat || lits[id].is_ascii() {
