@@ -386,9 +386,30 @@ pub fn failure_report(
 }
 
 /// Run a case as a `#[test]`: report a skip ([`skip::skip`]), panic with the report on failure.
+///
+/// Inside the VM a validated case whose expected lines were not found runs once more: under
+/// software emulation the guest stalls for up to a second now and then (seen in CI: a 500 ms
+/// timer firing twice at once, a refresh landing after two toggles), which moves a toggle window
+/// rather than otf's behaviour. Both runs must miss for the case to fail, and the report then
+/// carries the first run's too. Natively there is no second run.
 pub fn check(case: &Case) {
     let started = std::time::Instant::now();
-    match run_case(case) {
+    let mut result = run_case(case);
+    if system::in_vm() && case.kind == Kind::Validated {
+        if let Err(first) = &result {
+            if first.contains("expected output not found") {
+                eprintln!(
+                    "{}: retrying once after a missed window under emulation",
+                    case.full_name()
+                );
+                let first = first.clone();
+                result = run_case(case).map_err(|second| {
+                    format!("{second}\n--- (the first run missed as well):\n{first}")
+                });
+            }
+        }
+    }
+    match result {
         Ok(Verdict::Pass(o)) => {
             eprintln!(
                 "{}: pass ({:.2?}, otf {:.2?})",
