@@ -7,47 +7,20 @@
 
 mod common;
 
-use otf_bpf::{cookie, LoadOptions, ProgKind, Runtime};
-use otf_script::store::MemStore;
-use otf_script::vm::{self, FixedHit, OutRecord};
+use otf_bpf::{LoadOptions, ProgKind, Runtime};
 
 /// Run unit 0 `fills` times, then unit 1 once, in the kernel and in the reference VM;
 /// compare the output records and every array and aggregate. Returns the number of records.
 fn agree(src: &str, fills: usize) -> usize {
-    if !common::can_test_run_bpf("foreach") {
-        return 0;
-    }
-    let (c, image) = common::compile_kernel_units(src, |i| format!("unit {i}"), |_| "f".into());
-    let rt = Runtime::load_with(
-        &image,
-        &LoadOptions {
-            kinds: vec![ProgKind::TestEntry],
-            ..Default::default()
-        },
+    let hits: Vec<u32> = std::iter::repeat_n(0, fills).chain([1]).collect();
+    common::hits_agree(
+        "foreach",
+        src,
+        &hits,
+        |i| format!("unit {i}"),
+        |_| "f".into(),
     )
-    .unwrap_or_else(|e| panic!("{src}: {e}"));
-    let mut store = rt.store();
-    let mut mem = MemStore::new(&c.globals);
-    let mut events = rt.events().expect("events");
-    let mut want: Vec<OutRecord> = Vec::new();
-    let comm = std::fs::read_to_string("/proc/thread-self/comm").expect("comm");
-    let hits = std::iter::repeat_n(0u32, fills).chain([1]);
-    for p in hits {
-        rt.test_run_hit(cookie(p)).expect("hit");
-        let mut hit = FixedHit {
-            strings: c.strings.clone(),
-            formats: c.formats.clone(),
-            names: [comm.trim_end().to_string(), format!("unit {p}"), "f".into()],
-            ..Default::default()
-        };
-        let start = image.probes[p as usize].body.expect("body") as usize;
-        vm::run(&c.code, start, &mut mem, &mut hit, &mut |r| want.push(r))
-            .unwrap_or_else(|e| panic!("{src}: the reference VM failed: {e:?}"));
-    }
-    let got = common::kernel_outputs(&mut events, src);
-    assert_eq!(got, want, "{src}: output records");
-    common::assert_same_globals(&c, &mut store, &mut mem, src);
-    got.len()
+    .unwrap_or(0)
 }
 
 /// The integer arrays: `a` has many ties of value (37 elements, values 0..6), `b` negative

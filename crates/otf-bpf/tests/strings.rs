@@ -5,9 +5,8 @@
 
 mod common;
 
-use otf_bpf::{cookie, Event, LoadOptions, ProgKind, Runtime, RuntimeImage};
-use otf_script::store::MemStore;
-use otf_script::vm::{self, FixedHit, GlobalStore, OutRecord};
+use otf_bpf::{Event, RuntimeImage};
+use otf_script::vm::{self, OutRecord};
 
 /// The compiled script and the image `otf run` would build (kernel units only).
 fn compile(src: &str) -> (otf_script::compile::CompiledScript, RuntimeImage) {
@@ -27,55 +26,10 @@ fn probefunc(i: usize) -> String {
     }
 }
 
-/// This thread's comm, as `execname()` reads it in a test run.
-fn comm() -> String {
-    std::fs::read_to_string("/proc/thread-self/comm")
-        .expect("comm")
-        .trim_end_matches('\n')
-        .to_string()
-}
-
 /// Run `hits` (pidx in order) in the kernel and in the reference VM; compare the output
 /// records, every array and every scalar global.
 fn agree(src: &str, hits: &[u32]) {
-    if !common::can_test_run_bpf("strings") {
-        return;
-    }
-    let (c, image) = compile(src);
-    let rt = Runtime::load_with(
-        &image,
-        &LoadOptions {
-            kinds: vec![ProgKind::TestEntry],
-            ..Default::default()
-        },
-    )
-    .unwrap_or_else(|e| panic!("{src}: {e}"));
-    let mut store = rt.store();
-    let mut mem = MemStore::new(&c.globals);
-    for (g, info) in c.globals.iter().enumerate() {
-        if let Some(s) = &info.init_str {
-            store.store_str(g as u32, s);
-            mem.store_str(g as u32, s);
-        }
-    }
-    let mut events = rt.events().expect("events");
-    let mut want: Vec<OutRecord> = Vec::new();
-    let me = comm();
-    for &p in hits {
-        rt.test_run_hit(cookie(p)).expect("hit");
-        let mut hit = FixedHit {
-            strings: c.strings.clone(),
-            formats: c.formats.clone(),
-            names: [me.clone(), pp(p as usize), probefunc(p as usize)],
-            ..Default::default()
-        };
-        let start = image.probes[p as usize].body.expect("body") as usize;
-        vm::run(&c.code, start, &mut mem, &mut hit, &mut |r| want.push(r))
-            .unwrap_or_else(|e| panic!("{src}: the reference VM failed: {e:?}"));
-    }
-    let got = common::kernel_outputs(&mut events, src);
-    assert_eq!(got, want, "{src}: output records");
-    common::assert_same_globals(&c, &mut store, &mut mem, src);
+    common::hits_agree("strings", src, hits, pp, probefunc);
 }
 
 #[test]

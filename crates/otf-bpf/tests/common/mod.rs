@@ -391,3 +391,61 @@ pub fn assert_same_globals(
         }
     }
 }
+
+/// Runs `hits` (pidx in order) of `src`'s kernel units in the kernel (`BPF_PROG_TEST_RUN`) and
+/// in the reference VM, with `pp(i)` and `probefunc(i)` as unit `i`'s names and string globals
+/// set to their initial values on both sides; asserts that the output records and every
+/// global agree. Returns the number of records, or `None` when BPF test runs are not possible
+/// here (the skip is reported under `test`).
+pub fn hits_agree(
+    test: &str,
+    src: &str,
+    hits: &[u32],
+    pp: impl Fn(usize) -> String,
+    probefunc: impl Fn(usize) -> String,
+) -> Option<usize> {
+    use otf_script::vm::GlobalStore;
+    if !can_test_run_bpf(test) {
+        return None;
+    }
+    let (c, image) = compile_kernel_units(src, &pp, &probefunc);
+    let rt = otf_bpf::Runtime::load_with(
+        &image,
+        &otf_bpf::LoadOptions {
+            kinds: vec![otf_bpf::ProgKind::TestEntry],
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{src}: {e}"));
+    let mut store = rt.store();
+    let mut mem = otf_script::store::MemStore::new(&c.globals);
+    for (g, info) in c.globals.iter().enumerate() {
+        if let Some(s) = &info.init_str {
+            store.store_str(g as u32, s);
+            mem.store_str(g as u32, s);
+        }
+    }
+    let mut events = rt.events().expect("events");
+    let mut want = Vec::new();
+    let comm = std::fs::read_to_string("/proc/thread-self/comm").expect("comm");
+    for &p in hits {
+        rt.test_run_hit(otf_bpf::cookie(p)).expect("hit");
+        let mut hit = otf_script::vm::FixedHit {
+            strings: c.strings.clone(),
+            formats: c.formats.clone(),
+            names: [
+                comm.trim_end_matches('\n').to_string(),
+                pp(p as usize),
+                probefunc(p as usize),
+            ],
+            ..Default::default()
+        };
+        let start = image.probes[p as usize].body.expect("body") as usize;
+        otf_script::vm::run(&c.code, start, &mut mem, &mut hit, &mut |r| want.push(r))
+            .unwrap_or_else(|e| panic!("{src}: the reference VM failed: {e:?}"));
+    }
+    let got = kernel_outputs(&mut events, src);
+    assert_eq!(got, want, "{src}: output records");
+    assert_same_globals(&c, &mut store, &mut mem, src);
+    Some(got.len())
+}
