@@ -257,15 +257,9 @@ fn push_char(out: &mut Vec<u8>, c: u8, spec: &Spec, field: Field) {
     let mut body = Vec::with_capacity(4);
     if spec.alt && (!(0x20..0x7f).contains(&c) || c == b'\'' || c == b'\\') {
         body.push(b'\\');
-        match c {
-            0x07 => body.push(b'a'),
-            0x08 => body.push(b'b'),
-            0x0c => body.push(b'f'),
-            b'\n' => body.push(b'n'),
-            b'\r' => body.push(b'r'),
-            b'\t' => body.push(b't'),
-            0x0b => body.push(b'v'),
-            b'\'' | b'\\' => body.push(c),
+        match (c, crate::strfn::control_escape(c)) {
+            (_, Some(e)) => body.push(e),
+            (b'\'' | b'\\', None) => body.push(c),
             _ => body.extend([b'0' + (c >> 6), b'0' + ((c >> 3) & 7), b'0' + (c & 7)]),
         }
     } else {

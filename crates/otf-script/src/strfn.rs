@@ -6,6 +6,24 @@
 use crate::bytecode::{StrFn, MAXSTRINGLEN};
 use crate::store::Value;
 
+/// The control characters SystemTap escapes by letter (`runtime/stp_string.c`, and
+/// `_stp_vsprint_char` for `%#c`): the byte and the letter after the backslash. Every other
+/// byte outside printable ASCII is escaped in octal (`\ooo`).
+pub const CONTROL_ESCAPES: [(u8, u8); 7] = [
+    (0x07, b'a'),
+    (0x08, b'b'),
+    (0x0c, b'f'),
+    (b'\n', b'n'),
+    (b'\r', b'r'),
+    (b'\t', b't'),
+    (0x0b, b'v'),
+];
+
+/// The letter escaping control character `b` ([`CONTROL_ESCAPES`]), if it has one.
+pub fn control_escape(b: u8) -> Option<u8> {
+    CONTROL_ESCAPES.iter().find(|e| e.0 == b).map(|e| e.1)
+}
+
 /// A run-time error raised by a string function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StrError {
@@ -182,14 +200,10 @@ fn text_str(s: &[u8]) -> String {
             match b {
                 b'"' | b'\\' => format!("\\{}", b as char),
                 0x20..=0x7e => (b as char).to_string(),
-                0x07 => "\\a".into(),
-                0x08 => "\\b".into(),
-                0x0c => "\\f".into(),
-                b'\n' => "\\n".into(),
-                b'\r' => "\\r".into(),
-                b'\t' => "\\t".into(),
-                0x0b => "\\v".into(),
-                _ => format!("\\{b:03o}"),
+                _ => match control_escape(b) {
+                    Some(e) => format!("\\{}", e as char),
+                    None => format!("\\{b:03o}"),
+                },
             }
         };
         if out.len() + esc.len() > MAX {

@@ -388,15 +388,7 @@ fn escaped_char(f: &mut Func, spec: &Spec, slot: u32) {
     f.bind(esc);
     f.emit(Insn::st(B, R8, lit(0), i32::from(b'\\')));
     f.emit(Insn::st(DW, R8, var(V::Body), 2));
-    for (c, e) in [
-        (0x07, b'a'),
-        (0x08, b'b'),
-        (0x0c, b'f'),
-        (b'\n', b'n'),
-        (b'\r', b'r'),
-        (b'\t', b't'),
-        (0x0b, b'v'),
-    ] {
+    for (c, e) in otf_script::strfn::CONTROL_ESCAPES {
         let next = f.new_label();
         f.jmp_imm(Cond::Ne, R2, i32::from(c), next);
         f.emit(Insn::st(B, R8, lit(1), i32::from(e)));

@@ -421,17 +421,10 @@ impl Gen<'_> {
             f.bind(verbatim);
             f.jmp_imm(Cond::Eq, R3, 0, stop);
             f.emit(Insn::ldx(DW, R4, R8, var(0)));
-            for (c, e) in [
-                (0x07, b'a'),
-                (0x08, b'b'),
-                (0x0c, b'f'),
-                (b'\n', b'n'),
-                (b'\r', b'r'),
-                (b'\t', b't'),
-                (0x0b, b'v'),
-                (b'"', b'"'),
-                (b'\\', b'\\'),
-            ] {
+            for (c, e) in otf_script::strfn::CONTROL_ESCAPES
+                .into_iter()
+                .chain([(b'"', b'"'), (b'\\', b'\\')])
+            {
                 f.emit(Insn::mov_imm(R0, i32::from(e)));
                 f.jmp_imm(Cond::Eq, R3, i32::from(c), esc2);
             }
