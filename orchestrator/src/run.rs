@@ -32,6 +32,7 @@ mod image;
 mod output;
 mod stats;
 mod user;
+mod wakeup;
 
 use child::Child;
 use fds::*;
@@ -375,6 +376,8 @@ pub fn run(args: &RunArgs) -> Result<i32, Failure> {
         Some(cmd) => Some(Child::spawn(cmd)?),
         None => None,
     };
+    // After the -c command is started (it keeps its own slice), before any thread of otf.
+    wakeup::prompt_wakeups();
     let target = match (&child, args.target) {
         (Some(c), _) => c.pid(),
         (None, Some(pid)) => i64::from(pid),
