@@ -101,6 +101,11 @@ pub struct RunArgs {
     /// Print arming decisions.
     #[arg(long = "otf-debug")]
     pub otf_debug: bool,
+    /// For this session, set /sys/kernel/rcu_expedited (system-wide) so that uprobes arm and
+    /// disarm in ~0.5 ms instead of one RCU grace period (~7 ms); restored at exit, even if otf
+    /// is killed.
+    #[arg(long = "otf-rcu-expedited")]
+    pub otf_rcu_expedited: bool,
     /// Keep every probe armed; conditions only gate bodies (the baseline).
     #[arg(long = "no-otf")]
     pub no_otf: bool,

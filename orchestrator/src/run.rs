@@ -26,6 +26,7 @@ use crate::resolve::Resolved;
 use crate::Failure;
 
 mod child;
+mod expedite;
 mod fds;
 mod groups;
 mod image;
@@ -357,6 +358,11 @@ pub fn run(args: &RunArgs) -> Result<i32, Failure> {
     if let Some(why) = otf_bpf::features::missing() {
         return Err(Failure::Message(why));
     }
+    // Declared before everything it speeds up, so that it is restored after they are released.
+    let _expedited = match args.otf_rcu_expedited {
+        true => Some(expedite::Expedited::set()?),
+        false => None,
+    };
     raise_fd_limit(res.probes.len());
     if args.verbose > 0 {
         eprintln!(
