@@ -212,6 +212,23 @@ pub fn bench_flip_latency(ctx: &Ctx) -> Result<()> {
     let limit = Duration::from_secs(60 + 10 * cycles as u64);
     let lines = run_otf_collect(otf, &["--otf-interval", "100ms"], &cmd, &script, limit)?;
     let mut flips = parse_flips(&lines);
+    // The same uprobe flips with otf's opt-in `--otf-rcu-expedited` (system-wide knob, set for
+    // that session only): the uprobe rows without the kernel's normal grace period.
+    if std::fs::read_to_string("/sys/kernel/rcu_expedited").is_ok_and(|v| v.trim() != "0") {
+        println!("(warning: /sys/kernel/rcu_expedited is already set: every row is expedited)");
+    }
+    let exp_lines = run_otf_collect(
+        otf,
+        &["--otf-interval", "100ms", "--otf-rcu-expedited"],
+        &cmd,
+        &script,
+        limit,
+    )?;
+    flips.extend(
+        parse_flips(&exp_lines)
+            .into_iter()
+            .map(|(path, edge, v)| (format!("{path}+rcu"), edge, v)),
+    );
     // The tracepoint, in its own session.
     let tp_exe = cprog::build(&dir, "fliptp", FLIP_TP, "full")?;
     let tp = tp_exe.display();
@@ -262,12 +279,14 @@ pub fn bench_flip_latency(ctx: &Ctx) -> Result<()> {
         );
     }
     println!(
-        "{:<40} {:>6} {:>10} {:>10} {:>10} {:>10} {:>8}",
+        "{:<52} {:>6} {:>10} {:>10} {:>10} {:>10} {:>8}",
         "target (flipper), edge", "flips", "p50 ms", "p99 ms", "min ms", "max ms", "timeouts"
     );
     for (path, label) in [
         ("immediate", "uprobe (uprobe flip)"),
         ("timer", "uprobe (itimer flip)"),
+        ("immediate+rcu", "uprobe (uprobe flip), rcu_expedited"),
+        ("timer+rcu", "uprobe (itimer flip), rcu_expedited"),
         ("tracepoint", "tracepoint (uprobe flip)"),
     ] {
         for edge in ["on", "off"] {
@@ -288,7 +307,7 @@ pub fn bench_flip_latency(ctx: &Ctx) -> Result<()> {
             let min = v.first().copied().unwrap_or(f64::NAN);
             let max = v.last().copied().unwrap_or(f64::NAN);
             println!(
-                "{:<40} {:>6} {p50:>10.3} {p99:>10.3} {min:>10.3} {max:>10.3} {timeouts:>8}",
+                "{:<52} {:>6} {p50:>10.3} {p99:>10.3} {min:>10.3} {max:>10.3} {timeouts:>8}",
                 format!("{label}, {edge} ({what})"),
                 all.len()
             );
