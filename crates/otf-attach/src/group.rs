@@ -13,7 +13,7 @@ use std::fmt::{self, Debug};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use otf_core::{ApplyReport, CondId, Pidx, Plan, ProbeEntry, ProbeGroup, ProbeType, SafeContext};
+use otf_core::{ApplyReport, CondId, Pidx, Plan, ProbeEntry, ProbeGroup, ProbeType};
 
 use crate::sys::Link;
 use crate::table::{cookie, ApplyStats, Attacher, LinkTable, Part, TablePolicy};
@@ -288,8 +288,8 @@ impl<A: LinkAttacher> LinkGroup<A> {
 }
 
 impl<A: LinkAttacher> ProbeGroup for LinkGroup<A> {
-    fn name(&self) -> &'static str {
-        A::TYPE.name
+    fn probe_type(&self) -> &'static ProbeType {
+        A::TYPE
     }
 
     fn probes(&self) -> &[ProbeEntry] {
@@ -298,10 +298,6 @@ impl<A: LinkAttacher> ProbeGroup for LinkGroup<A> {
 
     fn otf_supported(&self) -> bool {
         true
-    }
-
-    fn otf_safe_context(&self) -> SafeContext {
-        A::TYPE.safe_context
     }
 
     fn apply(&mut self, plan: &Plan) -> ApplyReport {
@@ -317,7 +313,9 @@ mod tests {
     use std::os::fd::{AsRawFd, RawFd};
     use std::sync::Mutex;
 
-    use otf_core::{Action, Flavor, Op, Phase};
+    use otf_core::{
+        Action, ArmedSet, Decision, Flavor, Op, Phase, PlanInput, SafeContext, Vocabulary,
+    };
 
     use super::*;
     use crate::table::COOKIE_ENTRY;
@@ -329,6 +327,12 @@ mod tests {
         suffixes: &["call", "return"],
         flavor: Flavor::Kprobe,
         return_flavor: Some(Flavor::Kretprobe),
+        // Not any real type's words: the group's decisions must take them from its type.
+        vocabulary: Vocabulary {
+            start_disarmed: Decision::NotStarting,
+            arm: Decision::Registering,
+            disarm: Decision::Disabling,
+        },
         safe_context: SafeContext::not_safe("fake"),
     };
 
@@ -466,6 +470,20 @@ mod tests {
         .unwrap();
         assert_eq!(g.name(), "fakes");
         assert!(!g.otf_safe_context().safe);
+        let armed = ArmedSet::new();
+        let start = g.plan_start(&PlanInput {
+            conditions: &[false],
+            otf: true,
+            armed: &armed,
+        });
+        let lines: Vec<String> = start.decisions().map(|d| d.to_string()).collect();
+        assert_eq!(
+            lines,
+            [
+                "otf: not starting (kprobe) pidx 0",
+                "otf: not starting (kretprobe) pidx 1"
+            ]
+        );
         let e: Vec<(Pidx, Flavor, &str)> = g
             .probes()
             .iter()
