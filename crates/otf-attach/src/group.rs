@@ -37,9 +37,9 @@ pub trait LinkTarget {
     /// `true` for a `.return` probe.
     fn ret(&self) -> bool;
 
-    /// The probe point, for the probe's [`ProbeEntry`] description, e.g.
-    /// `kernel.function("vfs_read").return`.
-    fn point(&self) -> String;
+    /// The probed function as a probe point, without `.return` (which the group adds to a
+    /// return probe's [`ProbeEntry`] description), e.g. `kernel.function("vfs_read")`.
+    fn function_point(&self) -> String;
 }
 
 /// The BPF programs a link group attaches, as file descriptors (e.g. `Program::as_fd()` of
@@ -231,7 +231,9 @@ impl<A: LinkAttacher> LinkGroup<A> {
         let mut map = BTreeMap::new();
         for s in specs {
             let flavor = A::TYPE.flavor(s.target.ret());
-            entries.push(ProbeEntry::new(s.pidx, s.cond, flavor, s.target.point()));
+            let ret = if s.target.ret() { ".return" } else { "" };
+            let point = format!("{}{ret}", s.target.function_point());
+            entries.push(ProbeEntry::new(s.pidx, s.cond, flavor, point));
             let pidx = s.pidx;
             if map.insert(pidx, s).is_some() {
                 return Err(DuplicatePidx(pidx).into());
@@ -347,12 +349,8 @@ mod tests {
         fn ret(&self) -> bool {
             self.ret
         }
-        fn point(&self) -> String {
-            format!(
-                "fake.function(\"{}\"){}",
-                self.name,
-                if self.ret { ".return" } else { "" }
-            )
+        fn function_point(&self) -> String {
+            format!("fake.function(\"{}\")", self.name)
         }
     }
 

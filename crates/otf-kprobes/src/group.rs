@@ -54,12 +54,8 @@ impl LinkTarget for KprobeTarget {
         self.ret
     }
 
-    fn point(&self) -> String {
-        format!(
-            "kernel.function(\"{}\"){}",
-            self.symbol,
-            if self.ret { ".return" } else { "" }
-        )
+    fn function_point(&self) -> String {
+        format!("kernel.function(\"{}\")", self.symbol)
     }
 }
 

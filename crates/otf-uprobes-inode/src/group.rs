@@ -46,12 +46,11 @@ impl LinkTarget for UprobeTarget {
         self.ret
     }
 
-    fn point(&self) -> String {
+    fn function_point(&self) -> String {
         format!(
-            "process(\"{}\").function(\"{}\"){}",
+            "process(\"{}\").function(\"{}\")",
             self.path.display(),
-            self.symbol,
-            if self.ret { ".return" } else { "" }
+            self.symbol
         )
     }
 }
