@@ -13,7 +13,7 @@ use std::fmt::{self, Debug};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use otf_core::{ApplyReport, CondId, Pidx, Plan, ProbeEntry, ProbeGroup, ProbeType, SafeContext};
+use otf_core::{ApplyReport, CondId, Pidx, Plan, ProbeEntry, ProbeGroup, ProbeType};
 
 use crate::sys::Link;
 use crate::table::{cookie, ApplyStats, Attacher, LinkTable, Part, TablePolicy};
@@ -37,9 +37,9 @@ pub trait LinkTarget {
     /// `true` for a `.return` probe.
     fn ret(&self) -> bool;
 
-    /// The probe point, for the probe's [`ProbeEntry`] description, e.g.
-    /// `kernel.function("vfs_read").return`.
-    fn point(&self) -> String;
+    /// The probed function as a probe point, without `.return` (which the group adds to a
+    /// return probe's [`ProbeEntry`] description), e.g. `kernel.function("vfs_read")`.
+    fn function_point(&self) -> String;
 }
 
 /// The BPF programs a link group attaches, as file descriptors (e.g. `Program::as_fd()` of
@@ -231,7 +231,9 @@ impl<A: LinkAttacher> LinkGroup<A> {
         let mut map = BTreeMap::new();
         for s in specs {
             let flavor = A::TYPE.flavor(s.target.ret());
-            entries.push(ProbeEntry::new(s.pidx, s.cond, flavor, s.target.point()));
+            let ret = if s.target.ret() { ".return" } else { "" };
+            let point = format!("{}{ret}", s.target.function_point());
+            entries.push(ProbeEntry::new(s.pidx, s.cond, flavor, point));
             let pidx = s.pidx;
             if map.insert(pidx, s).is_some() {
                 return Err(DuplicatePidx(pidx).into());
@@ -288,8 +290,8 @@ impl<A: LinkAttacher> LinkGroup<A> {
 }
 
 impl<A: LinkAttacher> ProbeGroup for LinkGroup<A> {
-    fn name(&self) -> &'static str {
-        A::TYPE.name
+    fn probe_type(&self) -> &'static ProbeType {
+        A::TYPE
     }
 
     fn probes(&self) -> &[ProbeEntry] {
@@ -298,10 +300,6 @@ impl<A: LinkAttacher> ProbeGroup for LinkGroup<A> {
 
     fn otf_supported(&self) -> bool {
         true
-    }
-
-    fn otf_safe_context(&self) -> SafeContext {
-        A::TYPE.safe_context
     }
 
     fn apply(&mut self, plan: &Plan) -> ApplyReport {
@@ -317,7 +315,9 @@ mod tests {
     use std::os::fd::{AsRawFd, RawFd};
     use std::sync::Mutex;
 
-    use otf_core::{Action, Flavor, Op, Phase};
+    use otf_core::{
+        Action, ArmedSet, Decision, Flavor, Op, Phase, PlanInput, SafeContext, Vocabulary,
+    };
 
     use super::*;
     use crate::table::COOKIE_ENTRY;
@@ -329,6 +329,12 @@ mod tests {
         suffixes: &["call", "return"],
         flavor: Flavor::Kprobe,
         return_flavor: Some(Flavor::Kretprobe),
+        // Not any real type's words: the group's decisions must take them from its type.
+        vocabulary: Vocabulary {
+            start_disarmed: Decision::NotStarting,
+            arm: Decision::Registering,
+            disarm: Decision::Disabling,
+        },
         safe_context: SafeContext::not_safe("fake"),
     };
 
@@ -343,12 +349,8 @@ mod tests {
         fn ret(&self) -> bool {
             self.ret
         }
-        fn point(&self) -> String {
-            format!(
-                "fake.function(\"{}\"){}",
-                self.name,
-                if self.ret { ".return" } else { "" }
-            )
+        fn function_point(&self) -> String {
+            format!("fake.function(\"{}\")", self.name)
         }
     }
 
@@ -466,6 +468,20 @@ mod tests {
         .unwrap();
         assert_eq!(g.name(), "fakes");
         assert!(!g.otf_safe_context().safe);
+        let armed = ArmedSet::new();
+        let start = g.plan_start(&PlanInput {
+            conditions: &[false],
+            otf: true,
+            armed: &armed,
+        });
+        let lines: Vec<String> = start.decisions().map(|d| d.to_string()).collect();
+        assert_eq!(
+            lines,
+            [
+                "otf: not starting (kprobe) pidx 0",
+                "otf: not starting (kretprobe) pidx 1"
+            ]
+        );
         let e: Vec<(Pidx, Flavor, &str)> = g
             .probes()
             .iter()

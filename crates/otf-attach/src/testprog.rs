@@ -1,6 +1,6 @@
 //! A minimal BPF program loaded with raw `bpf(2)` calls, and its run counter: enough to show
 //! that a probe group arms and disarms *your own* program (feature `test-program`; used by the
-//! tracepoint and hrtimer crates' examples and tests).
+//! tracepoint and hrtimer crates' examples and tests), and a syscall to fire probes with.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -35,6 +35,16 @@ pub fn load_noop(prog_type: u32) -> io::Result<OwnedFd> {
     attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
     attr[48..54].copy_from_slice(b"otfex\0");
     bpf(5, &attr) // BPF_PROG_LOAD
+}
+
+/// Calls getppid(2) `n` times: a syscall without effects, to make the probes on its path
+/// (`syscalls:sys_enter_getppid`, `kernel.function("__x64_sys_getppid")`) fire a known number
+/// of times.
+pub fn getppid_times(n: u32) {
+    for _ in 0..n {
+        // SAFETY: getppid has no preconditions.
+        unsafe { libc::getppid() };
+    }
 }
 
 /// Turns on BPF run-time statistics while the returned fd is open.

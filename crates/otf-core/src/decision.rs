@@ -1,6 +1,8 @@
 //! The `--otf-debug` vocabulary: one [`DecisionLine`] per kernel-side arming decision.
 //!
-//! The words follow SystemTap and depend on the probe flavor (docs/user-guide.md, "Output"):
+//! The words follow SystemTap and depend on the probe type: each probe-type crate declares
+//! its [`Vocabulary`] in its [`ProbeType`](crate::ProbeType) (`PROBE_TYPE.vocabulary`), and
+//! planning reads it from there. The words the types declare (docs/user-guide.md, "Output"):
 //!
 //! | flavor | at start, condition false | refresh: turn on | refresh: turn off |
 //! |---|---|---|---|
@@ -49,31 +51,19 @@ impl Decision {
             Decision::Unregistering => "unregistering",
         }
     }
+}
 
-    /// The decision for a probe of `flavor` whose condition is false at start.
-    pub fn start_disarmed(flavor: Flavor) -> Decision {
-        match flavor {
-            Flavor::Hrtimer => Decision::NotStarting,
-            Flavor::Kprobe | Flavor::Kretprobe => Decision::RegisteringAsDisabled,
-            Flavor::Uprobe | Flavor::Uretprobe | Flavor::Tracepoint => Decision::NotRegistering,
-        }
-    }
-
-    /// The decision for a probe of `flavor` turned on at a refresh.
-    pub fn arm(flavor: Flavor) -> Decision {
-        match flavor {
-            Flavor::Hrtimer | Flavor::Kprobe | Flavor::Kretprobe => Decision::Enabling,
-            Flavor::Uprobe | Flavor::Uretprobe | Flavor::Tracepoint => Decision::Registering,
-        }
-    }
-
-    /// The decision for a probe of `flavor` turned off at a refresh.
-    pub fn disarm(flavor: Flavor) -> Decision {
-        match flavor {
-            Flavor::Hrtimer | Flavor::Kprobe | Flavor::Kretprobe => Decision::Disabling,
-            Flavor::Uprobe | Flavor::Uretprobe | Flavor::Tracepoint => Decision::Unregistering,
-        }
-    }
+/// The words of one probe type's decisions: what its `--otf-debug` lines say when a probe of
+/// the type stays off at start, is turned on, or is turned off
+/// ([`ProbeType::vocabulary`](crate::ProbeType::vocabulary)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Vocabulary {
+    /// At start, condition false ([`Op::StartDisarmed`](crate::Op::StartDisarmed)).
+    pub start_disarmed: Decision,
+    /// At a refresh, condition became true ([`Op::Arm`](crate::Op::Arm)).
+    pub arm: Decision,
+    /// At a refresh, condition became false ([`Op::Disarm`](crate::Op::Disarm)).
+    pub disarm: Decision,
 }
 
 impl fmt::Display for Decision {
@@ -147,48 +137,5 @@ mod tests {
             line(Unregistering, Uprobe, 0),
             "otf: unregistering (uprobe) pidx 0"
         );
-    }
-
-    #[test]
-    fn vocabulary_per_flavor() {
-        let expect = [
-            (Flavor::Hrtimer, "not starting", "enabling", "disabling"),
-            (
-                Flavor::Kprobe,
-                "registering as disabled",
-                "enabling",
-                "disabling",
-            ),
-            (
-                Flavor::Kretprobe,
-                "registering as disabled",
-                "enabling",
-                "disabling",
-            ),
-            (
-                Flavor::Uprobe,
-                "not registering",
-                "registering",
-                "unregistering",
-            ),
-            (
-                Flavor::Uretprobe,
-                "not registering",
-                "registering",
-                "unregistering",
-            ),
-            (
-                Flavor::Tracepoint,
-                "not registering",
-                "registering",
-                "unregistering",
-            ),
-        ];
-        for (flavor, start, on, off) in expect {
-            assert_eq!(Decision::start_disarmed(flavor).as_str(), start, "{flavor}");
-            assert_eq!(Decision::arm(flavor).as_str(), on, "{flavor}");
-            assert_eq!(Decision::disarm(flavor).as_str(), off, "{flavor}");
-        }
-        assert_eq!(Flavor::ALL.len(), expect.len());
     }
 }

@@ -5,6 +5,7 @@ use serde::Serialize;
 use crate::armed::ArmedSet;
 use crate::ids::{CondId, Flavor, Pidx};
 use crate::plan::{self, ApplyReport, Plan, PlanInput};
+use crate::probe_type::ProbeType;
 
 /// One kernel attachment of a group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -13,7 +14,8 @@ pub struct ProbeEntry {
     pub pidx: Pidx,
     /// The condition that gates it, or `None` for a probe without `if (...)` (always armed).
     pub cond: Option<CondId>,
-    /// Its flavor, which picks the debug vocabulary.
+    /// Its flavor, named in its `--otf-debug` lines (the words are its type's
+    /// [`ProbeType::vocabulary`]).
     pub flavor: Flavor,
     /// A human description, e.g. `process("/bin/app").function("foo")` or
     /// `kernel.trace("sched:sched_process_fork")`.
@@ -72,8 +74,15 @@ impl SafeContext {
 ///
 /// [`apply`]: ProbeGroup::apply
 pub trait ProbeGroup {
-    /// The group's name: `hrtimer`, `tracepoint`, `uprobes`, `kprobes`, …
-    fn name(&self) -> &'static str;
+    /// The group's probe type (its crate's `PROBE_TYPE`), which the provided methods read: the
+    /// group's name, its safe context and the words of its `--otf-debug` lines.
+    fn probe_type(&self) -> &'static ProbeType;
+
+    /// The group's name: `hrtimer`, `tracepoint`, `uprobes`, `kprobes`, … Default: its type's
+    /// [`ProbeType::name`].
+    fn name(&self) -> &'static str {
+        self.probe_type().name
+    }
 
     /// The group's attachments, ascending `pidx`. Must not change after the session starts.
     fn probes(&self) -> &[ProbeEntry];
@@ -95,19 +104,33 @@ pub trait ProbeGroup {
     /// time its probes ran stops that clock here. The default does nothing.
     fn stopping(&mut self) {}
 
-    /// Whether bodies of this group's probes may notify user space, and why: its probe type's
-    /// [`ProbeType::safe_context`](crate::ProbeType::safe_context), which the orchestrator reads
-    /// before any group exists (the fact is compiled into the probe bodies).
-    fn otf_safe_context(&self) -> SafeContext;
-
-    /// Plan session start. Pure. Default: [`plan::plan_start`].
-    fn plan_start(&self, input: &PlanInput<'_>) -> Plan {
-        plan::plan_start(self.probes(), self.otf_supported(), input)
+    /// Whether bodies of this group's probes may notify user space, and why. Default: its
+    /// probe type's [`ProbeType::safe_context`], which the orchestrator reads before any group
+    /// exists (the fact is compiled into the probe bodies).
+    fn otf_safe_context(&self) -> SafeContext {
+        self.probe_type().safe_context
     }
 
-    /// Plan a refresh. Pure. Default: [`plan::plan_refresh`].
+    /// Plan session start. Pure. Default: [`plan::plan_start`], with the words of the group's
+    /// [`probe_type`](ProbeGroup::probe_type).
+    fn plan_start(&self, input: &PlanInput<'_>) -> Plan {
+        plan::plan_start(
+            self.probe_type(),
+            self.probes(),
+            self.otf_supported(),
+            input,
+        )
+    }
+
+    /// Plan a refresh. Pure. Default: [`plan::plan_refresh`], with the words of the group's
+    /// [`probe_type`](ProbeGroup::probe_type).
     fn plan_refresh(&self, input: &PlanInput<'_>) -> Plan {
-        plan::plan_refresh(self.probes(), self.otf_supported(), input)
+        plan::plan_refresh(
+            self.probe_type(),
+            self.probes(),
+            self.otf_supported(),
+            input,
+        )
     }
 
     /// Plan shutdown. Pure. Default: [`plan::plan_release`] (release every probe).
@@ -154,6 +177,9 @@ pub fn plan_and_apply<G: ProbeGroup + ?Sized>(
 /// a `ProbeGroup` and a `&mut [Box<dyn ProbeGroup>]` can be passed to
 /// [`Scheduler::handle`](crate::Scheduler::handle). Every method forwards, overrides included.
 impl<G: ProbeGroup + ?Sized> ProbeGroup for Box<G> {
+    fn probe_type(&self) -> &'static ProbeType {
+        (**self).probe_type()
+    }
     fn name(&self) -> &'static str {
         (**self).name()
     }

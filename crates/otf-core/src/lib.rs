@@ -4,12 +4,13 @@
 //! attached (or is disabled) in the kernel. This crate holds everything about that which does
 //! not touch the kernel:
 //!
-//! - identity and vocabulary: [`Pidx`], [`CondId`], [`Flavor`], [`Decision`], [`DecisionLine`]
-//!   (the `--otf-debug` lines);
+//! - identity and vocabulary: [`Pidx`], [`CondId`], [`Flavor`], [`Decision`], [`Vocabulary`],
+//!   [`DecisionLine`] (the `--otf-debug` lines);
 //! - the [`ProbeGroup`] trait that each probe-type crate implements, with pure planning
 //!   ([`Plan`], [`Action`], [`Op`]) separated from applying ([`ApplyReport`]);
 //! - the [`ProbeType`] descriptor each probe-type crate exports once (`PROBE_TYPE`): its
-//!   group name, point grammar, flavors and safe context, read by the orchestrator;
+//!   group name, point grammar, flavors, `--otf-debug` words and safe context, read by the
+//!   orchestrator and, through [`ProbeGroup::probe_type`], by planning;
 //! - the arming state [`ArmedSet`] and its failure policy;
 //! - the [`Scheduler`]: a state machine over [`Event`]s (start, notification, timer tick, stop)
 //!   with the kernel injected as a [`Kernel`], returning the [`Step`]s it took as data;
@@ -28,7 +29,7 @@ pub mod scheduler;
 pub mod timeline;
 
 pub use armed::{ArmedSet, Failure, ProbeState};
-pub use decision::{Decision, DecisionLine};
+pub use decision::{Decision, DecisionLine, Vocabulary};
 pub use group::{plan_and_apply, ProbeEntry, ProbeGroup, SafeContext};
 pub use ids::{CondId, Flavor, Pidx};
 pub use plan::{Action, ActionOutcome, ApplyReport, Op, Phase, Plan, PlanInput};

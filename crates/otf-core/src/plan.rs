@@ -12,9 +12,10 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::armed::ArmedSet;
-use crate::decision::{Decision, DecisionLine};
+use crate::decision::DecisionLine;
 use crate::group::ProbeEntry;
 use crate::ids::Pidx;
+use crate::probe_type::ProbeType;
 
 /// When a plan is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -157,10 +158,16 @@ fn sorted(mut actions: Vec<Action>) -> Vec<Action> {
     actions
 }
 
-/// Default start plan: every probe gets [`Op::Arm`] (no debug line) if wanted, else
-/// [`Op::StartDisarmed`] with the flavor's start decision (`not starting`, `registering as
-/// disabled`, `not registering`).
-pub fn plan_start(probes: &[ProbeEntry], supported: bool, input: &PlanInput<'_>) -> Plan {
+/// Default start plan for `probes` of type `ty`: every probe gets [`Op::Arm`] (no debug line)
+/// if wanted, else [`Op::StartDisarmed`] with the type's start decision
+/// ([`Vocabulary::start_disarmed`](crate::Vocabulary::start_disarmed): `not starting`,
+/// `registering as disabled`, `not registering`).
+pub fn plan_start(
+    ty: &ProbeType,
+    probes: &[ProbeEntry],
+    supported: bool,
+    input: &PlanInput<'_>,
+) -> Plan {
     let actions = probes
         .iter()
         .map(|p| {
@@ -175,7 +182,7 @@ pub fn plan_start(probes: &[ProbeEntry], supported: bool, input: &PlanInput<'_>)
                     pidx: p.pidx,
                     op: Op::StartDisarmed,
                     decision: Some(DecisionLine {
-                        decision: Decision::start_disarmed(p.flavor),
+                        decision: ty.vocabulary.start_disarmed,
                         flavor: p.flavor,
                         pidx: p.pidx,
                     }),
@@ -189,13 +196,20 @@ pub fn plan_start(probes: &[ProbeEntry], supported: bool, input: &PlanInput<'_>)
     }
 }
 
-/// Default refresh plan: for each probe whose wanted state differs from its armed state,
-/// [`Op::Arm`] or [`Op::Disarm`], with the flavor's debug line when on-the-fly arming applies.
+/// Default refresh plan for `probes` of type `ty`: for each probe whose wanted state differs
+/// from its armed state, [`Op::Arm`] or [`Op::Disarm`], with the type's debug line
+/// ([`Vocabulary::arm`](crate::Vocabulary::arm), [`Vocabulary::disarm`](crate::Vocabulary::disarm))
+/// when on-the-fly arming applies.
 ///
 /// Only the difference counts, so flips between two refreshes coalesce (on→off→on plans
 /// nothing), and a probe whose last `Arm` failed (still disarmed, still wanted) is planned
 /// again: that is the retry.
-pub fn plan_refresh(probes: &[ProbeEntry], supported: bool, input: &PlanInput<'_>) -> Plan {
+pub fn plan_refresh(
+    ty: &ProbeType,
+    probes: &[ProbeEntry],
+    supported: bool,
+    input: &PlanInput<'_>,
+) -> Plan {
     let decides = input.decides(supported);
     let actions = probes
         .iter()
@@ -205,9 +219,9 @@ pub fn plan_refresh(probes: &[ProbeEntry], supported: bool, input: &PlanInput<'_
                 return None;
             }
             let (op, decision) = if wanted {
-                (Op::Arm, Decision::arm(p.flavor))
+                (Op::Arm, ty.vocabulary.arm)
             } else {
-                (Op::Disarm, Decision::disarm(p.flavor))
+                (Op::Disarm, ty.vocabulary.disarm)
             };
             Some(Action {
                 pidx: p.pidx,

@@ -4,8 +4,12 @@
 //! `otf_uprobes_inode::PROBE_TYPE`, …). The orchestrator reads it to name the type's group, to
 //! pick the `--otf-debug` flavor of a probe, to decide whether a probe body may notify
 //! user space (`otf check -v` prints the reason), and to recognise the type's points in
-//! `otf list` patterns.
+//! `otf list` patterns. The type's group returns it ([`ProbeGroup::probe_type`]), which gives
+//! the group its name, its safe context and the words of its `--otf-debug` lines.
+//!
+//! [`ProbeGroup::probe_type`]: crate::ProbeGroup::probe_type
 
+use crate::decision::Vocabulary;
 use crate::group::SafeContext;
 use crate::ids::Flavor;
 
@@ -25,11 +29,15 @@ pub struct ProbeType {
     /// `call` and `return` for function probes (`kernel.function("GLOB")[.call|.return]`), the
     /// units of `timer`.
     pub suffixes: &'static [&'static str],
-    /// The flavor of the type's probes (of its entry probes, for function probes), which
-    /// picks the words of their `--otf-debug` lines ([`Decision`](crate::Decision)).
+    /// The flavor of the type's probes (of its entry probes, for function probes), named in
+    /// their `--otf-debug` lines.
     pub flavor: Flavor,
     /// The flavor of the type's `.return` probes, if it has any.
     pub return_flavor: Option<Flavor>,
+    /// The words of the `--otf-debug` lines of the type's probes, entry and return alike
+    /// (SystemTap's, which follow how the type is armed: kprobes register disabled, uprobes and
+    /// tracepoints are not registered, timers are not started).
+    pub vocabulary: Vocabulary,
     /// Whether a body of the type's probes may wake otf itself when it flips a condition, and
     /// why (the same for every probe of the type).
     pub safe_context: SafeContext,
@@ -64,6 +72,13 @@ impl ProbeType {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decision::Decision;
+
+    const WORDS: Vocabulary = Vocabulary {
+        start_disarmed: Decision::RegisteringAsDisabled,
+        arm: Decision::Enabling,
+        disarm: Decision::Disabling,
+    };
 
     const FUNCTIONS: ProbeType = ProbeType {
         name: "kprobes",
@@ -72,6 +87,7 @@ mod tests {
         suffixes: &["call", "return"],
         flavor: Flavor::Kprobe,
         return_flavor: Some(Flavor::Kretprobe),
+        vocabulary: WORDS,
         safe_context: SafeContext::safe("test"),
     };
 
@@ -82,6 +98,7 @@ mod tests {
         suffixes: &[],
         flavor: Flavor::Tracepoint,
         return_flavor: None,
+        vocabulary: WORDS,
         safe_context: SafeContext::not_safe("test"),
     };
 

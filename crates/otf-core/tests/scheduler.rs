@@ -5,11 +5,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{FakeGroup, FakeKernel, Sim};
+use common::{type_of, FakeGroup, FakeKernel, Sim};
 use otf_core::plan::{plan_refresh, plan_start};
 use otf_core::{
     ApplyReport, ArmedSet, Event, Flavor, IgnoreReason, Op, Phase, Plan, PlanInput, ProbeEntry,
-    ProbeGroup, SafeContext, Scheduler, SchedulerConfig, State, Step, StopReason,
+    ProbeGroup, ProbeType, SafeContext, Scheduler, SchedulerConfig, State, Step, StopReason,
 };
 
 #[test]
@@ -61,24 +61,22 @@ fn stale_need_refresh_at_start_is_cleared() {
     assert_eq!(sim.tick(), [Step::NeedRefresh(false), Step::Idle]);
 }
 
-/// A group as a probe-type crate would write it, used through `Box<dyn ProbeGroup>`.
+/// A group as a probe-type crate would write it (name and safe context from its type), used
+/// through `Box<dyn ProbeGroup>`.
 struct Minimal {
     probes: Vec<ProbeEntry>,
     applied: Vec<(Phase, Op, u32)>,
 }
 
 impl ProbeGroup for Minimal {
-    fn name(&self) -> &'static str {
-        "minimal"
+    fn probe_type(&self) -> &'static ProbeType {
+        type_of(Flavor::Tracepoint)
     }
     fn probes(&self) -> &[ProbeEntry] {
         &self.probes
     }
     fn otf_supported(&self) -> bool {
         true
-    }
-    fn otf_safe_context(&self) -> SafeContext {
-        SafeContext::safe("runs in process context")
     }
     fn apply(&mut self, plan: &Plan) -> ApplyReport {
         for a in &plan.actions {
@@ -112,6 +110,11 @@ fn groups_work_as_trait_objects() {
         )],
         applied: Vec::new(),
     })];
+    assert_eq!(dyn_groups[0].name(), "tracepoint");
+    assert_eq!(
+        dyn_groups[0].otf_safe_context(),
+        type_of(Flavor::Tracepoint).safe_context
+    );
     let mut kernel = FakeKernel {
         conds: vec![true],
         ..FakeKernel::default()
@@ -133,15 +136,16 @@ fn planning_edge_cases() {
     let probes = [
         ProbeEntry::new(0, Some(7), Flavor::Kprobe, "cond id out of range"),
         ProbeEntry::new(1, Some(0), Flavor::Kretprobe, "c0"),
-        ProbeEntry::new(2, None, Flavor::Uprobe, "no condition"),
+        ProbeEntry::new(2, None, Flavor::Kprobe, "no condition"),
     ];
+    let kprobes = type_of(Flavor::Kprobe);
     let armed = ArmedSet::new();
     let input = PlanInput {
         conditions: &[false],
         otf: true,
         armed: &armed,
     };
-    let plan = plan_start(&probes, true, &input);
+    let plan = plan_start(kprobes, &probes, true, &input);
     let ops: Vec<_> = plan
         .actions
         .iter()
@@ -155,8 +159,21 @@ fn planning_edge_cases() {
             (2, Op::Arm, false)
         ]
     );
+    // The words are the type's, the flavor the probe's.
+    let lines: Vec<_> = plan.decisions().map(|d| d.to_string()).collect();
+    assert_eq!(lines, ["otf: registering as disabled (kretprobe) pidx 1"]);
+    let words = |ty: &ProbeType| {
+        plan_start(ty, &probes, true, &input)
+            .decisions()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        words(type_of(Flavor::Tracepoint)),
+        ["otf: not registering (kretprobe) pidx 1"]
+    );
     // Nothing is armed (e.g. every arm failed): a refresh plans the wanted ones again.
-    let plan = plan_refresh(&probes, true, &input);
+    let plan = plan_refresh(kprobes, &probes, true, &input);
     let ops: Vec<_> = plan.actions.iter().map(|a| (a.pidx, a.op)).collect();
     assert_eq!(ops, [(0, Op::Arm), (2, Op::Arm)]);
     // --no-otf: retries carry no decision line.
@@ -164,12 +181,12 @@ fn planning_edge_cases() {
         otf: false,
         ..input
     };
-    let plan = plan_refresh(&probes, true, &no_otf);
+    let plan = plan_refresh(kprobes, &probes, true, &no_otf);
     assert_eq!(plan.actions.len(), 3);
     assert!(plan.decisions().next().is_none());
     // Unsorted probes still give a plan in pidx order.
     let reversed: Vec<_> = probes.iter().rev().cloned().collect();
-    let pidxs: Vec<_> = plan_start(&reversed, true, &input)
+    let pidxs: Vec<_> = plan_start(kprobes, &reversed, true, &input)
         .actions
         .iter()
         .map(|a| a.pidx)
@@ -204,6 +221,9 @@ fn failed_disarm_stays_armed_and_is_retried_at_the_next_tick() {
 struct Forgetful(Vec<ProbeEntry>);
 
 impl ProbeGroup for Forgetful {
+    fn probe_type(&self) -> &'static ProbeType {
+        type_of(Flavor::Uprobe)
+    }
     fn name(&self) -> &'static str {
         "forgetful"
     }

@@ -10,7 +10,7 @@ use otf_attach::testprog as minprog;
 use std::os::fd::AsFd;
 use std::time::Duration;
 
-use otf_core::{ArmedSet, Flavor, PlanInput, ProbeEntry, ProbeGroup};
+use otf_core::{plan_and_apply, ArmedSet, Flavor, ProbeEntry};
 use otf_hrtimer::{HrtimerGroup, TimerKind};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -36,23 +36,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut armed = ArmedSet::new();
 
     let mut step = |cond: bool, start: bool, armed: &mut ArmedSet| {
-        let input = PlanInput {
-            conditions: &[cond],
-            otf: true,
-            armed,
-        };
-        let plan = if start {
-            group.plan_start(&input)
-        } else {
-            group.plan_refresh(&input)
-        };
+        let t = std::time::Instant::now();
+        let (plan, _) = plan_and_apply(&mut group, armed, &[cond], start);
+        let took = t.elapsed();
         for line in plan.decisions() {
             println!("{line}");
         }
-        let t = std::time::Instant::now();
-        let report = group.apply(&plan);
-        let took = t.elapsed();
-        armed.record(&plan, &report);
         std::thread::sleep(Duration::from_millis(200));
         let runs = minprog::run_count(prog.as_fd()).unwrap_or(0);
         println!("condition {cond}: apply took {took:?}; program has run {runs} times");

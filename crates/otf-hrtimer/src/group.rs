@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use otf_core::{Action, ApplyReport, Op, Pidx, Plan, ProbeEntry, ProbeGroup, SafeContext};
+use otf_core::{Action, ApplyReport, Op, Pidx, Plan, ProbeEntry, ProbeGroup, ProbeType};
 
 use crate::bpf_timer::BpfTimers;
 use crate::timer::{PerfTimer, TimerAttachment};
@@ -216,8 +216,8 @@ impl Drop for HrtimerGroup {
 }
 
 impl ProbeGroup for HrtimerGroup {
-    fn name(&self) -> &'static str {
-        crate::GROUP_NAME
+    fn probe_type(&self) -> &'static ProbeType {
+        &crate::PROBE_TYPE
     }
 
     /// A BPF timer counts the due times it passed over. A perf timer's firings are derived:
@@ -254,10 +254,6 @@ impl ProbeGroup for HrtimerGroup {
 
     fn otf_supported(&self) -> bool {
         true
-    }
-
-    fn otf_safe_context(&self) -> SafeContext {
-        crate::SAFE_CONTEXT
     }
 
     fn apply(&mut self, plan: &Plan) -> ApplyReport {

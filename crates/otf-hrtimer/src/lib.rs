@@ -23,31 +23,32 @@ pub use timer::{
     MIN_PERIOD_NS, PROFILE_PERIOD_NS,
 };
 
-/// Timer handlers may wake user space themselves (an immediate refresh, as SystemTap's hrtimer
-/// probes do).
+/// The `timer.*` probe type, read by the orchestrator and returned by [`HrtimerGroup`]: group
+/// `hrtimer` (`otf: enabling (hrtimer) pidx N`), its grammar, flavor and `--otf-debug` words.
 ///
-/// A BPF timer's callback runs from the hrtimer soft interrupt; a cpu-clock sample is
-/// delivered from the perf hrtimer interrupt: hard-irq context, never NMI.
+/// Timer handlers may wake user space themselves (an immediate refresh, as SystemTap's hrtimer
+/// probes do). A BPF timer's callback runs from the hrtimer soft interrupt; a cpu-clock sample
+/// is delivered from the perf hrtimer interrupt: hard-irq context, never NMI.
 /// The notification is a BPF ring-buffer record with adaptive wakeup, and the ring buffer does
 /// not wake the reader inline: it queues an `irq_work`, which runs the wake-up later from a
 /// context where taking scheduler locks is allowed. So notifying from a timer handler cannot
 /// deadlock, and a timer probe that flips a condition gets the probe re-armed at once instead of
 /// waiting for the background timer (`--otf-interval`).
-pub const SAFE_CONTEXT: otf_core::SafeContext = otf_core::SafeContext::safe(
-    "BPF timer callbacks run in soft-irq, perf cpu-clock handlers in hard-irq context (never NMI); ring-buffer wake-ups are deferred through irq_work",
-);
-
-/// The name of this probe group in decision lines (`otf: enabling (hrtimer) pidx N`).
-pub const GROUP_NAME: &str = "hrtimer";
-
-/// The `timer.*` probe type: [`GROUP_NAME`], [`SAFE_CONTEXT`], its grammar and flavor, read by
-/// the orchestrator.
 pub const PROBE_TYPE: otf_core::ProbeType = otf_core::ProbeType {
-    name: GROUP_NAME,
+    name: "hrtimer",
     family: "timer",
     point: "timer",
     suffixes: &["ns", "us", "ms", "s", "hz", "profile"],
     flavor: otf_core::Flavor::Hrtimer,
     return_flavor: None,
-    safe_context: SAFE_CONTEXT,
+    // A timer whose condition is false at start is not started; later it is enabled and
+    // disabled.
+    vocabulary: otf_core::Vocabulary {
+        start_disarmed: otf_core::Decision::NotStarting,
+        arm: otf_core::Decision::Enabling,
+        disarm: otf_core::Decision::Disabling,
+    },
+    safe_context: otf_core::SafeContext::safe(
+        "BPF timer callbacks run in soft-irq, perf cpu-clock handlers in hard-irq context (never NMI); ring-buffer wake-ups are deferred through irq_work",
+    ),
 };

@@ -10,7 +10,7 @@ mod skip;
 use std::os::fd::AsFd;
 use std::time::Duration;
 
-use otf_core::{ArmedSet, Flavor, Op, PlanInput, ProbeEntry, ProbeGroup};
+use otf_core::{plan_and_apply, ArmedSet, Flavor, Op, ProbeEntry, ProbeGroup};
 use otf_hrtimer::{HrtimerGroup, TimerAttachment, TimerKind};
 
 #[test]
@@ -34,35 +34,23 @@ fn arm_disarm_on_the_fly() {
     let quiet_window = || std::thread::sleep(Duration::from_millis(100));
 
     // Start with the condition false: created disabled ("not starting"), never fires.
-    let plan = g.plan_start(&PlanInput {
-        conditions: &[false],
-        otf: true,
-        armed: &armed,
-    });
+    let (plan, r) = plan_and_apply(&mut g, &mut armed, &[false], true);
     assert_eq!(plan.actions[0].op, Op::StartDisarmed);
     assert_eq!(
         plan.decisions().next().map(|d| d.to_string()).as_deref(),
         Some("otf: not starting (hrtimer) pidx 3")
     );
-    let r = g.apply(&plan);
     assert_eq!(r.failures().count(), 0, "{r:?}");
-    armed.record(&plan, &r);
     assert!(g.timer(3).is_some_and(|t| !t.is_enabled()));
     quiet_window();
     assert_eq!(runs(), 0);
 
     // Condition true: enabling; the program runs.
-    let plan = g.plan_refresh(&PlanInput {
-        conditions: &[true],
-        otf: true,
-        armed: &armed,
-    });
+    let (plan, _) = plan_and_apply(&mut g, &mut armed, &[true], false);
     assert_eq!(
         plan.decisions().next().map(|d| d.to_string()).as_deref(),
         Some("otf: enabling (hrtimer) pidx 3")
     );
-    let r = g.apply(&plan);
-    armed.record(&plan, &r);
     // At 1 kHz more than 10 runs come within ~10 ms; a loaded (virtual) CPU may take longer,
     // so wait for them with a generous deadline rather than for a fixed time.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -73,13 +61,7 @@ fn arm_disarm_on_the_fly() {
     assert!(on > 10, "only {on} runs in 10 s at 1 kHz");
 
     // Condition false: disabling; no more runs.
-    let plan = g.plan_refresh(&PlanInput {
-        conditions: &[false],
-        otf: true,
-        armed: &armed,
-    });
-    let r = g.apply(&plan);
-    armed.record(&plan, &r);
+    plan_and_apply(&mut g, &mut armed, &[false], false);
     let off = runs();
     quiet_window();
     assert!(runs() <= off + 1, "timer still firing after disable");

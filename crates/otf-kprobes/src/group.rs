@@ -12,7 +12,7 @@ use otf_attach::group::{
 };
 use otf_attach::sys::{self, Link};
 use otf_attach::table::TablePolicy;
-use otf_core::{Flavor, Pidx, ProbeType, SafeContext};
+use otf_core::{Decision, Flavor, Pidx, ProbeType, SafeContext, Vocabulary};
 
 use crate::resolve::{KprobeTarget, NO_KPROBES};
 
@@ -32,6 +32,13 @@ pub const PROBE_TYPE: ProbeType = ProbeType {
     suffixes: &["call", "return"],
     flavor: Flavor::Kprobe,
     return_flavor: Some(Flavor::Kretprobe),
+    // Registered disabled at start (SystemTap's words; a BPF kprobe whose condition is false
+    // is in fact not attached), enabled and disabled later.
+    vocabulary: Vocabulary {
+        start_disarmed: Decision::RegisteringAsDisabled,
+        arm: Decision::Enabling,
+        disarm: Decision::Disabling,
+    },
     safe_context: SafeContext::safe(
         "ring-buffer wake-ups go through irq_work, which may be queued from any context (NMI included); \
          a record that cannot be sent leaves the refresh to the background timer",
@@ -47,12 +54,8 @@ impl LinkTarget for KprobeTarget {
         self.ret
     }
 
-    fn point(&self) -> String {
-        format!(
-            "kernel.function(\"{}\"){}",
-            self.symbol,
-            if self.ret { ".return" } else { "" }
-        )
+    fn function_point(&self) -> String {
+        format!("kernel.function(\"{}\")", self.symbol)
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Instant;
 use otf_attach::sys::counting::CountingProgram;
 use otf_attach::sys::ProgKind;
 use otf_attach::table::TablePolicy;
+use otf_attach::testprog::getppid_times;
 use otf_core::{plan_and_apply, ArmedSet, Pidx, PlanInput, ProbeGroup};
 use otf_kprobes::{
     kprobes_available, KernelSymbols, KprobeGroup, KprobePrograms, KprobeSpec, NO_KPROBES,
@@ -95,13 +96,6 @@ fn spec(pidx: Pidx, cond: u32, symbol: &str, ret: bool) -> KprobeSpec {
             ret,
         },
         entry_save: false,
-    }
-}
-
-fn getppid_times(n: u32) {
-    for _ in 0..n {
-        // SAFETY: getppid has no preconditions.
-        unsafe { libc::getppid() };
     }
 }
 

@@ -11,7 +11,7 @@ use otf_attach::testprog as minprog;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use otf_core::{ArmedSet, Flavor, PlanInput, ProbeEntry, ProbeGroup};
+use otf_core::{plan_and_apply, ArmedSet, Flavor, ProbeEntry};
 use otf_tracepoint::TracepointGroup;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -41,23 +41,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut armed = ArmedSet::new();
 
     let mut step = |cond: bool, start: bool, armed: &mut ArmedSet| {
-        let input = PlanInput {
-            conditions: &[cond],
-            otf: true,
-            armed,
-        };
-        let plan = if start {
-            group.plan_start(&input)
-        } else {
-            group.plan_refresh(&input)
-        };
+        let t = Instant::now();
+        let (plan, report) = plan_and_apply(&mut group, armed, &[cond], start);
+        let took = t.elapsed();
         for line in plan.decisions().take(3) {
             println!("{line}");
         }
-        let t = Instant::now();
-        let report = group.apply(&plan);
-        let took = t.elapsed();
-        armed.record(&plan, &report);
         for f in report.failures().take(3) {
             println!(
                 "failed: pidx {}: {}",
@@ -69,10 +58,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::thread::sleep(Duration::from_millis(5));
         let before = minprog::run_count(prog.as_fd()).unwrap_or(0)
             + minprog::run_count(raw.as_fd()).unwrap_or(0);
-        for _ in 0..1000 {
-            // SAFETY: getppid has no preconditions.
-            unsafe { libc::getppid() };
-        }
+        minprog::getppid_times(1000);
         let after = minprog::run_count(prog.as_fd()).unwrap_or(0)
             + minprog::run_count(raw.as_fd()).unwrap_or(0);
         println!(

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use otf_core::{ApplyReport, Op, Pidx, Plan, ProbeEntry, ProbeGroup, SafeContext};
+use otf_core::{ApplyReport, Op, Pidx, Plan, ProbeEntry, ProbeGroup, ProbeType};
 
 use otf_attach::close::{close_all, Reaper, REAPER_THREADS};
 
@@ -269,8 +269,8 @@ impl TracepointGroup {
 }
 
 impl ProbeGroup for TracepointGroup {
-    fn name(&self) -> &'static str {
-        crate::GROUP_NAME
+    fn probe_type(&self) -> &'static ProbeType {
+        &crate::PROBE_TYPE
     }
 
     fn probes(&self) -> &[ProbeEntry] {
@@ -279,10 +279,6 @@ impl ProbeGroup for TracepointGroup {
 
     fn otf_supported(&self) -> bool {
         true
-    }
-
-    fn otf_safe_context(&self) -> SafeContext {
-        crate::SAFE_CONTEXT
     }
 
     fn apply(&mut self, plan: &Plan) -> ApplyReport {

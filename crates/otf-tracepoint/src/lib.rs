@@ -28,29 +28,32 @@ pub use resolve::{
     Tracepoint,
 };
 
-/// Why a tracepoint probe's body may wake user space itself, whatever the tracepoint (the
-/// scheduler's and interrupts' included): the notification is a BPF ring-buffer record, and
-/// the ring buffer never wakes its reader inline. `bpf_ringbuf_commit` queues an `irq_work`
+/// The `kernel.trace(...)` probe type, read by the orchestrator and returned by
+/// [`TracepointGroup`]: group `tracepoint` (`otf: registering (tracepoint) pidx N`), its grammar,
+/// flavor and `--otf-debug` words.
+///
+/// Its bodies may wake user space themselves, whatever the tracepoint (the scheduler's and
+/// interrupts' included): the notification is a BPF ring-buffer record, and the ring buffer
+/// never wakes its reader inline. `bpf_ringbuf_commit` queues an `irq_work`
 /// (kernel/bpf/ringbuf.c), which the kernel allows from any context, NMI included, and which
 /// runs the wake-up later from its own interrupt; in NMI the reservation only try-locks the
 /// ring, so a busy ring drops the record (counted) instead of deadlocking. The record is the
 /// same operation as a body's `printf`. A notification that cannot be sent leaves
 /// `need_refresh` set for the background timer.
-pub const SAFE_CONTEXT: otf_core::SafeContext = otf_core::SafeContext::safe(
-    "ring-buffer wake-ups go through irq_work, which may be queued from any context (NMI included); a record that cannot be sent leaves the refresh to the background timer",
-);
-
-/// The name of this probe group in decision lines (`otf: registering (tracepoint) pidx N`).
-pub const GROUP_NAME: &str = "tracepoint";
-
-/// The `kernel.trace(...)` probe type: [`GROUP_NAME`], [`SAFE_CONTEXT`], its grammar and
-/// flavor, read by the orchestrator.
 pub const PROBE_TYPE: otf_core::ProbeType = otf_core::ProbeType {
-    name: GROUP_NAME,
+    name: "tracepoint",
     family: "kernel.trace",
     point: "kernel.trace(\"GLOB\")",
     suffixes: &[],
     flavor: otf_core::Flavor::Tracepoint,
     return_flavor: None,
-    safe_context: SAFE_CONTEXT,
+    // A tracepoint probe is armed by attaching and disarmed by detaching, like a uprobe.
+    vocabulary: otf_core::Vocabulary {
+        start_disarmed: otf_core::Decision::NotRegistering,
+        arm: otf_core::Decision::Registering,
+        disarm: otf_core::Decision::Unregistering,
+    },
+    safe_context: otf_core::SafeContext::safe(
+        "ring-buffer wake-ups go through irq_work, which may be queued from any context (NMI included); a record that cannot be sent leaves the refresh to the background timer",
+    ),
 };

@@ -10,19 +10,12 @@ mod skip;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use otf_core::{ArmedSet, Flavor, PlanInput, ProbeEntry, ProbeGroup};
+use otf_core::{plan_and_apply, ArmedSet, Flavor, ProbeEntry, ProbeGroup};
 use otf_tracepoint::{AttachMode, Tracepoint, TracepointGroup, TracepointLink};
 
 fn root() -> bool {
     // SAFETY: geteuid cannot fail.
     unsafe { libc::geteuid() == 0 }
-}
-
-fn getppid_n(n: usize) {
-    for _ in 0..n {
-        // SAFETY: getppid has no preconditions.
-        unsafe { libc::getppid() };
-    }
 }
 
 #[test]
@@ -46,59 +39,41 @@ fn syscall_tracepoint_on_the_fly() {
     let mut armed = ArmedSet::new();
     let runs = || minprog::run_count(prog.as_fd()).expect("run count");
 
-    let plan = g.plan_start(&PlanInput {
-        conditions: &[false],
-        otf: true,
-        armed: &armed,
-    });
+    let (plan, _) = plan_and_apply(&mut g, &mut armed, &[false], true);
     assert_eq!(
         plan.decisions().next().map(|d| d.to_string()).as_deref(),
         Some("otf: not registering (tracepoint) pidx 0")
     );
-    let r = g.apply(&plan);
-    armed.record(&plan, &r);
     assert!(!g.is_attached(0));
-    getppid_n(100);
+    minprog::getppid_times(100);
     assert_eq!(runs(), 0);
 
-    let plan = g.plan_refresh(&PlanInput {
-        conditions: &[true],
-        otf: true,
-        armed: &armed,
-    });
-    let r = g.apply(&plan);
+    let (_, r) = plan_and_apply(&mut g, &mut armed, &[true], false);
     assert_eq!(r.failures().count(), 0, "{r:?}");
-    armed.record(&plan, &r);
     assert!(g.is_attached(0));
-    getppid_n(100);
+    minprog::getppid_times(100);
     assert!(
         runs() >= 100,
         "armed probe ran {} times for 100 calls",
         runs()
     );
 
-    let plan = g.plan_refresh(&PlanInput {
-        conditions: &[false],
-        otf: true,
-        armed: &armed,
-    });
-    assert_eq!(
-        plan.decisions().next().map(|d| d.to_string()).as_deref(),
-        Some("otf: unregistering (tracepoint) pidx 0")
-    );
     // How long the disarm takes (it hands the detach to a background closer) is a
     // performance property: `cargo xtask bench --only flip-latency` measures it; here it is
     // only printed.
     let t = Instant::now();
-    let r = g.apply(&plan);
-    eprintln!("disarm applied in {:?}", t.elapsed());
-    armed.record(&plan, &r);
+    let (plan, r) = plan_and_apply(&mut g, &mut armed, &[false], false);
+    eprintln!("disarm planned and applied in {:?}", t.elapsed());
+    assert_eq!(
+        plan.decisions().next().map(|d| d.to_string()).as_deref(),
+        Some("otf: unregistering (tracepoint) pidx 0")
+    );
     assert_eq!(r.failures().count(), 0);
     // The link is released in the background; it stops firing once its close begins.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let before = runs();
-        getppid_n(100);
+        minprog::getppid_times(100);
         if runs() == before {
             break;
         }
@@ -142,7 +117,7 @@ fn raw_tracepoint_with_cookie_and_concurrent_release() {
     eprintln!("released {n} perf tracepoint links in {took:?}");
     let _stats = minprog::enable_stats().expect("stats");
     let before = minprog::run_count(perf.as_fd()).expect("run count");
-    getppid_n(100);
+    minprog::getppid_times(100);
     assert_eq!(minprog::run_count(perf.as_fd()).expect("run count"), before);
 }
 
@@ -172,19 +147,8 @@ fn probes_on_one_perf_tracepoint_share_an_attachment() {
     .expect("group");
     let mut armed = ArmedSet::new();
     let mut step = |conds: &[bool], start: bool, armed: &mut ArmedSet| {
-        let input = PlanInput {
-            conditions: conds,
-            otf: true,
-            armed,
-        };
-        let plan = if start {
-            g.plan_start(&input)
-        } else {
-            g.plan_refresh(&input)
-        };
-        let r = g.apply(&plan);
+        let (_, r) = plan_and_apply(&mut g, armed, conds, start);
         assert_eq!(r.failures().count(), 0, "{r:?}");
-        armed.record(&plan, &r);
         (g.is_attached(4), g.is_attached(7))
     };
     // Both armed: one attachment (a second would be EEXIST).

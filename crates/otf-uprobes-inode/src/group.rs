@@ -12,7 +12,7 @@ use otf_attach::group::{
     DuplicatePidx, LinkAttacher, LinkGroup, LinkPrograms, LinkSpec, LinkTarget,
 };
 use otf_attach::sys::{self, Link};
-use otf_core::{Flavor, Pidx, ProbeType, SafeContext};
+use otf_core::{Decision, Flavor, Pidx, ProbeType, SafeContext, Vocabulary};
 
 use crate::resolve::UprobeTarget;
 
@@ -25,6 +25,12 @@ pub const PROBE_TYPE: ProbeType = ProbeType {
     suffixes: &["call", "return"],
     flavor: Flavor::Uprobe,
     return_flavor: Some(Flavor::Uretprobe),
+    // Not attached at start, attached and detached later.
+    vocabulary: Vocabulary {
+        start_disarmed: Decision::NotRegistering,
+        arm: Decision::Registering,
+        disarm: Decision::Unregistering,
+    },
     safe_context: SafeContext::safe(
         "uprobes run in process context (the probed task took the breakpoint), \
          where ring-buffer output with wakeup is safe",
@@ -40,12 +46,11 @@ impl LinkTarget for UprobeTarget {
         self.ret
     }
 
-    fn point(&self) -> String {
+    fn function_point(&self) -> String {
         format!(
-            "process(\"{}\").function(\"{}\"){}",
+            "process(\"{}\").function(\"{}\")",
             self.path.display(),
-            self.symbol,
-            if self.ret { ".return" } else { "" }
+            self.symbol
         )
     }
 }

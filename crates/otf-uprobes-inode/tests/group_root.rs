@@ -10,7 +10,7 @@ use std::time::Instant;
 use otf_attach::sys::counting::CountingProgram;
 use otf_attach::sys::ProgKind;
 use otf_attach::table::TablePolicy;
-use otf_core::{ArmedSet, Pidx, PlanInput, ProbeGroup};
+use otf_core::{plan_and_apply, ArmedSet, Pidx, ProbeGroup};
 use otf_uprobes_inode::{resolve, UprobeGroup, UprobePrograms, UprobeSpec};
 
 /// Reporting skipped tests (docs/testing.md, "Skipped tests").
@@ -97,21 +97,10 @@ fn run(bin: &Path, k: u32) {
 
 /// Plans and applies like the scheduler does, recording into `armed`.
 fn step(g: &mut UprobeGroup, armed: &mut ArmedSet, conds: &[bool], start: bool) -> Vec<String> {
-    let input = PlanInput {
-        conditions: conds,
-        otf: true,
-        armed,
-    };
-    let plan = if start {
-        g.plan_start(&input)
-    } else {
-        g.plan_refresh(&input)
-    };
-    let report = {
+    let (plan, report) = {
         let _g = forks();
-        g.apply(&plan)
+        plan_and_apply(g, armed, conds, start)
     };
-    armed.record(&plan, &report);
     assert_eq!(report.failures().count(), 0, "{report:?}");
     // Disarmed links close in the background: the tests look at the kernel once they are gone.
     g.wait_closed();

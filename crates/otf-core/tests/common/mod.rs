@@ -11,9 +11,86 @@ use std::time::Duration;
 
 use otf_core::timeline::Timeline;
 use otf_core::{
-    ApplyReport, CondId, DecisionLine, Event, Flavor, Kernel, Op, Phase, Pidx, Plan, ProbeEntry,
-    ProbeGroup, SafeContext, Scheduler, SchedulerConfig, Step, StopReason,
+    ApplyReport, CondId, Decision, DecisionLine, Event, Flavor, Kernel, Op, Phase, Pidx, Plan,
+    ProbeEntry, ProbeGroup, ProbeType, SafeContext, Scheduler, SchedulerConfig, Step, StopReason,
+    Vocabulary,
 };
+
+/// A fake probe type of `flavor` (and `ret`urn flavor) with the words `words` (start
+/// disarmed, arm, disarm).
+const fn fake_type(
+    name: &'static str,
+    flavor: Flavor,
+    ret: Option<Flavor>,
+    words: [Decision; 3],
+) -> ProbeType {
+    ProbeType {
+        name,
+        family: "fake",
+        point: "fake",
+        suffixes: &[],
+        flavor,
+        return_flavor: ret,
+        vocabulary: Vocabulary {
+            start_disarmed: words[0],
+            arm: words[1],
+            disarm: words[2],
+        },
+        safe_context: SafeContext::safe("fake: process context"),
+    }
+}
+
+/// The fake probe types, with the words of the real ones (SystemTap's).
+const TIMERS: ProbeType = fake_type(
+    "hrtimer",
+    Flavor::Hrtimer,
+    None,
+    [
+        Decision::NotStarting,
+        Decision::Enabling,
+        Decision::Disabling,
+    ],
+);
+const KPROBES: ProbeType = fake_type(
+    "kprobes",
+    Flavor::Kprobe,
+    Some(Flavor::Kretprobe),
+    [
+        Decision::RegisteringAsDisabled,
+        Decision::Enabling,
+        Decision::Disabling,
+    ],
+);
+const UPROBES: ProbeType = fake_type(
+    "uprobes",
+    Flavor::Uprobe,
+    Some(Flavor::Uretprobe),
+    [
+        Decision::NotRegistering,
+        Decision::Registering,
+        Decision::Unregistering,
+    ],
+);
+const TRACEPOINTS: ProbeType = fake_type(
+    "tracepoint",
+    Flavor::Tracepoint,
+    None,
+    [
+        Decision::NotRegistering,
+        Decision::Registering,
+        Decision::Unregistering,
+    ],
+);
+
+/// The fake probe type whose probes have `flavor`.
+pub fn type_of(flavor: Flavor) -> &'static ProbeType {
+    match flavor {
+        Flavor::Hrtimer => &TIMERS,
+        Flavor::Kprobe | Flavor::Kretprobe => &KPROBES,
+        Flavor::Uprobe | Flavor::Uretprobe => &UPROBES,
+        Flavor::Tracepoint => &TRACEPOINTS,
+    }
+}
 
 /// The kernel side, in memory.
 #[derive(Debug, Default)]
@@ -74,6 +151,8 @@ impl Kernel for FakeKernel {
 pub struct FakeGroup {
     /// Group name.
     pub name: &'static str,
+    /// Its probe type (the words of its decisions).
+    pub ty: &'static ProbeType,
     /// Its probes.
     pub probes: Vec<ProbeEntry>,
     /// `otf_supported()`.
@@ -95,6 +174,7 @@ impl FakeGroup {
     pub fn new(name: &'static str, flavor: Flavor, probes: &[(Pidx, Option<CondId>)]) -> FakeGroup {
         FakeGroup {
             name,
+            ty: type_of(flavor),
             probes: probes
                 .iter()
                 .map(|&(p, c)| ProbeEntry::new(p, c, flavor, format!("{name} probe {p}")))
@@ -108,7 +188,7 @@ impl FakeGroup {
         }
     }
 
-    /// Add probes of another flavor (e.g. `.return` next to `.call`).
+    /// Add probes of another flavor of the group's type (e.g. `.return` next to `.call`).
     pub fn with(mut self, flavor: Flavor, probes: &[(Pidx, Option<CondId>)]) -> FakeGroup {
         for &(p, c) in probes {
             self.probes.push(ProbeEntry::new(
@@ -161,6 +241,9 @@ impl FakeGroup {
 }
 
 impl ProbeGroup for FakeGroup {
+    fn probe_type(&self) -> &'static ProbeType {
+        self.ty
+    }
     fn name(&self) -> &'static str {
         self.name
     }

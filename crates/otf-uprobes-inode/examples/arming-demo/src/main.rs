@@ -20,7 +20,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::RingBufferBuilder;
-use otf_core::{ArmedSet, PlanInput, ProbeGroup};
+use otf_core::{plan_and_apply, ArmedSet, ProbeGroup};
 use otf_uprobes_inode::{resolve, UprobeGroup, UprobePrograms, UprobeSpec};
 
 /// The generated skeleton of src/bpf/demo.bpf.c.
@@ -104,20 +104,10 @@ fn main() -> Result<()> {
     let mut armed = ArmedSet::new();
     let mut refresh = |group: &mut UprobeGroup, start: bool| {
         let conditions = [tracing.load(Ordering::Relaxed) != 0];
-        let input = PlanInput {
-            conditions: &conditions,
-            otf: true,
-            armed: &armed,
-        };
-        let plan = if start {
-            group.plan_start(&input)
-        } else {
-            group.plan_refresh(&input)
-        };
+        let (plan, report) = plan_and_apply(group, &mut armed, &conditions, start);
         for line in plan.decisions() {
             println!("{line}");
         }
-        let report = group.apply(&plan);
         for f in report.failures() {
             eprintln!(
                 "warning: pidx {}: {}",
@@ -125,7 +115,6 @@ fn main() -> Result<()> {
                 f.error.as_deref().unwrap_or("")
             );
         }
-        armed.record(&plan, &report);
     };
     refresh(&mut group, true);
 
