@@ -1,14 +1,13 @@
-//! Closing many kernel objects at once: [`close_all`] drops them concurrently and waits, a
-//! [`Reaper`] drops them on a background thread so that a refresh does not wait, and a
-//! [`Closer`] starts closing each batch on its own thread at once and waits only at
-//! [`Closer::flush`].
+//! Closing many kernel objects at once: [`close_all`] drops them concurrently and waits, and a
+//! [`Closer`] starts closing each batch on its own thread at once, so that a refresh does not
+//! wait, and waits only at [`Closer::flush`].
 //!
 //! Closing a link or a perf event can block for a grace period (~30-130 ms, docs/kernel-facts.md)
 //! and the kernel serialises some of those closes; dropping many on worker threads lets the
 //! others overlap. Every probe crate closes its links through here.
 
-/// Most threads [`Reaper`] uses for one batch.
-pub const REAPER_THREADS: usize = 128;
+/// Most threads a batch of tracepoint links is closed on ([`close_all`], [`Closer`]).
+pub const CLOSE_THREADS: usize = 128;
 
 /// Drops every item concurrently, on at most `max_threads` worker threads, and returns when all
 /// are dropped. Where the kernel lets the closes overlap they cost about one grace period in all.
@@ -27,105 +26,6 @@ pub fn close_all<T: Send>(items: Vec<T>, max_threads: usize) {
             s.spawn(move || drop(b));
         }
     });
-}
-
-fn close_all_default<T: Send>(items: Vec<T>) {
-    close_all(items, REAPER_THREADS);
-}
-
-/// A batch for the reaper thread, and how it says it has taken it.
-type Batch<T> = (Vec<T>, std::sync::mpsc::SyncSender<()>);
-
-/// A background thread that releases links handed to it, so that a refresh never waits for
-/// detach grace periods. [`Reaper::release`] returns once the thread has taken the batch and is
-/// about to close it (a thread wake-up, tens of microseconds); the links then stop firing within
-/// about a millisecond, while their closes may take tens of milliseconds in the background.
-/// Every batch queued when the thread wakes up is released together. [`Reaper::flush`] (and
-/// dropping the reaper) waits until everything queued is released.
-pub struct Reaper<T: Send + 'static> {
-    tx: Option<std::sync::mpsc::Sender<Batch<T>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl<T: Send + 'static> Default for Reaper<T> {
-    fn default() -> Self {
-        Reaper::new()
-    }
-}
-
-impl<T: Send + 'static> std::fmt::Debug for Reaper<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reaper")
-            .field("running", &self.thread.is_some())
-            .finish()
-    }
-}
-
-impl<T: Send + 'static> Reaper<T> {
-    /// A reaper; its thread starts at the first [`Reaper::release`].
-    pub fn new() -> Reaper<T> {
-        Reaper {
-            tx: None,
-            thread: None,
-        }
-    }
-
-    /// Queues `links` for release and returns when the reaper has started on them (at most
-    /// 100 ms). Falls back to releasing them on the calling thread if no thread can be started.
-    pub fn release(&mut self, links: Vec<T>) {
-        if links.is_empty() {
-            return;
-        }
-        if self.tx.is_none() {
-            let (tx, rx) = std::sync::mpsc::channel::<Batch<T>>();
-            let spawned = std::thread::Builder::new()
-                .name("otf-tp-reaper".into())
-                .spawn(move || {
-                    while let Ok((mut batch, ack)) = rx.recv() {
-                        let mut acks = vec![ack];
-                        while let Ok((more, ack)) = rx.try_recv() {
-                            batch.extend(more);
-                            acks.push(ack);
-                        }
-                        for a in acks {
-                            let _ = a.send(());
-                        }
-                        close_all_default(batch);
-                    }
-                });
-            match spawned {
-                Ok(handle) => {
-                    self.tx = Some(tx);
-                    self.thread = Some(handle);
-                }
-                Err(_) => return close_all_default(links),
-            }
-        }
-        let (ack_tx, ack_rx) = std::sync::mpsc::sync_channel(1);
-        if let Some(tx) = &self.tx {
-            match tx.send((links, ack_tx)) {
-                Ok(()) => {
-                    let _ = ack_rx.recv_timeout(std::time::Duration::from_millis(100));
-                }
-                Err(std::sync::mpsc::SendError((links, _))) => close_all_default(links),
-            }
-        }
-    }
-
-    /// Waits until every link queued so far is released (the thread ends; a later
-    /// [`Reaper::release`] starts a new one).
-    pub fn flush(&mut self) {
-        self.tx = None;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl<T: Send + 'static> Drop for Reaper<T> {
-    fn drop(&mut self) {
-        self.flush();
-    }
 }
 
 /// Closes batches in the background, each batch on its own thread started at once, so that a
@@ -235,20 +135,6 @@ mod tests {
         close_all(items(1, &c), 8);
         close_all(Vec::<Slow>::new(), 8);
         assert_eq!(c.load(Ordering::SeqCst), 51);
-    }
-
-    #[test]
-    fn the_reaper_drops_in_the_background_and_flush_waits() {
-        let c = Arc::new(AtomicUsize::new(0));
-        let mut r = Reaper::new();
-        r.release(items(10, &c));
-        r.release(items(5, &c));
-        r.flush();
-        assert_eq!(c.load(Ordering::SeqCst), 15);
-        // A reaper starts a new thread after a flush, and dropping it waits too.
-        r.release(items(3, &c));
-        drop(r);
-        assert_eq!(c.load(Ordering::SeqCst), 18);
     }
 
     #[test]

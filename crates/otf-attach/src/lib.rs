@@ -4,7 +4,7 @@
 //!   (`otf-uprobes-inode`, `otf-kprobes`), each of which brings only its
 //!   [`group::LinkAttacher`].
 //! - [`close`]: closing many links at once ([`close::close_all`]) or in the background
-//!   ([`close::Reaper`], [`close::Closer`]).
+//!   ([`close::Closer`]).
 //! - [`perf`]: the one `perf_event_open(2)` (cpu-clock, tracepoint and probe PMU events, on
 //!   the kernel's `struct perf_event_attr`) and the perf-event ioctls.
 //! - [`sys`]: BPF links for perf events and raw tracepoints, and uprobe / uprobe_multi / kprobe / kprobe_multi links on file descriptors

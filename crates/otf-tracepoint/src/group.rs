@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use otf_core::{ApplyReport, Op, Pidx, Plan, ProbeEntry, ProbeGroup, ProbeType};
 
-use otf_attach::close::{close_all, Reaper, REAPER_THREADS};
+use otf_attach::close::{close_all, Closer, CLOSE_THREADS};
 
 use crate::attach::{mode_for, AttachError, AttachMode, TracepointLink, TracepointProgs};
 use crate::resolve::Tracepoint;
@@ -72,7 +72,7 @@ struct Dispatch {
 /// Tracepoint probes: a probe is armed iff its BPF link exists.
 ///
 /// Arming attaches (raw tracepoint with cookie where available, perf tracepoint otherwise and
-/// for `syscalls:*` outside a dispatch unit, one raw link per dispatch unit); disarming hands the link to a [`Reaper`] thread, so a refresh
+/// for `syscalls:*` outside a dispatch unit, one raw link per dispatch unit); disarming hands the link to a [`Closer`] thread, so a refresh
 /// never waits for detach grace periods (the probe stops firing within about a millisecond;
 /// a hit in that window is still gated by its condition in BPF). Releasing at shutdown drops
 /// every link concurrently and waits until all are gone.
@@ -96,7 +96,7 @@ pub struct TracepointGroup {
     /// Per probe: the link it owns (only at slot owners).
     links: Vec<Option<TracepointLink>>,
     index: HashMap<Pidx, usize>,
-    reaper: Reaper<TracepointLink>,
+    closer: Closer<TracepointLink>,
     dispatch: Option<Dispatch>,
 }
 
@@ -205,7 +205,7 @@ impl TracepointGroup {
             slot,
             links,
             index,
-            reaper: Reaper::new(),
+            closer: Closer::new(CLOSE_THREADS),
             dispatch,
         })
     }
@@ -242,9 +242,9 @@ impl TracepointGroup {
         let mut attached = TracepointLink::attach(progs, tp, cookie);
         if is_eexist(&attached) {
             // A link of this tracepoint disarmed moments ago may still be closing in the
-            // reaper (the kernel refuses a second attachment of the program to a perf
+            // background (the kernel refuses a second attachment of the program to a perf
             // tracepoint until then): wait for it, and try again.
-            self.reaper.flush();
+            self.closer.flush();
             attached = TracepointLink::attach(progs, tp, cookie);
         }
         attached
@@ -344,10 +344,10 @@ impl ProbeGroup for TracepointGroup {
             }
         }
         if releasing {
-            close_all(to_drop, REAPER_THREADS);
-            self.reaper.flush();
+            close_all(to_drop, CLOSE_THREADS);
+            self.closer.flush();
         } else {
-            self.reaper.release(to_drop);
+            self.closer.release(to_drop);
         }
         report
     }

@@ -5,7 +5,7 @@
 //! arming attaches ([`TracepointLink::attach`]), disarming drops the link. perf's
 //! `PERF_EVENT_IOC_DISABLE` does not stop BPF programs on tracepoints, so this is the only way
 //! to make a disarmed tracepoint cost nothing. Drops of perf-tracepoint links block for a
-//! grace period; otf-attach's `Reaper` thread releases them off the refresh path, and
+//! grace period; otf-attach's `Closer` releases them off the refresh path, and
 //! its `close_all` releases a batch concurrently. `syscalls:*` probes, which only perf can
 //! attach one by one, are instead dispatched by syscall number from one raw
 //! `raw_syscalls:sys_enter`/`sys_exit` link per unit of probes that flip together

@@ -112,7 +112,7 @@ fn raw_tracepoint_with_cookie_and_concurrent_release() {
         .collect();
     let n = links.len();
     let t = Instant::now();
-    otf_attach::close::close_all(links, otf_attach::close::REAPER_THREADS);
+    otf_attach::close::close_all(links, otf_attach::close::CLOSE_THREADS);
     let took = t.elapsed();
     eprintln!("released {n} perf tracepoint links in {took:?}");
     let _stats = minprog::enable_stats().expect("stats");
