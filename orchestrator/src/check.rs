@@ -30,7 +30,8 @@ fn notify(c: SafeContext) -> &'static str {
     }
 }
 
-/// Compiles and resolves `src`, rendering diagnostics on failure. Warnings are printed to
+/// Compiles and resolves `src`; on failure, the compiler's diagnostics or the points that do
+/// not resolve, rendered against `src` where the failure is printed. Warnings are printed to
 /// stderr.
 pub fn compile_and_resolve(src: &SourceFile) -> Result<(Front, Resolved), Failure> {
     let front = frontend::compile(src).map_err(|diags| Failure::Diagnostics {
