@@ -30,12 +30,18 @@ fn notify(c: SafeContext) -> &'static str {
     }
 }
 
-/// Compiles and resolves `src`, rendering diagnostics on failure. Warnings are printed to
+/// Compiles and resolves `src`; on failure, the compiler's diagnostics or the points that do
+/// not resolve, rendered against `src` where the failure is printed. Warnings are printed to
 /// stderr.
 pub fn compile_and_resolve(src: &SourceFile) -> Result<(Front, Resolved), Failure> {
-    let front = frontend::compile(src).map_err(|d| Failure::Rendered(render_all(&d, src)))?;
-    let resolved =
-        resolve::resolve(&front.units).map_err(|d| Failure::Rendered(render_all(&d, src)))?;
+    let front = frontend::compile(src).map_err(|diags| Failure::Diagnostics {
+        diags,
+        file: Box::new(src.clone()),
+    })?;
+    let resolved = resolve::resolve(&front.units).map_err(|errors| Failure::Unresolved {
+        errors,
+        file: Box::new(src.clone()),
+    })?;
     let mut warnings = front.warnings.clone();
     warnings.extend(resolved.warnings.iter().cloned());
     if !warnings.is_empty() {
@@ -116,8 +122,8 @@ pub fn report(front: &Front, res: &Resolved, verbose: bool) -> String {
             }
             if let PointKind::KernelFunction { pattern, ret } = &u.kind {
                 kprobes = true;
-                if let Ok(r) = crate::resolve::kernel_symbols()
-                    .and_then(|k| k.resolve(pattern, *ret).map_err(|e| e.to_string()))
+                if let Ok(r) =
+                    crate::resolve::kernel_symbols().and_then(|k| k.resolve(pattern, *ret))
                 {
                     let _ = writeln!(
                         out,
@@ -156,8 +162,9 @@ fn generated(
     let mut out = String::new();
     for kind in kinds {
         let prog = otf_codegen::generate(&image, kind, &otf_codegen::KernelInfo::default())
-            .map_err(|e| {
-                Failure::Message(format!("generating the {} handler: {e}", kind.name()))
+            .map_err(|source| Failure::Codegen {
+                handler: kind.name(),
+                source,
             })?;
         if listing {
             let _ = writeln!(

@@ -7,6 +7,8 @@ use std::io::Write;
 use otf_core::ProbeType;
 use otf_script::ast::Literal;
 
+use crate::error::ListError;
+
 /// The component names of `pattern` and their arguments as text (`"5"` for `timer.ms(5)`), or
 /// `None` when the text is not a probe point.
 fn components(pattern: &str) -> Option<Vec<(String, Option<String>)>> {
@@ -60,9 +62,9 @@ const RESOLVED: [&ProbeType; 3] = [
 ];
 
 /// Runs `otf list`; returns the exit status.
-pub fn list(pattern: &str) -> Result<i32, String> {
-    let comps = components(pattern).ok_or_else(|| {
-        format!("cannot parse probe point pattern `{pattern}` (e.g. 'kernel.trace(\"sched_*\")')")
+pub fn list(pattern: &str) -> Result<i32, ListError> {
+    let comps = components(pattern).ok_or_else(|| ListError::BadPattern {
+        pattern: pattern.to_string(),
     })?;
     let names: Vec<&str> = comps.iter().map(|(n, _)| n.as_str()).collect();
     let arg = |i: usize| comps.get(i).and_then(|(_, a)| a.clone());
@@ -82,23 +84,21 @@ pub fn list(pattern: &str) -> Result<i32, String> {
         });
     } else if let Some(None) = otf_tracepoint::PROBE_TYPE.matches(&names) {
         let glob = arg(1).unwrap_or_else(|| "*".into());
-        let tps = otf_tracepoint::resolve(&glob).map_err(|e| e.to_string())?;
+        let tps = otf_tracepoint::resolve(&glob)?;
         lines.extend(tps.iter().map(|t| format!("kernel.trace(\"{t}\")")));
     } else if let Some(suffix) = otf_kprobes::PROBE_TYPE.matches(&names) {
         let glob = arg(1).unwrap_or_else(|| "*".into());
-        let ts =
-            otf_kprobes::resolve(&glob, suffix == Some("return")).map_err(|e| e.to_string())?;
+        let ts = otf_kprobes::resolve(&glob, suffix == Some("return"))?;
         let suffix = suffix.map(|r| format!(".{r}")).unwrap_or_default();
         lines.extend(
             ts.iter()
                 .map(|t| format!("kernel.function(\"{}\"){suffix}", t.symbol)),
         );
     } else if let Some(suffix) = otf_uprobes_inode::PROBE_TYPE.matches(&names) {
-        let path =
-            arg(0).ok_or("process(...) needs a path: process(\"/bin/ls\").function(\"*\")")?;
+        let path = arg(0).ok_or(ListError::NoPath)?;
         let glob = arg(1).unwrap_or_else(|| "*".into());
         let ret = suffix == Some("return");
-        let ts = otf_uprobes_inode::resolve(&path, &glob, ret).map_err(|e| e.to_string())?;
+        let ts = otf_uprobes_inode::resolve(&path, &glob, ret)?;
         let suffix = suffix.map(|r| format!(".{r}")).unwrap_or_default();
         lines.extend(ts.iter().map(|t| {
             format!(
@@ -108,17 +108,16 @@ pub fn list(pattern: &str) -> Result<i32, String> {
             )
         }));
     } else if names == ["process"] {
-        return Err("`process(PATH)` alone is not a probe point: add `.function(\"GLOB\")`".into());
+        return Err(ListError::ProcessAlone);
     } else {
         let points: Vec<&str> = std::iter::once(timer)
             .chain(RESOLVED)
             .map(|t| t.point)
             .collect();
-        return Err(format!(
-            "unknown probe point family `{}` (try begin, end, {})",
-            names.join("."),
-            points.join(", ")
-        ));
+        return Err(ListError::UnknownFamily {
+            family: names.join("."),
+            points: points.join(", "),
+        });
     }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -168,7 +167,7 @@ mod tests {
 
     #[test]
     fn unknown_family_names_every_form() {
-        let e = list("kernel.funtion(\"x\")").unwrap_err();
+        let e = list("kernel.funtion(\"x\")").unwrap_err().to_string();
         assert_eq!(
             e,
             "unknown probe point family `kernel.funtion` (try begin, end, timer, \
@@ -177,9 +176,10 @@ mod tests {
         );
         assert!(list("a..b")
             .unwrap_err()
+            .to_string()
             .starts_with("cannot parse probe point pattern `a..b`"));
         assert_eq!(
-            list("process(\"/bin/ls\")").unwrap_err(),
+            list("process(\"/bin/ls\")").unwrap_err().to_string(),
             "`process(PATH)` alone is not a probe point: add `.function(\"GLOB\")`"
         );
     }

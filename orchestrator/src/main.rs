@@ -3,6 +3,7 @@
 
 mod check;
 mod cli;
+mod error;
 mod frontend;
 mod list;
 mod resolve;
@@ -15,21 +16,7 @@ use clap::Parser;
 
 use otf_script::diag::SourceFile;
 
-/// A failure that ends the command with exit status 1. The message is printed as is (it may be
-/// rendered diagnostics, already ending with a newline) or prefixed with `error: `.
-#[derive(Debug)]
-pub enum Failure {
-    /// A plain message, printed as `error: MESSAGE`.
-    Message(String),
-    /// Text already rendered (diagnostics), printed verbatim.
-    Rendered(String),
-}
-
-impl From<String> for Failure {
-    fn from(s: String) -> Failure {
-        Failure::Message(s)
-    }
-}
+pub use error::Failure;
 
 /// Reads the script named by `source` (its file, or its `-e` text) as a [`SourceFile`] with
 /// its script arguments. A file that is not UTF-8 is refused with the position of the first
@@ -37,25 +24,20 @@ impl From<String> for Failure {
 pub fn load_source(source: &cli::ScriptSource) -> Result<SourceFile, Failure> {
     let file = match (source.file.as_deref(), source.expr.as_deref()) {
         (_, Some(text)) => SourceFile::new("<command line>", text),
-        (Some(path), None) => match std::fs::read(path) {
-            Ok(bytes) => {
-                SourceFile::from_bytes(path.display().to_string(), bytes).map_err(|e| {
-                    let (file, diag) = *e;
-                    Failure::Rendered(otf_script::diag::render_all(&[diag], &file))
-                })?
-            }
-            Err(e) => {
-                return Err(Failure::Message(format!(
-                    "cannot read script {}: {e}",
-                    path.display()
-                )))
-            }
-        },
-        (None, None) => {
-            return Err(Failure::Message(
-                "no script given: pass SCRIPT_FILE or -e TEXT".into(),
-            ))
+        (Some(path), None) => {
+            let bytes = std::fs::read(path).map_err(|source| Failure::ReadScript {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            SourceFile::from_bytes(path.display().to_string(), bytes).map_err(|e| {
+                let (file, diag) = *e;
+                Failure::Diagnostics {
+                    diags: vec![diag],
+                    file: Box::new(file),
+                }
+            })?
         }
+        (None, None) => return Err(Failure::NoScript),
     };
     Ok(file.with_args(source.args()))
 }
@@ -64,7 +46,7 @@ fn dispatch(cli: cli::Cli) -> Result<i32, Failure> {
     match cli.command {
         cli::Command::Run(args) => run::run(&args),
         cli::Command::Check(args) => check::check(&args),
-        cli::Command::List(args) => list::list(&args.pattern).map_err(Failure::Message),
+        cli::Command::List(args) => Ok(list::list(&args.pattern)?),
     }
 }
 
@@ -79,12 +61,13 @@ fn main() -> ExitCode {
     let _ = std::io::stdout().flush();
     let code = match result {
         Ok(Ok(code)) => code,
-        Ok(Err(Failure::Message(m))) => {
-            eprintln!("error: {m}");
+        // The edge: the failure becomes text here, and only here.
+        Ok(Err(e)) if e.is_rendered() => {
+            eprint!("{e}");
             1
         }
-        Ok(Err(Failure::Rendered(text))) => {
-            eprint!("{text}");
+        Ok(Err(e)) => {
+            eprintln!("error: {e}");
             1
         }
         Err(_) => 1,

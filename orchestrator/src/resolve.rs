@@ -14,12 +14,15 @@ use otf_script::diag::Diagnostic;
 use otf_script::point::PointKind;
 use otf_tracepoint::Tracepoint;
 
+use crate::error::{PointError, Unresolved};
+
 /// The running kernel's function lists, read once per process: a script with several
 /// `kernel.function` points (or `otf check -v`) reads tracefs once.
-pub fn kernel_symbols() -> Result<&'static otf_kprobes::KernelSymbols, String> {
-    static SYMBOLS: OnceLock<Result<otf_kprobes::KernelSymbols, String>> = OnceLock::new();
+pub fn kernel_symbols() -> Result<&'static otf_kprobes::KernelSymbols, otf_kprobes::ResolveError> {
+    static SYMBOLS: OnceLock<Result<otf_kprobes::KernelSymbols, otf_kprobes::ResolveError>> =
+        OnceLock::new();
     SYMBOLS
-        .get_or_init(|| otf_kprobes::KernelSymbols::load().map_err(|e| e.to_string()))
+        .get_or_init(otf_kprobes::KernelSymbols::load)
         .as_ref()
         .map_err(Clone::clone)
 }
@@ -152,7 +155,8 @@ impl Resolved {
     }
 }
 
-fn quoted(s: &str) -> String {
+/// `s` as a SystemTap string literal.
+pub(crate) fn quoted(s: &str) -> String {
     let mut o = String::from("\"");
     for c in s.chars() {
         match c {
@@ -167,20 +171,19 @@ fn quoted(s: &str) -> String {
     o
 }
 
-/// The kernel attachments of one point, as `(attach, pp, probefunc)`, or an error message.
+/// The kernel attachments of one point, as `(attach, pp, probefunc)`.
 fn resolve_point(
     kind: &PointKind,
     online: &[u32],
     warnings: &mut Vec<String>,
-) -> Result<Vec<(Attach, String, String)>, String> {
+) -> Result<Vec<(Attach, String, String)>, PointError> {
     match kind {
         PointKind::Begin | PointKind::End => Ok(Vec::new()),
         PointKind::Timer { period_ns, text } => {
             if *period_ns < otf_hrtimer::MIN_PERIOD_NS {
-                return Err(format!(
-                    "timer period of {period_ns} ns is too short (minimum {} µs)",
-                    otf_hrtimer::MIN_PERIOD_NS / 1000
-                ));
+                return Err(PointError::TimerTooShort {
+                    period_ns: *period_ns,
+                });
             }
             Ok(otf_hrtimer::resolve_on(
                 TimerKind::Periodic {
@@ -197,12 +200,11 @@ fn resolve_point(
             .map(|a| (Attach::Timer(a), "timer.profile".to_string(), String::new()))
             .collect()),
         PointKind::KernelTrace { pattern } => {
-            let tps = otf_tracepoint::resolve(pattern).map_err(|e| e.to_string())?;
+            let tps = otf_tracepoint::resolve(pattern)?;
             if tps.is_empty() {
-                return Err(format!(
-                    "kernel.trace({}): no tracepoint matches (see `otf list 'kernel.trace(\"*\")'`)",
-                    quoted(pattern)
-                ));
+                return Err(PointError::NoTracepoint {
+                    pattern: pattern.clone(),
+                });
             }
             Ok(tps
                 .into_iter()
@@ -213,9 +215,7 @@ fn resolve_point(
                 .collect())
         }
         PointKind::KernelFunction { pattern, ret } => {
-            let ts = kernel_symbols()?
-                .targets(pattern, *ret)
-                .map_err(|e| e.to_string())?;
+            let ts = kernel_symbols()?.targets(pattern, *ret)?;
             Ok(ts
                 .into_iter()
                 .map(|t| {
@@ -230,8 +230,7 @@ fn resolve_point(
                 .collect())
         }
         PointKind::ProcessFunction { path, pattern, ret } => {
-            let (ts, skipped) = otf_uprobes_inode::resolve_checked(path, pattern, *ret)
-                .map_err(|e| e.to_string())?;
+            let (ts, skipped) = otf_uprobes_inode::resolve_checked(path, pattern, *ret)?;
             if let Some(first) = skipped.first() {
                 // One warning for all, as for unprobeable kernel functions.
                 let names: Vec<&str> = skipped.iter().take(5).map(|u| u.symbol.as_str()).collect();
@@ -263,8 +262,9 @@ fn resolve_point(
     }
 }
 
-/// Resolves every unit; errors are diagnostics at the unit's point.
-pub fn resolve(units: &[UnitIn]) -> Result<Resolved, Vec<Diagnostic>> {
+/// Resolves every unit; an error names the unit's point. A point marked optional (`?`) that
+/// does not resolve is dropped with a warning.
+pub fn resolve(units: &[UnitIn]) -> Result<Resolved, Vec<Unresolved>> {
     let online = otf_hrtimer::sys::online_cpus();
     let mut out = Resolved::default();
     let mut errors = Vec::new();
@@ -277,14 +277,19 @@ pub fn resolve(units: &[UnitIn]) -> Result<Resolved, Vec<Diagnostic>> {
         match r {
             Ok(list) if list.is_empty() && u.kind.is_kernel() => {
                 // Resolvers report "no match" as errors; an empty list is the same thing.
-                let msg = format!("probe point `{}` matches nothing", u.kind);
+                let error = PointError::MatchesNothing {
+                    point: u.kind.clone(),
+                };
                 if u.optional {
                     out.warnings.push(Diagnostic::warning(
-                        format!("{msg}; optional point dropped"),
+                        format!("{error}; optional point dropped"),
                         u.span,
                     ));
                 } else {
-                    errors.push(Diagnostic::error(msg, u.span));
+                    errors.push(Unresolved {
+                        span: u.span,
+                        error,
+                    });
                 }
             }
             Ok(list) => {
@@ -300,11 +305,14 @@ pub fn resolve(units: &[UnitIn]) -> Result<Resolved, Vec<Diagnostic>> {
                     next += 1;
                 }
             }
-            Err(msg) if u.optional => out.warnings.push(Diagnostic::warning(
-                format!("{msg}; optional point dropped"),
+            Err(error) if u.optional => out.warnings.push(Diagnostic::warning(
+                format!("{error}; optional point dropped"),
                 u.span,
             )),
-            Err(msg) => errors.push(Diagnostic::error(msg, u.span)),
+            Err(error) => errors.push(Unresolved {
+                span: u.span,
+                error,
+            }),
         }
     }
     if errors.is_empty() {

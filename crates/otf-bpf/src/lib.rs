@@ -43,7 +43,7 @@ pub use otf_codegen::{layout, KernelInfo, ProbeSlot, ProgKind, RuntimeImage};
 
 /// An error of the runtime: what was being done, and the underlying cause.
 #[derive(Debug, thiserror::Error)]
-#[error("{context}{}", source.as_ref().map(|s| format!(": {s}")).unwrap_or_default())]
+#[error("{}", Error::text(context, source.as_deref()))]
 pub struct Error {
     context: String,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
@@ -64,6 +64,18 @@ impl Error {
         Error {
             context: context.into(),
             source: Some(source.into()),
+        }
+    }
+
+    /// `CONTEXT: SOURCE`, or either alone when the other is missing.
+    fn text(
+        context: &str,
+        source: Option<&(dyn std::error::Error + Send + Sync + 'static)>,
+    ) -> String {
+        match source {
+            Some(s) if context.is_empty() => s.to_string(),
+            Some(s) => format!("{context}: {s}"),
+            None => context.to_string(),
         }
     }
 
@@ -254,7 +266,7 @@ fn names_map(image: &RuntimeImage) -> Result<MapHandle> {
                 v[k * MAXSTRINGLEN..][..t.len()].copy_from_slice(t.as_bytes());
             }
             m.update(&(pidx as u32).to_ne_bytes(), &v, libbpf_rs::MapFlags::ANY)
-                .map_err(|e| Error::msg(format!("filling the names map: {e}")))?;
+                .map_err(|e| Error::with("filling the names map", e))?;
         }
     }
     Ok(m)
@@ -274,9 +286,9 @@ fn formats_map(image: &RuntimeImage) -> Result<MapHandle> {
         libbpf_sys::BPF_F_RDONLY_PROG,
     )?;
     m.update(&0u32.to_ne_bytes(), &value, libbpf_rs::MapFlags::ANY)
-        .map_err(|e| Error::msg(format!("filling the formats map: {e}")))?;
+        .map_err(|e| Error::with("filling the formats map", e))?;
     m.freeze()
-        .map_err(|e| Error::msg(format!("freezing the formats map: {e}")))?;
+        .map_err(|e| Error::with("freezing the formats map", e))?;
     Ok(m)
 }
 
@@ -298,7 +310,7 @@ impl Runtime {
     /// kinds in `opts`. A program the verifier refuses is an otf bug: the error names the
     /// probe and keeps the verifier log in a file.
     pub fn load_with(image: &RuntimeImage, opts: &LoadOptions) -> Result<Runtime> {
-        image.validate().map_err(|e| Error::msg(e.to_string()))?;
+        image.validate().map_err(|e| Error::with("", e))?;
         let shared_size = std::mem::size_of::<Shared>();
         let maps = Maps {
             shared: create_map(
@@ -383,7 +395,7 @@ impl Runtime {
         };
         for &kind in &opts.kinds {
             let mut prog = otf_codegen::generate(image, kind, &kinfo)
-                .map_err(|e| Error::msg(format!("generating the {} handler: {e}", kind.name())))?;
+                .map_err(|e| Error::with(format!("generating the {} handler", kind.name()), e))?;
             if let Some(t) = opts.tamper {
                 t(&mut prog);
             }
@@ -1041,6 +1053,24 @@ fn verifier_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_shows_its_context_and_its_source_and_keeps_the_source() {
+        let io = || std::io::Error::from(std::io::ErrorKind::NotFound);
+        assert_eq!(Error::msg("ctx").to_string(), "ctx");
+        assert_eq!(
+            Error::with("ctx", io()).to_string(),
+            "ctx: entity not found"
+        );
+        let bare = Error::with("", io());
+        assert_eq!(bare.to_string(), "entity not found");
+        let source =
+            std::error::Error::source(&bare).and_then(|s| s.downcast_ref::<std::io::Error>());
+        assert_eq!(
+            source.map(std::io::Error::kind),
+            Some(std::io::ErrorKind::NotFound)
+        );
+    }
 
     #[test]
     fn a_refused_program_names_its_probe_and_keeps_the_log() {

@@ -78,7 +78,7 @@ pub(crate) fn successors(code: &[Insn], pc: usize) -> Vec<usize> {
 impl Shape {
     pub fn analyze(code: &[Insn], start: usize) -> Result<Shape, Error> {
         let end = code.len();
-        vm::verify(code, start..end).map_err(|e| Error::BadCode(e.to_string()))?;
+        vm::verify(code, start..end)?;
         let mut depth: BTreeMap<usize, u32> = BTreeMap::new();
         let mut sdepth: BTreeMap<usize, u32> = BTreeMap::new();
         let mut work = vec![(start, 0u32, 0u32)];

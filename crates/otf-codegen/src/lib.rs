@@ -43,6 +43,9 @@ pub enum Error {
     /// The bytecode is not of the shape the compiler emits.
     #[error("unexpected bytecode (an otf bug): {0}")]
     BadCode(String),
+    /// The bytecode verifier refused a program: the compiler emitted bytecode it should not.
+    #[error("unexpected bytecode (an otf bug): {0}")]
+    Verify(#[from] otf_script::vm::VerifyError),
     /// A program over a limit of BPF or of otf.
     #[error("program too large: {0}")]
     TooLarge(String),

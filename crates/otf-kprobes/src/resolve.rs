@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use otf_core::glob::{did_you_mean, glob_match, has_wildcard, suggestions};
 
@@ -45,10 +45,13 @@ pub struct KprobeResolution {
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum ResolveError {
     /// Neither tracefs nor `/proc/kallsyms` could be read.
-    #[error("cannot read the kernel's function list ({detail}); mount tracefs on /sys/kernel/tracing or run as root")]
+    #[error("cannot read the kernel's function list ({}/proc/kallsyms: {source}); mount tracefs on /sys/kernel/tracing or run as root", tried_note(.tried))]
     NoSymbolList {
-        /// What was tried and how it failed.
-        detail: String,
+        /// The tracefs lists tried before `/proc/kallsyms`, and how reading each failed.
+        tried: Vec<(PathBuf, Arc<io::Error>)>,
+        /// How reading `/proc/kallsyms`, the last resort, failed.
+        #[source]
+        source: Arc<io::Error>,
     },
     /// No probeable function matched.
     #[error("kernel.function(\"{pattern}\"): no probeable kernel function matches{}{}", skipped_note(*.skipped), did_you_mean(.suggestions))]
@@ -63,6 +66,14 @@ pub enum ResolveError {
     /// An empty function name.
     #[error("kernel.function(\"\"): empty function name")]
     EmptyPattern,
+}
+
+/// `PATH: ERROR; ` for each list tried before `/proc/kallsyms`.
+fn tried_note(tried: &[(PathBuf, Arc<io::Error>)]) -> String {
+    tried
+        .iter()
+        .map(|(p, e)| format!("{}: {e}; ", p.display()))
+        .collect()
 }
 
 fn skipped_note(n: usize) -> String {
@@ -96,7 +107,7 @@ impl KernelSymbols {
     /// With tracefs, `/proc/kallsyms` is read later, and only if a skipped count is needed.
     pub fn load() -> Result<KernelSymbols, ResolveError> {
         let blacklist = read(Path::new("/sys/kernel/debug/kprobes/blacklist")).unwrap_or_default();
-        let mut errors = Vec::new();
+        let mut tried = Vec::new();
         for p in otf_attach::tracefs::candidates("available_filter_functions") {
             match read(&p) {
                 Ok(afs) => {
@@ -107,17 +118,15 @@ impl KernelSymbols {
                         source: Some(source),
                     });
                 }
-                Err(e) => errors.push(format!("{}: {e}", p.display())),
+                Err(e) => tried.push((p, Arc::new(e))),
             }
         }
         match read(Path::new("/proc/kallsyms")) {
             Ok(k) => Ok(KernelSymbols::from_lists(None, Some(&k), &blacklist)),
-            Err(e) => {
-                errors.push(format!("/proc/kallsyms: {e}"));
-                Err(ResolveError::NoSymbolList {
-                    detail: errors.join("; "),
-                })
-            }
+            Err(e) => Err(ResolveError::NoSymbolList {
+                tried,
+                source: Arc::new(e),
+            }),
         }
     }
 
@@ -306,6 +315,28 @@ pub fn kprobes_available() -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unreadable_symbol_list_names_every_file_tried_and_keeps_the_last_error() {
+        let e = ResolveError::NoSymbolList {
+            tried: vec![(
+                PathBuf::from("/sys/kernel/tracing/available_filter_functions"),
+                Arc::new(io::Error::from(io::ErrorKind::PermissionDenied)),
+            )],
+            source: Arc::new(io::Error::from(io::ErrorKind::NotFound)),
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot read the kernel's function list (/sys/kernel/tracing/available_filter_functions: \
+             permission denied; /proc/kallsyms: entity not found); mount tracefs on \
+             /sys/kernel/tracing or run as root"
+        );
+        let source = std::error::Error::source(&e).expect("the last error");
+        assert_eq!(
+            source.downcast_ref::<Arc<io::Error>>().map(|e| e.kind()),
+            Some(io::ErrorKind::NotFound)
+        );
+    }
 
     const KALLSYMS: &str = "\
 ffffffff81000000 T _stext

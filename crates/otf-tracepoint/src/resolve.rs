@@ -35,6 +35,12 @@ pub enum TraceError {
     /// tracefs is not available (not mounted and we may not mount it, or unreadable).
     #[error("tracepoints cannot be listed: {0}")]
     NoTracefs(String),
+    /// tracefs is not mounted and mounting it failed.
+    #[error(
+        "tracepoints cannot be listed: tracefs is not mounted and mounting it at {mnt} failed: {0}",
+        mnt = TRACEFS
+    )]
+    Mount(#[source] io::Error),
     /// Reading tracefs failed.
     #[error("cannot read {path}: {1}", path = .0.display())]
     Io(PathBuf, #[source] io::Error),
@@ -79,11 +85,7 @@ pub fn events_dir() -> Result<PathBuf, TraceError> {
 }
 
 fn mount_tracefs() -> Result<(), TraceError> {
-    otf_attach::tracefs::mount().map_err(|e| {
-        TraceError::NoTracefs(format!(
-            "tracefs is not mounted and mounting it at {TRACEFS} failed: {e}"
-        ))
-    })
+    otf_attach::tracefs::mount().map_err(TraceError::Mount)
 }
 
 /// Subsystems of `events/` that are not kernel tracepoints: `ftrace` holds ftrace's own
@@ -162,6 +164,21 @@ pub fn resolve(pattern: &str) -> Result<Vec<Tracepoint>, TraceError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_mount_keeps_its_cause() {
+        let e = TraceError::Mount(io::Error::from(io::ErrorKind::PermissionDenied));
+        assert_eq!(
+            e.to_string(),
+            "tracepoints cannot be listed: tracefs is not mounted and mounting it at \
+             /sys/kernel/tracing failed: permission denied"
+        );
+        let source = std::error::Error::source(&e).expect("the mount error");
+        assert_eq!(
+            source.downcast_ref::<io::Error>().map(io::Error::kind),
+            Some(io::ErrorKind::PermissionDenied)
+        );
+    }
 
     #[test]
     fn globs() {

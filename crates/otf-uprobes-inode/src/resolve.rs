@@ -85,13 +85,15 @@ pub enum ResolveError {
     },
     /// The file is not ELF (or is truncated/corrupt).
     #[error(
-        "{path}: not an ELF file ({detail}); process(...) needs an executable or a shared library"
+        "{path}: not an ELF file ({}); process(...) needs an executable or a shared library",
+        source.as_ref().map_or_else(|| "no ELF magic".to_string(), ToString::to_string)
     )]
     NotElf {
         /// The file.
         path: PathBuf,
-        /// What the parser said.
-        detail: String,
+        /// Why the ELF parser refused it (`None`: the file does not start with the ELF magic).
+        #[source]
+        source: Option<object::read::Error>,
     },
     /// An ELF file that is neither an executable nor a shared library (e.g. a `.o`).
     #[error("{path}: ELF {kind} file, not an executable or a shared library")]
@@ -299,12 +301,12 @@ fn functions_in(path: &Path, data: &[u8]) -> Result<Vec<ElfFunction>, ResolveErr
     if data.len() < 4 || &data[..4] != b"\x7fELF" {
         return Err(ResolveError::NotElf {
             path: path.to_path_buf(),
-            detail: "no ELF magic".into(),
+            source: None,
         });
     }
     let file = object::File::parse(data).map_err(|e| ResolveError::NotElf {
         path: path.to_path_buf(),
-        detail: e.to_string(),
+        source: Some(e),
     })?;
     match file.kind() {
         ObjectKind::Executable | ObjectKind::Dynamic => {}

@@ -133,12 +133,26 @@ fn missing_non_elf_object_and_directory_errors() {
     let script = dir.path().join("script.sh");
     fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
     let e = resolve(script.to_str().unwrap(), "main", false).unwrap_err();
-    assert!(matches!(e, ResolveError::NotElf { .. }), "{e}");
+    assert!(
+        matches!(e, ResolveError::NotElf { source: None, .. }),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("not an ELF file (no ELF magic)"),
+        "{e}"
+    );
 
     let truncated = dir.path().join("trunc");
     fs::write(&truncated, b"\x7fELF\x02\x01\x01").unwrap();
     let e = resolve(truncated.to_str().unwrap(), "main", false).unwrap_err();
     assert!(matches!(e, ResolveError::NotElf { .. }), "{e}");
+    // The ELF parser's error is kept as the source, and its text is in the message.
+    let parser = std::error::Error::source(&e).expect("the parser's error");
+    assert!(
+        e.to_string()
+            .contains(&format!("not an ELF file ({parser});")),
+        "{e}"
+    );
 
     let src = dir.path().join("o.c");
     fs::write(&src, "int f(void){return 1;}\n").unwrap();
