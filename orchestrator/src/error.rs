@@ -24,7 +24,7 @@ pub enum Failure {
     /// event loop's descriptors, a program's descriptor).
     #[error("{what}: {source}")]
     Session {
-        /// What was being done, e.g. `cannot start -c command `ls``.
+        /// What was being done, e.g. `cannot start -c command: pipe` or `epoll_ctl`.
         what: String,
         /// How it failed.
         #[source]
@@ -54,7 +54,7 @@ pub enum Failure {
     /// A probe group cannot be made over the loaded runtime.
     #[error("{group}: {source}")]
     Group {
-        /// Which, e.g. `tracepoint probes`, `uprobe`.
+        /// Which, e.g. `tracepoint probes`, `uprobes`.
         group: &'static str,
         /// The probe type's error.
         #[source]
@@ -330,10 +330,10 @@ mod tests {
     #[test]
     fn a_probe_group_failure_keeps_the_probe_types_error() {
         let e = Failure::Group {
-            group: "uprobe",
+            group: "uprobes",
             source: Box::new(otf_uprobes_inode::GroupError::DuplicatePidx(4)),
         };
-        assert_eq!(e.to_string(), "uprobe: pidx 4 given twice");
+        assert_eq!(e.to_string(), "uprobes: pidx 4 given twice");
         let source = e
             .source()
             .and_then(|s| s.downcast_ref::<otf_uprobes_inode::GroupError>());
