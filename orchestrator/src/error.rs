@@ -14,9 +14,52 @@ use otf_script::point::PointKind;
 /// with `error: `.
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
-    /// A plain message made by the command itself, printed as `error: MESSAGE`.
+    /// A plain refusal made by the command itself, with no underlying error (e.g. `otf run`
+    /// without privilege, a kernel without a BPF feature otf needs), printed as
+    /// `error: MESSAGE`. A failure that has an underlying error has its own variant keeping it
+    /// as its source.
     #[error("{0}")]
     Message(String),
+    /// A system call or file operation of `otf run` failed (a pipe, the `-c` command, the
+    /// event loop's descriptors, a program's descriptor).
+    #[error("{what}: {source}")]
+    Session {
+        /// What was being done, e.g. `cannot start -c command: pipe` or `epoll_ctl`.
+        what: String,
+        /// How it failed.
+        #[source]
+        source: io::Error,
+    },
+    /// `--otf-rcu-expedited` cannot read its knob.
+    #[error(
+        "--otf-rcu-expedited: cannot read {knob}: {source} (a kernel built with TINY_RCU has \
+         no such knob; run without --otf-rcu-expedited)"
+    )]
+    NoExpediteKnob {
+        /// The knob's path.
+        knob: &'static str,
+        /// Why it cannot be read.
+        #[source]
+        source: io::Error,
+    },
+    /// The otf BPF runtime failed: loading it, or reading its ring buffer.
+    #[error("{what}: {source}")]
+    Runtime {
+        /// What was being done, e.g. `ring buffer`.
+        what: &'static str,
+        /// The runtime's error.
+        #[source]
+        source: otf_bpf::Error,
+    },
+    /// A probe group cannot be made over the loaded runtime.
+    #[error("{group}: {source}")]
+    Group {
+        /// Which, e.g. `tracepoint probes`, `uprobes`.
+        group: &'static str,
+        /// The probe type's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
     /// Neither a script file nor `-e TEXT` was given.
     #[error("no script given: pass SCRIPT_FILE or -e TEXT")]
     NoScript,
@@ -218,5 +261,88 @@ mod tests {
         assert!(e.is_rendered());
         assert_eq!(e.to_string(), expected);
         assert!(expected.contains("t.stp:1:7"), "{expected}");
+    }
+
+    #[test]
+    fn a_failed_system_call_keeps_the_io_error() {
+        let e = Failure::Session {
+            what: "cannot start -c command `/no/such`".into(),
+            source: io::Error::from_raw_os_error(libc::ENOENT),
+        };
+        assert!(!e.is_rendered());
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "cannot start -c command `/no/such`: {}",
+                io::Error::from_raw_os_error(libc::ENOENT)
+            )
+        );
+        let source = e.source().and_then(|s| s.downcast_ref::<io::Error>());
+        assert_eq!(source.and_then(io::Error::raw_os_error), Some(libc::ENOENT));
+    }
+
+    #[test]
+    fn a_missing_expedite_knob_reads_as_before_and_keeps_the_io_error() {
+        let knob = "/sys/kernel/rcu_expedited";
+        let enoent = || io::Error::from_raw_os_error(libc::ENOENT);
+        let e = Failure::NoExpediteKnob {
+            knob,
+            source: enoent(),
+        };
+        let before = format!(
+            "--otf-rcu-expedited: cannot read {knob}: {} (a kernel built with TINY_RCU \
+             has no such knob; run without --otf-rcu-expedited)",
+            enoent()
+        );
+        assert_eq!(e.to_string(), before);
+        let source = e.source().and_then(|s| s.downcast_ref::<io::Error>());
+        assert_eq!(source.and_then(io::Error::raw_os_error), Some(libc::ENOENT));
+    }
+
+    #[test]
+    fn a_runtime_that_does_not_load_keeps_the_runtime_error() {
+        // Refused before any system call: no privilege needed.
+        let image = otf_bpf::RuntimeImage {
+            globals_init: vec![0; otf_script::bytecode::MAX_GLOBALS + 1],
+            ..Default::default()
+        };
+        let Err(first) = otf_bpf::Runtime::load_with(&image, &Default::default()) else {
+            panic!("an image with too many globals loaded");
+        };
+        let text = first.to_string();
+        let e = Failure::Runtime {
+            what: "cannot load the otf BPF runtime",
+            source: first,
+        };
+        assert_eq!(
+            e.to_string(),
+            format!("cannot load the otf BPF runtime: {text}")
+        );
+        assert!(text.starts_with("too many globals: "), "{text}");
+        let codegen = e
+            .source()
+            .and_then(|s| s.downcast_ref::<otf_bpf::Error>())
+            .and_then(|s| s.source())
+            .and_then(|s| s.downcast_ref::<otf_codegen::Error>());
+        assert!(codegen.is_some(), "{e:?}");
+    }
+
+    #[test]
+    fn a_probe_group_failure_keeps_the_probe_types_error() {
+        let e = Failure::Group {
+            group: "uprobes",
+            source: Box::new(otf_uprobes_inode::GroupError::DuplicatePidx(4)),
+        };
+        assert_eq!(e.to_string(), "uprobes: pidx 4 given twice");
+        let source = e
+            .source()
+            .and_then(|s| s.downcast_ref::<otf_uprobes_inode::GroupError>());
+        assert!(
+            matches!(
+                source,
+                Some(otf_uprobes_inode::GroupError::DuplicatePidx(4))
+            ),
+            "{source:?}"
+        );
     }
 }

@@ -403,9 +403,10 @@ pub fn run(args: &RunArgs) -> Result<i32, Failure> {
         }
     }
     let mut groups = build_groups(&rt, &front, &res)?;
-    let events = rt
-        .events()
-        .map_err(|e| Failure::Message(format!("ring buffer: {e}")))?;
+    let events = rt.events().map_err(|source| Failure::Runtime {
+        what: "ring buffer",
+        source,
+    })?;
     let conds = front
         .compiled
         .script

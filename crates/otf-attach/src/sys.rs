@@ -10,6 +10,7 @@ use std::ffi::CString;
 use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
 
 /// A descriptor returned by a libbpf-sys low-level call (a negative errno on failure, as
 /// libbpf returns them).
@@ -116,20 +117,51 @@ impl Link {
     }
 }
 
+/// Why the perf PMU of a probe kind (`uprobe`, `kprobe`) cannot be used: the error inside the
+/// [`io::Error`] that opening a uprobe or kprobe event returns (its kind is the cause's, and
+/// its `source()` the cause itself).
+#[derive(Debug, thiserror::Error)]
+pub enum PmuError {
+    /// `DEVICES/KIND/type` cannot be read.
+    #[error("{}: {source} (kernel without {kind} support?)", path.display())]
+    Unreadable {
+        /// The file read.
+        path: PathBuf,
+        /// The PMU's kind.
+        kind: String,
+        /// Why it cannot be read.
+        #[source]
+        source: io::Error,
+    },
+    /// `DEVICES/KIND/type` does not hold a number.
+    #[error("{}: not a number", path.display())]
+    NotANumber {
+        /// The file read.
+        path: PathBuf,
+    },
+}
+
+/// The perf type of the `kind` PMU and the `config` bit that makes its events return probes.
 fn pmu(kind: &str) -> io::Result<(u32, u32)> {
-    let base = format!("/sys/bus/event_source/devices/{kind}");
-    let ty = fs::read_to_string(format!("{base}/type")).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("{base}/type: {e} (kernel without {kind} support?)"),
-        )
+    pmu_in(Path::new("/sys/bus/event_source/devices"), kind)
+}
+
+/// [`pmu`], with the PMUs under `devices`.
+fn pmu_in(devices: &Path, kind: &str) -> io::Result<(u32, u32)> {
+    let base = devices.join(kind);
+    let path = base.join("type");
+    let ty = fs::read_to_string(&path).map_err(|source| {
+        let kind_of = source.kind();
+        let path = path.clone();
+        let kind = kind.to_string();
+        io::Error::new(kind_of, PmuError::Unreadable { path, kind, source })
     })?;
     let ty: u32 = ty
         .trim()
         .parse()
-        .map_err(|_| io::Error::other(format!("{base}/type: not a number")))?;
+        .map_err(|_| io::Error::other(PmuError::NotANumber { path }))?;
     // format/retprobe reads `config:N`.
-    let bit = fs::read_to_string(format!("{base}/format/retprobe"))
+    let bit = fs::read_to_string(base.join("format/retprobe"))
         .ok()
         .and_then(|s| {
             s.trim()
@@ -418,5 +450,46 @@ pub mod counting {
             }
             Ok(value)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn an_unreadable_pmu_keeps_the_kind_and_the_cause() {
+        let devices = Path::new("/nonexistent/otf-test/devices");
+        let e = pmu_in(devices, "kprobe").expect_err("no such PMU");
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        let cause = io::Error::from_raw_os_error(libc::ENOENT);
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "/nonexistent/otf-test/devices/kprobe/type: {cause} (kernel without kprobe support?)"
+            )
+        );
+        assert!(matches!(
+            e.get_ref().and_then(|i| i.downcast_ref::<PmuError>()),
+            Some(PmuError::Unreadable { .. })
+        ));
+        let source = e.source().and_then(|s| s.downcast_ref::<io::Error>());
+        assert_eq!(source.and_then(io::Error::raw_os_error), Some(libc::ENOENT));
+    }
+
+    #[test]
+    fn a_pmu_type_that_is_not_a_number_is_refused_by_path() {
+        let devices = std::env::temp_dir().join(format!("otf-pmu-test-{}", std::process::id()));
+        fs::create_dir_all(devices.join("uprobe")).unwrap();
+        fs::write(devices.join("uprobe/type"), "seven\n").unwrap();
+        let e = pmu_in(&devices, "uprobe").expect_err("not a number");
+        let _ = fs::remove_dir_all(&devices);
+        assert_eq!(e.kind(), io::ErrorKind::Other);
+        assert_eq!(
+            e.to_string(),
+            format!("{}/uprobe/type: not a number", devices.display())
+        );
     }
 }

@@ -19,6 +19,36 @@ enum Backing {
     Bpf { running: bool },
 }
 
+/// Why an action on a timer probe failed: the text of the probe's failure in the
+/// [`ApplyReport`], with the system call's error as its source.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The pidx is not one of the group's probes.
+    #[error("pidx {0} is not a timer probe")]
+    NotATimer(Pidx),
+    /// Starting a BPF timer failed.
+    #[error("starting the BPF timer: {0}")]
+    Start(#[source] io::Error),
+    /// Cancelling a BPF timer failed.
+    #[error("cancelling the BPF timer: {0}")]
+    Cancel(#[source] io::Error),
+    /// Opening a perf cpu-clock timer failed.
+    #[error("perf cpu-clock timer on cpu {cpu}: {source}")]
+    Open {
+        /// The CPU it was opened on.
+        cpu: u32,
+        /// Why it failed.
+        #[source]
+        source: io::Error,
+    },
+    /// Enabling a perf timer failed.
+    #[error("PERF_EVENT_IOC_ENABLE: {0}")]
+    Enable(#[source] io::Error),
+    /// Disabling a perf timer failed.
+    #[error("PERF_EVENT_IOC_DISABLE: {0}")]
+    Disable(#[source] io::Error),
+}
+
 /// Timer probes. With [`BpfTimers`] ([`HrtimerGroup::with_bpf_timers`]), each
 /// `timer.ns/us/ms/s/hz` is a BPF timer that runs the program as its callback, and arming and
 /// disarming start and cancel it; `timer.profile` (and every timer of a group made with
@@ -127,7 +157,7 @@ impl HrtimerGroup {
         self.ran_ns[i] + live
     }
 
-    fn apply_bpf(&mut self, i: usize, op: Op, pidx: Pidx) -> Result<(), String> {
+    fn apply_bpf(&mut self, i: usize, op: Op, pidx: Pidx) -> Result<(), ApplyError> {
         let bpf = self.bpf.as_ref().expect("BPF timers are configured");
         let Backing::Bpf { running } = &mut self.timers[i] else {
             unreachable!("apply_bpf on a perf timer")
@@ -135,13 +165,12 @@ impl HrtimerGroup {
         match op {
             Op::Arm => {
                 bpf.start(pidx, self.attachments[i].period_ns)
-                    .map_err(|e| format!("starting the BPF timer: {e}"))?;
+                    .map_err(ApplyError::Start)?;
                 *running = true;
             }
             Op::StartDisarmed | Op::Disarm | Op::Release => {
                 if *running {
-                    bpf.cancel(pidx)
-                        .map_err(|e| format!("cancelling the BPF timer: {e}"))?;
+                    bpf.cancel(pidx).map_err(ApplyError::Cancel)?;
                     *running = false;
                 }
             }
@@ -149,11 +178,11 @@ impl HrtimerGroup {
         Ok(())
     }
 
-    fn apply_one(&mut self, action: &Action) -> Result<(), String> {
+    fn apply_one(&mut self, action: &Action) -> Result<(), ApplyError> {
         let i = *self
             .index
             .get(&action.pidx)
-            .ok_or_else(|| format!("pidx {} is not a timer probe", action.pidx))?;
+            .ok_or(ApplyError::NotATimer(action.pidx))?;
         if matches!(self.timers[i], Backing::Bpf { .. }) {
             return self.apply_bpf(i, action.op, action.pidx);
         }
@@ -161,35 +190,33 @@ impl HrtimerGroup {
         let attachment = self.attachments[i];
         let open = |prog: &Option<OwnedFd>, enabled: bool| {
             let prog = prog.as_ref().expect("perf timers have a program");
-            PerfTimer::open(prog.as_fd(), attachment, cookie, enabled)
-                .map_err(|e| format!("perf cpu-clock timer on cpu {}: {e}", attachment.cpu))
+            PerfTimer::open(prog.as_fd(), attachment, cookie, enabled).map_err(|source| {
+                ApplyError::Open {
+                    cpu: attachment.cpu,
+                    source,
+                }
+            })
         };
         let Backing::Perf(timer) = &mut self.timers[i] else {
             unreachable!("checked above")
         };
         match action.op {
             Op::Arm => match timer {
-                Some(t) => t
-                    .enable()
-                    .map_err(|e| format!("PERF_EVENT_IOC_ENABLE: {e}")),
+                Some(t) => t.enable().map_err(ApplyError::Enable),
                 None => {
                     *timer = Some(open(&self.prog, true)?);
                     Ok(())
                 }
             },
             Op::StartDisarmed => match timer {
-                Some(t) => t
-                    .disable()
-                    .map_err(|e| format!("PERF_EVENT_IOC_DISABLE: {e}")),
+                Some(t) => t.disable().map_err(ApplyError::Disable),
                 None => {
                     *timer = Some(open(&self.prog, false)?);
                     Ok(())
                 }
             },
             Op::Disarm => match timer {
-                Some(t) => t
-                    .disable()
-                    .map_err(|e| format!("PERF_EVENT_IOC_DISABLE: {e}")),
+                Some(t) => t.disable().map_err(ApplyError::Disable),
                 None => Ok(()),
             },
             Op::Release => {
@@ -265,5 +292,73 @@ impl ProbeGroup for HrtimerGroup {
             }
         }
         report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn apply_errors_read_as_before_and_keep_the_system_error() {
+        let eperm = || io::Error::from_raw_os_error(libc::EPERM);
+        let cases = [
+            (ApplyError::Start(eperm()), "starting the BPF timer"),
+            (ApplyError::Cancel(eperm()), "cancelling the BPF timer"),
+            (
+                ApplyError::Open {
+                    cpu: 3,
+                    source: eperm(),
+                },
+                "perf cpu-clock timer on cpu 3",
+            ),
+            (ApplyError::Enable(eperm()), "PERF_EVENT_IOC_ENABLE"),
+            (ApplyError::Disable(eperm()), "PERF_EVENT_IOC_DISABLE"),
+        ];
+        for (e, what) in cases {
+            assert_eq!(e.to_string(), format!("{what}: {}", eperm()));
+            let source = e.source().and_then(|s| s.downcast_ref::<io::Error>());
+            assert_eq!(
+                source.and_then(io::Error::raw_os_error),
+                Some(libc::EPERM),
+                "{e}"
+            );
+        }
+        let e = ApplyError::NotATimer(7);
+        assert_eq!(e.to_string(), "pidx 7 is not a timer probe");
+        assert!(e.source().is_none());
+    }
+
+    #[test]
+    fn failed_actions_are_reported_with_the_errors_text() {
+        // Not a BPF program: opening the perf timer may succeed, attaching to it cannot.
+        let not_a_prog = std::fs::File::open("/dev/null").unwrap();
+        let attachment = TimerAttachment {
+            cpu: 0,
+            period_ns: 1_000_000,
+            profile: true,
+        };
+        let entry = ProbeEntry::new(3, None, otf_core::Flavor::Hrtimer, "timer.profile");
+        let mut g = HrtimerGroup::new(not_a_prog.as_fd(), vec![(entry, attachment)]).unwrap();
+        let plan = Plan {
+            phase: otf_core::Phase::Start,
+            actions: [3, 9]
+                .map(|pidx| Action {
+                    pidx,
+                    op: Op::Arm,
+                    decision: None,
+                })
+                .to_vec(),
+        };
+        let report = g.apply(&plan);
+        let error = |pidx| report.outcome(pidx).and_then(|o| o.error.clone());
+        let opened = error(3).unwrap_or_default();
+        assert!(
+            opened.starts_with("perf cpu-clock timer on cpu 0: "),
+            "{opened}"
+        );
+        assert_eq!(error(9).as_deref(), Some("pidx 9 is not a timer probe"));
     }
 }

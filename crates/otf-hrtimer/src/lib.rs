@@ -16,7 +16,7 @@ pub mod sys;
 mod timer;
 
 pub use bpf_timer::BpfTimers;
-pub use group::HrtimerGroup;
+pub use group::{ApplyError, HrtimerGroup};
 
 pub use timer::{
     resolve, resolve_on, PerfTimer, TimerAttachment, TimerError, TimerKind, TimerUnit,

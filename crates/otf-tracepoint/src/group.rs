@@ -11,7 +11,7 @@ use otf_attach::close::{close_all, Closer, CLOSE_THREADS};
 
 use crate::attach::{mode_for, AttachError, AttachMode, TracepointLink, TracepointProgs};
 use crate::resolve::Tracepoint;
-use crate::syscall::{map_update, min_dispatch, SyscallDispatch, SyscallPrograms};
+use crate::syscall::{map_update, min_dispatch, SyscallDir, SyscallDispatch, SyscallPrograms};
 
 /// Groups of probes that must share one perf tracepoint attachment: the kernel attaches a
 /// program to a perf tracepoint only once (`EEXIST`), so several probes on one tracepoint in
@@ -295,31 +295,26 @@ impl ProbeGroup for TracepointGroup {
                 }
             }
         }
-        let mut failed: HashMap<usize, String> = HashMap::new();
+        let mut failed: HashMap<usize, ApplyError> = HashMap::new();
         let mut to_drop = Vec::new();
         for owner in owners {
             let wanted = self.slot_wanted(owner);
             if wanted && self.links[owner].is_none() {
                 match self.attach_owner(owner) {
                     Ok(l) => self.links[owner] = Some(l),
-                    Err(e) => {
-                        let mut msg = match self
+                    Err(source) => {
+                        let error = match self
                             .dispatch
                             .as_ref()
                             .and_then(|d| d.unit_at.get(&owner).map(|&u| d.plan.units[u].dir))
                         {
-                            Some(dir) => format!(
-                                "attach the syscall dispatch on raw_syscalls:{}: {e}",
-                                dir.raw_tracepoint()
-                            ),
-                            None => format!("attach tracepoint {}: {e}", self.tracepoints[owner]),
+                            Some(dir) => ApplyError::Dispatch { dir, source },
+                            None => ApplyError::Attach {
+                                tracepoint: self.tracepoints[owner].clone(),
+                                source,
+                            },
                         };
-                        if is_eexist::<()>(&Err(e)) {
-                            msg.push_str(
-                                " (the kernel attaches a program to a perf tracepoint only once)",
-                            );
-                        }
-                        failed.insert(owner, msg);
+                        failed.insert(owner, error);
                     }
                 }
             } else if !wanted {
@@ -329,16 +324,13 @@ impl ProbeGroup for TracepointGroup {
         let mut report = ApplyReport::new();
         for action in &plan.actions {
             let Some(&i) = self.index.get(&action.pidx) else {
-                report.failed(
-                    action,
-                    format!("pidx {} is not a tracepoint probe", action.pidx),
-                );
+                report.failed(action, ApplyError::NotATracepoint(action.pidx));
                 continue;
             };
             match failed.get(&self.slot[i]) {
-                Some(msg) if action.op == Op::Arm => {
+                Some(error) if action.op == Op::Arm => {
                     self.armed[i] = false;
-                    report.failed(action, msg);
+                    report.failed(action, error);
                 }
                 _ => report.ok(action),
             }
@@ -354,7 +346,51 @@ impl ProbeGroup for TracepointGroup {
 }
 
 fn is_eexist<T>(r: &Result<T, AttachError>) -> bool {
-    matches!(r, Err(AttachError::Sys(_, io)) if io.raw_os_error() == Some(libc::EEXIST))
+    r.as_ref().err().is_some_and(eexist)
+}
+
+/// Whether the kernel refused an attachment with `EEXIST`.
+fn eexist(e: &AttachError) -> bool {
+    matches!(e, AttachError::Sys(_, io) if io.raw_os_error() == Some(libc::EEXIST))
+}
+
+/// Why an action on a tracepoint probe failed: the text of the probe's failure in the
+/// [`ApplyReport`], with the attach error as its source.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The pidx is not one of the group's probes.
+    #[error("pidx {0} is not a tracepoint probe")]
+    NotATracepoint(Pidx),
+    /// Attaching the tracepoint failed.
+    #[error("attach tracepoint {tracepoint}: {source}{}", eexist_hint(source))]
+    Attach {
+        /// The tracepoint.
+        tracepoint: Tracepoint,
+        /// Why.
+        #[source]
+        source: AttachError,
+    },
+    /// Attaching the raw `sys_enter`/`sys_exit` link of a syscall dispatch unit failed.
+    #[error(
+        "attach the syscall dispatch on raw_syscalls:{}: {source}{}",
+        dir.raw_tracepoint(),
+        eexist_hint(source)
+    )]
+    Dispatch {
+        /// The direction of the unit.
+        dir: SyscallDir,
+        /// Why.
+        #[source]
+        source: AttachError,
+    },
+}
+
+/// What follows an attach error's text when the kernel said `EEXIST`.
+fn eexist_hint(e: &AttachError) -> &'static str {
+    match eexist(e) {
+        true => " (the kernel attaches a program to a perf tracepoint only once)",
+        false => "",
+    }
 }
 
 #[cfg(test)]
@@ -390,5 +426,51 @@ mod tests {
         );
         // Without syscall programs every syscall probe on read is one perf chain.
         assert_eq!(tracepoint_chains(&probes, true, 0), vec![vec![0, 3, 4, 5]]);
+    }
+
+    #[test]
+    fn apply_errors_read_as_before_and_keep_the_attach_error() {
+        use std::error::Error as _;
+
+        let sys =
+            |errno| AttachError::Sys("bpf(BPF_LINK_CREATE)", io::Error::from_raw_os_error(errno));
+        let eexist = io::Error::from_raw_os_error(libc::EEXIST);
+        let e = ApplyError::Attach {
+            tracepoint: tp("sched", "sched_switch"),
+            source: sys(libc::EEXIST),
+        };
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "attach tracepoint sched:sched_switch: bpf(BPF_LINK_CREATE) failed: {eexist} \
+                 (the kernel attaches a program to a perf tracepoint only once)"
+            )
+        );
+        let attach = e.source().and_then(|s| s.downcast_ref::<AttachError>());
+        assert!(matches!(attach, Some(AttachError::Sys(..))), "{attach:?}");
+        let errno = e
+            .source()
+            .and_then(|s| s.source())
+            .and_then(|s| s.downcast_ref::<io::Error>())
+            .and_then(io::Error::raw_os_error);
+        assert_eq!(errno, Some(libc::EEXIST));
+
+        let eperm = io::Error::from_raw_os_error(libc::EPERM);
+        let e = ApplyError::Dispatch {
+            dir: SyscallDir::Exit,
+            source: sys(libc::EPERM),
+        };
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "attach the syscall dispatch on raw_syscalls:sys_exit: bpf(BPF_LINK_CREATE) \
+                 failed: {eperm}"
+            )
+        );
+        assert!(e.source().is_some_and(|s| s.is::<AttachError>()));
+
+        let e = ApplyError::NotATracepoint(4);
+        assert_eq!(e.to_string(), "pidx 4 is not a tracepoint probe");
+        assert!(e.source().is_none());
     }
 }

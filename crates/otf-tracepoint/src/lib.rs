@@ -16,7 +16,7 @@ mod group;
 mod resolve;
 mod syscall;
 
-pub use group::{perf_chains, tracepoint_chains, TracepointGroup};
+pub use group::{perf_chains, tracepoint_chains, ApplyError, TracepointGroup};
 pub use syscall::{
     min_dispatch, syscall_nr, syscall_number, syscall_of, DispatchUnit, SyscallDir,
     SyscallDispatch, SyscallPrograms, ALIASES, MIN_DISPATCH,

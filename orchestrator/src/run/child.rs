@@ -47,10 +47,10 @@ impl Child {
         let mut fds = [0 as RawFd; 2];
         // SAFETY: `fds` is a valid array of two ints.
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return Err(Failure::Message(format!(
-                "cannot start -c command: pipe: {}",
-                io::Error::last_os_error()
-            )));
+            return Err(Failure::Session {
+                what: "cannot start -c command: pipe".into(),
+                source: io::Error::last_os_error(),
+            });
         }
         // SAFETY: pipe2 just returned these two fds, owned by nobody else.
         let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
@@ -79,9 +79,10 @@ impl Child {
                 Ok(())
             });
         }
-        let child = command
-            .spawn()
-            .map_err(|e| Failure::Message(format!("cannot start -c command `{cmd}`: {e}")))?;
+        let child = command.spawn().map_err(|source| Failure::Session {
+            what: format!("cannot start -c command `{cmd}`"),
+            source,
+        })?;
         drop(rd);
         Ok(Child {
             child,

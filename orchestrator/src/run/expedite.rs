@@ -32,12 +32,7 @@ pub(super) struct Expedited {
 impl Expedited {
     /// Sets the knob to 1 and starts the watchdog; if the knob is already 1, does nothing.
     pub(super) fn set() -> Result<Expedited, Failure> {
-        let read = |e: std::io::Error| {
-            Failure::Message(format!(
-                "--otf-rcu-expedited: cannot read {KNOB}: {e} (a kernel built with TINY_RCU \
-                 has no such knob; run without --otf-rcu-expedited)"
-            ))
-        };
+        let read = |source| Failure::NoExpediteKnob { knob: KNOB, source };
         let old = std::fs::read_to_string(KNOB)
             .map_err(read)?
             .trim()
@@ -56,18 +51,20 @@ impl Expedited {
             .stderr(Stdio::null())
             .process_group(0)
             .spawn()
-            .map_err(|e| {
-                Failure::Message(format!(
-                    "--otf-rcu-expedited: cannot start its watchdog: {e}"
-                ))
+            .map_err(|source| Failure::Session {
+                what: "--otf-rcu-expedited: cannot start its watchdog".into(),
+                source,
             })?;
         let mut this = Expedited {
             old,
             watchdog: Some(watchdog),
         };
-        std::fs::write(KNOB, "1").map_err(|e| {
+        std::fs::write(KNOB, "1").map_err(|source| {
             this.restore();
-            Failure::Message(format!("--otf-rcu-expedited: cannot write {KNOB}: {e}"))
+            Failure::Session {
+                what: format!("--otf-rcu-expedited: cannot write {KNOB}"),
+                source,
+            }
         })?;
         Ok(this)
     }

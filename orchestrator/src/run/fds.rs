@@ -7,7 +7,10 @@ use std::time::Duration;
 use crate::Failure;
 
 pub(super) fn os_err(what: &str) -> Failure {
-    Failure::Message(format!("{what}: {}", io::Error::last_os_error()))
+    Failure::Session {
+        what: what.to_string(),
+        source: io::Error::last_os_error(),
+    }
 }
 
 pub(super) fn new_fd(r: libc::c_int, what: &str) -> Result<OwnedFd, Failure> {

@@ -22,8 +22,10 @@ pub(super) fn prog_fd(rt: &Runtime, kind: ProgKind) -> Result<OwnedFd, Failure> 
             kind.name()
         ))
     })?;
-    p.try_clone_to_owned()
-        .map_err(|e| Failure::Message(format!("dup of {}: {e}", kind.name())))
+    p.try_clone_to_owned().map_err(|source| Failure::Session {
+        what: format!("dup of {}", kind.name()),
+        source,
+    })
 }
 
 /// The [`LinkGroup`] of type `A` over the probes `target` picks out of `res` (`None` when
@@ -39,7 +41,7 @@ fn link_group<A>(
 where
     A: LinkAttacher + 'static,
     A::Target: Clone,
-    A::Error: std::fmt::Display,
+    A::Error: std::error::Error + Send + Sync + 'static,
 {
     let units = &front.compiled.script.units;
     let specs: Vec<LinkSpec<A::Target>> = res
@@ -64,8 +66,10 @@ where
         entry_multi: prog_fd(rt, entry_multi).ok(),
         ret_multi: prog_fd(rt, ret_multi).ok(),
     };
-    let g = LinkGroup::<A>::new(specs, progs)
-        .map_err(|e| Failure::Message(format!("{}: {e}", A::TYPE.name)))?;
+    let g = LinkGroup::<A>::new(specs, progs).map_err(|e| Failure::Group {
+        group: A::TYPE.name,
+        source: Box::new(e),
+    })?;
     Ok(Some(Box::new(g)))
 }
 
@@ -108,7 +112,10 @@ pub(super) fn build_groups(
             sys,
             tps,
         )
-        .map_err(|e| Failure::Message(format!("tracepoint probes: {e}")))?;
+        .map_err(|e| Failure::Group {
+            group: "tracepoint probes",
+            source: Box::new(e),
+        })?;
         groups.push(Box::new(g));
     }
     if let Some(g) = link_group::<otf_uprobes_inode::Uprobes>(
@@ -166,7 +173,10 @@ pub(super) fn build_groups(
         } else {
             None
         };
-        let err = |e: std::io::Error| Failure::Message(format!("timer probes: {e}"));
+        let err = |e: std::io::Error| Failure::Group {
+            group: "timer probes",
+            source: Box::new(e),
+        };
         let g = if timers.iter().all(|(_, t)| t.profile) {
             // Only timer.profile: perf events, no timer program or map loaded.
             let perf = perf.as_ref().expect("a perf program for timer.profile");

@@ -199,8 +199,11 @@ pub(super) fn load_runtime(
                 kinds: fewer,
                 ..LoadOptions::default()
             };
-            Runtime::load_with(&image, &opts)
-                .map_err(|_| Failure::Message(format!("cannot load the otf BPF runtime: {first}")))
+            // The first error is the one that tells: the second load only left things out.
+            Runtime::load_with(&image, &opts).map_err(|_| Failure::Runtime {
+                what: "cannot load the otf BPF runtime",
+                source: first,
+            })
         }
     }
 }
