@@ -236,8 +236,8 @@ fn a_disarmed_unit_has_no_link() {
 
     refresh(&mut g, &mut armed, false);
     assert_eq!(g.link_count(), 0);
-    // The raw link's close is handed to the reaper: its fd goes at once, the kernel's release
-    // follows; once calls stop counting, none counts any more.
+    // The raw link is closed by the refresh (or a closing thread): the kernel's release may
+    // follow; once calls stop counting, none counts any more.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         let before = rt.globals().get(0);
