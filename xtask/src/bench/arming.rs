@@ -111,58 +111,70 @@ fn parse_flips(lines: &[(i64, String)]) -> Vec<(String, String, Option<f64>)> {
 
 /// The tracepoint target of flip-latency: `raw_syscalls:sys_enter` probed `if (tpon)`, flipped
 /// by uprobes on `tp_on`/`tp_off`. A hit is not seen by its body (the body stops at the flip,
-/// when the condition turns false, before the kernel detaches anything) but by its cost: while
-/// the tracepoint has a program attached, every syscall takes the slow path and runs it
-/// (+~100–200 ns per `getppid` here, measured by the calibration below). The program times
-/// each of a batch of 64 `getppid` calls and takes the batch's median call, so that an interrupt
-/// landing in a few calls does not make the batch slow; a batch is slow above the midpoint of
-/// the median batch armed and disarmed, measured once before the flips, and three slow batches
-/// in a row are a hit. Prints `otfbench flip tracepoint on|off NS` as [`FLIP`] does.
+/// when the condition turns false, before the kernel detaches anything) but at the hook itself:
+/// the program counts `run_cnt` while it is attached, and every syscall of this program runs it.
+/// The program turns the kernel's run statistics on for its own lifetime (`BPF_ENABLE_STATS`,
+/// released with its fd at exit), finds the raw-tracepoint programs loaded (otf's: the machine
+/// runs no other while benchmarking) and polls the sum of their `run_cnt` with
+/// `BPF_OBJ_GET_INFO_BY_FD`, itself a syscall. *on*: the first poll whose count grew; *off*: the
+/// last one, once 40 ms passed without growth. (Until 2026-12-01 evening the hit was a batch of
+/// `getppid` timed slower than armed and disarmed's midpoint: 270 vs 341 ns per call made a
+/// thin margin that interrupts crossed.) Prints `otfbench flip tracepoint on|off NS` as
+/// [`FLIP`] does, and `otfbench tpprogs N`.
 ///
 /// [`FLIP`]: super::cprog::FLIP
 const FLIP_TP: &str = r#"
+#include <string.h>
 #include <sys/syscall.h>
+#include <linux/bpf.h>
 __attribute__((noinline)) void tp_on(void) { __asm__ volatile(""); }
 __attribute__((noinline)) void tp_off(void) { __asm__ volatile(""); }
-static long long thr;
-static int cmp(const void *x, const void *y) {
-    long long a = *(const long long *)x, b = *(const long long *)y;
-    return a < b ? -1 : a > b;
-}
-/* The median time of one getppid over a batch of 64, each timed alone: a program on the
-   tracepoint slows every call, an interrupt or IPI only the few calls it lands in. */
-static long long batch(void) {
-    long long d[64];
-    for (int j = 0; j < 64; j++) {
-        long long a = now();
-        syscall(SYS_getppid);
-        d[j] = now() - a;
-    }
-    qsort(d, 64, sizeof d[0], cmp);
-    return d[32];
-}
-static long long median_batch(void) {
-    static long long v[4001];
-    for (int i = 0; i < 4001; i++) v[i] = batch();
-    qsort(v, 4001, sizeof v[0], cmp);
-    return v[2000];
-}
-/* ns from t0 to the first of three consecutive slow batches; -1 on timeout */
-static long long wait_on(long long t0) {
-    long long first = -1; int run = 0;
+static int progs[64], nprogs;
+static long bpfc(int cmd, union bpf_attr *a) { return syscall(SYS_bpf, cmd, a, sizeof *a); }
+static void find_progs(void) {
+    union bpf_attr a; unsigned int id = 0;
     for (;;) {
-        long long a = now(); long long d = batch(); long long b = now();
-        if (d > thr) { if (run++ == 0) first = a; if (run == 3) return first - t0; } else run = 0;
+        memset(&a, 0, sizeof a); a.start_id = id;
+        if (bpfc(BPF_PROG_GET_NEXT_ID, &a)) break;
+        id = a.next_id;
+        memset(&a, 0, sizeof a); a.prog_id = id;
+        int fd = bpfc(BPF_PROG_GET_FD_BY_ID, &a);
+        if (fd < 0) continue;
+        struct bpf_prog_info info; memset(&info, 0, sizeof info);
+        memset(&a, 0, sizeof a); a.info.bpf_fd = fd; a.info.info_len = sizeof info;
+        a.info.info = (unsigned long)&info;
+        if (bpfc(BPF_OBJ_GET_INFO_BY_FD, &a) == 0 && info.type == BPF_PROG_TYPE_RAW_TRACEPOINT
+            && nprogs < 64) progs[nprogs++] = fd;
+        else close(fd);
+    }
+}
+static unsigned long long runs(void) {
+    unsigned long long n = 0;
+    for (int i = 0; i < nprogs; i++) {
+        struct bpf_prog_info info; memset(&info, 0, sizeof info);
+        union bpf_attr a; memset(&a, 0, sizeof a);
+        a.info.bpf_fd = progs[i]; a.info.info_len = sizeof info; a.info.info = (unsigned long)&info;
+        if (bpfc(BPF_OBJ_GET_INFO_BY_FD, &a) == 0) n += info.run_cnt;
+    }
+    return n;
+}
+/* ns from t0 to the first poll that saw the count grow; -1 on timeout */
+static long long wait_on(long long t0) {
+    unsigned long long prev = runs();
+    for (;;) {
+        unsigned long long r = runs(); long long b = now();
+        if (r > prev) return b - t0;
+        prev = r;
         if (b - t0 > 3000000000LL) return -1;
     }
 }
-/* ns from t0 to the end of the last three consecutive slow batches once quiet for 40 ms */
+/* ns from t0 to the last poll that saw the count grow, once it stayed put for 40 ms */
 static long long wait_off(long long t0) {
-    long long last = t0; int run = 0;
+    unsigned long long prev = runs(); long long last = t0;
     for (;;) {
-        long long d = batch(); long long b = now();
-        run = d > thr ? run + 1 : 0;
-        if (run >= 3) last = b;
+        unsigned long long r = runs(); long long b = now();
+        if (r > prev) last = b;
+        prev = r;
         if (b - last > 40000000LL) return last - t0;
         if (b - t0 > 3000000000LL) return -1;
     }
@@ -171,11 +183,11 @@ int main(int argc, char **argv) {
     int cycles = argc > 1 ? atoi(argv[1]) : 20;
     setvbuf(stdout, NULL, _IOLBF, 0);
     srand(getpid());
+    union bpf_attr a; memset(&a, 0, sizeof a); a.enable_stats.type = BPF_STATS_RUN_TIME;
+    if (bpfc(BPF_ENABLE_STATS, &a) < 0) { perror("BPF_ENABLE_STATS"); return 1; }
+    find_progs();
+    printf("otfbench tpprogs %d\n", nprogs);
     usleep(300000);
-    tp_on(); usleep(300000); long long m1 = median_batch();
-    tp_off(); usleep(300000); long long m0 = median_batch();
-    thr = (m0 + m1) / 2;
-    printf("otfbench tpcal %lld %lld\n", m0, m1);
     for (int i = 0; i < cycles; i++) {
         long long t0 = now();
         tp_on();
@@ -255,24 +267,16 @@ pub fn bench_flip_latency(ctx: &Ctx) -> Result<()> {
         &tp_script,
         limit,
     )?;
-    if let Some((_, l)) = tp_lines
+    match tp_lines
         .iter()
-        .find(|(_, l)| l.starts_with("otfbench tpcal "))
+        .find_map(|(_, l)| l.strip_prefix("otfbench tpprogs "))
     {
-        let w: Vec<f64> = l
-            .split_whitespace()
-            .skip(2)
-            .filter_map(|x| x.parse().ok())
-            .collect();
-        if let [m0, m1] = w[..] {
-            println!(
-                "tracepoint: a getppid takes {m0:.0} ns disarmed, {m1:.0} ns armed (median of \
-                 64 calls; threshold midway)"
-            );
-            if m1 - m0 < 30.0 {
-                println!("(warning: armed and disarmed batches barely differ: the tracepoint rows are noise)");
-            }
-        }
+        Some(n) if n.trim() != "0" => println!(
+            "tracepoint: a hit is a run of the program at the hook ({} raw-tracepoint program(s) \
+             polled for run_cnt)",
+            n.trim()
+        ),
+        _ => println!("(warning: no raw-tracepoint program found: the tracepoint rows time out)"),
     }
     flips.extend(parse_flips(&tp_lines));
     if flips.is_empty() {
