@@ -119,7 +119,7 @@ fn parse_flips(lines: &[(i64, String)]) -> Vec<(String, String, Option<f64>)> {
 /// `BPF_OBJ_GET_INFO_BY_FD`, itself a syscall. *on*: the first poll whose count grew; *off*: the
 /// last one, once 40 ms passed without growth. (Until 2026-12-01 evening the hit was a batch of
 /// `getppid` timed slower than armed and disarmed's midpoint: 270 vs 341 ns per call made a
-/// thin margin that interrupts crossed.) Prints `otfbench flip tracepoint on|off NS` as
+/// thin margin that something on the machine kept crossing.) Prints `otfbench flip tracepoint on|off NS` as
 /// [`FLIP`] does, and `otfbench tpprogs N`.
 ///
 /// [`FLIP`]: super::cprog::FLIP
