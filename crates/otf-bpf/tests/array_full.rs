@@ -11,7 +11,7 @@
 mod common;
 
 use otf_bpf::RuntimeStore;
-use otf_bpf::{cookie, Event, LoadOptions, ProgKind, Runtime, RuntimeErrorKind};
+use otf_bpf::{cookie, Event, Runtime, RuntimeErrorKind};
 use otf_script::store::{MapError, Value};
 use otf_script::vm::GlobalStore;
 
@@ -60,14 +60,7 @@ fn load() -> Option<Loaded> {
         let g = c.globals.iter().find(|g| g.name == name).expect(name);
         assert_eq!(g.max_entries(), 4, "{name}");
     }
-    let rt = Runtime::load_with(
-        &image,
-        &LoadOptions {
-            kinds: vec![ProgKind::TestEntry],
-            ..Default::default()
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let rt = common::load_test_entry(&image).unwrap_or_else(|e| panic!("{e}"));
     Some(Loaded {
         rt,
         names: c.globals.iter().map(|g| g.name.clone()).collect(),

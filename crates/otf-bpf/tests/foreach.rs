@@ -7,8 +7,6 @@
 
 mod common;
 
-use otf_bpf::{LoadOptions, ProgKind, Runtime};
-
 /// Run unit 0 `fills` times, then unit 1 once, in the kernel and in the reference VM;
 /// compare the output records and every array and aggregate. Returns the number of records.
 fn agree(src: &str, fills: usize) -> usize {
@@ -240,16 +238,10 @@ fn the_deepest_nests_the_kernel_takes_and_the_one_refused() {
     }
     let src = deep("for (m = 0; m < 2; m++) foreach ([k] in st+) printf(\"%d\\n\", k)");
     let (_, image) = common::compile_kernel_units(&src, |i| format!("unit {i}"), |_| "f".into());
-    let e = Runtime::load_with(
-        &image,
-        &LoadOptions {
-            kinds: vec![ProgKind::TestEntry],
-            ..Default::default()
-        },
-    )
-    .err()
-    .unwrap_or_else(|| panic!("{src}: loaded"))
-    .to_string();
+    let e = common::load_test_entry(&image)
+        .err()
+        .unwrap_or_else(|| panic!("{src}: loaded"))
+        .to_string();
     assert!(
         e.contains("`foreach` over the array of aggregates `st` sorted by value, inside 4 other loops: the kernel allows 8 call frames, so otf compiles it inside at most 3 other loops"),
         "{e}"

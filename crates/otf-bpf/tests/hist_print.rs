@@ -43,14 +43,7 @@ fn run_both(src: &str, cpus: &[usize]) -> Option<(String, String)> {
         |_| "kernel.trace(\"sched:sched_switch\")".into(),
         |_| String::new(),
     );
-    let rt = otf_bpf::Runtime::load_with(
-        &image,
-        &otf_bpf::LoadOptions {
-            kinds: vec![otf_bpf::ProgKind::TestEntry],
-            ..Default::default()
-        },
-    )
-    .unwrap_or_else(|e| panic!("{src}: {e}"));
+    let rt = common::load_test_entry(&image).unwrap_or_else(|e| panic!("{src}: {e}"));
     let mut events = rt.events().expect("events");
     let allowed = allowed_cpus();
     let mut kernel = String::new();

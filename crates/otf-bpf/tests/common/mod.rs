@@ -9,6 +9,17 @@ use otf_script::bytecode::{Insn, Op};
 #[path = "../../../../testsuite/src/skip.rs"]
 pub mod skip;
 
+/// Loads `image` with the test-entry handler only (`Runtime::test_run_hit` runs its bodies).
+pub fn load_test_entry(image: &RuntimeImage) -> Result<otf_bpf::Runtime, otf_bpf::Error> {
+    otf_bpf::Runtime::load_with(
+        image,
+        &otf_bpf::LoadOptions {
+            kinds: vec![otf_bpf::ProgKind::TestEntry],
+            ..Default::default()
+        },
+    )
+}
+
 /// Shorthands for instructions.
 pub fn i(op: Op) -> Insn {
     Insn::op(op)
@@ -309,14 +320,7 @@ pub fn one_hit_both(
     image: &RuntimeImage,
     src: &str,
 ) -> OneHit {
-    let rt = otf_bpf::Runtime::load_with(
-        image,
-        &otf_bpf::LoadOptions {
-            kinds: vec![otf_bpf::ProgKind::TestEntry],
-            ..Default::default()
-        },
-    )
-    .unwrap_or_else(|e| panic!("{src}: {e}"));
+    let rt = load_test_entry(image).unwrap_or_else(|e| panic!("{src}: {e}"));
     let mut events = rt.events().expect("events");
     rt.test_run_hit(otf_bpf::cookie(0)).expect("hit");
     let kernel = events.drain().expect("drain");
@@ -409,14 +413,7 @@ pub fn hits_agree(
         return None;
     }
     let (c, image) = compile_kernel_units(src, &pp, &probefunc);
-    let rt = otf_bpf::Runtime::load_with(
-        &image,
-        &otf_bpf::LoadOptions {
-            kinds: vec![otf_bpf::ProgKind::TestEntry],
-            ..Default::default()
-        },
-    )
-    .unwrap_or_else(|e| panic!("{src}: {e}"));
+    let rt = load_test_entry(&image).unwrap_or_else(|e| panic!("{src}: {e}"));
     let mut store = rt.store();
     let mut mem = otf_script::store::MemStore::new(&c.globals);
     for (g, info) in c.globals.iter().enumerate() {

@@ -4,8 +4,8 @@
 use std::fmt;
 
 use otf_bpf::{
-    cookie, entry_cookie, Counters, Event, EventReader, LoadOptions, ProbeSlot, ProgKind, Runtime,
-    RuntimeErrorKind, RuntimeImage,
+    cookie, entry_cookie, Counters, Event, EventReader, ProbeSlot, Runtime, RuntimeErrorKind,
+    RuntimeImage,
 };
 use otf_script::bytecode::{Insn, Op, MAX_ENTRY_SLOTS};
 use otf_script::vm::{self, End, OutRecord, VmError};
@@ -121,14 +121,7 @@ pub fn image_of(cases: Vec<(u64, Case)>, target: i64) -> (RuntimeImage, Vec<Plac
 
 /// Load `image` with the test-entry handler only.
 pub fn load(image: &RuntimeImage) -> Result<Runtime, String> {
-    Runtime::load_with(
-        image,
-        &LoadOptions {
-            kinds: vec![ProgKind::TestEntry],
-            ..Default::default()
-        },
-    )
-    .map_err(|e| e.to_string())
+    super::common::load_test_entry(image).map_err(|e| e.to_string())
 }
 
 /// A program of a case.
