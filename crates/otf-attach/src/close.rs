@@ -62,19 +62,29 @@ impl<T: Send + 'static> Closer<T> {
     /// Starts closing `items` on a new thread and returns once that thread runs. If no thread
     /// can be started the items are closed on the calling thread before this returns.
     pub fn release(&mut self, items: Vec<T>) {
+        self.release_then(items, || {});
+    }
+
+    /// As [`Closer::release`], and runs `then` on the batch's thread once every item is closed
+    /// (or on the calling thread after closing them there, if no thread can be started).
+    pub fn release_then(&mut self, items: Vec<T>, then: impl FnOnce() + Send + 'static) {
         if items.is_empty() {
             return;
         }
         self.pending.retain(|h| !h.is_finished());
         let (started_tx, started_rx) = std::sync::mpsc::sync_channel::<()>(1);
         let max_threads = self.max_threads;
-        // On a spawn error the closure, and with it the items, is dropped here: they are closed
-        // on this thread.
+        let batch = Batch {
+            items,
+            then: Some(then),
+        };
+        // On a spawn error the closure, and with it the batch, is dropped here: its items are
+        // closed on this thread, then `then` runs.
         if let Ok(h) = std::thread::Builder::new()
             .name("otf-closer".into())
             .spawn(move || {
                 let _ = started_tx.send(());
-                close_all(items, max_threads);
+                batch.close(max_threads);
             })
         {
             let _ = started_rx.recv();
@@ -97,6 +107,28 @@ impl<T: Send + 'static> Closer<T> {
     pub fn flush(&mut self) {
         for h in self.pending.drain(..) {
             let _ = h.join();
+        }
+    }
+}
+
+/// Items to close and what to run once they are closed, on every path (dropping the batch
+/// closes its items on the dropping thread).
+struct Batch<T, F: FnOnce()> {
+    items: Vec<T>,
+    then: Option<F>,
+}
+
+impl<T: Send, F: FnOnce()> Batch<T, F> {
+    fn close(mut self, max_threads: usize) {
+        close_all(std::mem::take(&mut self.items), max_threads);
+    }
+}
+
+impl<T, F: FnOnce()> Drop for Batch<T, F> {
+    fn drop(&mut self) {
+        drop(std::mem::take(&mut self.items));
+        if let Some(then) = self.then.take() {
+            then();
         }
     }
 }
@@ -155,5 +187,23 @@ mod tests {
         r.release(items(2, &c));
         drop(r);
         assert_eq!(c.load(Ordering::SeqCst), 13);
+    }
+
+    #[test]
+    fn then_runs_after_every_item_of_its_batch_is_closed() {
+        let c = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(AtomicUsize::new(usize::MAX));
+        let mut r = Closer::new(2);
+        let (c2, seen2) = (c.clone(), seen.clone());
+        r.release_then(items(5, &c), move || {
+            seen2.store(c2.load(Ordering::SeqCst), Ordering::SeqCst)
+        });
+        r.flush();
+        assert_eq!(seen.load(Ordering::SeqCst), 5);
+        // An empty batch closes nothing and runs nothing.
+        let seen3 = seen.clone();
+        r.release_then(Vec::<Slow>::new(), move || seen3.store(0, Ordering::SeqCst));
+        r.flush();
+        assert_eq!(seen.load(Ordering::SeqCst), 5);
     }
 }

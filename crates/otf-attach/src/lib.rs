@@ -5,6 +5,8 @@
 //!   [`group::LinkAttacher`].
 //! - [`close`]: closing many links at once ([`close::close_all`]) or in the background
 //!   ([`close::Closer`]).
+//! - [`grace`]: [`grace::GraceKick`], which ends the RCU grace period a tracepoint detach left
+//!   pending, in the background, so that the next tracepoint attach does not wait for it.
 //! - [`perf`]: the one `perf_event_open(2)` (cpu-clock, tracepoint and probe PMU events, on
 //!   the kernel's `struct perf_event_attr`) and the perf-event ioctls.
 //! - [`sys`]: BPF links for perf events and raw tracepoints, and uprobe / uprobe_multi / kprobe / kprobe_multi links on file descriptors
@@ -16,6 +18,7 @@
 //!   refused batches, closing concurrently), used by `otf-uprobes-inode` and `otf-kprobes`.
 
 pub mod close;
+pub mod grace;
 pub mod group;
 pub mod perf;
 pub mod sys;

@@ -4,10 +4,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
 
 use otf_core::{ApplyReport, Op, Pidx, Plan, ProbeEntry, ProbeGroup, ProbeType};
 
 use otf_attach::close::{close_all, Closer, CLOSE_THREADS};
+use otf_attach::grace::GraceKick;
 
 use crate::attach::{mode_for, AttachError, AttachMode, TracepointLink, TracepointProgs};
 use crate::resolve::Tracepoint;
@@ -74,8 +76,9 @@ struct Dispatch {
 /// Arming attaches (raw tracepoint with cookie where available, perf tracepoint otherwise and
 /// for `syscalls:*` outside a dispatch unit, one raw link per dispatch unit); disarming closes a few raw links at once ([`INLINE_RAW_CLOSES`]) and hands the others to a [`Closer`] thread, so a refresh
 /// never waits for detach grace periods (the probe stops firing within about a millisecond;
-/// a hit in that window is still gated by its condition in BPF). Releasing at shutdown drops
-/// every link concurrently and waits until all are gone.
+/// a hit in that window is still gated by its condition in BPF), then kicks an RCU grace period
+/// in the background ([`GraceKick`]) so that the next arm does not wait for one. Releasing at
+/// shutdown drops every link concurrently and waits until all are gone.
 ///
 /// Probes sharing a perf attachment ([`perf_chains`]) are attached while any of them is armed;
 /// the bodies of the disarmed ones then end at their inlined condition check.
@@ -97,6 +100,9 @@ pub struct TracepointGroup {
     links: Vec<Option<TracepointLink>>,
     index: HashMap<Pidx, usize>,
     closer: Closer<TracepointLink>,
+    /// Started after every disarm, so that the next arm does not wait for the grace period the
+    /// kernel's tracepoint snapshot asks for ([`GraceKick`]).
+    grace: Arc<GraceKick>,
     dispatch: Option<Dispatch>,
 }
 
@@ -206,6 +212,7 @@ impl TracepointGroup {
             links,
             index,
             closer: Closer::new(CLOSE_THREADS),
+            grace: Arc::new(GraceKick::new()),
             dispatch,
         })
     }
@@ -342,13 +349,18 @@ impl ProbeGroup for TracepointGroup {
             let (quick, slow): (Vec<_>, Vec<_>) = to_drop
                 .into_iter()
                 .partition(|l| l.mode() != AttachMode::Perf);
-            if quick.len() <= INLINE_RAW_CLOSES {
+            // Each batch kicks a grace period once its links are closed: a tracepoint's last
+            // detach leaves the next first attach (of any tracepoint) waiting for one.
+            if !quick.is_empty() && quick.len() <= INLINE_RAW_CLOSES {
                 // The hook is gone when the close returns, ~0.3 ms from now.
                 drop(quick);
+                self.grace.kick();
             } else {
-                self.closer.release(quick);
+                let grace = Arc::clone(&self.grace);
+                self.closer.release_then(quick, move || grace.kick());
             }
-            self.closer.release(slow);
+            let grace = Arc::clone(&self.grace);
+            self.closer.release_then(slow, move || grace.kick());
         }
         report
     }
