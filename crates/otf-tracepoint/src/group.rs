@@ -349,8 +349,10 @@ impl ProbeGroup for TracepointGroup {
             let (quick, slow): (Vec<_>, Vec<_>) = to_drop
                 .into_iter()
                 .partition(|l| l.mode() != AttachMode::Perf);
-            // Each batch kicks a grace period once its links are closed: a tracepoint's last
-            // detach leaves the next first attach (of any tracepoint) waiting for one.
+            // Raw links kick a grace period once closed: a tracepoint's last detach leaves the
+            // next first attach (of any tracepoint) waiting for one. A perf tracepoint's close
+            // needs no kick: the kernel's `perf_trace_event_unreg` itself waits in
+            // `tracepoint_synchronize_unregister()` after the detach.
             if !quick.is_empty() && quick.len() <= INLINE_RAW_CLOSES {
                 // The hook is gone when the close returns, ~0.3 ms from now.
                 drop(quick);
@@ -359,8 +361,7 @@ impl ProbeGroup for TracepointGroup {
                 let grace = Arc::clone(&self.grace);
                 self.closer.release_then(quick, move || grace.kick());
             }
-            let grace = Arc::clone(&self.grace);
-            self.closer.release_then(slow, move || grace.kick());
+            self.closer.release(slow);
         }
         report
     }
