@@ -452,7 +452,6 @@ impl Runtime {
             insns[at].imm = self.map_fd(m)?;
         }
         let bytes: Vec<u8> = insns.iter().flat_map(|i| i.to_bytes()).collect();
-        let mut log = vec![0u8; 16 << 20];
         let btf = load_btf(&prog.btf)?;
         let func_info: Vec<u32> = prog
             .func_info
@@ -460,43 +459,72 @@ impl Runtime {
             .flat_map(|&(off, ty)| [off, ty])
             .collect();
         let name = std::ffi::CString::new(prog.kind.name()).expect("no NUL in names");
-        let license = c"Dual MIT/GPL";
-        let mut opts = libbpf_sys::bpf_prog_load_opts {
-            sz: std::mem::size_of::<libbpf_sys::bpf_prog_load_opts>() as libbpf_sys::size_t,
-            expected_attach_type: prog.kind.expected_attach_type(),
-            prog_flags: prog.kind.prog_flags(),
-            prog_btf_fd: btf.as_raw_fd() as u32,
-            func_info: func_info.as_ptr().cast(),
-            func_info_cnt: prog.func_info.len() as u32,
-            func_info_rec_size: 8,
-            log_level,
-            log_size: log.len() as u32,
-            log_buf: log.as_mut_ptr().cast(),
-            ..Default::default()
+        let load = |log_level: u32, log: &mut [u8]| {
+            let mut opts = libbpf_sys::bpf_prog_load_opts {
+                sz: std::mem::size_of::<libbpf_sys::bpf_prog_load_opts>() as libbpf_sys::size_t,
+                expected_attach_type: prog.kind.expected_attach_type(),
+                prog_flags: prog.kind.prog_flags(),
+                prog_btf_fd: btf.as_raw_fd() as u32,
+                func_info: func_info.as_ptr().cast(),
+                func_info_cnt: prog.func_info.len() as u32,
+                func_info_rec_size: 8,
+                log_level,
+                log_size: log.len() as u32,
+                log_buf: if log.is_empty() {
+                    std::ptr::null_mut()
+                } else {
+                    log.as_mut_ptr().cast()
+                },
+                ..Default::default()
+            };
+            // SAFETY: `bytes` holds `insns.len()` encoded `struct bpf_insn`s and outlives the
+            // call; the strings are NUL-terminated; `opts` is a zeroed options struct of the
+            // libbpf version we link, with no log buffer or one of `log_size` bytes that
+            // outlives the call.
+            unsafe {
+                libbpf_sys::bpf_prog_load(
+                    prog.kind.prog_type(),
+                    name.as_ptr(),
+                    c"Dual MIT/GPL".as_ptr(),
+                    bytes.as_ptr().cast(),
+                    insns.len() as libbpf_sys::size_t,
+                    &mut opts,
+                )
+            }
         };
-        // SAFETY: `bytes` holds `insns.len()` encoded `struct bpf_insn`s and outlives the
-        // call; the strings are NUL-terminated; `opts` is a zeroed options struct of the
-        // libbpf version we link, with a log buffer of `log_size` bytes that outlives the
-        // call. libbpf retries with a log on failure when log_level is 0.
-        let fd = unsafe {
-            libbpf_sys::bpf_prog_load(
-                prog.kind.prog_type(),
-                name.as_ptr(),
-                license.as_ptr(),
-                bytes.as_ptr().cast(),
-                insns.len() as libbpf_sys::size_t,
-                &mut opts,
-            )
+        let log_text = |log: &[u8]| {
+            String::from_utf8_lossy(&log[..log.iter().position(|&b| b == 0).unwrap_or(0)])
+                .into_owned()
         };
-        let text = String::from_utf8_lossy(&log[..log.iter().position(|&b| b == 0).unwrap_or(0)])
-            .into_owned();
-        if fd < 0 {
-            let err = std::io::Error::from_raw_os_error(-fd);
-            return Err(verifier_error(image, prog, &text, err));
-        }
-        if log_level != 0 {
+        // The verifier's log is asked for only when the user wants it (`log_level`) or to explain
+        // a failed load, which is loaded again with a log: a 16 MiB buffer allocated for every
+        // load left the heap with a 16 MiB free top that khugepaged (THP "always", Debian 6.1)
+        // filled with huge pages while otf ran, growing VmRSS by up to 16 MiB it never used.
+        let fd = if log_level == 0 {
+            match load(0, &mut []) {
+                fd if fd >= 0 => fd,
+                fd => {
+                    let mut log = vec![0u8; VERIFIER_LOG_SIZE];
+                    let again = load(1, &mut log);
+                    let err = std::io::Error::from_raw_os_error(-fd);
+                    if again >= 0 {
+                        // SAFETY: `again` is a new program fd that nothing else owns; closed here.
+                        drop(unsafe { OwnedFd::from_raw_fd(again) });
+                    }
+                    return Err(verifier_error(image, prog, &log_text(&log), err));
+                }
+            }
+        } else {
+            let mut log = vec![0u8; VERIFIER_LOG_SIZE];
+            let fd = load(log_level, &mut log);
+            let text = log_text(&log);
+            if fd < 0 {
+                let err = std::io::Error::from_raw_os_error(-fd);
+                return Err(verifier_error(image, prog, &text, err));
+            }
             eprintln!("{}: verifier log:\n{text}", prog.kind.name());
-        }
+            fd
+        };
         // SAFETY: `fd` is a new program fd that nothing else owns.
         Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     }
@@ -1002,6 +1030,9 @@ fn load_btf(data: &[u8]) -> Result<OwnedFd> {
 
 /// The error for a program the verifier refused: an otf bug, named by probe, with the
 /// verifier log kept in a file.
+/// Bytes of the verifier log buffer: enough for the log of the largest program's failing path.
+const VERIFIER_LOG_SIZE: usize = 16 << 20;
+
 fn verifier_error(
     image: &RuntimeImage,
     prog: &otf_codegen::Program,
