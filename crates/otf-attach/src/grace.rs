@@ -111,7 +111,12 @@ fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, State> {
 }
 
 fn run(shared: &Shared) {
-    batch_policy();
+    // A batch thread with the kernel's default slice: its wake-up must not preempt the traced
+    // program. (It is started by a refresh, whose thread may have the 0.1 ms slice of `otf
+    // run`, which a new thread inherits.) Measured (docs/performance.md, "Flip latency"): with
+    // the inherited slice, 5 of 400 tracepoint disarms were seen by the workload more than
+    // 1 ms late, against 1 of 400 without kicks.
+    crate::sched::set_fair(crate::sched::FairPolicy::Batch, 0);
     loop {
         {
             let mut st = lock(shared);
@@ -137,31 +142,4 @@ fn run(shared: &Shared) {
         st.rounds += 1;
         shared.wake.notify_all();
     }
-}
-
-/// Makes the calling thread a batch thread with the kernel's default slice: its wake-up must
-/// not preempt the traced program. (It is started by a refresh, whose thread may have the
-/// 0.1 ms slice of `otf run`, which a new thread inherits.) Measured (docs/performance.md,
-/// "Flip latency"): with the inherited slice, 5 of 400 tracepoint disarms were seen by the
-/// workload more than 1 ms late, against 1 of 400 without kicks.
-fn batch_policy() {
-    // SAFETY: sched_attr is a plain C struct of integers; all-zero is a valid value.
-    let mut attr: libc::sched_attr = unsafe { std::mem::zeroed() };
-    let size = std::mem::size_of::<libc::sched_attr>() as u32;
-    // SAFETY: sched_getattr writes at most `size` bytes into `attr`, which we own; pid 0 is
-    // the calling thread.
-    if unsafe { libc::syscall(libc::SYS_sched_getattr, 0, &mut attr, size, 0) } != 0 {
-        return;
-    }
-    let policy = attr.sched_policy as i32;
-    if policy != libc::SCHED_OTHER && policy != libc::SCHED_BATCH {
-        return;
-    }
-    attr.size = size;
-    attr.sched_policy = libc::SCHED_BATCH as u32;
-    attr.sched_runtime = 0;
-    attr.sched_flags &= libc::SCHED_FLAG_RESET_ON_FORK as u64;
-    // SAFETY: sched_setattr reads `size` bytes of `attr`, which we own; pid 0 is the calling
-    // thread. A refusal leaves the thread as it was.
-    unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr, 0) };
 }

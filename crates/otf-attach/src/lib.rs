@@ -9,6 +9,7 @@
 //!   pending, in the background, so that the next tracepoint attach does not wait for it.
 //! - [`perf`]: the one `perf_event_open(2)` (cpu-clock, tracepoint and probe PMU events, on
 //!   the kernel's `struct perf_event_attr`) and the perf-event ioctls.
+//! - [`sched`]: the calling thread's fair policy and slice ([`sched::set_fair`]).
 //! - [`sys`]: BPF links for perf events and raw tracepoints, and uprobe / uprobe_multi / kprobe / kprobe_multi links on file descriptors
 //!   ([`sys::Link`] detaches on drop), and, with the `test-program` feature, a tiny counting BPF
 //!   program for tests and examples.
@@ -21,6 +22,7 @@ pub mod close;
 pub mod grace;
 pub mod group;
 pub mod perf;
+pub mod sched;
 pub mod sys;
 pub mod table;
 #[cfg(feature = "test-program")]

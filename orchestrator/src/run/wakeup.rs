@@ -20,24 +20,5 @@ pub(super) const SLICE_NS: u64 = 100_000;
 /// command) keep theirs; otf starts no process later. Does nothing under a real-time or
 /// deadline policy, and ignores a refusal: the slice only makes refreshes prompter.
 pub(super) fn prompt_wakeups() {
-    // SAFETY: sched_attr is a plain C struct of integers; all-zero is a valid value.
-    let mut attr: libc::sched_attr = unsafe { std::mem::zeroed() };
-    let size = std::mem::size_of::<libc::sched_attr>() as u32;
-    // SAFETY: sched_getattr writes at most `size` bytes into `attr`, which we own; pid 0 is
-    // the calling thread.
-    let got = unsafe { libc::syscall(libc::SYS_sched_getattr, 0, &mut attr, size, 0) };
-    if got != 0 {
-        return;
-    }
-    let policy = attr.sched_policy as i32;
-    if policy != libc::SCHED_OTHER && policy != libc::SCHED_BATCH {
-        return;
-    }
-    attr.size = size;
-    attr.sched_runtime = SLICE_NS;
-    // Keep the reset-on-fork flag as it was; drop the flags sched_getattr reports but
-    // sched_setattr refuses or would apply (utilisation clamps are not set here).
-    attr.sched_flags &= libc::SCHED_FLAG_RESET_ON_FORK as u64;
-    // SAFETY: sched_setattr reads `size` bytes of `attr`; pid 0 is the calling thread.
-    unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr, 0) };
+    otf_attach::sched::set_fair(otf_attach::sched::FairPolicy::Keep, SLICE_NS);
 }
