@@ -169,6 +169,20 @@ pub struct OtfProcess {
 impl OtfProcess {
     /// Spawn `otf ARGS...` in `cwd`.
     pub fn spawn(args: &[String], cwd: &Path) -> Result<Self, String> {
+        Self::spawn_with(args, cwd, true)
+    }
+
+    /// As [`spawn`](Self::spawn), with transparent huge pages off for otf
+    /// (`PR_SET_THP_DISABLE`), for a test that reads otf's VmRSS as what otf allocated. Where
+    /// THP is "always" (Debian 6.1), the kernel backs any 2 MiB-aligned range of an anonymous
+    /// mapping with a huge page at its first touch, and khugepaged collapses sparse ranges into
+    /// huge pages at its own pace: VmRSS then jumps by 2 MiB steps that follow the kernel's
+    /// timing, not otf's allocations.
+    pub fn spawn_without_huge_pages(args: &[String], cwd: &Path) -> Result<Self, String> {
+        Self::spawn_with(args, cwd, false)
+    }
+
+    fn spawn_with(args: &[String], cwd: &Path, huge_pages: bool) -> Result<Self, String> {
         let bin = otf_bin()?;
         let mut cmd = Command::new(&bin);
         cmd.args(args)
@@ -177,6 +191,18 @@ impl OtfProcess {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         cmd.process_group(0);
+        if !huge_pages {
+            // SAFETY: the closure runs in the child between fork and exec and makes one
+            // prctl(2) call, which is async-signal-safe; the flag is kept across exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         let command = format!("{} {}", bin.display(), args.join(" "));
         let started = Instant::now();
         let mut child = cmd
