@@ -113,10 +113,15 @@ pub fn list_in(dir: &Path) -> Result<Vec<Tracepoint>, TraceError> {
         if NOT_TRACEPOINTS.contains(&subsystem.as_str()) {
             continue;
         }
-        let Ok(events) = std::fs::read_dir(&sub_path) else {
-            continue;
+        // A subsystem gone since the listing (its module unloaded) has no events; any other
+        // failure (out of file descriptors) is the error, not "no tracepoint matches".
+        let events = match std::fs::read_dir(&sub_path) {
+            Ok(events) => events,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(TraceError::Io(sub_path, e)),
         };
-        for ev in events.flatten() {
+        for ev in events {
+            let ev = ev.map_err(|e| TraceError::Io(sub_path.clone(), e))?;
             if ev.path().join("id").is_file() {
                 out.push(Tracepoint {
                     subsystem: subsystem.clone(),
