@@ -1028,11 +1028,11 @@ fn load_btf(data: &[u8]) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// The error for a program the verifier refused: an otf bug, named by probe, with the
-/// verifier log kept in a file.
 /// Bytes of the verifier log buffer: enough for the log of the largest program's failing path.
 const VERIFIER_LOG_SIZE: usize = 16 << 20;
 
+/// The error for a program the verifier refused: an otf bug, named by probe, with the
+/// verifier log kept in a file.
 fn verifier_error(
     image: &RuntimeImage,
     prog: &otf_codegen::Program,
