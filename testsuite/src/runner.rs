@@ -401,15 +401,7 @@ pub fn check(case: &Case) {
     if case.kind == Kind::Validated {
         if let Err(first) = &result {
             if first.contains("expected output not found") {
-                eprintln!(
-                    "{}: retrying once after a missed window{}",
-                    case.full_name(),
-                    if system::in_vm() {
-                        " under emulation"
-                    } else {
-                        ""
-                    }
-                );
+                eprintln!("{}: retrying once after a missed window", case.full_name());
                 let first = first.clone();
                 result = run_case(case).map_err(|second| {
                     format!("{second}\n--- (the first run missed as well):\n{first}")

@@ -500,31 +500,27 @@ impl Runtime {
         // a failed load, which is loaded again with a log: a 16 MiB buffer allocated for every
         // load left the heap with a 16 MiB free top that khugepaged (THP "always", Debian 6.1)
         // filled with huge pages while otf ran, growing VmRSS by up to 16 MiB it never used.
-        let fd = if log_level == 0 {
-            match load(0, &mut []) {
-                fd if fd >= 0 => fd,
-                fd => {
-                    let mut log = vec![0u8; VERIFIER_LOG_SIZE];
-                    let again = load(1, &mut log);
-                    let err = std::io::Error::from_raw_os_error(-fd);
-                    if again >= 0 {
-                        // SAFETY: `again` is a new program fd that nothing else owns; closed here.
-                        drop(unsafe { OwnedFd::from_raw_fd(again) });
-                    }
-                    return Err(verifier_error(image, prog, &log_text(&log), err));
-                }
-            }
+        let mut log = if log_level != 0 {
+            vec![0u8; VERIFIER_LOG_SIZE]
         } else {
-            let mut log = vec![0u8; VERIFIER_LOG_SIZE];
-            let fd = load(log_level, &mut log);
-            let text = log_text(&log);
-            if fd < 0 {
-                let err = std::io::Error::from_raw_os_error(-fd);
-                return Err(verifier_error(image, prog, &text, err));
-            }
-            eprintln!("{}: verifier log:\n{text}", prog.kind.name());
-            fd
+            Vec::new()
         };
+        let fd = load(log_level, &mut log);
+        if fd < 0 && log_level == 0 {
+            log = vec![0u8; VERIFIER_LOG_SIZE];
+            let again = load(1, &mut log);
+            if again >= 0 {
+                // SAFETY: `again` is a new program fd that nothing else owns; closed here.
+                drop(unsafe { OwnedFd::from_raw_fd(again) });
+            }
+        }
+        if fd < 0 {
+            let err = std::io::Error::from_raw_os_error(-fd);
+            return Err(verifier_error(image, prog, &log_text(&log), err));
+        }
+        if log_level != 0 {
+            eprintln!("{}: verifier log:\n{}", prog.kind.name(), log_text(&log));
+        }
         // SAFETY: `fd` is a new program fd that nothing else owns.
         Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     }
